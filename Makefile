@@ -1,0 +1,39 @@
+# The front door (README): `make demo` and `make test` set up what they need, then run.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test lint unit deb matrix bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/setup-host.sh
+	bash scripts/setup-host.sh
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/kavsetup demo
+
+lint: setup
+	$(BIN)/ruff check .
+
+unit: setup
+	$(BIN)/python -m pytest -q
+
+test: lint unit
+
+deb: setup
+	bash pkg/deb/build.sh
+
+matrix: setup deb
+	$(BIN)/python tests/distro-matrix/run.py
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) dist build *.egg-info .pytest_cache .ruff_cache

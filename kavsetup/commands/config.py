@@ -1,0 +1,112 @@
+"""``kavsetup config defaults|check|show|set``: compile, check, inspect and edit the configuration."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from kavsetup.conffile import render_config
+from runtime.config import ConfigError, load_config, parse_assignment, set_values
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("config", help="compile, check, show and edit kav4mailservers.conf")
+    csub = p.add_subparsers(dest="config_command", metavar="ACTION")
+    csub.required = True
+
+    d = csub.add_parser("defaults", help="print the commented default configuration")
+    d.set_defaults(func=cmd_defaults)
+
+    c = csub.add_parser("check", help="validate FILE; FILE:LINE messages and exit 1 when invalid")
+    c.add_argument("file")
+    c.add_argument("-q", "--quiet", action="store_true", help="do not print warnings")
+    c.set_defaults(func=cmd_check)
+
+    s = csub.add_parser("show", help="effective values after defaults and group resolution")
+    s.add_argument("file")
+    s.add_argument("--section", help="only this section (e.g. smtpscan.group:default)")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(func=cmd_show)
+
+    e = csub.add_parser("set", help="edit FILE in place: section.Key=value ...")
+    e.add_argument("file")
+    e.add_argument("assignments", nargs="+", metavar="section.Key=value")
+    e.set_defaults(func=cmd_set)
+
+
+def cmd_defaults(args: argparse.Namespace) -> int:
+    sys.stdout.write(render_config())
+    return 0
+
+
+def _report(exc: ConfigError) -> int:
+    for m in exc.messages:
+        print(m, file=sys.stderr)
+    return 1
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.file)
+    except ConfigError as exc:
+        return _report(exc)
+    if not args.quiet:
+        for w in cfg.warnings:
+            print(f"{w} (warning)", file=sys.stderr)
+    return 0
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ",".join(_text(v) if not isinstance(v, tuple) else " ".join(v) for v in value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return str(value)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.file)
+    except ConfigError as exc:
+        return _report(exc)
+    data = cfg.effective()
+    if args.section:
+        from runtime.config.schema import canonical_section
+
+        name = canonical_section(args.section)[0]
+        if name not in data:
+            print(f"{args.file}: no section [{name}]", file=sys.stderr)
+            return 1
+        data = {name: data[name]}
+    if args.json:
+        json.dump(data, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return 0
+    for name, body in data.items():
+        print(f"[{name}]")
+        resolved = body.pop("resolved", None) if isinstance(body, dict) else None
+        for key, value in body.items():
+            print(f"{key}={_text(value)}")
+        if resolved:
+            print("# resolved per status (6.1.3): " + " ".join(next(iter(resolved.values())).keys()))
+            for status, attrs in resolved.items():
+                print(f"#   {status:<10} " + " ".join(f"{_text(v):<9}" for v in attrs.values()))
+        print()
+    return 0
+
+
+def cmd_set(args: argparse.Namespace) -> int:
+    try:
+        assignments = [parse_assignment(a, args.file) for a in args.assignments]
+        changed = set_values(args.file, assignments)
+    except ConfigError as exc:
+        return _report(exc)
+    except OSError as exc:
+        print(f"{args.file}: {exc.strerror}", file=sys.stderr)
+        return 1
+    print(f"{args.file}: {'updated' if changed else 'unchanged'}", file=sys.stderr)
+    return 0

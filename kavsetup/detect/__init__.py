@@ -1,0 +1,51 @@
+"""Read-only detection of the OS, the MTA(s), their versions and files (guide 3.4, 1.2).
+
+``detect(root)`` looks at a live system (``root=/``) or any tree treated as ``/`` and returns a
+frozen ``System`` (see ``model.py``, the contract consumed by ``kavsetup/mta_patches``).  It
+never writes, and it never raises for a bad file: unreadable configuration, broken symlinks and
+unknown systems become ``System.problems`` entries.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kavsetup.detect.model import (
+    SCHEMA_VERSION,
+    EximInfo,
+    GateResult,
+    GateVerdict,
+    GroupEntry,
+    InitSystem,
+    MTADetails,
+    MTAInfo,
+    MTAKind,
+    OSFamily,
+    OSInfo,
+    PackageFormat,
+    PostfixInfo,
+    Problem,
+    QmailInfo,
+    SendmailInfo,
+    System,
+    UserEntry,
+    Users,
+    Version,
+    check_version,
+)
+
+
+def detect(root: Path | str = Path("/"), *, run_binaries: bool = True) -> System:
+    """Detect everything under ``root``.  ``run_binaries=False`` forbids running the MTA's own
+    tools (postconf, exim -bV) even where they could run, e.g. for reproducible fixture tests."""
+    from kavsetup.detect.system import detect_system
+
+    return detect_system(Path(root), run_binaries=run_binaries)
+
+
+__all__ = [
+    "SCHEMA_VERSION", "EximInfo", "GateResult", "GateVerdict", "GroupEntry", "InitSystem",
+    "MTADetails", "MTAInfo", "MTAKind", "OSFamily", "OSInfo", "PackageFormat", "PostfixInfo",
+    "Problem", "QmailInfo", "SendmailInfo", "System", "UserEntry", "Users", "Version",
+    "check_version", "detect",
+]

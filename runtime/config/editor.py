@@ -1,0 +1,150 @@
+"""Edit ``kav4mailservers.conf`` in place, the way an administrator would with an editor.
+
+Only the lines of the keys being set change; comments, blank lines, order, line endings and the
+spelling of everything else stay as they were.  Setting a key to the value it already has leaves
+the file byte-identical.  The result is validated as a whole before it replaces the file, so a
+bad value never reaches disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runtime.config import schema as S
+from runtime.config.lexer import Document, Entry
+from runtime.config.model import ConfigError, Message, loads_config
+from runtime.fsutil import atomic_write
+
+
+@dataclass(frozen=True)
+class Assignment:
+    section: str
+    key: str
+    value: str  # as it will be written (canonical form)
+
+
+def parse_assignment(text: str, filename: str = "<command line>") -> Assignment:
+    """``section.Key=value``: the key is what follows the last dot (``aveserver.options.DetachFromTerminal=no``)."""
+    lhs, sep, value = text.partition("=")
+    if not sep or "." not in lhs:
+        raise ConfigError([Message(filename, None, None, None, f"{text!r}: expected section.Key=value")])
+    section, _, key = lhs.strip().rpartition(".")
+    return normalise(section, key, value, filename)
+
+
+def normalise(section: str, key: str, value: Any, filename: str = "<command line>") -> Assignment:
+    canon, _ = S.canonical_section(section)
+    schema = S.section_schema(canon)
+    if schema is None:
+        raise ConfigError([Message(filename, None, section, None, "unknown section")])
+    spec = schema.key(key)
+    if spec is None:
+        from runtime.config.model import _did_you_mean
+
+        raise ConfigError([Message(filename, None, canon, key, f"unknown key{_did_you_mean(key, schema.key_names())}")])
+    raw = value if isinstance(value, str) else spec.type.format(value)
+    try:
+        typed = spec.type.parse(raw)
+    except ValueError as exc:
+        raise ConfigError([Message(filename, None, canon, spec.name, str(exc))]) from None
+    return Assignment(canon, spec.name, spec.type.format(typed))
+
+
+def _section_of(doc: Document, section: str) -> tuple[int | None, int | None]:
+    """(index of the header entry, index of the last entry in that section) for ``section``."""
+    head = last = None
+    current = None
+    for i, e in enumerate(doc.entries):
+        if e.kind == "section":
+            current = S.canonical_section(e.name)[0]
+            if current == section and head is None:
+                head = last = i
+            continue
+        if current == section and head is not None:
+            last = i
+    return head, last
+
+
+def _matching_keys(doc: Document, section: str, key: str) -> list[Entry]:
+    spec = S.section_schema(section)
+    assert spec is not None
+    out = []
+    for e in doc.entries:
+        if e.kind != "key" or e.section is None or S.canonical_section(e.section)[0] != section:
+            continue
+        found = spec.key(e.name)
+        if found is not None and found.name == key:
+            out.append(e)
+    return out
+
+
+def apply_assignments(text: str, assignments: list[Assignment], filename: str = "<string>") -> str:
+    """Return ``text`` with the assignments applied (pure; no I/O)."""
+    doc = Document.parse(text)
+    eol = doc.eol()
+    for a in assignments:
+        spec = S.section_schema(a.section)
+        assert spec is not None
+        key_spec = spec.key(a.key)
+        assert key_spec is not None
+        existing = _matching_keys(doc, a.section, a.key)
+        if existing:
+            current_raw = ",".join(e.value for e in existing)
+            try:
+                same = key_spec.type.parse(current_raw) == key_spec.type.parse(a.value)
+            except ValueError:
+                same = False
+            if same:
+                continue
+            first = existing[0]
+            # Keep the line's own ending (and lack of one at end of file).
+            last_line = doc.lines[first.last]
+            line_eol = last_line[len(last_line.rstrip("\r\n")) :]
+            new_line = f"{a.key}={a.value}{line_eol}"
+            # Remove the other occurrences (a repeated list key becomes one line), bottom-up.
+            for e in reversed(existing[1:]):
+                del doc.lines[e.first : e.last + 1]
+            doc.lines[first.first : first.last + 1] = [new_line]
+        else:
+            head, last = _section_of(doc, a.section)
+            if head is None:
+                if doc.lines and not doc.lines[-1].endswith(("\n", "\r")):
+                    doc.lines[-1] += eol
+                if doc.lines and doc.lines[-1].strip():
+                    doc.lines.append(eol)
+                doc.lines += [f"[{a.section}]{eol}", f"{a.key}={a.value}{eol}"]
+            else:
+                # After the section's last key (or its header), before trailing comments/blanks.
+                entries = doc.entries[head : last + 1]
+                anchor = max((e for e in entries if e.kind in ("key", "section")), key=lambda e: e.last)
+                at = anchor.last + 1
+                if not doc.lines[anchor.last].endswith(("\n", "\r")):
+                    doc.lines[anchor.last] += eol
+                doc.lines.insert(at, f"{a.key}={a.value}{eol}")
+        doc.reparse()
+    return doc.text()
+
+
+def set_values(path: str | Path, assignments: list[Assignment] | dict[str, Any]) -> bool:
+    """Apply assignments to the file at ``path``; return whether it changed.
+
+    ``assignments`` may be a mapping ``{"section.Key": value}``.  Raises :class:`ConfigError`
+    (and writes nothing) when the result would not validate.
+    """
+    p = Path(path)
+    if isinstance(assignments, dict):
+        items = []
+        for dotted, value in assignments.items():
+            section, _, key = dotted.rpartition(".")
+            items.append(normalise(section, key, value, str(p)))
+        assignments = items
+    raw = p.read_bytes()
+    text = raw.decode("utf-8")
+    new = apply_assignments(text, assignments, str(p))
+    if new == text:
+        return False
+    loads_config(new, filename=str(p))  # validate the whole result before it replaces the file
+    atomic_write(p, new.encode("utf-8"))
+    return True

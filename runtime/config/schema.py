@@ -1,0 +1,551 @@
+"""The one schema of ``kav4mailservers.conf``.
+
+Every section and key the guide names (4.1, 4.4.5, 5.1-5.4, 6.1-6.8) plus those attested by
+third-party tools of the time (design/kav55-format-notes.md), each with its type, default and
+the guide section it comes from.  The runtime loads through this module and the installer renders
+its template from it, so defaults live in exactly one place.
+
+Where the guide gives no default we chose the safe one and say why in ``note``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime.config import values as v
+
+#: Object statuses that carry per-status group keys (guide 6.1.3, 6.2.2; format notes).
+STATUSES: tuple[str, ...] = (
+    "Infected",
+    "Suspicious",
+    "Warning",
+    "Corrupted",
+    "Protected",
+    "Error",
+    "Cured",
+    "CureFailed",
+    "Filtered",
+)
+
+#: Per-status attributes: ``<Status><Attr>`` overrides the generic ``<Attr>`` (guide 5.2.1, 6.1.3-6.1.4).
+GROUP_ATTRS: tuple[str, ...] = (
+    "Quarantine",
+    "AdminNotify",
+    "AdminAction",
+    "AdminAttachReport",
+    "SenderNotify",
+    "RecipientNotify",
+    "RecipientAttachReport",
+    "RecipientAction",
+)
+
+ROLES: tuple[str, ...] = ("admin", "sender", "recipient")
+EVENTS: tuple[str, ...] = tuple(s.lower() for s in STATUSES)
+
+PRODUCT_NAME = "Kaspersky Anti-Virus for Unix Mail Servers"
+PRODUCT_VERSION = "5.5"
+
+# FHS-style locations of 5.5 on Linux (format notes "Paths of 5.5").
+ETC_DIR = "/etc/kav/5.5/kav4mailservers"
+DB_DIR = "/var/db/kav/5.5/kav4mailservers"
+LOG_DIR = "/var/log/kav/5.5/kav4mailservers"
+CONFIG_FILE = f"{ETC_DIR}/kav4mailservers.conf"
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    type: v.ValueType
+    default: Any
+    guide: str
+    doc: str
+    note: str = ""  # why this default, where the guide is silent
+    aliases: tuple[str, ...] = ()  # accepted spellings, reported with a warning, written canonically
+
+    def default_text(self) -> str:
+        return self.type.format(self.default) if self.default is not None else ""
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    guide: str
+    doc: str
+    keys: tuple[Key, ...]
+    #: a pattern section: ``smtpscan.group:NAME`` or ``smtpscan.notify.ROLE.EVENT``
+    pattern: bool = False
+    _index: dict[str, Key] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for key in self.keys:
+            self._index[key.name.lower()] = key
+            for alias in key.aliases:
+                self._index[alias.lower()] = key
+
+    def key(self, name: str) -> Key | None:
+        """Look a key up case-insensitively, through its aliases."""
+        return self._index.get(name.lower())
+
+    def key_names(self) -> list[str]:
+        return [k.name for k in self.keys]
+
+
+K = Key  # brevity in the table below
+
+_PERM = v.Octal()
+_BOOL = v.Bool()
+_LEVEL = v.Int(minimum=0, maximum=10)
+
+
+def _report_keys(guide: str, filename: str, perm: int = 0o640) -> tuple[Key, ...]:
+    return (
+        K(
+            "ReportFileName",
+            v.Path(optional=True),
+            f"{LOG_DIR}/{filename}",
+            guide,
+            "Event log file (empty: standard error).",
+        ),
+        K("ReportLevel", _LEVEL, 4, "6.8", "Level of detail 0-10; fatal errors are always written. 4 is optimal."),
+        K(
+            "ReportFilePermission",
+            _PERM,
+            perm,
+            "5.2.1",
+            "Permission of a newly created event log.",
+            note="0640: logs hold addresses and virus names; the guide's example uses 0660.",
+        ),
+        K("Append", _BOOL, True, "5.1.2", "Append to the event log rather than truncate it at start."),
+    )
+
+
+def _group_keys() -> tuple[Key, ...]:
+    keys: list[Key] = [
+        K("Senders", v.RegexList(), [".*@.*"], "6.1.1", "POSIX regex masks of senders in this group."),
+        K("Recipients", v.RegexList(), [".*@.*"], "6.1.1", "POSIX regex masks of recipients in this group."),
+        K("Check", _BOOL, True, "6.1.2", "Scan this group's mail; with any Cured* key cure mode is on too."),
+        K(
+            "AdminAddress",
+            v.Address(),
+            "postmaster@localhost",
+            "4.1",
+            "Group administrator who receives admin notices.",
+        ),
+        K(
+            "QuarantinePath",
+            v.Path(),
+            f"{DB_DIR}/quarantine",
+            "5.2.2",
+            "Quarantine directory (objects are kept encrypted, 0600).",
+            note="Under the product's state tree rather than the guide's example /var/db/Quarantine.",
+        ),
+        K("AddXHeaders", _BOOL, True, "6.8.4", "Add the X-Anti-Virus: header to scanned messages."),
+        K("FilterByName", v.RegexList(), [], "5.2.5", "Attachment names to filter out (status Filtered)."),
+        K(
+            "Quarantine",
+            _BOOL,
+            False,
+            "6.1.3",
+            "Group switch for quarantine; the statuses quarantined are chosen by <Status>Quarantine.",
+            note="6.1.3 and 5.2.5 show Quarantine=yes as a switch with per-status keys beside it.",
+        ),
+        K("AdminNotify", _BOOL, True, "6.1.4", "Notify the group administrator."),
+        K("AdminAction", v.GroupAction(), "unchanged", "6.1.3", "Object in the administrator's copy."),
+        K(
+            "AdminAttachReport",
+            _BOOL,
+            True,
+            "6.1.4",
+            "Attach the scan report to the administrator's notice.",
+            note="Not printed by the guide; the admin copy always carried the report in 5.x front-ends.",
+        ),
+        K(
+            "SenderNotify",
+            _BOOL,
+            False,
+            "6.1.4",
+            "Notify the sender (notifications only, 6.1.3).",
+            note="no: senders of virus mail are nearly always forged; notices to them are backscatter.",
+        ),
+        K("RecipientNotify", _BOOL, True, "6.1.4", "Notify the recipient."),
+        K("RecipientAttachReport", _BOOL, True, "5.2.1", "Attach the scan report to the recipient's copy."),
+        K("RecipientAction", v.GroupAction(), "remove", "6.1.3", "Object in the recipient's copy."),
+    ]
+    generic = {k.name: k for k in keys}
+    for status in STATUSES:
+        for attr in GROUP_ATTRS:
+            base = generic[attr]
+            if attr == "Quarantine":
+                keys.append(
+                    K(status + attr, _BOOL, None, "6.1.3", f"Quarantine {status} objects (needs Quarantine=yes).")
+                )
+            else:
+                keys.append(
+                    K(status + attr, base.type, None, base.guide, f"{attr} for {status} objects (default: {attr}).")
+                )
+    return tuple(keys)
+
+
+GROUP_KEYS = _group_keys()
+
+SECTIONS: tuple[Section, ...] = (
+    Section(
+        "path",
+        "4.1",
+        "Where the product keeps its databases, keys, socket and work files.",
+        (
+            K("BasesPath", v.Path(), f"{DB_DIR}/bases", "4.2", "Anti-virus database directory (.hdb/.hsb/.ndb)."),
+            K("LicensePath", v.Path(), f"{DB_DIR}/licenses", "5.4.3", "Directory of product key files."),
+            K("LocalSocketPath", v.Path(), "/var/run/aveserver", "6.4", "aveserver's UNIX socket."),
+            K("AVSpidPATH", v.Path(), "/var/run/aveserver.pid", "6.4.2", "aveserver's pid file."),
+            K(
+                "TempPath",
+                v.Path(),
+                "/tmp",
+                "2.1",
+                "Spool directory for messages under scan.",
+                note="/tmp as attested; spool files are created 0600 with unguessable names and removed on every path.",
+            ),
+            K("IcheckerDbFile", v.Path(), "/var/db/kav/5.5/ichecker.db", "6.3.1", "iChecker database of clean files."),
+        ),
+    ),
+    Section(
+        "locale",
+        "6.7",
+        "Date/time formats and the texts used in notifications (%VIRUSNAME%, %ACTION%).",
+        (
+            K("DateFormat", v.Strftime(), "%d/%m/%y", "6.7", "strftime format of dates."),
+            K("TimeFormat", v.Strftime(), "%H:%M:%S", "6.7", "strftime format of times."),
+            K("Infected", v.String(), "infected", "6.1.4", "Text of %VIRUSNAME% for Infected objects."),
+            K("Suspicious", v.String(), "suspicious", "6.1.4", "Text for Suspicious objects."),
+            K("Warning", v.String(), "warning (modified code of a known virus)", "6.1.4", "Text for Warning objects."),
+            K("Corrupted", v.String(), "corrupted", "6.1.4", "Text for Corrupted objects."),
+            K("Protected", v.String(), "password-protected, not scanned", "6.1.4", "Text for Protected objects."),
+            K("Error", v.String(), "could not be scanned", "6.1.4", "Text for Error objects."),
+            K("Cured", v.String(), "cured", "6.1.4", "Text for Cured objects."),
+            K("CureFailed", v.String(), "infected, disinfection failed", "6.1.4", "Text for CureFailed objects."),
+            K("Filtered", v.String(), "filtered by name", "6.1.4", "Text for Filtered objects."),
+            K("ActionUnchanged", v.String(), "attachement not modified", "6.1.4", "%ACTION% text (guide's wording)."),
+            K("ActionCured", v.String(), "attachement cured", "6.1.4", "%ACTION% text."),
+            K("ActionRemoved", v.String(), "attachment removed", "6.1.4", "%ACTION% text."),
+            K("ActionCuredRemoved", v.String(), "attachments cured and removed", "6.1.4", "%ACTION% text."),
+        ),
+    ),
+    Section(
+        "aveserver.options",
+        "6.4",
+        "The scanning daemon.",
+        (
+            K("DetachFromTerminal", _BOOL, True, "6.4", "Go to the background after start (no under a supervisor)."),
+            K(
+                "StartupMode",
+                v.Choice(choices=("fast", "normal")),
+                "normal",
+                "6.4",
+                "fast: detach after reading the config; normal: after loading databases and keys.",
+                note="normal: a start that cannot load its databases fails visibly instead of silently.",
+            ),
+            K("LocalSocketPermission", _PERM, 0o666, "6.4", "Permission of the UNIX socket (guide default 0666)."),
+            K(
+                "Workers",
+                v.Int(minimum=0, maximum=256),
+                0,
+                "6.4",
+                "Scanning worker processes; 0 means one per CPU core.",
+                note="Not in the guide; scanning is CPU bound, so every core is used by default.",
+            ),
+            K(
+                "ClamdTcpPort",
+                v.Int(minimum=0, maximum=65535),
+                0,
+                "6.4",
+                "Also speak the clamd protocol on 127.0.0.1:PORT; 0 = off.",
+                note="off: the UNIX socket is the least-privilege default.",
+            ),
+            K("ClamdTcpAddress", v.String(), "127.0.0.1", "6.4", "Address for ClamdTcpPort."),
+            K("StreamMaxLength", v.Int(minimum=1), 104857600, "6.4", "Largest INSTREAM object in bytes."),
+        ),
+    ),
+    Section(
+        "aveserver.limits",
+        "6.4",
+        "Bounds that stop archive bombs and endless scans (reported as the object's status).",
+        (
+            K("MaxDepth", v.Int(minimum=1, maximum=64), 16, "6.4", "Deepest container nesting unpacked."),
+            K("MaxFiles", v.Int(minimum=1), 10000, "6.4", "Most members unpacked from one object."),
+            K("MaxUnpackedSize", v.Int(minimum=1), 268435456, "6.4", "Most bytes unpacked from one object."),
+            K("MaxRatio", v.Int(minimum=1), 200, "6.4", "Largest compression ratio accepted for a member."),
+            K("MaxScanTime", v.Int(minimum=1), 60, "6.4", "Seconds one object may take."),
+        ),
+    ),
+    Section("aveserver.report", "6.8", "aveserver's event log.", _report_keys("6.8", "aveserver.log")),
+    Section(
+        "smtpscan.general",
+        "4.4.5",
+        "smtpscanner: protocol in and out.",
+        (
+            K(
+                "Protocol",
+                v.Choice(choices=("lmtp", "smtp")),
+                "lmtp",
+                "6.6.4",
+                "Protocol smtpscanner speaks to the MTA.",
+            ),
+            K(
+                "ListenAddress",
+                v.Listen(),
+                "inet:127.0.0.1:10025",
+                "4.4.3",
+                "Where a standing smtpscanner listens (stdio when spawned by the MTA).",
+            ),
+            K("ForwardMailer", v.Mailer(), "smtp:127.0.0.1:10026", "4.4.5", "Where scanned mail goes back to the MTA."),
+            K("NotifyFromAddress", v.Address(), "MAILER-DAEMON@localhost", "4.1", "Sender of all notifications."),
+            K(
+                "EHLOsupport8BITMIME",
+                _BOOL,
+                False,
+                "6.6.2",
+                "Advertise and pass on 8BITMIME.",
+                aliases=("EHL0support8BITMIME",),
+                note="Off until the admin confirms the next hop supports it (6.6.2).",
+            ),
+            K(
+                "EHLOsupportDSN",
+                _BOOL,
+                False,
+                "6.6.1",
+                "Advertise and pass on DSN (NOTIFY/ORCPT/RET/ENVID unchanged).",
+                aliases=("EHL0supportDSN",),
+                note="The guide says to check the routing MTA supports DSN first.",
+            ),
+            K(
+                "EHLOsupportXFORWARD",
+                _BOOL,
+                False,
+                "6.6.3",
+                "Advertise and pass on XFORWARD (Postfix, SMTP protocol).",
+                aliases=("EHL0supportXFORWARD",),
+            ),
+            K(
+                "EHLOattrsXFORWARD",
+                v.XforwardAttrs(),
+                ["NAME", "ADDR", "PROTO", "HELO"],
+                "6.6.3",
+                "XFORWARD attributes passed on.",
+                aliases=("EHL0attrsXFORWARD",),
+            ),
+            K(
+                "EHLOsupportSMTPUTF8",
+                _BOOL,
+                False,
+                "6.6",
+                "Advertise and pass on SMTPUTF8.",
+                aliases=("EHL0supportSMTPUTF8",),
+            ),
+            K("User", v.String(), "kluser", "4.4.3", "Account smtpscanner runs as (least privilege)."),
+        ),
+    ),
+    Section(
+        "smtpscan.license",
+        "5.4.1",
+        "Licensing: the protected mail domains.",
+        (
+            K(
+                "LicenseDomains",
+                v.RegexList(),
+                [".*"],
+                "5.4.1",
+                "POSIX regex masks of protected domains, comma separated.",
+                aliases=("LicenseDomain",),
+                note="'.*' until the installer writes the site's domains: no mail is refused for licensing.",
+            ),
+        ),
+    ),
+    Section(
+        "smtpscan.limits",
+        "4.4.5",
+        "Bounds on the mail filter; past them the MTA is told to retry (4xx), no mail is lost.",
+        (
+            K("MaxCheckTime", v.Int(minimum=1), 60, "4.4.5", "Seconds a message may take to scan."),
+            K(
+                "MaxMessageSize",
+                v.Int(minimum=0),
+                52428800,
+                "4.4.5",
+                "Largest message accepted in bytes; 0 = no limit.",
+                note="50 MiB, above every common MTA's own message_size_limit.",
+            ),
+            K("MaxScanners", v.Int(minimum=1, maximum=1024), 16, "1.1", "Messages scanned at the same time."),
+        ),
+    ),
+    Section(
+        "smtpscan.notify",
+        "6.1.4",
+        "Notifications to senders, recipients and administrators.",
+        (
+            K(
+                "Template",
+                v.Path(optional=True),
+                "",
+                "6.1.4",
+                "Notification template (empty: the built-in general text, template_notify_main).",
+            ),
+            K("Subject", v.String(), "Anti-virus notification: %VIRUSNAME%", "6.1.4", "Subject; macros allowed."),
+            K("MimeType", v.String(), "text/plain", "6.1.4", "MIME type of the notice body."),
+            K("Charset", v.String(), "utf-8", "6.1.4", "Codepage of the notice body."),
+        ),
+    ),
+    Section(
+        "smtpscan.notify.ROLE.EVENT",
+        "6.1.4",
+        "Per role (admin, sender, recipient) and event template and subject.",
+        (
+            K("Template", v.Path(optional=True), "", "6.1.4", "Template for this role and event."),
+            K("Subject", v.String(), "", "6.1.4", "Subject for this role and event (empty: [smtpscan.notify])."),
+        ),
+        pattern=True,
+    ),
+    Section(
+        "smtpscan.report",
+        "6.8",
+        "smtpscanner's event log and statistics.",
+        (
+            *_report_keys("6.8", "smtpscanner.log"),
+            K("ShowOk", _BOOL, False, "5.2.1", "Also log clean messages."),
+            K("AVStatistics", v.Path(optional=True), "", "6.8.3", "Virus statistics file (empty: off)."),
+        ),
+    ),
+    Section(
+        "smtpscan.group:NAME", "6.1", "A group of senders and recipients with its rules.", GROUP_KEYS, pattern=True
+    ),
+    Section(
+        "updater.path",
+        "5.1",
+        "keepup2date's directories.",
+        (
+            K("BackUpPath", v.Path(), f"{DB_DIR}/bases.backup", "5.1", "Copy of the previous databases."),
+            K("UploadPatchPath", v.Path(optional=True), "", "5.1", "Where downloaded module patches go."),
+        ),
+    ),
+    Section(
+        "updater.options",
+        "5.1",
+        "keepup2date.",
+        (
+            K("KeepSilent", _BOOL, False, "5.1.2", "No console output."),
+            K("UseUpdateServerUrl", _BOOL, False, "5.1.1", "Use UpdateServerUrl."),
+            K("UpdateServerUrl", v.String(), "", "5.1.1", "Own update source (URL or directory)."),
+            K("UseUpdateServerUrlOnly", _BOOL, False, "5.1.1", "Do not fall back to the server list."),
+            K("RegionSettings", v.String(), "", "5.1", "Region hint for server choice."),
+            K(
+                "PostUpdateCmd",
+                v.String(),
+                "systemctl reload aveserver",
+                "5.1",
+                "Run after a successful update.",
+                note="The guide's /etc/init.d/aveserver reload; the installer writes the OS's own form.",
+            ),
+            K("ConnectTimeout", v.Int(minimum=1), 30, "5.1", "Seconds to wait for an update server."),
+            K("UseProxy", _BOOL, False, "5.1.5", "Go through ProxyAddress or $http_proxy."),
+            K("ProxyAddress", v.String(), "", "5.1.5", "http://user:password@ip:port"),
+            K("PassiveFtp", _BOOL, True, "5.1", "Passive FTP (works through NAT)."),
+        ),
+    ),
+    Section("updater.report", "5.1", "keepup2date's event log.", _report_keys("5.1.2", "keepup2date.log")),
+    Section(
+        "scanner.options",
+        "6.2",
+        "kavscanner: what to scan and how.",
+        (
+            K("Cure", _BOOL, False, "6.2.2", "Disinfect infected files."),
+            K("Recursion", _BOOL, True, "6.2.1", "Descend into directories."),
+            K("ExcludeMask", v.StrList(), [], "6.2.1", "Shell masks of files not scanned."),
+            K("ExcludeDirs", v.StrList(), [], "6.2.1", "Directories not scanned."),
+            K("MaxLoadAvg", v.Float(minimum=0), 0.0, "6.3.2", "Pause while the load average exceeds this; 0 = off."),
+            K("UseIChecker", _BOOL, True, "6.3.1", "Skip files unchanged since found clean."),
+            K("Packed", _BOOL, True, "6.2.1", "Scan packed executables."),
+            K("Archives", _BOOL, True, "6.2.1", "Scan inside archives."),
+            K("SelfExtArchives", _BOOL, True, "6.2.1", "Scan self-extracting archives."),
+            K("MailBases", _BOOL, True, "6.2.1", "Scan mailbox files."),
+            K("MailPlain", _BOOL, True, "6.2.1", "Scan plain mail messages."),
+            K("CrossFs", _BOOL, False, "6.2.1", "Cross file-system boundaries."),
+        ),
+    ),
+    *(
+        Section(
+            name,
+            "6.2.3",
+            f"kavscanner actions on {what}.",
+            (
+                K("OnInfected", v.ScanAction(), [], "6.2.3", "Action on infected objects."),
+                K("OnSuspicion", v.ScanAction(), [], "6.2.3", "Action on suspicious objects."),
+                K("OnWarning", v.ScanAction(), [], "6.2.3", "Action on warning objects."),
+                K("OnCorrupted", v.ScanAction(), [], "6.2.3", "Action on corrupted objects."),
+            ),
+        )
+        for name, what in (("scanner.object", "simple objects"), ("scanner.container", "containers"))
+    ),
+    Section(
+        "scanner.path",
+        "5.3.5",
+        "kavscanner's directories.",
+        (K("BackupPath", v.Path(optional=True), "", "5.3.5", "Backup copies before cure/removal (empty: off)."),),
+    ),
+    Section(
+        "scanner.report",
+        "6.8",
+        "kavscanner's event log.",
+        (
+            *_report_keys("6.8", "kavscanner.log"),
+            K("ShowObjectResultOnly", _BOOL, False, "6.8.1", "Short format for simple objects."),
+            K("ShowContainerResultOnly", _BOOL, False, "6.8.1", "Short format for containers."),
+        ),
+    ),
+    Section(
+        "display",
+        "6.8.2",
+        "kavscanner's console output.",
+        (
+            K("ShowContainerResultOnly", _BOOL, False, "6.8.2", "Only the container's result."),
+            K("ShowOK", _BOOL, False, "6.8.2", "Show clean files.", aliases=()),
+            K("ShowProgress", _BOOL, False, "6.8.2", "Show progress."),
+        ),
+    ),
+)
+
+SECTION_INDEX: dict[str, Section] = {s.name: s for s in SECTIONS}
+
+#: Misspelt section prefixes the guide itself prints (5.2.1 ``[smtpscanner.group:default]``, 5.2).
+SECTION_ALIASES: dict[str, str] = {"smtpscanner.": "smtpscan."}
+
+
+def canonical_section(name: str) -> tuple[str, bool]:
+    """Canonical section name and whether an alias was used."""
+    lower = name.strip()
+    for alias, canon in SECTION_ALIASES.items():
+        if lower.lower().startswith(alias):
+            return canon + lower[len(alias) :], True
+    return lower, False
+
+
+def section_schema(name: str) -> Section | None:
+    """The schema of a concrete section name (``smtpscan.group:users`` -> the group pattern)."""
+    if name in SECTION_INDEX:
+        return SECTION_INDEX[name]
+    if name.startswith("smtpscan.group:") and len(name) > len("smtpscan.group:"):
+        return SECTION_INDEX["smtpscan.group:NAME"]
+    parts = name.split(".")
+    if len(parts) == 4 and parts[:2] == ["smtpscan", "notify"] and parts[2] in ROLES and parts[3] in EVENTS:
+        return SECTION_INDEX["smtpscan.notify.ROLE.EVENT"]
+    return None
+
+
+def group_defaults() -> dict[str, Any]:
+    """Defaults of the group keys that have one (per-status keys inherit instead)."""
+    return {k.name: k.default for k in GROUP_KEYS if k.default is not None}
+
+
+def cpu_count() -> int:
+    return os.cpu_count() or 1

@@ -1,0 +1,257 @@
+"""Unpackers for the container kinds the engine looks into: zip, tar, gzip, bzip2, xz, uuencode.
+
+Everything happens in memory: a member's name is only ever used to label results, never to
+create a file.  Decompression runs in bounded chunks charged to the scan's Budget first, so a
+bomb is stopped by a limit before it can exhaust memory.  MIME lives in mime.py because curing
+needs to rebuild the message.
+"""
+
+from __future__ import annotations
+
+import binascii
+import bz2
+import io
+import lzma
+import re
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from .limits import Budget, Corrupted, LimitExceeded, Protected
+
+CHUNK = 1 << 20
+
+
+@dataclass(slots=True)
+class Member:
+    """One unpacked object, or the reason it could not be unpacked (``error`` set)."""
+
+    name: str
+    data: bytes = b""
+    error: Exception | None = None
+
+
+def safe_name(name: str) -> str:
+    """A member name fit for a report line: no control characters, no quotes, bounded length."""
+    cleaned = "".join(ch if ch.isprintable() and ch != '"' else "?" for ch in name)
+    return cleaned[:255] or "?"
+
+
+_UU_BEGIN = re.compile(rb"^begin(?:-base64)? [0-7]{3,4} ([^\r\n]+)\r?$", re.M)
+
+
+def identify(data: bytes) -> str | None:
+    """The container kind of ``data`` from its magic bytes (MIME is tested separately)."""
+    head = data[:8]
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return "zip"
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"BZh") and len(data) > 10 and data[4:10] == b"\x31\x41\x59\x26\x53\x59":
+        return "bzip2"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if len(data) >= 512 and data[257:262] == b"ustar":
+        return "tar"
+    if (data.startswith(b"begin ") or b"\nbegin " in data) and _UU_BEGIN.search(data):
+        return "uue"
+    return None
+
+
+# -- stream decompressors -------------------------------------------------------------------------
+def _stream(data: bytes, new: Callable[[], object], budget: Budget, kind: str) -> bytes:
+    """Decompress concatenated streams of one kind, charging every chunk to the budget."""
+    out = bytearray()
+    pos = 0
+    while True:
+        dec = new()
+        src = data[pos:]
+        while True:
+            try:
+                chunk = dec.decompress(src, CHUNK)  # type: ignore[attr-defined]
+            except (OSError, EOFError, lzma.LZMAError, zlib.error, ValueError) as exc:
+                raise Corrupted(f"{kind}: {exc}") from None
+            src = b""
+            if chunk:
+                budget.charge(len(chunk), len(out) + len(chunk), len(data))
+                out += chunk
+            if dec.eof:  # type: ignore[attr-defined]
+                break
+            if not chunk and dec.needs_input:  # type: ignore[attr-defined]
+                raise Corrupted(f"{kind}: truncated stream")
+        rest = dec.unused_data  # type: ignore[attr-defined]
+        pos = len(data) - len(rest)
+        if not rest or not identify(rest) == kind:
+            return bytes(out)
+
+
+class _ZlibAdapter:
+    """zlib's decompressobj with the eof/needs_input interface of bz2 and lzma."""
+
+    def __init__(self) -> None:
+        self._d = zlib.decompressobj(wbits=31)
+        self._pending = b""
+
+    def decompress(self, src: bytes, max_length: int) -> bytes:
+        buf = self._pending + src
+        out = self._d.decompress(buf, max_length)
+        self._pending = self._d.unconsumed_tail
+        return out
+
+    @property
+    def eof(self) -> bool:
+        return self._d.eof
+
+    @property
+    def needs_input(self) -> bool:
+        return not self._pending and not self._d.eof
+
+    @property
+    def unused_data(self) -> bytes:
+        return self._d.unused_data
+
+
+class _PendingAdapter:
+    """bz2/lzma decompressors keep their own pending input; expose the same interface."""
+
+    def __init__(self, dec: object) -> None:
+        self._d = dec
+
+    def decompress(self, src: bytes, max_length: int) -> bytes:
+        return self._d.decompress(src, max_length)  # type: ignore[attr-defined]
+
+    @property
+    def eof(self) -> bool:
+        return self._d.eof  # type: ignore[attr-defined]
+
+    @property
+    def needs_input(self) -> bool:
+        return self._d.needs_input  # type: ignore[attr-defined]
+
+    @property
+    def unused_data(self) -> bytes:
+        return self._d.unused_data  # type: ignore[attr-defined]
+
+
+_DECOMPRESSORS: dict[str, Callable[[], object]] = {
+    "gzip": _ZlibAdapter,
+    "bzip2": lambda: _PendingAdapter(bz2.BZ2Decompressor()),
+    "xz": lambda: _PendingAdapter(lzma.LZMADecompressor()),
+}
+_SUFFIX = {"gzip": (".gz", ".tgz"), "bzip2": (".bz2", ".tbz2"), "xz": (".xz", ".txz")}
+
+
+def _inner_name(outer: str, kind: str) -> str:
+    base = outer.rsplit("/", 1)[-1]
+    for suf in _SUFFIX[kind]:
+        if base.endswith(suf):
+            return base[: -len(suf)] + (".tar" if suf.startswith(".t") else "")
+    return base
+
+
+# -- archives -------------------------------------------------------------------------------------
+def _zip_members(data: bytes, budget: Budget) -> Iterator[Member]:
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OSError) as exc:
+        raise Corrupted(f"zip: {exc}") from None
+    for info in infos:
+        if info.is_dir():
+            continue
+        budget.member()
+        name = safe_name(info.filename)
+        if info.flag_bits & 0x1:
+            yield Member(name, error=Protected("encrypted member"))
+            continue
+        out = bytearray()
+        try:
+            with zf.open(info) as fh:
+                while True:
+                    chunk = fh.read(CHUNK)
+                    if not chunk:
+                        break
+                    budget.charge(len(chunk), len(out) + len(chunk), info.compress_size)
+                    out += chunk
+        except LimitExceeded:
+            raise
+        except NotImplementedError as exc:
+            yield Member(name, error=Corrupted(f"zip: {exc}"))
+            continue
+        except (zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError, lzma.LZMAError) as exc:
+            yield Member(name, error=Corrupted(f"zip: {exc}"))
+            continue
+        yield Member(name, bytes(out))
+
+
+def _tar_members(data: bytes, budget: Budget) -> Iterator[Member]:
+    try:
+        tf = tarfile.open(fileobj=io.BytesIO(data), mode="r:")
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise Corrupted(f"tar: {exc}") from None
+    while True:
+        try:
+            info = tf.next()
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise Corrupted(f"tar: {exc}") from None
+        if info is None:
+            return
+        if not info.isfile():
+            continue
+        budget.member()
+        end = info.offset_data + info.size
+        if end > len(data):
+            raise Corrupted(f"tar: member {safe_name(info.name)!r} is truncated")
+        budget.charge(info.size, info.size, info.size)
+        yield Member(safe_name(info.name), data[info.offset_data : end])
+
+
+def _uue_members(data: bytes, budget: Budget) -> Iterator[Member]:
+    for m in _UU_BEGIN.finditer(data):
+        budget.member()
+        name = safe_name(m.group(1).decode("latin-1").strip())
+        out = bytearray()
+        pos = m.end() + 1
+        ended = False
+        while pos < len(data):
+            nl = data.find(b"\n", pos)
+            line = data[pos : nl if nl >= 0 else len(data)].rstrip(b"\r")
+            pos = (nl + 1) if nl >= 0 else len(data)
+            if line == b"end":
+                ended = True
+                break
+            if not line or line == b"`":
+                continue
+            try:
+                chunk = binascii.a2b_uu(line)
+            except binascii.Error:
+                # tolerate encoders that pad lines differently: decode the declared length only
+                try:
+                    n = (line[0] - 32) & 63
+                    chunk = binascii.a2b_uu(line[: 1 + (n * 4 + 2) // 3])
+                except (binascii.Error, IndexError):
+                    yield Member(name, error=Corrupted("uuencode: bad line"))
+                    break
+            budget.charge(len(chunk), len(out) + len(chunk), len(data))
+            out += chunk
+        else:
+            if not ended:
+                yield Member(name, error=Corrupted("uuencode: missing 'end'"))
+                continue
+        if ended:
+            yield Member(name, bytes(out))
+
+
+def members(kind: str, data: bytes, outer_name: str, budget: Budget) -> Iterator[Member]:
+    """The members of a container of ``kind``; raises Corrupted for an unreadable container."""
+    if kind == "zip":
+        yield from _zip_members(data, budget)
+    elif kind == "tar":
+        yield from _tar_members(data, budget)
+    elif kind == "uue":
+        yield from _uue_members(data, budget)
+    else:
+        budget.member()
+        yield Member(_inner_name(outer_name, kind), _stream(data, _DECOMPRESSORS[kind], budget, kind))

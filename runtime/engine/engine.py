@@ -1,0 +1,186 @@
+"""The scan engine: built-in test signatures, hash and body signatures, containers, cure.
+
+One Engine is built per database (BasesPath) and shared read-only by the threads of a worker
+process; aveserver builds a new one on SIGHUP and only swaps it in when it loaded completely.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import eicar, mime
+from .containers import identify, members
+from .limits import Budget, Corrupted, LimitExceeded, Limits, Protected
+from .matcher import BodyMatcher
+from .signatures import SignatureSet, load_signatures
+from .verdict import ObjectResult, Status, Verdict, worst
+
+
+class DatabaseError(Exception):
+    """The signature set cannot be used as a whole (aveserver keeps its previous one)."""
+
+
+@dataclass
+class _Scan:
+    budget: Budget
+    cure: bool
+    all_objects: bool
+    objects: list[ObjectResult] = field(default_factory=list)
+    scanned: int = 0
+
+    def record(self, path: str, status: Status, name: str = "") -> Status:
+        if status is not Status.CLEAN or self.all_objects:
+            self.objects.append(ObjectResult(path, status, name))
+        return status
+
+
+class _Stop(Exception):
+    """A limit fired somewhere below; carries the path of the object being unpacked."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(reason)
+        self.path = path
+
+
+@dataclass
+class _Outcome:
+    status: Status
+    replacement: bytes | None = None  # cured bytes of this object
+    deleted: bool = False
+
+
+class Engine:
+    """Scans byte strings; thread-safe."""
+
+    def __init__(self, sigs: SignatureSet, limits: Limits | None = None, cache_dir: Path | None = None) -> None:
+        self.sigs = sigs
+        self.limits = limits or Limits()
+        self.matcher = BodyMatcher(sigs.body, sigs.digest, cache_dir)
+
+    @classmethod
+    def load(cls, bases: Path | str, limits: Limits | None = None, cache_dir: Path | None = None) -> Engine:
+        """Load and compile a database directory; refuse a set that is unusable as a whole.
+
+        Refused: a missing directory, an unreadable file, or signature files of which not a
+        single line could be used.  Individual bad lines are only reported (``sigs.errors``).
+        """
+        try:
+            sigs = load_signatures(bases)
+        except OSError as exc:
+            raise DatabaseError(str(exc)) from None
+        if sigs.errors and sigs.count == 0:
+            raise DatabaseError(f"{bases}: no usable signature ({len(sigs.errors)} bad lines; first: "
+                                f"{sigs.errors[0]})")
+        try:
+            return cls(sigs, limits, cache_dir)
+        except Exception as exc:  # a matcher that cannot be built must not replace a working one
+            raise DatabaseError(f"{bases}: cannot compile signatures: {exc}") from None
+
+    @property
+    def record_count(self) -> int:
+        return self.sigs.count
+
+    # -- public -----------------------------------------------------------------------------
+    def scan(self, data: bytes, name: str = "stream", cure: bool = False, all_objects: bool = False) -> Verdict:
+        """Scan one top-level object; with ``cure`` return the disinfected bytes when possible."""
+        ctx = _Scan(Budget(self.limits), cure, all_objects)
+        try:
+            out = self._scan(data, name, 0, ctx, can_cure=True)
+        except _Stop as stop:
+            ctx.record(stop.path, Status.ERROR, str(stop))
+            out = _Outcome(worst([o.status for o in ctx.objects]))
+        status = worst([out.status] + [o.status for o in ctx.objects])
+        cured = out.replacement if cure and status is Status.CURED and not out.deleted else None
+        return Verdict(status, ctx.objects, cured=cured, deleted=out.deleted and status is Status.CURED,
+                       scanned=ctx.scanned, path=name)
+
+    # -- internals --------------------------------------------------------------------------
+    def _hash_names(self, data: bytes) -> list[str]:
+        n = len(data)
+        found = []
+        for algo, table in self.sigs.hashes.items():
+            if not table or (n not in self.sigs.hash_sizes[algo] and not self.sigs.hash_anysize[algo]):
+                continue
+            digest = hashlib.new(algo, data).digest()
+            hit = table.get((digest, n)) or table.get((digest, None))
+            if hit:
+                found.append(hit)
+        return found
+
+    def _infected(self, ctx: _Scan, path: str, names: list[str]) -> _Outcome:
+        # Signatures from the database carry no cure routine: a cure request fails (6.2.2).
+        status = Status.CUREFAILED if ctx.cure else Status.INFECTED
+        for nm in names:
+            ctx.record(path, status, nm)
+        return _Outcome(status)
+
+    def _scan(self, data: bytes, path: str, depth: int, ctx: _Scan, can_cure: bool) -> _Outcome:
+        try:
+            ctx.budget.check_time()
+        except LimitExceeded as exc:
+            raise _Stop(path, str(exc)) from None
+        ctx.scanned += 1
+        variant = eicar.detect(data)
+        if variant is not None:
+            return self._eicar(data, path, ctx, variant, can_cure)
+        names = self._hash_names(data) + self.matcher.match(data)
+        if names:
+            return self._infected(ctx, path, list(dict.fromkeys(names)))
+        kind = identify(data)
+        if kind is None and mime.looks_like_mail(data):
+            kind = "mime"
+        if kind is None:
+            ctx.record(path, Status.CLEAN)
+            return _Outcome(Status.CLEAN)
+        if depth >= self.limits.max_depth:
+            raise _Stop(path, f"nesting depth limit ({self.limits.max_depth}) exceeded")
+        try:
+            if kind == "mime":
+                return self._mime(data, path, depth, ctx, can_cure)
+            return self._archive(kind, data, path, depth, ctx)
+        except LimitExceeded as exc:
+            raise _Stop(path, str(exc)) from None
+
+    def _eicar(self, data: bytes, path: str, ctx: _Scan, v: eicar.Variant, can_cure: bool) -> _Outcome:
+        if v.status is not Status.INFECTED:
+            return _Outcome(ctx.record(path, v.status, v.name))
+        if not ctx.cure:
+            return _Outcome(ctx.record(path, Status.INFECTED, v.name))
+        if can_cure and v.curable:
+            return _Outcome(ctx.record(path, Status.CURED, v.name), eicar.cure(data, v))
+        if can_cure and v.delete:
+            return _Outcome(ctx.record(path, Status.CURED, v.name), None, deleted=True)
+        return _Outcome(ctx.record(path, Status.CUREFAILED, v.name))
+
+    def _archive(self, kind: str, data: bytes, path: str, depth: int, ctx: _Scan) -> _Outcome:
+        statuses = [Status.CLEAN]
+        try:
+            for m in members(kind, data, path, ctx.budget):
+                sub = f"{path}/{m.name}"
+                if isinstance(m.error, Protected):
+                    statuses.append(ctx.record(sub, Status.PROTECTED, str(m.error)))
+                elif m.error is not None:
+                    statuses.append(ctx.record(sub, Status.CORRUPTED, str(m.error)))
+                else:
+                    # Archives are not rewritten: a curable member inside one is CUREFAILED.
+                    statuses.append(self._scan(m.data, sub, depth + 1, ctx, can_cure=False).status)
+        except Corrupted as exc:
+            statuses.append(ctx.record(path, Status.CORRUPTED, str(exc)))
+        return _Outcome(worst(statuses))
+
+    def _mime(self, data: bytes, path: str, depth: int, ctx: _Scan, can_cure: bool) -> _Outcome:
+        msg = mime.parse(data)
+        statuses = [Status.CLEAN]
+        changed = False
+        for name, payload, part in mime.leaves(msg):
+            ctx.budget.member()
+            ctx.budget.charge(len(payload), len(payload), len(payload))
+            out = self._scan(payload, f"{path}/{name}", depth + 1, ctx, can_cure)
+            statuses.append(out.status)
+            if ctx.cure and can_cure and (out.replacement is not None or out.deleted):
+                mime.replace_payload(part, out.replacement)
+                changed = True
+        status = worst(statuses)
+        return _Outcome(status, mime.serialize(msg) if changed else None)

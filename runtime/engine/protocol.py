@@ -1,0 +1,319 @@
+"""aveserver's two protocols on one socket: our own ``AVE/1`` and the clamd protocol.
+
+The first bytes of a connection decide: ``AVE/1 `` starts our protocol (docs/aveserver-protocol.md);
+anything else is read as clamd commands (``zCMD\\0``, ``nCMD\\n`` or a bare ``CMD\\n``), so Exim's
+``malware`` ACL, rspamd, amavis and Debian's ``clamdscan`` can talk to aveserver unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.report import EventLog
+
+from .engine import Engine
+from .verdict import Status, Verdict
+from .wire import ConnectionClosed, LineTooLong, Reader
+
+VERSION = "5.5.0"
+PRODUCT = "Kaspersky Anti-Virus for Linux Mail Servers (kav4mailservers clean-room)"
+AVE_MAGIC = b"AVE/1 "
+MAX_LINE = 65536
+CLAMD_COMMANDS = (
+    "SCAN QUIT RELOAD PING CONTSCAN VERSIONCOMMANDS VERSION END SHUTDOWN MULTISCAN FILDES STATS "
+    "IDSESSION INSTREAM ALLMATCHSCAN"
+)
+
+
+@dataclass
+class ServerState:
+    """What a connection handler needs from its worker."""
+
+    engine: Callable[[], Engine]
+    log: EventLog
+    stream_max: int
+    terminating: Callable[[], bool]  # SIGTERM: finish the request in flight, then close
+    idle_timeout: float = 60.0
+    reload: Callable[[], None] = lambda: None
+    shutdown: Callable[[], None] = lambda: None
+    db_date: str = ""
+
+
+def log_verdict(log: EventLog, v: Verdict) -> None:
+    """Messages about scanning, guide 6.8.1 extended format."""
+    if not v.objects:
+        log.activity(f'"{v.path}" OK')
+        return
+    if any(o.path != v.path for o in v.objects):
+        log.activity(f'"{v.path}"')
+    for o in v.objects:
+        log.activity(o.report_line())
+
+
+def scan_path(state: ServerState, path: str, cure: bool = False, all_objects: bool = False) -> Verdict:
+    """Read a file named by a client and scan it (the smtpscanner -> aveserver path of guide 2.1)."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    v = state.engine().scan(data, path, cure=cure, all_objects=all_objects)
+    log_verdict(state.log, v)
+    return v
+
+
+class Connection:
+    """Serves one client connection until it closes, idles out or the worker terminates."""
+
+    def __init__(self, sock: socket.socket, state: ServerState) -> None:
+        self.sock = sock
+        self.state = state
+        self.idle_since = time.monotonic()
+        self.waiting = True
+        sock.settimeout(1.0)
+        self.reader = Reader(sock, poll=self._should_abort)
+
+    def _should_abort(self) -> bool:
+        if not self.waiting:
+            return time.monotonic() - self.idle_since > self.state.idle_timeout
+        return self.state.terminating() or time.monotonic() - self.idle_since > self.state.idle_timeout
+
+    def serve(self) -> None:
+        try:
+            first = self.reader.peek(1)
+            if first == b"A" and self.reader.peek(len(AVE_MAGIC)) == AVE_MAGIC:
+                self._serve_ave()
+            else:
+                self._serve_clamd()
+        except (ConnectionClosed, TimeoutError, ConnectionError, LineTooLong, BrokenPipeError):
+            pass
+        finally:
+            self.reader.close_fds()
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+
+    def _begin(self) -> None:
+        self.waiting = False
+        self.idle_since = time.monotonic()
+
+    def _end(self) -> None:
+        self.waiting = True
+        self.idle_since = time.monotonic()
+
+    # -- AVE/1 ----------------------------------------------------------------------------
+    def _serve_ave(self) -> None:
+        while not self.state.terminating():
+            line = self.reader.read_until(b"\n", MAX_LINE)
+            self._begin()
+            try:
+                self._ave_request(line.rstrip(b"\r").decode("utf-8", "replace"))
+            finally:
+                self._end()
+
+    def _send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _ave_error(self, code: int, msg: str) -> None:
+        self._send(f"AVE/1 {code} {msg}\n".encode())
+
+    def _ave_result(self, v: Verdict) -> None:
+        doc = v.dumps()
+        cured = "-" if v.cured is None else str(len(v.cured))
+        self._send(f"AVE/1 200 RESULT {len(doc)} {cured}\n".encode() + doc + (v.cured or b""))
+
+    def _ave_request(self, line: str) -> None:
+        parts = line.split(" ")
+        if len(parts) < 2 or parts[0] != "AVE/1":
+            self._ave_error(400, "bad request line")
+            raise ConnectionClosed()
+        verb, args = parts[1].upper(), parts[2:]
+        if verb == "PING":
+            self._send(b"AVE/1 200 PONG\n")
+        elif verb == "VERSION":
+            eng = self.state.engine()
+            doc = json.dumps({"product": PRODUCT, "version": VERSION, "records": eng.record_count,
+                              "database": eng.sigs.digest[:16], "date": self.state.db_date})
+            self._send(f"AVE/1 200 {doc}\n".encode())
+        elif verb == "SCANFILE" and len(args) == 2:
+            flags, path = args[0], urllib.parse.unquote(args[1])
+            try:
+                v = scan_path(self.state, path, cure="c" in flags, all_objects="a" in flags)
+            except OSError as exc:
+                self._ave_error(404, f"cannot read {urllib.parse.quote(path)}: {exc.strerror}")
+                return
+            self._ave_result(v)
+        elif verb == "SCANDATA" and len(args) == 3 and args[1].isdigit():
+            flags, size, name = args[0], int(args[1]), urllib.parse.unquote(args[2])
+            if size > self.state.stream_max:
+                self._ave_error(413, f"object larger than StreamMaxLength ({self.state.stream_max})")
+                raise ConnectionClosed()  # the body that follows is not read: the stream is unusable
+            data = self.reader.readexact(size)
+            v = self.state.engine().scan(data, name, cure="c" in flags, all_objects="a" in flags)
+            log_verdict(self.state.log, v)
+            self._ave_result(v)
+        elif verb == "QUIT":
+            raise ConnectionClosed()
+        else:
+            self._ave_error(400, f"unknown or malformed command {verb}")
+
+    # -- clamd ----------------------------------------------------------------------------
+    def _serve_clamd(self) -> None:
+        session = False
+        seq = 0
+        while not self.state.terminating():
+            first = self.reader.peek(1)
+            if first == b"z":
+                self.reader.readexact(1)
+                raw, term = self.reader.read_until(b"\0", MAX_LINE), b"\0"
+            elif first == b"n":
+                self.reader.readexact(1)
+                raw, term = self.reader.read_until(b"\n", MAX_LINE), b"\n"
+            else:
+                raw, term = self.reader.read_until(b"\n", MAX_LINE).rstrip(b"\r"), b"\n"
+            cmd, _, arg = raw.decode("utf-8", "surrogateescape").partition(" ")
+            cmd = cmd.upper()
+            self._begin()
+            try:
+                if cmd == "IDSESSION":
+                    session = True
+                    continue
+                if cmd == "END" or cmd == "QUIT":
+                    return
+                seq += 1
+                prefix = f"{seq}: " if session else ""
+                keep = self._clamd_command(cmd, arg, term, prefix)
+            finally:
+                self._end()
+            if not keep or not session:
+                return
+
+    def _clamd_reply(self, text: str, term: bytes, prefix: str = "") -> None:
+        self._send((prefix + text).encode("utf-8", "surrogateescape") + term)
+
+    def _clamd_command(self, cmd: str, arg: str, term: bytes, prefix: str) -> bool:
+        st = self.state
+        if cmd == "PING":
+            self._clamd_reply("PONG", term, prefix)
+        elif cmd == "VERSION":
+            eng = st.engine()
+            self._clamd_reply(f"aveserver {VERSION}/{eng.record_count}/{st.db_date}", term, prefix)
+        elif cmd == "VERSIONCOMMANDS":
+            eng = st.engine()
+            self._clamd_reply(f"aveserver {VERSION}/{eng.record_count}/{st.db_date}| COMMANDS: {CLAMD_COMMANDS}",
+                              term, prefix)
+        elif cmd == "RELOAD":
+            st.reload()
+            self._clamd_reply("RELOADING", term, prefix)
+        elif cmd == "SHUTDOWN":
+            st.shutdown()
+            return False
+        elif cmd == "STATS":
+            self._clamd_reply(f"POOLS: 1\n\nSTATE: VALID PRIMARY\nTHREADS: live 1\nMEMSTATS: n/a\nEND", term, prefix)
+        elif cmd in ("SCAN", "CONTSCAN", "MULTISCAN", "ALLMATCHSCAN"):
+            if not arg:
+                self._clamd_reply("UNKNOWN COMMAND", term, prefix)
+                return False
+            self._clamd_scan_tree(arg, stop_first=cmd == "SCAN", term=term, prefix=prefix)
+        elif cmd == "INSTREAM":
+            return self._clamd_instream(term, prefix)
+        elif cmd == "FILDES":
+            return self._clamd_fildes(term, prefix)
+        else:
+            self._clamd_reply("UNKNOWN COMMAND", term, prefix)
+            return False
+        return True
+
+    @staticmethod
+    def _clamd_word(v: Verdict) -> tuple[str, str] | None:
+        """(name, FOUND|ERROR) for a verdict clamd clients must act on, None for OK.
+
+        Viral statuses are FOUND with the virus name; ERROR is an ERROR line.  PROTECTED and
+        CORRUPTED objects are OK, as clamd reports them with its default settings.
+        """
+        if v.status in (Status.INFECTED, Status.CUREFAILED, Status.SUSPICIOUS, Status.WARNING):
+            return (v.names[0] if v.names else "Unknown", "FOUND")
+        if v.status is Status.ERROR:
+            reason = next((o.name for o in v.objects if o.status is Status.ERROR), "scan error")
+            return (reason, "ERROR")
+        return None
+
+    def _clamd_scan_tree(self, path: str, stop_first: bool, term: bytes, prefix: str) -> None:
+        files: list[str] = []
+        if os.path.isdir(path):
+            for root, _dirs, names in os.walk(path):
+                files.extend(os.path.join(root, n) for n in sorted(names))
+        else:
+            files.append(path)
+        found = False
+        for f in files:
+            if os.path.islink(f) and os.path.isdir(path):
+                continue
+            try:
+                v = scan_path(self.state, f)
+            except OSError as exc:
+                self._clamd_reply(f"{f}: {exc.strerror}. ERROR", term, prefix)
+                found = True
+                continue
+            word = self._clamd_word(v)
+            if word is not None:
+                self._clamd_reply(f"{f}: {word[0]} {word[1]}", term, prefix)
+                found = True
+                if stop_first and word[1] == "FOUND":
+                    return
+        if not found:
+            self._clamd_reply(f"{path}: OK", term, prefix)
+
+    def _clamd_instream(self, term: bytes, prefix: str) -> bool:
+        chunks = []
+        total = 0
+        while True:
+            (n,) = struct.unpack("!I", self.reader.readexact(4))
+            if n == 0:
+                break
+            total += n
+            if total > self.state.stream_max:
+                self._clamd_reply("INSTREAM size limit exceeded. ERROR", term, prefix)
+                return False
+            chunks.append(self.reader.readexact(n))
+        v = self.state.engine().scan(b"".join(chunks), "stream")
+        log_verdict(self.state.log, v)
+        word = self._clamd_word(v)
+        self._clamd_reply("stream: OK" if word is None else f"stream: {word[0]} {word[1]}", term, prefix)
+        return True
+
+    def _clamd_fildes(self, term: bytes, prefix: str) -> bool:
+        if not self.reader.fds:
+            self.reader.readexact(1)  # the byte that carries the descriptor
+        if not self.reader.fds:
+            self._clamd_reply("FILDES: didn't receive file descriptor. ERROR", term, prefix)
+            return False
+        fd = self.reader.fds.pop(0)
+        self.reader.close_fds()
+        try:
+            with os.fdopen(fd, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            self._clamd_reply(f"FILDES: {exc.strerror}. ERROR", term, prefix)
+            return False
+        name = f"fd[{fd}]"
+        v = self.state.engine().scan(data, name)
+        log_verdict(self.state.log, v)
+        word = self._clamd_word(v)
+        self._clamd_reply(f"{name}: OK" if word is None else f"{name}: {word[0]} {word[1]}", term, prefix)
+        return True
+
+
+def database_date(bases: Path) -> str:
+    """Newest modification time of the database files, clamd-style, for VERSION."""
+    try:
+        newest = max((p.stat().st_mtime for p in bases.iterdir()), default=0.0)
+    except OSError:
+        newest = 0.0
+    return time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(newest or time.time()))

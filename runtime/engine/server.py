@@ -1,0 +1,466 @@
+"""aveserver (guide 2.1, 6.4): the scanning daemon.
+
+Process model: the master loads the configuration and the database, binds the sockets and forks a
+pool of worker processes (``[aveserver.options] Workers``, 0 = one per CPU); scanning is CPU
+bound, so each worker is a process, and each serves a few connections with threads.  Workers
+inherit the compiled database copy-on-write.
+
+Signals (6.4.1, 6.4.2): SIGHUP makes the master re-read the configuration and the database; only
+when the new database loaded completely does it fork a new generation of workers and retire the
+old one — retired workers stop accepting, keep serving their open connections until the clients
+close them, then exit, so no connection is dropped and the listening socket never closes.  A bad
+new database is refused and logged; the old workers keep serving.  SIGTERM: workers finish the
+request in flight, the master removes the socket and the pid file.  A socket or pid file left
+behind by ``kill -9`` is recognised as stale at the next start and removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import gc
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.config import CONFIG_FILE, ConfigError, KavConfig, load_config
+from runtime.report import EventLog
+
+from .engine import DatabaseError, Engine
+from .limits import Limits
+from .matcher import default_cache_dir
+from .protocol import Connection, ServerState, database_date
+
+THREADS_PER_WORKER = 4
+
+
+@dataclass
+class Settings:
+    """The keys aveserver uses, read once per (re)load."""
+
+    config: KavConfig
+    bases: Path
+    socket_path: Path
+    socket_perm: int
+    pid_path: Path
+    detach: bool
+    startup: str
+    workers: int
+    tcp_port: int
+    tcp_addr: str
+    stream_max: int
+    limits: Limits
+
+    @classmethod
+    def from_config(cls, cfg: KavConfig) -> Settings:
+        opt = "aveserver.options"
+        return cls(
+            config=cfg,
+            bases=Path(cfg.get("path", "BasesPath")),
+            socket_path=Path(cfg.get("path", "LocalSocketPath")),
+            socket_perm=cfg.get(opt, "LocalSocketPermission"),
+            pid_path=Path(cfg.get("path", "AVSpidPATH")),
+            detach=cfg.get(opt, "DetachFromTerminal"),
+            startup=cfg.get(opt, "StartupMode"),
+            workers=cfg.get(opt, "Workers") or os.cpu_count() or 1,
+            tcp_port=cfg.get(opt, "ClamdTcpPort"),
+            tcp_addr=cfg.get(opt, "ClamdTcpAddress"),
+            stream_max=cfg.get(opt, "StreamMaxLength"),
+            limits=Limits.from_config(cfg),
+        )
+
+
+class StartupError(Exception):
+    """aveserver cannot start; the message is what the administrator needs to read."""
+
+
+# -- stale files ----------------------------------------------------------------------------------
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return b"aveserver" in cmdline or b"runtime.engine" in cmdline
+
+
+def clean_stale(settings: Settings, log: EventLog) -> None:
+    """Refuse to start next to a live aveserver; remove what a killed one left behind (6.4.2)."""
+    pid_path, sock_path = settings.pid_path, settings.socket_path
+    if pid_path.exists():
+        try:
+            pid = int(pid_path.read_text().strip() or "0")
+        except (OSError, ValueError):
+            pid = 0
+        if pid > 0 and pid != os.getpid() and _pid_alive(pid):
+            raise StartupError(f"aveserver is already running (pid {pid}, pid file {pid_path})")
+        log.warning(f"removing stale pid file {pid_path} (pid {pid} is not running)")
+        pid_path.unlink(missing_ok=True)
+    if sock_path.exists() or sock_path.is_symlink():
+        if not sock_path.is_socket():
+            raise StartupError(f"{sock_path} exists and is not a socket; refusing to remove it")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(2)
+        try:
+            probe.connect(str(sock_path))
+        except OSError:
+            log.warning(f"removing stale socket {sock_path}")
+            sock_path.unlink(missing_ok=True)
+        else:
+            raise StartupError(f"another server is listening on {sock_path}")
+        finally:
+            probe.close()
+
+
+def bind_sockets(settings: Settings) -> list[socket.socket]:
+    settings.socket_path.parent.mkdir(parents=True, exist_ok=True)
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)  # never world-accessible between bind and chmod
+    try:
+        unix.bind(str(settings.socket_path))
+    finally:
+        os.umask(old)
+    os.chmod(settings.socket_path, settings.socket_perm)
+    unix.listen(128)
+    socks = [unix]
+    if settings.tcp_port:
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        tcp.bind((settings.tcp_addr, settings.tcp_port))
+        tcp.listen(128)
+        socks.append(tcp)
+    for s in socks:
+        s.setblocking(False)
+    return socks
+
+
+def write_pid(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+# -- worker ---------------------------------------------------------------------------------------
+class Worker:
+    """One worker process: a few threads accept and serve connections."""
+
+    def __init__(self, socks: list[socket.socket], engine: Engine, settings: Settings, log: EventLog,
+                 db_date: str) -> None:
+        self.socks = socks
+        self.engine = engine
+        self.settings = settings
+        self.log = log
+        self.db_date = db_date
+        self.retiring = False  # SIGUSR2 after a reload: stop accepting, keep open connections
+        self.terminating = False  # SIGTERM: stop accepting, finish the request in flight
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGUSR2, self._on_retire)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        master = os.getppid()
+        state = ServerState(
+            engine=lambda: self.engine,
+            log=self.log,
+            stream_max=self.settings.stream_max,
+            terminating=lambda: self.terminating,
+            reload=lambda: os.kill(master, signal.SIGHUP),
+            shutdown=lambda: os.kill(master, signal.SIGTERM),
+            db_date=self.db_date,
+        )
+        threads = [threading.Thread(target=self._accept_loop, args=(state,), daemon=True)
+                   for _ in range(THREADS_PER_WORKER)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(0.5)
+        return 0
+
+    def _on_term(self, _sig: int, _frame: object) -> None:
+        self.terminating = True
+
+    def _on_retire(self, _sig: int, _frame: object) -> None:
+        self.retiring = True
+
+    def _accept_loop(self, state: ServerState) -> None:
+        while not (self.retiring or self.terminating):
+            try:
+                ready, _, _ = select.select(self.socks, [], [], 0.5)
+            except (OSError, ValueError):
+                return
+            for ls in ready:
+                try:
+                    conn, _addr = ls.accept()
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    return
+                conn.setblocking(True)
+                Connection(conn, state).serve()
+                break
+
+
+# -- master ---------------------------------------------------------------------------------------
+class Master:
+    def __init__(self, config_path: str, settings: Settings, log: EventLog) -> None:
+        self.config_path = config_path
+        self.settings = settings
+        self.log = log
+        self.engine: Engine | None = None
+        self.db_date = ""
+        self.socks: list[socket.socket] = []
+        self.current: set[int] = set()  # workers of the current generation
+        self.retired: set[int] = set()
+        self.flags: set[int] = set()
+        self.stopping = False
+
+    # database ------------------------------------------------------------------------------
+    def load_engine(self, settings: Settings) -> Engine:
+        t0 = time.monotonic()
+        engine = Engine.load(settings.bases, settings.limits, default_cache_dir())
+        for err in engine.sigs.errors[:50]:
+            self.log.error(f"database: {err} (line skipped)")
+        if len(engine.sigs.errors) > 50:
+            self.log.error(f"database: {len(engine.sigs.errors) - 50} more bad lines skipped")
+        self.log.info(
+            f"anti-virus database loaded from {settings.bases}: {engine.record_count} records, "
+            f"{len(engine.sigs.files)} files, {time.monotonic() - t0:.2f} s"
+            + (" (compiled matcher from cache)" if engine.matcher.from_cache else "")
+        )
+        return engine
+
+    # workers -------------------------------------------------------------------------------
+    def spawn(self) -> int:
+        assert self.engine is not None
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                signal.set_wakeup_fd(-1)
+                code = Worker(self.socks, self.engine, self.settings, self.log, self.db_date).run()
+            except BaseException as exc:  # noqa: BLE001 - a worker must never return into the master's code
+                with contextlib.suppress(Exception):
+                    self.log.error(f"worker {os.getpid()} failed: {exc}")
+            finally:
+                os._exit(code)
+        self.current.add(pid)
+        return pid
+
+    def spawn_generation(self) -> None:
+        gc.collect()
+        gc.freeze()  # keep the database's pages shared with the workers (copy-on-write)
+        for _ in range(self.settings.workers):
+            self.spawn()
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid in self.retired:
+                self.retired.discard(pid)
+            elif pid in self.current:
+                self.current.discard(pid)
+                if not self.stopping:
+                    self.log.error(f"worker {pid} exited unexpectedly (status {status}); starting a new one")
+                    time.sleep(0.2)
+                    self.spawn()
+
+    # signals -------------------------------------------------------------------------------
+    def reload(self) -> None:
+        self.log.info(f"SIGHUP: reloading configuration {self.config_path} and the anti-virus database")
+        try:
+            cfg = load_config(self.config_path)
+            new = Settings.from_config(cfg)
+        except (ConfigError, KeyError) as exc:
+            self.log.error(f"reload refused, configuration unusable, still serving the previous one: {exc}")
+            return
+        try:
+            engine = self.load_engine(new)
+        except DatabaseError as exc:
+            self.log.error(f"reload refused, new anti-virus database unusable: {exc}; "
+                           "still serving the previous database")
+            return
+        if new.socket_path != self.settings.socket_path or new.tcp_port != self.settings.tcp_port:
+            self.log.warning("LocalSocketPath/ClamdTcpPort changes take effect at the next restart")
+            new.socket_path, new.tcp_port = self.settings.socket_path, self.settings.tcp_port
+        self.log.reopen()
+        old = self.current
+        self.settings, self.engine = new, engine
+        self.db_date = database_date(new.bases)
+        self.current = set()
+        gc.unfreeze()
+        self.spawn_generation()
+        for pid in old:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR2)
+        self.retired |= old
+        self.log.info(f"reload complete: {len(self.current)} workers serve {engine.record_count} records")
+
+    def run(self, ready: callable | None = None) -> int:  # type: ignore[valid-type]
+        rfd, wfd = os.pipe()
+        os.set_blocking(wfd, False)
+        os.set_blocking(rfd, False)
+        signal.set_wakeup_fd(wfd)
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+            signal.signal(sig, lambda s, _f: self.flags.add(s))
+        self.spawn_generation()
+        self.log.info(f"aveserver started, pid {os.getpid()}, {self.settings.workers} workers, socket "
+                      f"{self.settings.socket_path}" + (f", clamd TCP {self.settings.tcp_addr}:{self.settings.tcp_port}"
+                                                        if self.settings.tcp_port else ""))
+        if ready is not None:
+            ready()
+        while True:
+            with contextlib.suppress(InterruptedError):
+                select.select([rfd], [], [], 1.0)
+            with contextlib.suppress(BlockingIOError):
+                os.read(rfd, 512)
+            flags, self.flags = self.flags, set()
+            if signal.SIGCHLD in flags:
+                self.reap()
+            if signal.SIGTERM in flags or signal.SIGINT in flags:
+                return self.shutdown()
+            if signal.SIGHUP in flags:
+                self.reload()
+
+    def shutdown(self) -> int:
+        self.stopping = True
+        self.log.info("SIGTERM: finishing scans in progress and stopping")
+        for s in self.socks:
+            s.close()
+        for pid in self.current | self.retired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while (self.current | self.retired) and time.monotonic() < deadline:
+            try:
+                pid, _ = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            self.current.discard(pid)
+            self.retired.discard(pid)
+        for pid in self.current | self.retired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.settings.socket_path.unlink(missing_ok=True)
+        self.settings.pid_path.unlink(missing_ok=True)
+        self.log.info("aveserver stopped")
+        return 0
+
+
+# -- start-up -------------------------------------------------------------------------------------
+def _daemonize() -> tuple[int, int]:
+    """Fork into the background; return (read end kept by the parent, write end for the daemon)."""
+    rfd, wfd = os.pipe()
+    if os.fork() > 0:
+        os.close(wfd)
+        # The original process waits for the daemon's word and exits with it (6.4 StartupMode).
+        msg = b""
+        while True:
+            chunk = os.read(rfd, 4096)
+            if not chunk:
+                break
+            msg += chunk
+        if msg.startswith(b"OK"):
+            os._exit(0)
+        sys.stderr.write(msg.decode("utf-8", "replace") or "aveserver: failed to start\n")
+        os._exit(1)
+    os.close(rfd)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    os.chdir("/")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    return rfd, wfd
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="aveserver", description="Kaspersky Anti-Virus scanning daemon (guide 6.4)")
+    ap.add_argument("-c", "--config", default=CONFIG_FILE, help="configuration file (default %(default)s)")
+    ap.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground (DetachFromTerminal=no)")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+        settings = Settings.from_config(cfg)
+    except ConfigError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 1
+    try:
+        log = EventLog.from_config(cfg, "aveserver.report")
+    except OSError as exc:
+        sys.stderr.write(f"aveserver: cannot open event log: {exc}\n")
+        return 1
+    detach = settings.detach and not args.foreground
+    notify_fd = -1
+
+    def tell(msg: str) -> None:
+        nonlocal notify_fd
+        if notify_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.write(notify_fd, msg.encode())
+                os.close(notify_fd)
+            notify_fd = -1
+
+    try:
+        clean_stale(settings, log)
+        if detach and settings.startup == "fast":
+            _, notify_fd = _daemonize()
+            tell("OK\n")
+        master = Master(args.config, settings, log)
+        log.info(f"aveserver {os.getpid()}: configuration {args.config}")
+        master.engine = master.load_engine(settings)
+        master.db_date = database_date(settings.bases)
+        master.socks = bind_sockets(settings)
+        if detach and notify_fd < 0:
+            _, notify_fd = _daemonize()
+        write_pid(settings.pid_path)
+    except (StartupError, DatabaseError, OSError) as exc:
+        msg = f"aveserver: cannot start: {exc}"
+        log.fatal(msg)
+        if notify_fd >= 0:
+            tell(msg + "\n")
+        else:
+            sys.stderr.write(msg + "\n")
+        return 1
+    try:
+        return master.run(ready=lambda: tell("OK\n"))
+    finally:
+        if master.stopping is False:
+            # an exception escaped the loop: do not leave a socket nobody answers
+            with contextlib.suppress(OSError):
+                settings.socket_path.unlink()
+            with contextlib.suppress(OSError):
+                settings.pid_path.unlink()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+_ = errno  # errno kept for readers of OSError codes in future extensions

@@ -1,0 +1,55 @@
+"""Crash-safe file replacement shared by every component that writes a file.
+
+A reader (or a power cut) must only ever see the old file or the new one: write a temp file in
+the same directory, fsync it, rename it over the target, fsync the directory.  The target's mode
+and owner are kept, so an admin's 0640 root:kluser stays 0640 root:kluser.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def atomic_write(
+    path: str | os.PathLike[str], data: bytes, mode: int | None = None, owner: tuple[int, int] | None = None
+) -> None:
+    """Replace ``path`` with ``data`` atomically.
+
+    ``mode``/``owner`` apply to a new file; an existing file keeps its own unless they are given.
+    """
+    target = Path(path)
+    directory = target.parent
+    try:
+        st = target.stat()
+        keep_mode, keep_owner = st.st_mode & 0o7777, (st.st_uid, st.st_gid)
+    except FileNotFoundError:
+        keep_mode, keep_owner = 0o644, None
+    final_mode = keep_mode if mode is None else mode
+    final_owner = owner if owner is not None else keep_owner
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fchmod(fh.fileno(), final_mode)
+            if final_owner is not None and os.geteuid() == 0:
+                os.fchown(fh.fileno(), *final_owner)
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(directory)
+
+
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
+    """Make a rename in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
