@@ -35,6 +35,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     e.add_argument("assignments", nargs="+", metavar="section.Key=value")
     e.set_defaults(func=cmd_set)
 
+    i = csub.add_parser("import", help="convert a 4.x/5.0 configuration into a 5.5 kav4mailservers.conf")
+    i.add_argument("file", nargs="?", help="the old file (default: search the root for 5.0, then 4.x)")
+    i.add_argument("--root", default="/", help="treat DIR as / when searching (default /)")
+    i.add_argument("-o", "--output", help="write here (atomically, 0640) instead of standard output")
+    i.set_defaults(func=cmd_import)
+
 
 def cmd_defaults(args: argparse.Namespace) -> int:
     sys.stdout.write(render_config())
@@ -109,4 +115,36 @@ def cmd_set(args: argparse.Namespace) -> int:
         print(f"{args.file}: {exc.strerror}", file=sys.stderr)
         return 1
     print(f"{args.file}: {'updated' if changed else 'unchanged'}", file=sys.stderr)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from kavsetup import importer
+    from runtime.fsutil import atomic_write
+
+    if args.file:
+        path = Path(args.file)
+        if not path.is_file():
+            print(f"{path}: no such file", file=sys.stderr)
+            return 1
+        result = importer.import_4x(path) if path.suffix.lower() == ".ini" else importer.import_50(path)
+    else:
+        result = importer.find_and_import(Path(args.root))
+        if result.version is None:
+            print(f"no 4.x or 5.0 installation found under {args.root}", file=sys.stderr)
+            return 1
+    for m in result.messages:
+        print(f"{m} (not imported)" if "not imported" not in m.text else str(m), file=sys.stderr)
+    try:
+        text = render_config(result.settings, origin=f"imported from {result.version} {result.source}")
+    except (ConfigError, KeyError) as exc:
+        print(f"{result.source}: {exc}", file=sys.stderr)
+        return 1
+    if args.output:
+        atomic_write(args.output, text.encode("utf-8"), mode=0o640)
+        print(f"{args.output}: written from {result.source}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
     return 0

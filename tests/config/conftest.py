@@ -36,6 +36,8 @@ def default_text() -> str:
 def with_example(default_text: str):
     def load(example: str, section: str | None = None) -> KavConfig:
         merged = merge(default_text, example, section)
-        return loads_config(merged, filename="kav4mailservers.conf")
+        cfg = loads_config(merged, filename="kav4mailservers.conf")
+        assert [str(w) for w in cfg.warnings] == []  # "checks clean": no error and no warning
+        return cfg
 
     return load
