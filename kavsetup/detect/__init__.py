@@ -34,6 +34,19 @@ from kavsetup.detect.model import (
     check_version,
 )
 
+#: Exit status of ``kavsetup detect``/``kavsetup install`` when the version gate refuses.
+EXIT_UNSUPPORTED = 2
+
+
+def install_gate(mta: MTAInfo, *, force: bool = False) -> str | None:
+    """For ``kavsetup install``: None when it may proceed, else the one-line refusal to print
+    (then exit with ``EXIT_UNSUPPORTED``).  Guide 3.4: setup compares the MTA version with the
+    requirements (1.2) before touching anything; ``--force`` overrides."""
+    gate = check_version(mta)
+    if gate.ok or force:
+        return None
+    return f"kavsetup: refusing to integrate: {gate.message}"
+
 
 def detect(root: Path | str = Path("/"), *, run_binaries: bool = True) -> System:
     """Detect everything under ``root``.  ``run_binaries=False`` forbids running the MTA's own
@@ -47,5 +60,5 @@ __all__ = [
     "SCHEMA_VERSION", "EximInfo", "GateResult", "GateVerdict", "GroupEntry", "InitSystem",
     "MTADetails", "MTAInfo", "MTAKind", "OSFamily", "OSInfo", "PackageFormat", "PostfixInfo",
     "Problem", "QmailInfo", "SendmailInfo", "System", "UserEntry", "Users", "Version",
-    "check_version", "detect",
+    "EXIT_UNSUPPORTED", "check_version", "detect", "install_gate",
 ]

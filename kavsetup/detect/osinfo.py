@@ -89,13 +89,14 @@ def _init_system(fs: RootFS, family: OSFamily) -> InitSystem:
     if str(fs.root) == "/" and fs.is_dir("/run/systemd/system"):
         return InitSystem.SYSTEMD  # the running init, as sd_booted(3) tells it
     init = fs.resolve("/sbin/init")
-    if init.exists and "systemd" in str(init.target):
+    if "systemd" in str(init.target):
         return InitSystem.SYSTEMD
     if any(fs.is_file(p) for p in ("/lib/systemd/systemd", "/usr/lib/systemd/systemd")):
         return InitSystem.SYSTEMD
-    if fs.is_file("/etc/inittab") or fs.is_dir("/etc/rc.d/init.d") or fs.is_dir("/etc/init.d"):
+    # /etc/init.d alone proves nothing: Debian packages ship init scripts for every init.
+    if fs.is_file("/etc/inittab") or fs.lexists("/sbin/init"):
         return InitSystem.SYSVINIT
-    return InitSystem.UNKNOWN
+    return InitSystem.UNKNOWN  # e.g. a minimal chroot with no init installed at all
 
 
 def _pkg_format(fs: RootFS, family: OSFamily) -> PackageFormat:
@@ -121,6 +122,8 @@ def detect_os(fs: RootFS) -> OSInfo:
     if codename in ("i386", "i586", "i686", "x86_64", "ppc", "s390", "ia64"):
         codename = ""  # SuSE-release puts the architecture where other files put a codename
     osr = _os_release(fs)
+    if osr.get("ID"):
+        os_id = osr["ID"].lower()  # keep os-release's own ID ("opensuse-leap"), distro shortens it
     source = osr.get("_source", "")
     release_info = info.distro_release_info()
     if not osr and release_info:

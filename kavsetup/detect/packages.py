@@ -164,7 +164,8 @@ def _read_rpm_sqlite(fs: RootFS, path: str) -> PackageDB:
         db.packages[name] = Package(name, full, version, path)
         base, dirs, idx = hdr.get(_TAG_BASENAMES), hdr.get(_TAG_DIRNAMES), hdr.get(_TAG_DIRINDEXES)
         if isinstance(base, list) and isinstance(dirs, list) and isinstance(idx, list):
-            db.files[name] = frozenset(f"{dirs[int(i)]}{b}" for b, i in zip(base, idx, strict=False))
+            db.files[name] = frozenset(f"{dirs[i]}{b}" for b, i in zip(base, idx, strict=False)
+                                       if isinstance(i, int) and i < len(dirs))
     return db
 
 

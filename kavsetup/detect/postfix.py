@@ -74,6 +74,17 @@ def _doc_version(ctx: Context) -> Version | None:
     return None
 
 
+def _binary_version(ctx: Context, binaries: list[str]) -> tuple[Version | None, str]:
+    """Postfix programs embed ``mail_version=X.Y.Z`` (for check_mail_version()); reading it
+    needs no execution, so it works for a FreeBSD image on a Linux host."""
+    for binary in binaries:
+        head = ctx.fs.read_bytes_head(binary, 8 << 20) or b""
+        match = re.search(rb"mail_version=(\d+\.\d+[\w.-]*)", head)
+        if match:
+            return Version.parse(match.group(1).decode("ascii")), f"{binary} (mail_version string)"
+    return None, ""
+
+
 def detect_postfix(ctx: Context) -> MTAInfo | None:
     fs = ctx.fs
     postconf = next((f"{d}/postconf" for d in _SBIN if fs.is_file(f"{d}/postconf")), None)
@@ -113,8 +124,11 @@ def detect_postfix(ctx: Context) -> MTAInfo | None:
     elif pkg_version is not None:
         version, source = pkg_version, pkg_source
     else:
-        version = _doc_version(ctx)
-        source = "/usr/share/doc" if version else ""
+        version, source = _binary_version(ctx, [b for b in (postconf, "/usr/sbin/sendmail",
+                                                             "/usr/local/sbin/sendmail") if b])
+        if version is None:
+            version = _doc_version(ctx)
+            source = "/usr/share/doc" if version else ""
     info = PostfixInfo(
         version=version,
         config_directory=PurePosixPath(config_dir),

@@ -51,12 +51,20 @@ class RootFS:
         """Host path of the directory entry ``path`` names (its parent resolved in the tree,
         the last component itself not followed)."""
         p = PurePosixPath(path)
-        if p == PurePosixPath("/"):
-            return self.root
+        if p == PurePosixPath("/") or p.name in ("", ".", ".."):
+            return self.host(self.resolve(p).target)
         return self.host(self.resolve(p.parent).target / p.name)
 
     def lexists(self, path: PurePosixPath | str) -> bool:
-        return os.path.lexists(self._entry(path))
+        """True also when the entry cannot be looked at (EACCES): then reading it is attempted
+        and reports "permission denied" rather than a misleading "not found"."""
+        try:
+            os.lstat(self._entry(path))
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError:
+            return True
+        return True
 
     def is_symlink(self, path: PurePosixPath | str) -> bool:
         return self._entry(path).is_symlink()
@@ -82,11 +90,16 @@ class RootFS:
                 continue
             candidate = current / part
             host = self.host(candidate)
-            if host.is_symlink():
+            try:
+                target = os.readlink(host) if stat.S_ISLNK(os.lstat(host).st_mode) else None
+            except (FileNotFoundError, NotADirectoryError):
+                target = None
+            except OSError as exc:  # EACCES on a directory we may not search, ENOTDIR, ...
+                return Resolved(candidate, tuple(chain), False, f"cannot read: {_reason(exc)}")
+            if target is not None:
                 hops += 1
                 if hops > _MAX_LINKS:
                     return Resolved(candidate, tuple(chain), False, "too many levels of symbolic links")
-                target = os.readlink(host)
                 base = PurePosixPath("/") if target.startswith("/") else current
                 rest = PurePosixPath(target).parts[1:] if target.startswith("/") else PurePosixPath(
                     target).parts
@@ -133,6 +146,11 @@ class RootFS:
         except OSError:
             return None
 
+    def guard(self, what: str, exc: OSError) -> None:
+        """Last resort for an OSError escaping a detector (e.g. a directory we may not search
+        when not root): one problem line instead of a traceback."""
+        self.problem(exc.filename or what, f"cannot read: {_reason(exc)}")
+
     def read_text(self, path: PurePosixPath | str, *, required: bool = False) -> str | None:
         """Text of a file, or None.  A missing file is a problem only when ``required``; a
         file that exists but cannot be read (a directory, EACCES, a dangling or looping
@@ -158,10 +176,7 @@ class RootFS:
             with open(host, "rb") as handle:
                 data = handle.read()
         except OSError as exc:
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
-            if exc.errno == errno.EACCES:
-                reason = "permission denied"
-            self.problem(p, f"cannot read: {reason}")
+            self.problem(p, f"cannot read: {_reason(exc)}")
             return None
         return data.decode("utf-8", errors="replace")
 
@@ -185,3 +200,9 @@ class RootFS:
             if exc.errno != errno.ENOTDIR:
                 self.problem(path, f"cannot list: {os.strerror(exc.errno or 0)}")
             return []
+
+
+def _reason(exc: OSError) -> str:
+    if exc.errno == errno.EACCES:
+        return "permission denied"
+    return os.strerror(exc.errno) if exc.errno else str(exc)

@@ -52,10 +52,10 @@ def is_sendmail_binary(ctx: Context, path: PurePosixPath) -> bool:
 def detect_sendmail(ctx: Context) -> MTAInfo | None:
     fs = ctx.fs
     binary = next((p for p in REAL_BINARIES if fs.is_file(p)), None)
-    if binary is None and fs.is_file("/usr/sbin/sendmail") and ctx.pkgs.get("sendmail") and \
-            ctx.pkgs.owner("/usr/sbin/sendmail") in (None, "sendmail"):
-        binary = "/usr/sbin/sendmail"  # SUSE/Mandrake: the package installs it in place
-    pkg_version, pkg_source, pkg_name = ctx.package_version("sendmail", "sendmail-bin")
+    if binary is None and fs.is_file("/usr/sbin/sendmail") and is_sendmail_binary(
+            ctx, fs.resolve("/usr/sbin/sendmail").target):
+        binary = "/usr/sbin/sendmail"  # SUSE: the package installs it in place, no alternatives
+    pkg_version, pkg_source, pkg_name = ctx.package_version("sendmail-bin", "sendmail")
     cf = next((c for c in _CF_CANDIDATES if fs.lexists(c)), None)
     if binary is None and pkg_name is None:
         return None

@@ -50,7 +50,7 @@ class Change:
             out.append(f"# {p}: {_describe(b)} -> {_describe(a)}\n")
         elif (b.mode, b.uid, b.gid) != (a.mode, a.uid, a.gid):
             out.append(f"# {p}: mode {b.mode:04o} {b.uid}:{b.gid} -> {a.mode:04o} {a.uid}:{a.gid}\n")
-        if b.kind == "symlink" or a.kind == "symlink":
+        if b.kind == a.kind == "symlink":
             if b.target != a.target:
                 out.append(f"# {p}: symlink {b.target or '-'} -> {a.target or '-'}\n")
         if b.data != a.data and (a.kind == "file" or b.kind == "file"):
@@ -180,12 +180,13 @@ class DeriveFile(Edit):
 
     ``inserts`` are (block_id, anchor_regex, block_text): the block goes right after the first
     line matching the anchor (multiline regex on the line), or at the end for anchor "".
-    ``replaces`` are (regex, replacement) applied to whole lines of the copy."""
+    ``replaces`` are (regex, replacement[, before_regex]) applied to whole lines of the copy; when
+    the regex matches nothing the line is inserted before ``before_regex``'s first match."""
 
     path: str
     source: str
     inserts: tuple[tuple[str, str, str], ...] = ()
-    replaces: tuple[tuple[str, str], ...] = ()
+    replaces: tuple[tuple[str, ...], ...] = ()
     mode: int = -1
     uid: int = -1
     gid: int = -1
@@ -199,8 +200,16 @@ class DeriveFile(Edit):
     def compute(self, view: View) -> list[Change]:
         src = _need_file(view, self.source)
         text = src.text()
-        for rx, repl in self.replaces:
+        for rx, repl, *fallback in self.replaces:
             text, n = re.subn(rx, lambda _m, r=repl: r, text, count=1, flags=re.M)
+            if n == 0 and fallback and fallback[0]:
+                # Not set in the source: put the line just before the first fallback match
+                # (e.g. an Exim main option before the first "begin").
+                m = re.search(fallback[0], text, flags=re.M)
+                if m:
+                    nl = pcf.newline_of(text)
+                    text = text[:m.start()] + repl + nl + text[m.start():]
+                    n = 1
             if n == 0:
                 raise EditError(f"{self.source}: no line matches {rx!r}")
         for block_id, anchor, block in self.inserts:
@@ -435,6 +444,25 @@ def ini_set(text: str, section: str, key: str, value: str) -> str:
     return "".join(lines)
 
 
+def _drop_empty_section(text: str, section: str) -> str:
+    """Remove a section header we added (and the blank line we put before it) once no key is
+    left in it; comments the admin wrote under it stay."""
+    lines = pcf.split_lines(text)
+    head = next((i for i, ln in enumerate(lines)
+                 if (m := _SECTION_RE.match(ln.rstrip("\r\n"))) and m.group(1).strip() == section), None)
+    if head is None:
+        return text
+    for ln in lines[head + 1:]:
+        if _SECTION_RE.match(ln.rstrip("\r\n")):
+            break
+        if _KEY_RE.match(ln) and not ln.lstrip().startswith("#"):
+            return text
+    del lines[head]
+    if head > 0 and lines[head - 1].strip() == "":
+        del lines[head - 1]
+    return "".join(lines)
+
+
 def ini_get(text: str, section: str, key: str) -> str | None:
     lines = pcf.split_lines(text)
     key_at, _ = _ini_find(lines, section, key)
@@ -489,6 +517,8 @@ class IniValues(Edit):
             else:
                 lines[at] = bl[bat]
             text = "".join(lines)
+            if _ini_find(bl, section, "")[1] is None:
+                text = _drop_empty_section(text, section)
         return Undo(current.with_text(_fix_tail(text, btext)), tuple(notes))
 
 
@@ -500,6 +530,7 @@ class EnsureDir(Edit):
     mode: int = 0o755
     uid: int = 0
     gid: int = 0
+    only_create: bool = False  # an existing directory is left exactly as it is
 
     def paths(self) -> tuple[PurePosixPath, ...]:
         return (PurePosixPath(self.path),)
@@ -511,6 +542,8 @@ class EnsureDir(Edit):
         before = view.get(self.path)
         if before.kind not in ("absent", "dir"):
             raise EditError(f"{self.path}: exists and is not a directory")
+        if self.only_create and before.kind == "dir":
+            return [Change(PurePosixPath(self.path), before, before)]
         return [Change(PurePosixPath(self.path), before, Image("dir", b"", self.mode, self.uid, self.gid))]
 
     def unapply(self, path: PurePosixPath, current: Image, before: Image) -> Undo:
@@ -528,6 +561,7 @@ class AccountLine(Edit):
     path: str
     name: str
     line: str
+    if_exists: bool = True  # /etc/shadow and /etc/gshadow are optional in a root
 
     def paths(self) -> tuple[PurePosixPath, ...]:
         return (PurePosixPath(self.path),)
@@ -536,6 +570,8 @@ class AccountLine(Edit):
         return f"account {self.name} in {self.path}"
 
     def compute(self, view: View) -> list[Change]:
+        if self.if_exists and view.get(self.path).kind == "absent":
+            return [Change(PurePosixPath(self.path), ABSENT, ABSENT)]
         before = _need_file(view, self.path)
         text = before.text()
         if any(ln.split(":", 1)[0] == self.name for ln in text.splitlines()):
@@ -585,8 +621,10 @@ class SwapIn(Edit):
             raise EditError(f"{self.path}: is already a {self.marker} wrapper")
         if aside_before.exists:
             raise EditError(f"{self.aside}: already exists (qmail already wrapped?); refusing")
-        aside = Image("file", orig.data, self.aside_mode, self.uid, self.gid)
-        wrapper = Image("file", self.content.encode(), self.mode, self.uid, self.gid)
+        uid = orig.uid if self.uid < 0 else self.uid
+        gid = orig.gid if self.gid < 0 else self.gid
+        aside = Image("file", orig.data, self.aside_mode, uid, gid)
+        wrapper = Image("file", self.content.encode(), self.mode, uid, gid)
         return [Change(PurePosixPath(self.aside), aside_before, aside),
                 Change(PurePosixPath(self.path), orig, wrapper)]
 
@@ -628,12 +666,19 @@ class Plan:
             out.append((e, chs))
         return out
 
-    def diff(self, view: View) -> str:
-        """One unified diff per path: first before-image against last after-image."""
+    def preview(self, view: View) -> tuple[list[str], str]:
+        """(summaries of the edits that change something, one unified diff per path: first
+        before-image against last after-image) — what ``--dry-run`` prints."""
         first: dict[PurePosixPath, Image] = {}
         last: dict[PurePosixPath, Image] = {}
-        for _e, chs in self.changes(view):
+        summaries: list[str] = []
+        for e, chs in self.changes(view):
+            if any(c.changed for c in chs):
+                summaries.append(e.summary())
             for c in chs:
                 first.setdefault(c.path, c.before)
                 last[c.path] = c.after
-        return "".join(Change(p, first[p], last[p]).diff() for p in first if first[p] != last[p])
+        return summaries, "".join(Change(p, first[p], last[p]).diff() for p in first if first[p] != last[p])
+
+    def diff(self, view: View) -> str:
+        return self.preview(view)[1]

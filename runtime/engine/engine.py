@@ -129,7 +129,7 @@ class Engine:
         if names:
             return self._infected(ctx, path, list(dict.fromkeys(names)))
         kind = identify(data)
-        if kind is None and mime.looks_like_mail(data):
+        if kind in (None, "uue") and mime.looks_like_mail(data):
             kind = "mime"
         if kind is None:
             ctx.record(path, Status.CLEAN)

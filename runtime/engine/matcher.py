@@ -74,10 +74,10 @@ class BodyMatcher:
                 blob = cache.read_bytes()
                 fb_len = int.from_bytes(blob[:4], "big")
                 self.fallback = [int(x) for x in blob[4 : 4 + fb_len].split(b",") if x]
-                self.db = hyperscan.loadb(bytearray(blob[4 + fb_len :]), hyperscan.HS_MODE_BLOCK)
+                self.db = hyperscan.loadb(blob[4 + fb_len :], hyperscan.HS_MODE_BLOCK)
                 self.from_cache = True
                 return
-            except (hyperscan.error, ValueError, OSError):
+            except (hyperscan.error, ValueError, TypeError, OSError):
                 self.fallback = []  # unreadable cache: rebuild it below
         ids = [i for i in range(len(self.sigs))]
         try:

@@ -252,9 +252,10 @@ class Connection:
         else:
             files.append(path)
         found = False
+        walking = os.path.isdir(path)
         for f in files:
-            if os.path.islink(f) and os.path.isdir(path):
-                continue
+            if walking and (os.path.islink(f) or not os.path.isfile(f)):
+                continue  # like clamd: no symlinks followed, no sockets or devices read in a tree
             try:
                 v = scan_path(self.state, f)
             except OSError as exc:

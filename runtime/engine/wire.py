@@ -48,7 +48,7 @@ class Reader:
             try:
                 data = self._recv(1 << 16)
             except TimeoutError:
-                if self.poll is not None and self.poll():
+                if self.poll is None or self.poll():
                     raise
                 continue
             if not data:
@@ -90,7 +90,7 @@ class Reader:
             try:
                 data = self._recv(min(1 << 20, n - got))
             except TimeoutError:
-                if self.poll is not None and self.poll():
+                if self.poll is None or self.poll():
                     raise
                 continue
             if not data:

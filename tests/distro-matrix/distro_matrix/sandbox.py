@@ -4,7 +4,8 @@ The copy is an overlayfs mount (the cached root is the read-only lower layer; ev
 test lands in a fresh upper layer that is deleted afterwards). The namespaces are held open by a
 small init process (PID 1 of a new PID namespace, chrooted into the copy) that reaps orphans and
 plays syslog on /dev/log, so that Postfix and Sendmail logs end up in /var/log/matrix-syslog for
-the failure report. Commands enter with nsenter; killing the init makes the kernel kill everything
+the failure report. /run is left on the overlay (not a tmpfs) so that the host side of the test
+sees the daemons' sockets and pid files. Commands enter with nsenter; killing the init makes the kernel kill everything
 left in the namespace, so no daemon can outlive a test.
 
 Not bubblewrap: it always sets no-new-privileges and the MTAs' setuid/setgid helpers then fail.
@@ -69,7 +70,7 @@ ip link set lo up
 hostname "$H"
 mount -t proc proc "$R/proc"
 mount -t tmpfs -o mode=755,size=16m tmpfs "$R/dev"
-for d in %s; do
+for d in @DEVICES@; do
     set -- $(echo "$d" | tr : ' ')
     mknod -m 666 "$R/dev/$1" c "$2" "$3"
 done
@@ -77,10 +78,9 @@ mkdir -p "$R/dev/shm" "$R/dev/pts"
 mount -t tmpfs -o mode=1777,size=64m tmpfs "$R/dev/shm"
 ln -s /proc/self/fd "$R/dev/fd"
 ln -s /proc/self/fd/0 "$R/dev/stdin"; ln -s /proc/self/fd/1 "$R/dev/stdout"; ln -s /proc/self/fd/2 "$R/dev/stderr"
-mount -t tmpfs -o mode=755,size=16m tmpfs "$R/run"
 mkdir -p "$R/run/lock" && chmod 1777 "$R/run/lock"
-exec chroot "$R" /usr/bin/env -i PATH=%s /usr/bin/python3 -c "$INIT"
-""" % (" ".join(f"{n}:{a}:{b}" for n, a, b in _DEVICES), PATH)
+exec chroot "$R" /usr/bin/env -i PATH=@PATH@ /usr/bin/python3 -c "$INIT"
+""".replace("@DEVICES@", " ".join(f"{n}:{a}:{b}" for n, a, b in _DEVICES)).replace("@PATH@", PATH)
 
 
 class SandboxError(RuntimeError):

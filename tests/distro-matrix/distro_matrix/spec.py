@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 
 #: Bump when the way roots are built changes in a way the recipe text does not show.
 RECIPE_VERSION = 3
@@ -38,6 +38,7 @@ COMMON_PACKAGES: tuple[str, ...] = (
     "python3-jinja2",
     "python3-ruamel.yaml",
     "python3-configobj",
+    "python3-cryptography",
     "python3-psutil",
     "python3-distro",
     "python3-pexpect",

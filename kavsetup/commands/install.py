@@ -1,0 +1,206 @@
+"""``kavsetup install | uninstall | status | recover`` (guide 3.4, 4.4, chapter 7).
+
+Exit codes: 0 done (or nothing to do), 1 failed (and rolled back), 2 refused before touching
+anything (unsupported MTA version, existing content filter, bad answers), 3 another run holds the
+lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from kavsetup.detect import check_version, detect
+from kavsetup.detect.model import MTAInfo, MTAKind
+from kavsetup.integrate.compile import compile_plan
+from kavsetup.integrate.edits import EditError
+from kavsetup.integrate.files import Root, View
+from kavsetup.integrate.journal import JournalError
+from kavsetup.integrate.settings import Settings, SettingsError, load_answers, validate
+from kavsetup.integrate.target import choose_mta, site_settings
+from kavsetup.integrate.transaction import LockBusy, Outcome, Transaction, root_lock
+from kavsetup.integrate.verify import verify
+from kavsetup.mta_patches import exim, sendmail
+from kavsetup.mta_patches.common import CompileError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("install", help="integrate kav4mailservers with the mail server (guide 4.4)")
+    p.add_argument("--root", default="/", help="operate on DIR as if it were / (default: /)")
+    p.add_argument("--mta", default="auto", choices=["auto", "postfix", "sendmail", "exim", "qmail"])
+    p.add_argument("--dry-run", action="store_true", help="print the plan and a unified diff; change nothing")
+    p.add_argument("--non-interactive", action="store_true", help="never ask; use defaults and --answers")
+    p.add_argument("--answers", type=Path, help="YAML file of answers (keys: see docs/integration.md)")
+    p.add_argument("--mta-config", default="", help="the MTA's main configuration file (in-root path)")
+    p.add_argument("--chain", action="store_true", help="keep an existing Postfix content_filter after ours")
+    p.add_argument("--force", action="store_true", help="integrate even an MTA version the guide does not support")
+    p.set_defaults(func=cmd_install)
+    u = sub.add_parser("uninstall", help="undo the integration (guide chapter 7)")
+    u.add_argument("--root", default="/")
+    u.add_argument("--dry-run", action="store_true")
+    u.set_defaults(func=cmd_uninstall)
+    s = sub.add_parser("status", help="is kav4mailservers integrated, and with what")
+    s.add_argument("--root", default="/")
+    s.set_defaults(func=cmd_status)
+    r = sub.add_parser("recover", help="finish or roll back an interrupted install/uninstall")
+    r.add_argument("--root", default="/")
+    r.set_defaults(func=cmd_recover)
+
+
+def _err(msg: str) -> None:
+    print(f"kavsetup: {msg}", file=sys.stderr)
+
+
+def _report(out: Outcome) -> int:
+    if out.diff:
+        sys.stdout.write(out.diff)
+    for n in out.notes:
+        print(f"note: {n}")
+    (print if out.ok else _err)(out.message)
+    return 0 if out.ok else 1
+
+
+def _ask(settings: Settings) -> Settings:
+    """Console questions (guide 3.4); empty answer keeps the default shown."""
+    def q(prompt: str, default: str) -> str:
+        try:
+            ans = input(f"{prompt} [{default}]: ").strip()
+        except EOFError:
+            return default
+        return ans or default
+    proto = q("Protocol between the MTA and smtpscanner (lmtp/smtp)", settings.protocol)
+    admin = q("Administrator address for notifications (empty: keep default)", settings.admin_address)
+    return validate(settings.with_(protocol=proto, admin_address=admin))
+
+
+def _recover_first(tx: Transaction) -> None:
+    state = tx.pending_state()
+    if state and state != "installed":
+        print(f"found an interrupted run (journal state {state!r}); recovering first")
+        _report(tx.recover())
+
+
+def extra_facts(mta: MTAInfo, settings: Settings) -> dict[str, str]:
+    facts = {"conf_file": settings.conf_file}
+    if mta.kind is MTAKind.SENDMAIL:
+        facts["listen_config"] = sendmail.listen_path(mta)
+    if mta.kind is MTAKind.EXIM:
+        facts["listen_config"] = exim.listen_path(mta)
+    return facts
+
+
+def run_install(args: argparse.Namespace, *, fail_after: int | None = None, crash: Any = None) -> int:
+    root = Root(args.root)
+    if not root.path.is_dir():
+        _err(f"{args.root}: not a directory")
+        return 2
+    try:
+        with root_lock(root):
+            tx = Transaction(root, fail_after=fail_after, crash=crash)
+            if not args.dry_run:
+                _recover_first(tx)
+            if tx.pending_state() == "installed":
+                doc = tx.journal.doc
+                print(f"already integrated with {doc['mta']} (since {doc['started']}); nothing to do")
+                return 0
+            system = detect(root.path)
+            mta = choose_mta(system, root, args.mta, args.mta_config)
+            gate = check_version(mta)
+            if not gate.ok and not args.force:
+                _err(gate.message)
+                return 2
+            settings = Settings(chain=args.chain)
+            if args.answers:
+                settings = load_answers(args.answers, settings)
+            if not args.non_interactive and not args.answers and sys.stdin.isatty() and not args.dry_run:
+                settings = _ask(settings)
+            settings = site_settings(root, mta, settings)
+            plan = compile_plan(system, settings, mta)
+            for n in plan.notes:
+                print(f"note: {n}")
+            if args.dry_run:
+                summaries, diff = plan.preview(View(root))
+                for line in summaries:
+                    print(f"plan: {line}")
+                sys.stdout.write(diff)
+                print("dry run: nothing changed")
+                return 0
+            facts = extra_facts(mta, settings)
+            out = tx.apply(plan, verify=lambda: verify(root, mta, facts))
+            code = _report(out)
+            if out.ok:
+                print(tx.journal.doc.get("verification", ""))
+                print("restart the mail system to use the new configuration (guide 3.4)")
+            return code
+    except LockBusy as exc:
+        _err(str(exc))
+        return 3
+    except (CompileError, SettingsError) as exc:
+        _err(str(exc))
+        return 2
+    except (EditError, JournalError, OSError) as exc:
+        _err(str(exc))
+        return 1
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    return run_install(args)
+
+
+def cmd_uninstall(args: argparse.Namespace) -> int:
+    root = Root(args.root)
+    try:
+        with root_lock(root):
+            tx = Transaction(root)
+            state = tx.pending_state()
+            if state and state != "installed" and not args.dry_run:
+                return _report(tx.recover())
+            return _report(tx.uninstall(dry_run=args.dry_run))
+    except LockBusy as exc:
+        _err(str(exc))
+        return 3
+    except (JournalError, OSError) as exc:
+        _err(str(exc))
+        return 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    root = Root(args.root)
+    tx = Transaction(root)
+    try:
+        state = tx.pending_state()
+    except JournalError as exc:
+        _err(str(exc))
+        return 1
+    if not state:
+        print("not integrated: no kav4mailservers journal in this root")
+        return 0
+    doc = tx.journal.doc
+    if state != "installed":
+        print(f"INTERRUPTED: a run stopped in state {state!r}; run `kavsetup recover`")
+        return 1
+    print(f"integrated with {doc['mta']} since {doc['started']}; {len(doc['steps'])} steps")
+    for st in doc["steps"]:
+        changed = []
+        for ch in st["changes"]:
+            cur = root.read(ch["path"])
+            mark = "" if cur.matches(ch["after"]) else " (changed since)"
+            changed.append(ch["path"] + mark)
+        if changed:
+            print(f"  {st['n']:2d}. {st['summary']}: {', '.join(changed)}")
+    return 0
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    root = Root(args.root)
+    try:
+        with root_lock(root):
+            return _report(Transaction(root).recover())
+    except LockBusy as exc:
+        _err(str(exc))
+        return 3
+    except (JournalError, OSError) as exc:
+        _err(str(exc))
+        return 1

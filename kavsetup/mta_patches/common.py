@@ -1,0 +1,123 @@
+"""Edits every integration shares: the kluser account and filter group, our directories, and
+the kav4mailservers.conf keys that must agree with what was set in the MTA (guide 4.4.5, 6.1.1).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+
+from kavsetup.detect.model import System
+from kavsetup.integrate.edits import AccountLine, EnsureDir, IniValues
+from kavsetup.integrate.edits import Edit as Edit
+from kavsetup.integrate.settings import Settings
+
+
+class CompileError(Exception):
+    """The system cannot be integrated as asked; the message is one line for the admin."""
+
+
+def free_id(used: frozenset[int] | set[int], lo: int = 100, hi: int = 999) -> int:
+    """First free system id, as adduser --system picks them."""
+    for i in range(lo, hi + 1):
+        if i not in used:
+            return i
+    raise CompileError(f"no free system id between {lo} and {hi}")
+
+
+def parent_dirs(path: str) -> list[Edit]:
+    """EnsureDir(only_create) for each ancestor, so files can be written into a bare root and
+    the directories we had to make are removed again on uninstall."""
+    p = PurePosixPath(path)
+    return [EnsureDir(str(d), 0o755, 0, 0, only_create=True)
+            for d in reversed(p.parents) if str(d) != "/"]
+
+
+def accounts(system: System, s: Settings, home: str) -> tuple[list[Edit], int, int]:
+    """The ``kluser`` user in the ``filter`` group (guide 4.4.3 steps 4-5), only if missing."""
+    edits: list[Edit] = []
+    users = system.users
+    group = users.group(s.group)
+    user = users.user(s.user)
+    gid = group.gid if group else free_id(users.gids)
+    if group is None:
+        edits.append(AccountLine("/etc/group", s.group, f"{s.group}:x:{gid}:"))
+        edits.append(AccountLine("/etc/gshadow", s.group, f"{s.group}:!::"))
+    if user is None:
+        uid = free_id(users.uids)
+        gecos = "Kaspersky Anti-Virus for Mail Servers"
+        edits.append(AccountLine("/etc/passwd", s.user, f"{s.user}:x:{uid}:{gid}:{gecos}:{home}:{s.nologin}"))
+        edits.append(AccountLine("/etc/shadow", s.user, ":".join([s.user, "!*", "", "", "", "", "", "", ""])))
+    else:
+        uid = user.uid
+    return edits, uid, gid
+
+
+def ere_escape(text: str) -> str:
+    """POSIX ERE literal (guide 6.1.1 masks are POSIX regex)."""
+    return re.sub(r"([.\[\]()*+?{}|^$\\])", r"\\\1", text)
+
+
+def admin_masks(addresses: tuple[str, ...]) -> str:
+    """Recipients of ``[smtpscan.group:kavadministrators]``: postmaster and every address it
+    is an alias of (guide 6.1.1).  A bare local name matches that user at any domain."""
+    masks: list[str] = ["postmaster@.*"]
+    for a in addresses:
+        a = a.strip()
+        if not a:
+            continue
+        m = ere_escape(a) if "@" in a else f"{ere_escape(a)}@.*"
+        if m not in masks:
+            masks.append(m)
+    return ",".join(masks)
+
+
+def conf_edits(s: Settings, forward: str, listen: str, gid: int, mode: int = 0o640) -> list[Edit]:
+    """kav4mailservers.conf keys that must match the MTA side (guide 4.4.5).  Created 0640
+    root:<filter group> so only the filter reads it, unless the caller says otherwise."""
+    values: list[tuple[str, str, str]] = [
+        ("smtpscan.general", "Protocol", s.protocol),
+        ("smtpscan.general", "ForwardMailer", forward),
+    ]
+    if listen:
+        values.append(("smtpscan.general", "ListenAddress", listen))
+    if s.notify_from:
+        values.append(("smtpscan.general", "NotifyFromAddress", s.notify_from))
+    if s.xforward:
+        values.append(("smtpscan.general", "EHLOsupportXFORWARD", "yes"))
+        values.append(("smtpscan.general", "EHLOattrsXFORWARD", "NAME ADDR PROTO HELO"))
+    if s.admin_address:
+        values.append(("smtpscan.group:default", "AdminAddress", s.admin_address))
+        values.append(("smtpscan.group:default", "AdminNotify", "yes"))
+    values.append(("smtpscan.group:kavadministrators", "Recipients", admin_masks(s.postmasters)))
+    default = s.conf_default_text or (
+        "# kav4mailservers.conf: written by kavsetup install (guide 4.4.5).\n"
+        "# Keys not listed here take their built-in defaults.\n")
+    return [*parent_dirs(s.conf_file), IniValues(s.conf_file, tuple(values), default, mode, 0, gid)]
+
+
+def read_postmasters(lines: list[str]) -> tuple[str, ...]:
+    """Targets of ``postmaster:`` in an /etc/aliases text (continuations and commas handled)."""
+    joined: list[str] = []
+    for line in lines:
+        if line.startswith((" ", "\t")) and joined:
+            joined[-1] += " " + line.strip()
+        elif line.strip() and not line.lstrip().startswith("#"):
+            joined.append(line.strip())
+    for entry in joined:
+        name, sep, rest = entry.partition(":")
+        if sep and name.strip().lower() == "postmaster":
+            return tuple(t.strip().strip('"') for t in rest.split(",") if t.strip()
+                         and not t.strip().startswith(("|", "/", ":include:")))
+    return ()
+
+
+def read_qmail_postmaster(lines: list[str]) -> tuple[str, ...]:
+    """Forward targets of qmail's alias/.qmail-postmaster (``&addr`` or bare addresses)."""
+    out = []
+    for line in lines:
+        s = line.strip()
+        if not s or s.startswith(("#", "|", "/", ".")):
+            continue
+        out.append(s[1:] if s.startswith("&") else s)
+    return tuple(out)

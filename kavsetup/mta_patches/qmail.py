@@ -1,0 +1,42 @@
+"""Qmail integration (guide 4.4.2): smtpscanner takes the place of qmail-queue.
+
+``/var/qmail/bin/qmail-queue`` is renamed to ``queue.kav55`` (set-uid qmailq, group qmail,
+04711 as the guide lists) and our wrapper is put in its place; everything that queues mail
+(qmail-smtpd, qmail-inject, sendmail wrapper) then goes through the scanner, which calls
+``queue.kav55``.  The wrapper is a shell script, so it is 0755 rather than the guide's 0711 for
+the vendor's binary: a script must be readable to run.  ``ForwardMailer`` is
+``qmail:(/var/qmail/bin/queue.kav55)`` — the guide prints ``qmail-queue`` there, which after
+the swap is the wrapper itself and would loop.
+"""
+
+from __future__ import annotations
+
+from kavsetup.detect.model import MTAInfo, System
+from kavsetup.integrate.edits import Edit, SwapIn
+from kavsetup.integrate.settings import Settings
+from kavsetup.mta_patches import common
+from kavsetup.mta_patches.common import CompileError
+from kavsetup.mta_patches.templates import render
+
+
+def plan(system: System, mta: MTAInfo, s: Settings) -> tuple[list[Edit], list[str]]:
+    info = mta.qmail
+    aside = info.home / "bin" / "queue.kav55"
+    if info.already_wrapped:
+        raise CompileError(f"qmail: {info.qmail_queue} is already wrapped ({aside} exists or it is not "
+                           "qmail's own program); refusing to wrap it twice")
+    if not info.qmail_queue_exists:
+        raise CompileError(f"qmail: {info.qmail_queue} not found; give qmail's home with --mta-config")
+    qmailq = system.users.user("qmailq")
+    group = system.users.group("qmail")
+    uid = qmailq.uid if qmailq else -1
+    gid = group.gid if group else -1
+    notes = [] if qmailq and group else ["qmail: user qmailq or group qmail not found; keeping the "
+                                         "current owner of qmail-queue"]
+    wrapper = render("qmail-queue.sh", prefix=s.prefix, aside=str(aside))
+    edits: list[Edit] = []
+    # The wrapper runs as whoever queues mail (qmaild for qmail-smtpd, any local user through
+    # qmail-inject), so the configuration it reads must be world-readable here.
+    edits += common.conf_edits(s, f"qmail:({aside})", "", max(gid, 0), mode=0o644)
+    edits.append(SwapIn(str(info.qmail_queue), str(aside), wrapper, 0o755, 0o4711, uid, gid))
+    return edits, notes

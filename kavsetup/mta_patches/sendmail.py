@@ -1,0 +1,91 @@
+"""Sendmail integration (guide 2.1, 4.4.1): two instances around smtpscanner.
+
+``sendmail.cf.listen`` is derived from ``sendmail.cf`` (which stays the delivering
+configuration, untouched) with:
+
+* the ``smtpscanner`` mailer (guide's ``Msmtpscanner`` with ``P=``/``F=``/``A=``; ``F=z`` for
+  LMTP, without it Sendmail speaks SMTP to a mailer whose ``A=`` has no ``$u``), run as
+  ``U=kluser:filter``;
+* one rule at the top of ``ParseLocal`` (ruleset 98, which ruleset 0 calls for every address):
+  ``R$*  $#smtpscanner $@ localhost $: $1`` — every recipient resolves to the scanner, whatever
+  the rest of the configuration does.  Local delivery, aliases and relaying stay with the
+  delivering instance;
+* its own queue directory and pid file, so neither instance ever runs the other's queue (a
+  deferred message in the listening queue must never be delivered unscanned).
+
+Scanned mail comes back over SMTP to the delivering instance on 127.0.0.1:10026
+(``ForwardMailer=smtp:127.0.0.1:10026``).  The guide's ``smtp:(/usr/sbin/sendmail -bs -C
+sendmail.cf)`` would run Sendmail as the unprivileged filter user, which since 8.12 cannot
+write the MTA queue (it goes through the MSP and back into the listening instance): a loop.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+from kavsetup.detect.model import InitSystem, MTAInfo, System
+from kavsetup.integrate.edits import DeriveFile, Edit, EnsureDir, WriteFile
+from kavsetup.integrate.settings import Settings
+from kavsetup.mta_patches import common
+from kavsetup.mta_patches.common import CompileError
+from kavsetup.mta_patches.postfix import choose_ports
+from kavsetup.mta_patches.templates import render
+
+LISTEN_QUEUE = "/var/spool/mqueue-kav"
+LISTEN_PID = "/run/sendmail-kav-listen.pid"
+DELIVER_PID = "/run/sendmail-kav-deliver.pid"
+
+
+def listen_path(mta: MTAInfo) -> str:
+    return str(mta.sendmail.sendmail_cf) + ".listen"
+
+
+def mailer(s: Settings) -> str:
+    flags = "PCXmz9" if s.protocol == "lmtp" else "PCXm9"
+    return (f"Msmtpscanner,\tP={s.prefix}/bin/smtpscanner, F={flags}, S=EnvFromSMTP/HdrFromSMTP, "
+            f"R=EnvToSMTP, E=\\r\\n, L=2040,\n"
+            f"\t\tT=DNS/RFC822/SMTP, U={s.user}:{s.group},\n"
+            f"\t\tA=smtpscanner --stdio")
+
+
+RULE = "R$*\t\t\t$#smtpscanner $@ localhost $: $1\t\tkav4mailservers: scan all mail"
+
+
+def plan(system: System, mta: MTAInfo, s: Settings) -> tuple[list[Edit], list[str]]:
+    info = mta.sendmail
+    if not info.sendmail_cf_exists:
+        raise CompileError(f"sendmail: {info.sendmail_cf} not found; give it with --mta-config")
+    cf = str(info.sendmail_cf)
+    listen = listen_path(mta)
+    _f, rport = choose_ports(s)
+    edits: list[Edit] = []
+    acct, uid, gid = common.accounts(system, s, s.spool)
+    edits += acct
+    edits += common.parent_dirs(s.spool)
+    edits.append(EnsureDir(s.spool, 0o750, uid, gid))
+    edits += common.parent_dirs(LISTEN_QUEUE)
+    edits.append(EnsureDir(LISTEN_QUEUE, 0o700, 0, 0))
+    edits += common.conf_edits(s, f"smtp:{s.filter_host}:{rport}", "stdio", gid)
+    values = {"listen_cf": listen, "sendmail_cf": cf, "submit_cf": str(info.mail_dir / "submit.cf"),
+              "listen_queue": LISTEN_QUEUE, "listen_pid": LISTEN_PID, "deliver_pid": DELIVER_PID,
+              "reinject_host": s.filter_host, "reinject_port": str(rport),
+              "reinject_addr": f"{s.filter_host}:{rport}"}
+    script = f"{s.prefix}/bin/kavsendmail.sh"
+    edits += common.parent_dirs(script)
+    edits.append(WriteFile(script, render("kavsendmail.sh", **values), 0o755))
+    units = ["kav4ms-sendmail-listen.service", "kav4ms-sendmail-deliver.service"]
+    if info.submit_cf is not None:
+        units.append("kav4ms-sendmail-msp.service")
+    if system.os.init in (InitSystem.SYSTEMD, InitSystem.UNKNOWN):
+        edits += common.parent_dirs(f"{s.unit_dir}/x")
+        for unit in units:
+            edits.append(WriteFile(str(PurePosixPath(s.unit_dir) / unit), render(unit, **values), 0o644))
+    edits.append(DeriveFile(
+        listen, cf,
+        inserts=(("smtpscanner-rule", r"^SParseLocal(=98)?\s*$", RULE),
+                 ("smtpscanner-mailer", "", mailer(s))),
+        replaces=((r"^O QueueDirectory=.*$", f"O QueueDirectory={LISTEN_QUEUE}"),
+                  (r"^#?O PidFile=.*$", f"O PidFile={LISTEN_PID}"))))
+    notes = [f"sendmail: start the two instances with {script} start (or the systemd units "
+             f"{', '.join(units)}) instead of the sendmail service"]
+    return edits, notes

@@ -1,0 +1,188 @@
+"""Per-object actions on a message copy (guide 6.1.3): remove, unchanged, cured.
+
+A removed object's part is replaced in place by a short text part saying what was removed and why,
+so the recipient sees that something was there; a cured object gets the disinfected bytes in its
+original transfer encoding.  Copies are built from a fresh parse of the received bytes, and leaves
+are addressed by their position in ``walk()`` order, which is stable for the same bytes.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import io
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email.generator import BytesGenerator
+from email.message import Message
+from email.mime.text import MIMEText
+
+from runtime.engine import mime as engine_mime
+from runtime.engine.verdict import ObjectResult
+
+WHOLE = -1  # a finding about the message as a whole (no single part carries it)
+
+
+@dataclass
+class Finding:
+    """One object of the message that is not clean, with the status spelt as config keys are."""
+
+    index: int
+    name: str
+    status: str  # Infected, Suspicious, Warning, Corrupted, Protected, Error, Cured, CureFailed, Filtered
+    names: list[str] = field(default_factory=list)
+    cured: bytes | None = None
+    deleted: bool = False
+    objects: list[ObjectResult] = field(default_factory=list)
+
+
+def parse(data: bytes) -> Message:
+    return email.message_from_bytes(data, policy=email.policy.compat32)
+
+
+def serialize(msg: Message) -> bytes:
+    buf = io.BytesIO()
+    BytesGenerator(buf, mangle_from_=False, maxheaderlen=0).flatten(msg)
+    return buf.getvalue()
+
+
+def leaves(msg: Message) -> Iterator[tuple[int, Message]]:
+    n = 0
+    for part in msg.walk():
+        if part.is_multipart():
+            continue
+        yield n, part
+        n += 1
+
+
+def leaf_name(index: int, part: Message) -> tuple[str, bool]:
+    """(display name, is a real file name) of a leaf."""
+    try:
+        fname = part.get_filename()
+    except Exception:  # noqa: BLE001 - malformed RFC 2231 parameters
+        fname = None
+    if fname:
+        return _printable(str(fname)), True
+    return ("message body" if index == 0 and not part.get("Content-Disposition") else f"part {index + 1}"), False
+
+
+def _printable(text: str) -> str:
+    return re.sub(r"[\x00-\x1f\x7f]", "?", text)[:200]
+
+
+def _replace_with_text(part: Message, text: str) -> None:
+    for h in ("Content-Type", "Content-Transfer-Encoding", "Content-Disposition", "Content-ID",
+              "Content-Description"):
+        del part[h]
+    if part.get("MIME-Version") is None and part.get("Subject") is not None:
+        part["MIME-Version"] = "1.0"
+    repl = MIMEText(text, "plain", "us-ascii" if text.isascii() else "utf-8")
+    part["Content-Type"] = repl["Content-Type"]
+    part["Content-Transfer-Encoding"] = repl["Content-Transfer-Encoding"]
+    part["Content-Disposition"] = "inline"
+    part.set_payload(repl.get_payload())
+
+
+@dataclass
+class CopyResult:
+    data: bytes
+    kept: int = 0
+    cured: int = 0
+    removed: int = 0
+
+    @property
+    def action(self) -> str:
+        """The [locale] key for %ACTION% (guide 6.1.4)."""
+        if self.removed and self.cured:
+            return "ActionCuredRemoved"
+        if self.removed:
+            return "ActionRemoved"
+        if self.cured:
+            return "ActionCured"
+        return "ActionUnchanged"
+
+
+def outcome(status: str, action: str, deleted: bool) -> str:
+    """What happens to one object: kept | cured | removed (6.1.3)."""
+    if action == "unchanged":
+        return "kept"
+    if status == "Cured" and action == "cured":
+        return "removed" if deleted else "cured"
+    # "cured" delivers only clean or disinfected objects: anything else is removed.
+    return "removed"
+
+
+def build_copy(data: bytes, findings: list[Finding], action_of: Callable[[str], str],
+               removed_text: Callable[[Finding], str], report: str | None = None) -> CopyResult:
+    """The message with each finding's action applied (and an optional report part appended)."""
+    if not findings and report is None:
+        return CopyResult(data)
+    plan = [(f, outcome(f.status, action_of(f.status), f.deleted)) for f in findings]
+    res = CopyResult(data)
+    for _, what in plan:
+        setattr(res, what, getattr(res, what) + 1)
+    if res.kept == len(plan) and report is None:
+        return res
+    msg = parse(data)
+    parts = dict(leaves(msg))
+    for f, what in plan:
+        target = msg if f.index == WHOLE else parts.get(f.index)
+        if target is None or what == "kept":
+            continue
+        if what == "cured" and f.cured is not None:
+            engine_mime.replace_payload(target, f.cured)
+        else:
+            if target is msg and msg.is_multipart():
+                msg.set_payload(None)
+            _replace_with_text(target, removed_text(f))
+    if report is not None:
+        msg = _with_report(msg, report)
+    res.data = serialize(msg)
+    return res
+
+
+def _with_report(msg: Message, report: str) -> Message:
+    part = MIMEText(report, "plain", "us-ascii" if report.isascii() else "utf-8")
+    part["Content-Disposition"] = 'inline; filename="anti-virus-report.txt"'
+    part["Content-Description"] = "Anti-virus report"
+    if msg.is_multipart() and msg.get_content_subtype() == "mixed":
+        msg.attach(part)
+        return msg
+    from email.mime.multipart import MIMEMultipart
+
+    outer = MIMEMultipart("mixed")
+    del outer["MIME-Version"]
+    inner = Message()
+    for key, value in msg.items():
+        if key.lower().startswith("content-"):
+            inner[key] = value
+        elif key.lower() != "mime-version":
+            outer[key] = value
+    outer["MIME-Version"] = "1.0"
+    inner.set_payload(msg.get_payload())
+    if inner.get("Content-Type") is None:
+        inner["Content-Type"] = "text/plain"
+    outer.attach(inner)
+    outer.attach(part)
+    return outer
+
+
+_XAV = re.compile(rb"^X-Anti-Virus:.*(?:\r?\n[ \t].*)*\r?\n", re.IGNORECASE | re.MULTILINE)
+
+
+def set_x_header(data: bytes, value: str | None) -> bytes:
+    """Drop any X-Anti-Virus: header that came from outside (it could fake a verdict) and put ours
+    first (guide 6.8.4).  Works on raw bytes so an unchanged message stays byte for byte."""
+    end = data.find(b"\n\n")
+    crlf = data.find(b"\r\n\r\n")
+    if crlf >= 0 and (end < 0 or crlf < end):
+        end = crlf
+    head, body = (data, b"") if end < 0 else (data[: end + 1], data[end + 1:])
+    if b"x-anti-virus:" in head.lower():
+        head = _XAV.sub(b"", head)
+    if value is None:
+        return head + body
+    eol = b"\r\n" if b"\r\n" in head[:2000] or (not head and b"\r\n" in data) else b"\n"
+    line = b"X-Anti-Virus: " + re.sub(r"[\r\n\x00]", " ", value).encode("ascii", "replace") + eol
+    return line + head + body

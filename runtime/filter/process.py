@@ -1,0 +1,375 @@
+"""What smtpscanner does with one received message (guide 2.1, 6.1).
+
+split the recipients by group (6.1) -> scan (aveserver; cure mode per group, 6.1.2) -> per object
+status: recipient copy and admin copy per action (6.1.3), quarantine, notifications (6.1.4),
+X-Anti-Virus header (6.8.4) -> ForwardMailer -> per-recipient result.
+
+The rule above all others: a recipient is answered 250 only when the next hop has accepted that
+recipient's copy.  Every other outcome (aveserver unreachable or too slow, the next hop down,
+refusing or vanishing, the quarantine unwritable) is a 4xx, so the MTA keeps the message and
+tries again.  Order of work inside one group part: quarantine, notifications, then the copy;
+whatever fails first stops the part before the copy can be delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
+from runtime.config import Group, KavConfig
+from runtime.engine.verdict import SEVERITY, Status, Verdict
+from runtime.filter import mimeedit
+from runtime.filter.avescan import AsyncAveClient, AveServerError, AveServerUnavailable
+from runtime.filter.envelope import Envelope, Recipient
+from runtime.filter.forward import ForwardError, ForwardMailer, Outgoing, Reply
+from runtime.filter.mimeedit import WHOLE, Finding
+from runtime.filter.notify import VERSION_TEXT, Notifier, message_part, one_line, report_part
+from runtime.filter.quarantine import Quarantine
+from runtime.filter.stats import Statistics
+from runtime.report import EventLog
+
+#: Config spelling -> rank, for the roll-up of a message's findings (Filtered sits just above Cured).
+RANK = {s.config_name: SEVERITY[s] * 2 for s in Status}
+RANK["Filtered"] = 3
+RANK["Clean"] = 0
+
+
+def worst(statuses: list[str]) -> str:
+    return max(statuses, key=lambda s: RANK.get(s, 0), default="Clean")
+
+
+@dataclass
+class PartOutcome:
+    """What happened to one group's share of the recipients (for the log, the demo and tests)."""
+
+    group: str
+    recipients: list[str]
+    status: str = "Clean"
+    names: list[str] = field(default_factory=list)
+    action: str = ""
+    quarantined: str = ""
+    notified: list[str] = field(default_factory=list)
+    replies: dict[str, str] = field(default_factory=dict)
+
+
+class TempFail(Exception):
+    """Answer 4xx for the recipients concerned; ``code`` is the enhanced status text."""
+
+    def __init__(self, text: str, code: str = "451 4.3.0") -> None:
+        super().__init__(text)
+        self.reply = f"{code} {one_line(text, 300)}"
+
+
+class Scanner:
+    """One message's scans, shared by its group parts (a scan is done once per cure mode)."""
+
+    def __init__(self, client: AsyncAveClient, data: bytes) -> None:
+        self.client = client
+        self.data = data
+        self._whole: Verdict | None = None
+        self._leaves: dict[bool, list[tuple[int, str, bool, Verdict | None, str]]] = {}
+        self._msg = None
+
+    @property
+    def msg(self):  # noqa: ANN201
+        if self._msg is None:
+            self._msg = mimeedit.parse(self.data)
+        return self._msg
+
+    def leaf_names(self) -> list[tuple[int, str, bool]]:
+        return [(i, *mimeedit.leaf_name(i, p)) for i, p in mimeedit.leaves(self.msg)]
+
+    async def whole(self) -> Verdict:
+        if self._whole is None:
+            self._whole = await self.client.scan(self.data, "message", cure=False)
+        return self._whole
+
+    async def leaves(self, cure: bool) -> list[tuple[int, str, bool, Verdict | None, str]]:
+        if cure not in self._leaves:
+            out = []
+            for i, part in mimeedit.leaves(self.msg):
+                name, real = mimeedit.leaf_name(i, part)
+                payload = part.get_payload(decode=True) or b""
+                try:
+                    v: Verdict | None = await self.client.scan(payload, name if real else f"part{i}", cure=cure)
+                    err = ""
+                except AveServerError as exc:  # e.g. larger than StreamMaxLength: it cannot be scanned
+                    v, err = None, str(exc)
+                out.append((i, name, real, v, err))
+            self._leaves[cure] = out
+        return self._leaves[cure]
+
+    async def findings(self, group: Group) -> list[Finding]:
+        filter_names = bool(group.get("FilterByName"))
+        filtered = set()
+        if filter_names:
+            filtered = {i for i, name, real in self.leaf_names() if real and group.filtered_name(name)}
+        try:
+            whole = await self.whole()
+        except AveServerError as exc:
+            return [Finding(WHOLE, "message", "Error", [str(exc)])]
+        if whole.clean and not filtered:
+            return []
+        found: list[Finding] = []
+        if whole.clean:
+            for i, name, _ in self.leaf_names():
+                if i in filtered:
+                    found.append(Finding(i, name, "Filtered"))
+            return found
+        for i, name, _, v, err in await self.leaves(group.cure):
+            if v is None:
+                found.append(Finding(i, name, "Error", [err]))
+                continue
+            status = v.status.config_name
+            if status in ("Clean", "Cured") and i in filtered:
+                status = "Filtered"
+            if status == "Clean":
+                continue
+            found.append(Finding(i, name, status, v.names, v.cured, v.deleted, list(v.objects)))
+        if not found:
+            # The whole message is not clean but no single part is (e.g. a non-MIME container).
+            found.append(Finding(WHOLE, "message", whole.status.config_name, whole.names, None, False,
+                                 list(whole.objects)))
+        return found
+
+
+class Processor:
+    def __init__(self, cfg: KavConfig, log: EventLog, client: AsyncAveClient, mailer: ForwardMailer,
+                 stats: Statistics | None = None) -> None:
+        self.cfg = cfg
+        self.log = log
+        self.client = client
+        self.mailer = mailer
+        self.stats = stats
+        self.notifier = Notifier(cfg)
+        self.max_check = float(cfg.get("smtpscan.limits", "MaxCheckTime"))
+        self.scan_slots = asyncio.Semaphore(cfg.get("smtpscan.limits", "MaxScanners"))
+        self.temp = cfg.get("path", "TempPath")
+        self.show_ok = cfg.get("smtpscan.report", "ShowOk")
+        self.last: list[PartOutcome] = []
+
+    # -- helpers -------------------------------------------------------------------------
+    def locale(self, key: str) -> str:
+        return str(self.cfg.get("locale", key))
+
+    def describe(self, f: Finding) -> str:
+        text = self.locale(f.status)
+        return f"{f.name}: {text}" + (f" ({', '.join(f.names)})" if f.names else "")
+
+    def removed_text(self, f: Finding) -> str:
+        why = self.locale(f.status) + (f": {', '.join(f.names)}" if f.names else "")
+        return (f"The object \"{f.name}\" was removed from this message by {VERSION_TEXT}.\n"
+                f"Reason: {why}.\n")
+
+    def report_text(self, findings: list[Finding], group: Group, role_attr: str) -> str:
+        lines = [f"{VERSION_TEXT}: anti-virus report", ""]
+        for f in findings:
+            act = mimeedit.outcome(f.status, group.setting(f.status, role_attr), f.deleted)
+            detail = "; ".join(o.report_line() for o in f.objects) or self.locale(f.status)
+            lines.append(f'"{f.name}" {f.status.upper()} {", ".join(f.names)} -> {act}'.rstrip())
+            lines.append(f"    {detail}")
+        return "\n".join(lines) + "\n"
+
+    async def x_header(self, status: str) -> str:
+        """6.8.4: product and version, bases date and record count, check date and status."""
+        try:
+            v = await self.client.version()
+            when = time.strptime(str(v.get("date", "")), "%a %b %d %H:%M:%S %Y")
+            bases = f"{time.strftime('%Y%m%d', when)} #{v.get('records', 0)}"
+        except (AveServerUnavailable, ValueError, OSError):
+            if status != "not_checked":
+                raise
+            bases = "unknown #0"
+        return f"{VERSION_TEXT}, bases: {bases}, check: {time.strftime('%Y%m%d')} {status}"
+
+    # -- one message ---------------------------------------------------------------------
+    async def process(self, env: Envelope, data: bytes, per_recipient: bool = True) -> dict[str, str]:
+        """Per-recipient SMTP reply lines; never raises."""
+        spool = None
+        outcomes: list[PartOutcome] = []
+        replies: dict[str, str] = {}
+        try:
+            spool = self._spool(data)
+            data = data.replace(b"\r\n", b"\n")
+            cut = data.find(b"\n\n")
+            head = BytesHeaderParser(policy=compat32).parsebytes(data if cut < 0 else data[: cut + 1])
+            msgid = one_line(str(head.get("Message-ID", "") or ""), 200) or "<none>"
+            subject = one_line(str(head.get("Subject", "") or ""), 300)
+            parts: dict[str, tuple[Group, list[Recipient]]] = {}
+            for rc in env.recipients:
+                g = self.cfg.select_group(env.sender, rc.address)
+                parts.setdefault(g.name, (g, []))[1].append(rc)
+            scanner = Scanner(self.client, data)
+            for group, rcpts in parts.values():
+                out = PartOutcome(group.name, [r.address for r in rcpts])
+                outcomes.append(out)
+                try:
+                    await self._part(env, data, head, msgid, subject, scanner, group, rcpts, out, per_recipient)
+                except TempFail as exc:
+                    for r in rcpts:
+                        out.replies[r.address] = exc.reply
+                    self.log.error(f"message {msgid} from <{env.sender}> group {group.name}: {exc} "
+                                   "(answered 4xx: the MTA keeps it)")
+                replies.update(out.replies)
+            self._log(env, msgid, outcomes)
+        except Exception as exc:  # noqa: BLE001 - whatever went wrong, the MTA must keep the mail
+            self.log.error(f"message from <{env.sender}>: internal error {exc.__class__.__name__}: {exc} "
+                           "(answered 4xx)")
+            for rc in env.recipients:
+                replies[rc.address] = "451 4.3.0 internal error in the anti-virus filter, try again later"
+        finally:
+            if spool:
+                try:
+                    os.unlink(spool)
+                except OSError:
+                    pass
+        self.last = outcomes
+        return {rc.address: replies.get(rc.address, "451 4.3.0 not processed") for rc in env.recipients}
+
+    def _spool(self, data: bytes) -> str:
+        fd, path = tempfile.mkstemp(prefix="smtpscanner.", suffix=".msg", dir=self.temp)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        return path
+
+    async def _scan(self, scanner: Scanner, group: Group) -> list[Finding]:
+        async with self.scan_slots:
+            try:
+                return await asyncio.wait_for(scanner.findings(group), self.max_check)
+            except TimeoutError:
+                raise TempFail(f"scan took longer than MaxCheckTime ({self.max_check:g}s)", "451 4.7.1") from None
+            except AveServerUnavailable as exc:
+                raise TempFail(f"aveserver unavailable: {exc}", "451 4.7.1") from None
+
+    async def _part(self, env: Envelope, data: bytes, head, msgid: str, subject: str,  # noqa: ANN001
+                    scanner: Scanner, group: Group, rcpts: list[Recipient], out: PartOutcome,
+                    per_recipient: bool = True) -> None:
+        add_x = bool(group.get("AddXHeaders"))
+        notices: list[Outgoing] = []
+        if not group.check:
+            out.status = "not_checked"
+            copy = data
+            xh = await self.x_header("not_checked") if add_x else None
+            findings: list[Finding] = []
+        else:
+            findings = await self._scan(scanner, group)
+            status = worst([f.status for f in findings])
+            out.status = status
+            out.names = list(dict.fromkeys(n for f in findings for n in f.names))
+            try:
+                xh = await self.x_header(status.lower() if findings else "clean") if add_x else None
+            except AveServerUnavailable as exc:
+                raise TempFail(f"aveserver unavailable: {exc}", "451 4.7.1") from None
+            copy = data
+            if findings:
+                statuses = list(dict.fromkeys(f.status for f in findings))
+                attach = any(group.setting(s, "RecipientAttachReport") for s in statuses)
+                rc_copy = mimeedit.build_copy(
+                    data, findings, lambda s: group.setting(s, "RecipientAction"), self.removed_text,
+                    self.report_text(findings, group, "RecipientAction") if attach else None)
+                copy = rc_copy.data
+                out.action = self.locale(rc_copy.action)
+                if any(group.setting(s, "Quarantine") for s in statuses):
+                    try:
+                        q = Quarantine(group.get("QuarantinePath"))
+                        out.quarantined = await asyncio.to_thread(
+                            q.store, env.sender, out.recipients, data,
+                            "; ".join(self.describe(f) for f in findings),
+                            group=group.name, status=status, names=out.names, msgid=msgid, subject=subject)
+                    except OSError as exc:
+                        raise TempFail(f"cannot write quarantine: {exc}") from None
+                notices = self._notices(env, data, head, msgid, subject, group, findings, statuses,
+                                        rc_copy.action, out)
+        copy = mimeedit.set_x_header(copy, xh)
+        outgoing = Outgoing(env.sender, rcpts, copy, env.mail_params, env.xforward, all_or_nothing=not per_recipient)
+        try:
+            async with self.mailer.session() as session:
+                for n in notices:
+                    res = await session.send(n)
+                    for addr, r in res.items():
+                        if not r.ok and not r.permanent:
+                            raise TempFail(f"notification to <{addr}> deferred by next hop: {r}")
+                        if not r.ok:
+                            self.log.warning(f"message {msgid}: notification to <{addr}> refused: {r} (dropped)")
+                res = await session.send(outgoing)
+        except ForwardError as exc:
+            raise TempFail(f"ForwardMailer: {exc}", "451 4.4.1") from None
+        for rc in rcpts:
+            r = res.get(rc.address, Reply(451, "no reply"))
+            if r.ok:
+                out.replies[rc.address] = "250 2.0.0 Ok: scanned and passed on"
+            else:
+                # Never a 5xx from here: the MTA keeps the message and the admin sees why.
+                out.replies[rc.address] = f"451 4.3.0 next hop said: {one_line(str(r), 300)}"
+                self.log.error(f"message {msgid}: next hop refused <{rc.address}>: {r} (answered 4xx)")
+
+    def _notices(self, env: Envelope, data: bytes, head, msgid: str, subject: str, group: Group,  # noqa: ANN001
+                 findings: list[Finding], statuses: list[str], rc_action: str, out: PartOutcome) -> list[Outgoing]:
+        event = worst(statuses).lower()
+        headers = "".join(f"{k}: {one_line(str(v), 2000)}\n" for k, v in head.items())
+        macros = {
+            "VERSION": VERSION_TEXT,
+            "SENDER": env.sender or "<>",
+            "RECIPIENT": "\n".join(out.recipients),
+            "MSGID": msgid,
+            "VIRUSNAME": "\n".join(self.describe(f) for f in findings),
+            "SHORTNAME": ", ".join(out.names) or self.locale(worst(statuses)),
+            "SUBJECT": subject,
+            "DATETIME": self.notifier.datetime(),
+            "HEADERS": headers,
+            "ACTION": self.locale(rc_action),
+        }
+        notices: list[Outgoing] = []
+
+        def wants(attr: str) -> bool:
+            return any(group.setting(s, attr) for s in statuses)
+
+        if wants("AdminNotify") and group.get("AdminAddress"):
+            admin = str(group.get("AdminAddress"))
+            ad_copy = mimeedit.build_copy(data, findings, lambda s: group.setting(s, "AdminAction"),
+                                          self.removed_text)
+            attachments = [message_part(ad_copy.data)]
+            if wants("AdminAttachReport"):
+                attachments.insert(0, report_part(self.report_text(findings, group, "AdminAction")))
+            body = self.notifier.build("admin", event, admin, {**macros, "ACTION": self.locale(ad_copy.action)},
+                                       attachments)
+            notices.append(Outgoing("", [Recipient(admin)], body))
+            out.notified.append("admin")
+        if wants("SenderNotify") and env.sender:  # never to the null sender
+            body = self.notifier.build("sender", event, env.sender, macros)
+            notices.append(Outgoing("", [Recipient(env.sender)], body))
+            out.notified.append("sender")
+        if wants("RecipientNotify"):
+            for r in out.recipients:
+                body = self.notifier.build("recipient", event, r, macros)
+                notices.append(Outgoing("", [Recipient(r)], body))
+            out.notified.append("recipient")
+        return notices
+
+    def _log(self, env: Envelope, msgid: str, outcomes: list[PartOutcome]) -> None:
+        for o in outcomes:
+            ok = all(r.startswith("250") for r in o.replies.values())
+            if self.stats is not None and ok:
+                self.stats.record(o.status, o.names, env.sender, o.recipients)
+            if o.status in ("Clean", "not_checked") and ok and not self.show_ok:
+                continue
+            word = {"Clean": "OK", "not_checked": "NOT_CHECKED"}.get(o.status, o.status.upper())
+            bits = [f"message {msgid} from <{env.sender}> to <{'>,<'.join(o.recipients)}> group {o.group}: {word}"]
+            if o.names:
+                bits.append(" ".join(o.names))
+            if o.action:
+                bits.append(f"recipient copy: {o.action}")
+            if o.quarantined:
+                bits.append(f"quarantined {o.quarantined}")
+            if o.notified:
+                bits.append(f"notified {','.join(o.notified)}")
+            if not ok:
+                bits.append("deferred (4xx)")
+            self.log.activity("; ".join(bits))

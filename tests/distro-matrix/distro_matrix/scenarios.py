@@ -1,0 +1,470 @@
+"""The matrix scenarios for one cell (suite x MTA), run in order in one sandbox.
+
+baseline  the MTA as Debian installed it delivers a clean message to /var/mail/alice (no product)
+install   `dpkg -i` our .deb; postinst runs `kavsetup install --non-interactive`
+clean     MTA + aveserver + smtpscanner running: a clean message arrives with `X-Anti-Virus:`
+eicar     EICAR is not delivered as sent; recipient notice, admin notice, quarantine entry
+queue     aveserver stopped: mail waits in the MTA's queue; started again: it is delivered
+remove    `dpkg -r`: MTA configuration identical to the snapshot (bytes, modes, owners); MTA delivers
+purge     `dpkg --purge`: no file, user or group of ours is left
+refuse    (Postfix) another content_filter is set: postinst fails, says why, and the MTA's
+          configuration is byte-identical; `dpkg --purge` then leaves nothing (own sandbox)
+
+A scenario whose product part has not landed is BLOCKED with the reason (never faked, never a pass);
+one that ran only the parts that exist is PARTIAL with the reason; later scenarios that need a
+failed or blocked one are BLOCKED by it.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import mail, snapshot, units
+from .mta import CONTROLS
+from .roots import ensure_root
+from .sandbox import Sandbox, SandboxError
+from .spec import ADMIN_USER, HOSTNAME, MAIL_USER, RootSpec
+
+SCENARIOS: tuple[str, ...] = ("baseline", "install", "clean", "eicar", "queue", "remove", "purge", "refuse")
+#: Scenarios that only make sense for some MTA kinds.
+ONLY_FOR: dict[str, tuple[str, ...]] = {"refuse": ("postfix",)}
+PACKAGE = "kav4mailservers"
+CONF = "/etc/kav/5.5/kav4mailservers/kav4mailservers.conf"
+ANSWERS = "/etc/kav/5.5/setup.yaml"
+ADMIN_ADDRESS = f"{ADMIN_USER}@{HOSTNAME}"
+AVESERVER_UNIT = "kav4mailservers-aveserver.service"
+SMTPSCANNER_UNIT = "kav4mailservers-smtpscanner.service"
+
+#: Trees a purge must leave exactly as before the install (besides the MTA's own config, compared
+#: separately). Volatile places (mailboxes, MTA queues, dpkg's database, logs) are not compared.
+_VOLATILE = re.compile(
+    r"^/(proc|dev|run|sys|tmp|var/tmp|var/mail|var/spool/(postfix|exim4|mqueue|mqueue-client)|"
+    r"var/lib/(dpkg|exim4|postfix|sendmail|ucf)|var/cache|var/backups|var/db/sendmail|"
+    r"etc/mail/sendmail\.pid|root)(/|$)"
+    r"|^/var/log/(matrix-|dpkg\.log|apt|alternatives\.log|exim4|mail\.|syslog|sendmail|lastlog|faillog|[wb]tmp)"
+)
+
+
+class Blocked(Exception):
+    """A product part this scenario needs is not there (yet)."""
+
+
+class Partial(Exception):
+    """What exists passed, but part of the scenario could not run; the message says which."""
+
+
+@dataclass
+class Outcome:
+    status: str  # pass | fail | blocked | partial
+    seconds: float
+    detail: str = ""
+
+
+@dataclass
+class Cell:
+    spec: RootSpec
+    deb: Path | None
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    build_seconds: float = 0.0
+
+    # state carried between scenarios
+    sb: Sandbox | None = None
+    config_before: snapshot.Snapshot = field(default_factory=dict)
+    tree_before: set[str] = field(default_factory=set)
+    integrated: bool = False
+    mta_units: list[units.Unit] = field(default_factory=list)  # kavsetup's units for the MTA's instances
+    quarantine: Path = Path("/var/lib/kav/5.5/kav4mailservers/quarantine")
+    running: list[str] = field(default_factory=list)
+
+    @property
+    def control(self):  # noqa: ANN201 - MtaControl
+        return CONTROLS[self.spec.flavour.kind]
+
+    # -- driver ------------------------------------------------------------------------------------
+    def run(self, only: tuple[str, ...] = SCENARIOS, log: Callable[[str], None] = lambda s: None) -> dict[str, Outcome]:
+        root, self.build_seconds = ensure_root(self.spec)
+        steps: dict[str, Callable[[], str]] = {
+            "baseline": self.baseline,
+            "install": self.install,
+            "clean": self.clean,
+            "eicar": self.eicar,
+            "queue": self.queue,
+            "remove": self.remove,
+            "purge": self.purge,
+        }
+        needs = {
+            "install": ("baseline",),
+            "clean": ("install",),
+            "eicar": ("clean",),
+            "queue": ("clean",),
+            "remove": ("install",),
+            "purge": ("remove",),
+        }
+        wanted = set(only)
+        while True:  # what the requested scenarios need, transitively
+            more = {n for w in wanted for n in needs.get(w, ())} - wanted
+            if not more:
+                break
+            wanted |= more
+        with Sandbox(root, self.spec.name) as sb:
+            self.sb = sb
+            for name in SCENARIOS:
+                if name not in wanted:
+                    continue
+                if self.spec.flavour.kind not in ONLY_FOR.get(name, (self.spec.flavour.kind,)):
+                    continue
+                if name == "refuse":
+                    continue  # runs in its own sandbox, below
+                blocker = next(
+                    (n for n in needs.get(name, ()) if self.outcomes.get(n, Outcome("fail", 0)).status
+                     not in ("pass", "partial")),
+                    None,
+                )  # fmt: skip
+                if blocker and not (name in ("remove", "purge") and self._package_installed()):
+                    prior = self.outcomes.get(blocker)
+                    why = prior.detail.splitlines()[0] if prior and prior.detail else blocker
+                    self.outcomes[name] = Outcome("blocked", 0.0, f"needs {blocker}: {why}")
+                    log(f"{self.spec.name} {name}: blocked")
+                    continue
+                started = time.monotonic()
+                try:
+                    detail = steps[name]()
+                    outcome = Outcome("pass", 0.0, detail)
+                except Blocked as exc:
+                    outcome = Outcome("blocked", 0.0, str(exc))
+                except Partial as exc:
+                    outcome = Outcome("partial", 0.0, str(exc))
+                except (AssertionError, SandboxError, OSError, TimeoutError) as exc:
+                    outcome = Outcome("fail", 0.0, f"{exc}\n{sb.log_tail(25)}")
+                except Exception as exc:  # a bug in the harness is a failure too, with its trace
+                    outcome = Outcome("fail", 0.0, f"{exc!r}\n{traceback.format_exc()}")
+                outcome.seconds = time.monotonic() - started
+                self.outcomes[name] = outcome
+                log(f"{self.spec.name} {name}: {outcome.status} ({outcome.seconds:.1f}s)")
+            self._stop_all()
+        self.sb = None
+        if "refuse" in only and self.spec.flavour.kind in ONLY_FOR["refuse"]:
+            started = time.monotonic()
+            with Sandbox(root, self.spec.name + "-refuse") as sb:
+                self.sb = sb
+                try:
+                    outcome = Outcome("pass", 0.0, self.refuse())
+                except Blocked as exc:
+                    outcome = Outcome("blocked", 0.0, str(exc))
+                except (AssertionError, SandboxError, OSError, TimeoutError) as exc:
+                    outcome = Outcome("fail", 0.0, f"{exc}\n{sb.log_tail(25)}")
+                self.sb = None
+            outcome.seconds = time.monotonic() - started
+            self.outcomes["refuse"] = outcome
+            log(f"{self.spec.name} refuse: {outcome.status} ({outcome.seconds:.1f}s)")
+        return self.outcomes
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def _sb(self) -> Sandbox:
+        assert self.sb is not None
+        return self.sb
+
+    def _package_installed(self) -> bool:
+        """Present in any state dpkg can remove (installed, half-configured, unpacked...)."""
+        r = self._sb().run(["dpkg-query", "-W", "-f", "${db:Status-Status}", PACKAGE])
+        return r.returncode == 0 and r.stdout.strip() not in ("", "not-installed", "config-files")
+
+    def _stop_all(self) -> None:
+        sb = self._sb()
+        by_name = {u.name: u for u in self.mta_units}
+        for name in reversed(self.running):
+            if name == "mta":
+                self.control.stop_in(sb)
+            elif name in by_name:
+                units.stop(sb, by_name[name])
+            else:
+                sb.stop(name)
+        self.running.clear()
+
+    def _start_mta(self) -> None:
+        sb = self._sb()
+        if not self.mta_units:
+            self.control.start_in(sb)
+            self.running.append("mta")
+            return
+        # Integrated Sendmail/Exim: the instances kavsetup's units describe (guide 4.4.1, 4.4.4),
+        # the delivering one first so scanned mail always has somewhere to go.
+        if self.control.prepare:
+            sb.sh(self.control.prepare).check()
+        for unit in sorted(self.mta_units, key=lambda u: "listen" in u.name):
+            units.start(sb, unit)
+            self.running.append(unit.name)
+        if not sb.wait_port(25, timeout=30):
+            raise SandboxError(f"integrated {self.spec.flavour.kind} did not listen on 127.0.0.1:25\n{sb.log_tail()}")
+
+    def _stop_mta(self) -> None:
+        sb = self._sb()
+        if "mta" in self.running:
+            self.control.stop_in(sb)
+            self.running.remove("mta")
+        for unit in self.mta_units:
+            if unit.name in self.running:
+                units.stop(sb, unit)
+                self.running.remove(unit.name)
+
+    def _listen_config(self) -> list[str]:
+        """`-C FILE` of the receiving instance, where mail waits while it cannot be scanned."""
+        for unit in self.mta_units:
+            if "listen" in unit.name and "-C" in unit.exec_start:
+                return ["-C", unit.exec_start[unit.exec_start.index("-C") + 1]]
+        return []
+
+    def _queued(self) -> int:
+        sb = self._sb()
+        extra = self._listen_config()
+        if not extra:
+            return self.control.queued(sb)
+        if self.spec.flavour.kind == "exim":
+            out = sb.run([self.control.queue_cmd[0], "-bpc", *extra]).stdout
+            return int(out.strip() or 0)
+        out = sb.run(["/usr/sbin/sendmail", "-bp", *extra]).stdout
+        m = re.search(r"Total requests: (\d+)", out)
+        return int(m.group(1)) if m else 0
+
+    def _flush(self) -> None:
+        sb = self._sb()
+        extra = self._listen_config()
+        if not extra:
+            self.control.flush(sb)
+        elif self.spec.flavour.kind == "exim":
+            sb.run([self.control.queue_cmd[0], "-qff", *extra], timeout=60)
+        else:
+            sb.run(["/usr/sbin/sendmail", "-q", *extra], timeout=60)
+
+    def _deliver_clean(self, expect_header: bool, timeout: float = 30) -> mail.Sent:
+        sb = self._sb()
+        sent = mail.send(sb, mail.local(MAIL_USER))
+        assert sent.accepted, f"clean message refused: {sent.last_reply}\n{sent.transcript}"
+        got = mail.wait_for(sb, MAIL_USER, sent.token, timeout)
+        assert got, f"clean message {sent.token} not in /var/mail/{MAIL_USER} after {timeout:.0f}s"
+        headers = [str(m.get("X-Anti-Virus")) for m in got if m.get("X-Anti-Virus")]
+        has = bool(headers)
+        if expect_header:
+            assert has, f"delivered without X-Anti-Virus header:\n{got[0].as_string()[:1500]}"
+            # guide 6.8.4: "<name and version>, bases: YYYYMMDD #N, check: YYYYMMDD <status>"
+            fmt = re.compile(r".+, bases: \d{8} #\d+, check: \d{8} \S+", re.S)
+            assert any(fmt.match(" ".join(h.split())) for h in headers), f"X-Anti-Virus not in 6.8.4 form: {headers}"
+        else:
+            assert not has, "X-Anti-Virus header present while the product is not installed"
+        return sent
+
+    def _tree(self) -> set[str]:
+        root = self._sb().root
+        out: set[str] = set()
+        for p in root.rglob("*"):
+            rel = "/" + str(p.relative_to(root))
+            if not _VOLATILE.match(rel) and not rel.endswith("__pycache__") and "/__pycache__/" not in rel:
+                out.add(rel)
+        return out
+
+    # -- scenarios -------------------------------------------------------------------------------------
+    def baseline(self) -> str:
+        self._start_mta()
+        try:
+            sent = self._deliver_clean(expect_header=False)
+        finally:
+            self._stop_mta()
+        return f"delivered {sent.token} to /var/mail/{MAIL_USER}"
+
+    def install(self) -> str:
+        sb = self._sb()
+        if self.deb is None or not self.deb.exists():
+            raise Blocked("no .deb: run `make deb` (pkg/deb/build.sh)")
+        self.config_before = snapshot.take(sb.root, self.spec.flavour.config_paths)
+        self.tree_before = self._tree()
+        # The admin answers the installer's questions in advance (guide 3.4; postinst reads this file).
+        answers = sb.path(ANSWERS)
+        answers.parent.mkdir(parents=True, exist_ok=True)
+        answers.write_text(f"admin_address: {ADMIN_ADDRESS}\n")
+        shutil.copyfile(self.deb, sb.path("/tmp/kav4mailservers.deb"))
+        r = sb.run(["dpkg", "-i", "/tmp/kav4mailservers.deb"], timeout=300)
+        if r.returncode != 0:
+            # The package's promise: a failed postinst leaves the MTA untouched and says why.
+            untouched = snapshot.compare(self.config_before, snapshot.take(sb.root, self.spec.flavour.config_paths))
+            assert not untouched, "postinst failed AND changed the MTA configuration:\n" + "\n".join(untouched[:30])
+            reason = next((line for line in r.stderr.splitlines() if "not available yet" in line), None)
+            if reason:
+                raise Blocked(f"{reason.strip()} (postinst failed cleanly: MTA configuration untouched)")
+            raise AssertionError(
+                f"dpkg -i failed ({r.returncode}); MTA config untouched:\n{r.stdout[-2500:]}\n{r.stderr[-2500:]}"
+            )
+        if sb.run(["kavsetup", "install", "--help"]).returncode != 0:
+            raise Blocked("kavsetup install not available (package installed; postinst skipped integration)")
+        status = sb.run(["kavsetup", "status"])
+        changed = snapshot.compare(self.config_before, snapshot.take(sb.root, self.spec.flavour.config_paths))
+        assert changed, (
+            f"postinst ran kavsetup install but the {self.spec.flavour.kind} configuration is unchanged\n"
+            f"{r.stdout[-1500:]}{r.stderr[-1500:]}"
+        )
+        conf = sb.path(CONF)
+        assert conf.exists() and ADMIN_ADDRESS in conf.read_text(), f"{ANSWERS} admin_address not in {CONF}"
+        self.integrated = True
+        kind = {"exim": "exim", "sendmail": "sendmail"}.get(self.spec.flavour.kind)
+        if kind:
+            found = [p for p in sorted(sb.path("/etc/systemd/system").glob(f"kav4ms-{kind}-*.service"))
+                     if p.name.endswith(("-listen.service", "-deliver.service"))]  # fmt: skip
+            assert len(found) == 2, f"kavsetup installed no listen/deliver units for {kind}: {found}"
+            self.mta_units = [units.load(p) for p in found]
+        return f"dpkg -i ok; {len(changed)} MTA config entries changed; status rc={status.returncode}"
+
+    def _start_product(self) -> None:
+        sb = self._sb()
+        wanted = [AVESERVER_UNIT]
+        if self._scanner_listens():
+            wanted.append(SMTPSCANNER_UNIT)
+        for unit_name in wanted:
+            path = units.find(sb, unit_name)
+            if path is None:
+                raise Blocked(f"{unit_name} not shipped (command not in the package yet)")
+            unit = units.load(path)
+            units.start(sb, unit)
+            self.running.append(unit.name)
+        _wait(lambda: sb.path("/run/aveserver").exists() or not sb.running(AVESERVER_UNIT), 30)
+        if not sb.path("/run/aveserver").exists():
+            state = "exited" if not sb.running(AVESERVER_UNIT) else "running, no socket after 30s"
+            out = sb.path(f"/var/log/matrix-{AVESERVER_UNIT}.out")
+            last = (out.read_text(errors="replace").strip().splitlines() or ["(no output)"])[-1] if out.exists() else ""
+            raise AssertionError(f"aveserver did not open /run/aveserver ({state}): {last}")
+
+    def _scanner_listens(self) -> bool:
+        """smtpscanner is a standing daemon unless the MTA spawns it (`ListenAddress=stdio`, guide 4.4.3)."""
+        conf = self._sb().path(CONF)
+        text = conf.read_text(errors="replace") if conf.exists() else ""
+        m = re.search(r"^\s*ListenAddress\s*=\s*(\S+)", text, re.M)
+        return bool(m) and m.group(1) != "stdio"
+
+    def _admin_configures_quarantine(self) -> Path:
+        """What an admin does after installing (guide 6.1.3): keep infected mail in quarantine."""
+        sb = self._sb()
+        sb.run(["kavsetup", "config", "set", CONF, "smtpscan.group:default.Quarantine=yes",
+                "smtpscan.group:default.InfectedQuarantine=yes"]).check()  # fmt: skip
+        shown = sb.run(["kavsetup", "config", "show", CONF, "--section", "smtpscan.group:default", "--json"]).check()
+        m = re.search(r'"QuarantinePath"\s*:\s*"([^"]+)"', shown.stdout)
+        assert m, f"no QuarantinePath in `kavsetup config show`:\n{shown.stdout[:800]}"
+        return Path(m.group(1))
+
+    def clean(self) -> str:
+        if not self._sb().path("/usr/sbin/smtpscanner").exists():
+            raise Blocked("smtpscanner command not in the package yet (runtime/filter)")
+        self.quarantine = self._admin_configures_quarantine()
+        self._start_product()
+        self._start_mta()
+        sent = self._deliver_clean(expect_header=True)
+        return f"{sent.token} delivered with X-Anti-Virus"
+
+    def eicar(self) -> str:
+        sb = self._sb()
+        qdir = sb.path(str(self.quarantine))
+        before = _count_files(qdir)
+        sent = mail.send(sb, mail.local(MAIL_USER), attachment=mail.EICAR)
+        assert sent.accepted, f"MTA refused the message: {sent.last_reply}"
+        notice = mail.wait_for(sb, MAIL_USER, sent.token, 40)
+        assert notice, f"no notice for {sent.token} in /var/mail/{MAIL_USER}"
+        raw = b"".join(m.as_bytes() for m in notice)
+        assert mail.EICAR not in raw, "EICAR reached the recipient's mailbox as sent"
+        admin = mail.wait_for(sb, ADMIN_USER, sent.token, 30)
+        assert admin, f"administrator ({ADMIN_USER}, postmaster) was not notified about {sent.token}"
+        assert _count_files(qdir) > before, f"quarantine {qdir} holds nothing new"
+        return f"{sent.token}: recipient notice, admin notice, quarantined"
+
+    def queue(self) -> str:
+        sb = self._sb()
+        sb.stop(AVESERVER_UNIT)
+        self.running.remove(AVESERVER_UNIT)
+        sent = mail.send(sb, mail.local(MAIL_USER))
+        assert sent.accepted, f"MTA refused mail while aveserver was down: {sent.last_reply}"
+        time.sleep(5)
+        assert not mail.find(sb, MAIL_USER, sent.token), "delivered while aveserver was down (unscanned?)"
+        queued = self._queued()
+        assert queued >= 1, "message neither delivered nor in the MTA queue: lost"
+        units.start(sb, units.load(units.find(sb, AVESERVER_UNIT)))  # type: ignore[arg-type]
+        self.running.append(AVESERVER_UNIT)
+        _wait(lambda: sb.path("/run/aveserver").exists(), 30)
+        self._flush()
+        got = mail.wait_for(sb, MAIL_USER, sent.token, 60)
+        assert got, f"{sent.token} not delivered after aveserver restarted (queue: {self._queued()})"
+        assert any(m.get("X-Anti-Virus") for m in got), "delivered after restart without X-Anti-Virus"
+        return f"{sent.token} queued ({queued}) while aveserver was down, delivered after restart"
+
+    def remove(self) -> str:
+        sb = self._sb()
+        self._stop_all()  # guide 7: aveserver and the mail service stopped before removal
+        r = sb.run(["dpkg", "-r", PACKAGE], timeout=300)
+        assert r.returncode == 0, f"dpkg -r failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+        diff = snapshot.compare(self.config_before, snapshot.take(sb.root, self.spec.flavour.config_paths))
+        assert not diff, "MTA configuration differs from the snapshot after dpkg -r:\n" + "\n".join(diff[:40])
+        left_units = [u.name for u in self.mta_units if units.find(sb, u.name)]
+        assert not left_units, f"kavsetup's MTA units left after dpkg -r: {left_units}"
+        self.mta_units = []
+        self._start_mta()
+        try:
+            sent = self._deliver_clean(expect_header=False)
+        finally:
+            self._stop_mta()
+        detail = f"config identical ({len(self.config_before)} entries); {sent.token} delivered"
+        if not self.integrated:
+            raise Partial(f"package removal only, integration was not installed\n{detail}")
+        return detail
+
+    def purge(self) -> str:
+        sb = self._sb()
+        r = sb.run(["dpkg", "--purge", PACKAGE], timeout=300)
+        assert r.returncode == 0, f"dpkg --purge failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+        left = sorted(self._tree() - self.tree_before)
+        assert not left, "left behind after purge:\n" + "\n".join(left[:40])
+        for what, db in (("kluser", "passwd"), ("filter", "group")):
+            assert sb.run(["getent", db, what]).returncode != 0, f"{db} entry {what} left after purge"
+        status = sb.run(["dpkg-query", "-W", "-f", "${Status}", PACKAGE])
+        assert status.returncode != 0 or "not-installed" in status.stdout, f"dpkg still knows {PACKAGE}"
+        detail = f"nothing left ({len(self.tree_before)} paths compared)"
+        if not self.integrated:
+            raise Partial(f"package purge only, integration was not installed\n{detail}")
+        return detail
+
+
+    def refuse(self) -> str:
+        sb = self._sb()
+        if self.deb is None or not self.deb.exists():
+            raise Blocked("no .deb: run `make deb` (pkg/deb/build.sh)")
+        # The admin already filters mail through something else (amavis, clamsmtp...).
+        sb.run(["postconf", "-e", "content_filter=smtp:[127.0.0.1]:10024"]).check()
+        before = snapshot.take(sb.root, self.spec.flavour.config_paths)
+        tree = self._tree()
+        shutil.copyfile(self.deb, sb.path("/tmp/kav4mailservers.deb"))
+        r = sb.run(["dpkg", "-i", "/tmp/kav4mailservers.deb"], timeout=300)
+        if sb.run(["kavsetup", "install", "--help"]).returncode != 0:
+            raise Blocked("kavsetup install not available")
+        assert r.returncode != 0, "postinst accepted a Postfix that already has another content_filter"
+        assert "content_filter" in r.stderr, f"postinst failed without saying why:\n{r.stderr[-1500:]}"
+        diff = snapshot.compare(before, snapshot.take(sb.root, self.spec.flavour.config_paths))
+        assert not diff, "failed postinst changed the MTA configuration:\n" + "\n".join(diff[:30])
+        p = sb.run(["dpkg", "--purge", PACKAGE], timeout=300)
+        assert p.returncode == 0, f"dpkg --purge of the unconfigured package failed:\n{p.stdout}{p.stderr}"
+        left = sorted(self._tree() - tree)
+        assert not left, "left behind after purge:\n" + "\n".join(left[:40])
+        reason = next(line.strip() for line in r.stderr.splitlines() if "content_filter" in line)
+        return f"refused, config untouched, purge clean: {reason[:160]}"
+
+
+def _wait(pred: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.2)
+    return pred()
+
+
+def _count_files(d: Path) -> int:
+    return sum(1 for p in d.rglob("*") if p.is_file()) if d.exists() else 0

@@ -1,0 +1,140 @@
+"""Helpers for the engine tests: real databases on disk, a real aveserver process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runtime.engine.engine import Engine
+from runtime.engine.limits import Limits
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_engine(tmp: Path, ndb: str = "", hdb: str = "", hsb: str = "", limits: Limits | None = None) -> Engine:
+    db = tmp / "bases"
+    db.mkdir(exist_ok=True)
+    for suffix, text in (("ndb", ndb), ("hdb", hdb), ("hsb", hsb)):
+        if text:
+            (db / f"test.{suffix}").write_text(text)
+    return Engine.load(db, limits, cache_dir=tmp / "cache")
+
+
+def wait_for(pred, timeout: float = 20.0, what: str = "condition") -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def can_connect(path: Path) -> bool:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+@dataclass
+class Server:
+    """An aveserver started from a generated kav4mailservers.conf."""
+
+    root: Path
+    extra: dict[str, dict[str, str]] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def conf(self) -> Path:
+        return self.root / "kav4mailservers.conf"
+
+    @property
+    def sock(self) -> Path:
+        return self.root / "run" / "aveserver"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.root / "run" / "aveserver.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log" / "aveserver.log"
+
+    @property
+    def bases(self) -> Path:
+        return self.root / "bases"
+
+    def write_conf(self, **sections: dict[str, str]) -> None:
+        conf: dict[str, dict[str, str]] = {
+            "path": {"BasesPath": str(self.bases), "LocalSocketPath": str(self.sock),
+                     "AVSpidPATH": str(self.pidfile)},
+            "aveserver.options": {"DetachFromTerminal": "no", "Workers": "2"},
+            "aveserver.report": {"ReportFileName": str(self.log), "ReportLevel": "4"},
+        }
+        for name, values in {**self.extra, **sections}.items():
+            conf.setdefault(name, {}).update(values)
+        self.conf.write_text("".join(f"[{n}]\n" + "".join(f"{k}={v}\n" for k, v in kv.items()) + "\n"
+                                     for n, kv in conf.items()))
+
+    def start(self, wait: bool = True, args: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+        self.bases.mkdir(parents=True, exist_ok=True)
+        if not self.conf.exists():
+            self.write_conf()
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        self.proc = subprocess.Popen([sys.executable, "-m", "runtime.engine.server", "-c", str(self.conf), *args],
+                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if wait:
+            wait_for(lambda: can_connect(self.sock) or self.proc.poll() is not None, what="aveserver socket")
+            assert self.proc.poll() is None, self.proc.stderr.read().decode() if self.proc.stderr else ""
+        return self.proc
+
+    def pid(self) -> int:
+        return int(self.pidfile.read_text())
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc is not None:
+            for f in (self.proc.stdout, self.proc.stderr):
+                if f:
+                    f.close()
+
+    def kill_tree(self) -> None:
+        """kill -9 the master and its workers (what an admin's ``kill -9`` plus OOM would leave)."""
+        assert self.proc is not None
+        children = _children(self.proc.pid)
+        self.proc.kill()
+        self.proc.wait()
+        for c in children:
+            try:
+                os.kill(c, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(d.name))
+    return out

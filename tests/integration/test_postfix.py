@@ -1,0 +1,394 @@
+"""Postfix integration on Debian's own files and on every main.cf/master.cf pair of the corpus.
+
+Each case: dry-run changes nothing and prints a diff; install, the real ``postfix check`` of this
+machine on the result, install again changes nothing, uninstall gives the original tree
+(content, modes, owners); admin edits survive uninstall; a crash after every step k followed by
+``kavsetup recover`` gives the original tree.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from kavint_helpers import CORPUS, diff_snapshots, kav, make_root, snapshot, step_count
+
+from kavsetup.mta_patches import postfix_cf as pcf
+
+pytestmark = pytest.mark.root
+
+CORPUS_PAIRS = sorted(p for p in (CORPUS / "postfix").iterdir() if (p / "main.cf").exists())
+
+
+def _debian(suite: str) -> tuple[Path, Path]:
+    try:
+        from tests.support.debian_pkgs import PackageUnavailable, extract
+    except ImportError as exc:  # pragma: no cover
+        pytest.skip(f"tests.support.debian_pkgs not importable: {exc}")
+    try:
+        tree = extract("postfix", suite=suite)
+    except PackageUnavailable as exc:
+        pytest.skip(f"Debian postfix package for {suite} unavailable: {exc}")
+    share = tree / "usr" / "share" / "postfix"
+    return share / "main.cf.debian", share / "master.cf.dist"
+
+
+def _case_files(case: str) -> tuple[Path | bytes, Path | bytes]:
+    if case.startswith("debian-"):
+        return _debian(case.split("-", 1)[1])
+    if case == "host-postinst":
+        if not Path("/etc/postfix/main.cf").exists():
+            pytest.skip("postfix is not configured on this host")
+        return Path("/etc/postfix/main.cf").read_bytes(), Path("/etc/postfix/master.cf").read_bytes()
+    if case == "crlf-nofinalnl":
+        main, master = _debian("bookworm")
+        return (main.read_bytes().replace(b"\n", b"\r\n"), master.read_bytes().rstrip(b"\n"))
+    d = CORPUS / "postfix" / case
+    return d / "main.cf", d / "master.cf"
+
+
+CASES = ["debian-bookworm", "debian-trixie", "host-postinst", "crlf-nofinalnl"] + [p.name for p in CORPUS_PAIRS]
+
+
+def _root(tmp_path: Path, case: str) -> Path:
+    main, master = _case_files(case)
+    return make_root(tmp_path, {"/etc/postfix/main.cf": main, "/etc/postfix/master.cf": master})
+
+
+def _install_args(root: Path, *extra: str) -> list[str]:
+    return ["install", "--root", str(root), "--mta", "postfix", "--mta-config", "/etc/postfix/main.cf",
+            "--non-interactive", *extra]
+
+
+def _has_filter(root: Path) -> bool:
+    text = (root / "etc/postfix/main.cf").read_bytes().decode("utf-8", "surrogateescape")
+    value = pcf.get_param(text, "content_filter") or ""
+    return bool(value) and not value.startswith("kavscan:")
+
+
+def _flags(root: Path) -> list[str]:
+    return ["--chain"] if _has_filter(root) else []
+
+
+def _checker_errors(root: Path) -> set[str]:
+    """Fatal/error/warning lines of this machine's real ``postconf -M`` and ``postfix check`` on
+    the root's configuration, with the path taken out so before/after can be compared.  Both
+    run at once: Postfix pauses a second before exiting on a fatal error, and corpus
+    configurations (maps of other hosts) have those."""
+    cfg = str(root / "etc/postfix")
+    argvs = [["postconf", "-c", cfg, "-M"]]
+    main = (root / "etc/postfix/main.cf").read_text("utf-8", "surrogateescape")
+    daemon_dir = pcf.get_param(main, "daemon_directory") or "/usr/lib/postfix/sbin"
+    if Path(daemon_dir, "postfix-script").exists():
+        # postfix check runs $daemon_directory/postfix-script: only meaningful when this
+        # machine has it where the configuration says (RHEL/OpenBSD corpus files do not).
+        argvs.append(["postfix", "-c", cfg, "check"])
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for argv in argvs]
+    out: set[str] = set()
+    for p in procs:
+        text, _ = p.communicate(timeout=60)
+        found = {m.group(0).replace(cfg, "CFG") for m in re.finditer(r"(fatal|error|warning): .*", text)}
+        if p.returncode != 0 and not found:
+            found.add(f"{p.args[0]} exited {p.returncode}")
+        out |= found
+    return out
+
+
+def _checker_errors_soon(root: Path) -> Future[set[str]]:
+    """The checker on a copy of the original configuration, in the background: corpus
+    configurations name network lookup tables whose opening makes postconf slow, and the
+    answer is only needed once the installed configuration is checked too."""
+    if not shutil.which("postfix"):
+        done: Future[set[str]] = Future()
+        done.set_result(set())
+        return done
+    copy = root.parent / "original-config"
+    shutil.copytree(root / "etc/postfix", copy / "etc/postfix")
+    pool = ThreadPoolExecutor(max_workers=1)
+    fut = pool.submit(_checker_errors, copy)
+    pool.shutdown(wait=False)
+    return fut
+
+
+def _postfix_check(root: Path, before: set[str]) -> None:
+    """Our edits add no error to what the real checker says about the configuration (corpus
+    files name maps and certificates of their own hosts; those errors were there before)."""
+    if not shutil.which("postfix"):
+        pytest.skip("postfix is not installed on this machine: cannot run postfix check")
+    assert _checker_errors(root) <= before
+    if not before:
+        r = subprocess.run(["postconf", "-c", str(root / "etc/postfix"), "-M", "kavscan/unix"],
+                           capture_output=True, text=True, check=False)
+        assert r.returncode == 0 and "kavscan" in r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_round_trip(tmp_path: Path, case: str) -> None:
+    root = _root(tmp_path, case)
+    original = snapshot(root)
+    errors_before = _checker_errors_soon(root)
+    code, out = kav(*_install_args(root, *_flags(root), "--dry-run"))
+    assert code == 0, out
+    assert "+content_filter = kavscan:[127.0.0.1]:" in out
+    assert diff_snapshots(original, snapshot(root)) == []
+
+    code, out = kav(*_install_args(root, *_flags(root)))
+    assert code == 0, out
+    main = (root / "etc/postfix/main.cf").read_text("utf-8", "surrogateescape")
+    master = (root / "etc/postfix/master.cf").read_text("utf-8", "surrogateescape")
+    fport = int(pcf.get_param(main, "content_filter").rsplit(":", 1)[1])
+    conf = (root / "etc/kav/5.5/kav4mailservers/kav4mailservers.conf").read_text()
+    forward = next(ln for ln in conf.splitlines() if ln.startswith("ForwardMailer="))
+    rport = int(forward.rsplit(":", 1)[1])
+    assert pcf.find_service(master, f"127.0.0.1:{fport}/inet") is not None
+    reinject = pcf.find_service(master, f"127.0.0.1:{rport}/inet")
+    assert reinject is not None and "smtpd" in reinject.fields
+    assert (root / "var/spool/filter").stat().st_mode & 0o7777 == 0o750
+    if case == "crlf-nofinalnl":
+        assert b"\r\ncontent_filter = kavscan:[127.0.0.1]:10025\r\n" in (root / "etc/postfix/main.cf").read_bytes()
+    before = errors_before.result()
+    if case.startswith("debian-") or case == "host-postinst":
+        assert before == set()
+    _postfix_check(root, before)
+
+    installed = snapshot(root)
+    code, out = kav(*_install_args(root, *_flags(root)))
+    assert code == 0 and "nothing to do" in out
+    assert diff_snapshots(installed, snapshot(root)) == []
+
+    code, out = kav("uninstall", "--root", str(root))
+    assert code == 0, out
+    assert diff_snapshots(original, snapshot(root)) == []
+    code, out = kav("uninstall", "--root", str(root))
+    assert code == 0 and "nothing to uninstall" in out
+
+
+def _admin_edit(main: str, master: str) -> tuple[str, str]:
+    """What an administrator does between install and uninstall."""
+    main = pcf.set_param(main, "myhostname", "edited.example.org")
+    nl = pcf.newline_of(main)
+    main = (main if main.endswith("\n") or not main else main + nl) + f"# admin: tuned{nl}admin_new_param = 42{nl}"
+    nl = pcf.newline_of(master)
+    if master and not master.endswith("\n"):
+        master += nl
+    master += f"adminsvc  unix  -       n       n       -       -       pipe{nl}  user=nobody argv=/bin/true{nl}"
+    return main, master
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_admin_edits_survive_uninstall(tmp_path: Path, case: str) -> None:
+    root = _root(tmp_path, case)
+    mp, sp = root / "etc/postfix/main.cf", root / "etc/postfix/master.cf"
+    orig_main, orig_master = (p.read_text("utf-8", "surrogateescape") for p in (mp, sp))
+    code, out = kav(*_install_args(root, *_flags(root)))
+    assert code == 0, out
+    main, master = _admin_edit(mp.read_text("utf-8", "surrogateescape"), sp.read_text("utf-8", "surrogateescape"))
+    mp.write_text(main, "utf-8", "surrogateescape")
+    sp.write_text(master, "utf-8", "surrogateescape")
+    code, out = kav("uninstall", "--root", str(root))
+    assert code == 0, out
+    want_main, want_master = _admin_edit(orig_main, orig_master)
+    assert mp.read_text("utf-8", "surrogateescape") == want_main
+    assert sp.read_text("utf-8", "surrogateescape") == want_master
+    assert not (root / "var/lib/kav").exists()
+    assert "kluser" not in (root / "etc/passwd").read_text()
+
+
+def test_changed_content_filter_is_kept_and_reported(tmp_path: Path) -> None:
+    root = _root(tmp_path, "debian-bookworm")
+    mp = root / "etc/postfix/main.cf"
+    orig = mp.read_text()
+    assert kav(*_install_args(root))[0] == 0
+    mp.write_text(pcf.set_param(mp.read_text(), "content_filter", "smtp:[10.0.0.9]:10024"))
+    code, out = kav("uninstall", "--root", str(root))
+    assert code == 0
+    assert "content_filter was changed since install" in out
+    assert mp.read_text() == pcf.set_param(orig, "content_filter", "smtp:[10.0.0.9]:10024")
+
+
+@pytest.mark.parametrize("case", ["debian-bookworm", "crlf-nofinalnl", *[p.name for p in CORPUS_PAIRS]])
+def test_crash_after_every_step_then_recover(tmp_path: Path, case: str) -> None:
+    probe = _root(tmp_path / "probe", case)
+    assert kav(*_install_args(probe, *_flags(probe)))[0] == 0
+    steps = step_count(probe)
+    installed = snapshot(probe)
+    for k in range(1, steps + 1):
+        root = _root(tmp_path / f"k{k}", case)
+        original = snapshot(root)
+        code, _ = kav(*_install_args(root, *_flags(root)), fail_after=k)
+        assert code == -9
+        code, out = kav("status", "--root", str(root))
+        assert code == 1 and "INTERRUPTED" in out
+        code, out = kav("recover", "--root", str(root))
+        assert code == 0, out
+        assert diff_snapshots(original, snapshot(root)) == [], f"after crash at step {k}"
+    # and a full install on the last root equals the probe's (paths are relative, so compare).
+    assert kav(*_install_args(root, *_flags(root)))[0] == 0
+    def strip(s: dict) -> dict:
+        return {k: v for k, v in s.items() if "journal" not in k}
+    assert strip(snapshot(root)) == strip(installed)
+
+
+def test_real_kill_via_env_hook_then_next_command_recovers(tmp_path: Path) -> None:
+    """The env hook (KAVSETUP_FAIL_AFTER_STEP) really kills the process; the next install
+    finds the interrupted run, rolls it back and installs."""
+    root = _root(tmp_path, "debian-bookworm")
+    original = snapshot(root)
+    env = dict(os.environ, KAVSETUP_FAIL_AFTER_STEP="12")
+    p = subprocess.run(["python3", "-m", "kavsetup.cli", *_install_args(root)], env=env, capture_output=True,
+                       text=True, check=False)
+    assert p.returncode == 75, p.stdout + p.stderr
+    assert diff_snapshots(original, snapshot(root)) != []
+    code, out = kav(*_install_args(root))
+    assert code == 0 and "interrupted run" in out and "rolled back" in out, out
+    assert kav("uninstall", "--root", str(root))[0] == 0
+    assert diff_snapshots(original, snapshot(root)) == []
+
+
+def test_existing_content_filter_refused_without_chain(tmp_path: Path) -> None:
+    root = _root(tmp_path, "02-fonylew__config-mailgateway")
+    original = snapshot(root)
+    code, out = kav(*_install_args(root))
+    assert code == 2
+    assert "already sets content_filter = smtp-amavis:[127.0.0.1]:10024" in out and "--chain" in out
+    assert diff_snapshots(original, snapshot(root)) == []
+    code, out = kav(*_install_args(root, "--chain"))
+    assert code == 0, out
+    master = (root / "etc/postfix/master.cf").read_text()
+    # 10025 is amavis's reinjection listener there: both our ports move, consistently.
+    assert "ports 10025/10026 are taken; using 10026/10027" in out
+    svc = pcf.find_service(master, "127.0.0.1:10027/inet")
+    assert svc is not None and "content_filter=smtp-amavis:[127.0.0.1]:10024" in svc.text
+    conf = (root / "etc/kav/5.5/kav4mailservers/kav4mailservers.conf").read_text()
+    assert "ForwardMailer=smtp:127.0.0.1:10027" in conf
+
+
+def test_daemon_form_and_smtp_protocol(tmp_path: Path) -> None:
+    root = _root(tmp_path, "debian-bookworm")
+    before = _checker_errors(root)
+    answers = tmp_path / "answers.yaml"
+    answers.write_text("protocol: smtp\npostfix_mode: daemon\nadmin_address: av-admin@example.org\n")
+    code, out = kav(*_install_args(root, "--answers", str(answers)))
+    assert code == 0, out
+    master = (root / "etc/postfix/master.cf").read_text()
+    assert pcf.find_service(master, "127.0.0.1:10025/inet") is None
+    t = pcf.find_service(master, "kavscan/unix")
+    assert t is not None and "smtp_send_xforward_command=yes" in t.text and t.fields[7] == "smtp"
+    conf = (root / "etc/kav/5.5/kav4mailservers/kav4mailservers.conf").read_text()
+    for want in ("ListenAddress=inet:127.0.0.1:10025", "Protocol=smtp", "EHLOsupportXFORWARD=yes",
+                 "AdminAddress=av-admin@example.org"):
+        assert want in conf
+    _postfix_check(root, before)
+
+
+def test_bad_answers_file_is_one_line(tmp_path: Path) -> None:
+    root = _root(tmp_path, "debian-bookworm")
+    answers = tmp_path / "a.yaml"
+    answers.write_text("protcol: smtp\n")
+    code, out = kav(*_install_args(root, "--answers", str(answers)))
+    assert code == 2 and "protcol: unknown answer" in out and len(out.strip().splitlines()) == 1
+
+
+def test_kavadministrators_from_aliases(tmp_path: Path) -> None:
+    main, master = _case_files("debian-bookworm")
+    root = make_root(tmp_path, {"/etc/postfix/main.cf": main, "/etc/postfix/master.cf": master,
+                                "/etc/aliases": "mailer-daemon: postmaster\npostmaster: root,\n  alice@example.org\n"})
+    assert kav(*_install_args(root))[0] == 0
+    conf = (root / "etc/kav/5.5/kav4mailservers/kav4mailservers.conf").read_text()
+    assert "Recipients=postmaster@.*,root@.*,alice@example\\.org" in conf
+
+
+def test_uninstall_when_nothing_installed(tmp_path: Path) -> None:
+    root = _root(tmp_path, "debian-bookworm")
+    assert kav("uninstall", "--root", str(root)) == (0, "kav4mailservers is not integrated with any MTA here; "
+                                                       "nothing to uninstall\n")
+    assert kav("status", "--root", str(root))[0] == 0
+
+
+@pytest.mark.parametrize("suite", ["bookworm", "trixie"])
+def test_debian_root_real_postfix_check(tmp_path: Path, suite: str) -> None:
+    """Auto-detection, install, the root's own ``postfix check`` (run by install's verify step
+    through chroot), uninstall — on a Debian root with postfix really installed."""
+    from kavint_helpers import Overlay, cached_root, snapshot_paths
+
+    lower = cached_root(f"{suite}-postfix")
+    if lower is None:
+        pytest.skip(f"no {suite} postfix root in ~/.cache/kav4ms/roots (built by tests/distro-matrix)")
+    watch = ["/etc/postfix", "/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow", "/etc/kav",
+             "/var/spool/filter", "/var/lib/kav"]
+    with Overlay(lower, tmp_path) as root:
+        original = snapshot_paths(root, watch)
+        code, out = kav("install", "--root", str(root), "--non-interactive")
+        assert code == 0, out
+        assert "postfix check passed" in out
+        r = subprocess.run(["chroot", str(root), "postconf", "-h", "content_filter"], capture_output=True,
+                           text=True, check=False)
+        assert r.stdout.strip() == "kavscan:[127.0.0.1]:10025"
+        code, out = kav("uninstall", "--root", str(root))
+        assert code == 0, out
+        assert diff_snapshots(original, snapshot_paths(root, watch)) == []
+
+
+def test_second_run_is_locked_out(tmp_path: Path) -> None:
+    import fcntl
+
+    root = _root(tmp_path, "debian-bookworm")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        code, out = kav(*_install_args(root))
+        assert code == 3 and "another kavsetup run holds the lock" in out
+    finally:
+        os.close(fd)
+    assert kav(*_install_args(root))[0] == 0
+
+
+def test_listening_socket_on_live_system_moves_the_ports() -> None:
+    """With root /, a port something already listens on is taken (no tree is written here:
+    taken_ports only reads)."""
+    import socket
+    from pathlib import PurePosixPath
+
+    from kavsetup.detect.model import MTAInfo, MTAKind, PostfixInfo
+    from kavsetup.integrate.files import Root
+    from kavsetup.integrate.settings import Settings
+    from kavsetup.integrate.target import taken_ports
+    from kavsetup.mta_patches.postfix import choose_ports
+
+    d = PurePosixPath("/nonexistent-kav-test")
+    info = PostfixInfo(None, d, None, None, None, d / "main.cf", d / "master.cf", False, False, "postfix",
+                       "postdrop", "")
+    mta = MTAInfo(MTAKind.POSTFIX, True, True, None, "", None, None, None, info)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        s = Settings(filter_port=port, reinject_port=port + 1)
+        taken = taken_ports(Root("/"), mta, s)
+        assert port in taken
+        f, r = choose_ports(s.with_(taken_ports=taken))
+        assert f != port and r != port and f != r and f not in taken and r not in taken
+
+
+def test_interactive_questions(tmp_path: Path) -> None:
+    """Without --non-interactive on a terminal, install asks (guide 3.4) and uses the answers."""
+    import pexpect
+
+    root = _root(tmp_path, "debian-bookworm")
+    args = [a for a in _install_args(root) if a != "--non-interactive"]
+    child = pexpect.spawn("python3", ["-m", "kavsetup.cli", *args], cwd=str(Path(__file__).parents[2]),
+                          timeout=60, encoding="utf-8")
+    child.expect(r"Protocol between the MTA and smtpscanner \(lmtp/smtp\) \[lmtp\]: ")
+    child.sendline("smtp")
+    child.expect(r"Administrator address .*: ")
+    child.sendline("av@example.org")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    conf = (root / "etc/kav/5.5/kav4mailservers/kav4mailservers.conf").read_text()
+    assert "Protocol=smtp" in conf and "AdminAddress=av@example.org" in conf
