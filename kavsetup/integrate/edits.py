@@ -23,6 +23,8 @@ from typing import Any, ClassVar
 
 from kavsetup.integrate.files import ABSENT, Image, View
 from kavsetup.mta_patches import postfix_cf as pcf
+from runtime.config.editor import apply_assignments, normalise
+from runtime.config.schema import canonical_section, section_schema
 
 MARK = "kav4mailservers"
 
@@ -402,21 +404,32 @@ _SECTION_RE = re.compile(r"^\s*\[([^\]]+)\]\s*$")
 _KEY_RE = re.compile(r"^\s*([A-Za-z0-9_.]+)\s*=(.*)$")
 
 
+def _same_key(section: str, written: str, key: str) -> bool:
+    """Whether ``written`` names ``key`` in ``section`` as the loader reads it: case and the
+    spellings the guide prints (``EHL0...``, ``LicenseDomain``) included."""
+    if written == key:
+        return True
+    schema = section_schema(section)
+    spec = schema.key(written) if schema is not None else None
+    return spec is not None and spec.name == key
+
+
 def _ini_find(lines: list[str], section: str, key: str) -> tuple[int | None, int | None]:
-    """(index of the key's line in section, index after the section's last non-blank line)."""
+    """(index of the key's line in section, index after the section's last non-blank line).
+    Sections are compared in canonical form (``[smtpscanner.group:x]`` is ``[smtpscan.group:x]``)."""
     cur = None
     key_at = None
     sec_end = None
     for i, line in enumerate(lines):
         m = _SECTION_RE.match(line.rstrip("\r\n"))
         if m:
-            cur = m.group(1).strip()
+            cur = canonical_section(m.group(1).strip())[0]
             if cur == section:
                 sec_end = i + 1
             continue
         if cur == section:
             km = _KEY_RE.match(line)
-            if km and km.group(1) == key:
+            if km and key and _same_key(section, km.group(1), key):
                 key_at = i
             if line.strip() and not line.lstrip().startswith("#"):
                 sec_end = i + 1
@@ -424,24 +437,10 @@ def _ini_find(lines: list[str], section: str, key: str) -> tuple[int | None, int
 
 
 def ini_set(text: str, section: str, key: str, value: str) -> str:
-    nl = pcf.newline_of(text)
-    lines = pcf.split_lines(text)
-    key_at, sec_end = _ini_find(lines, section, key)
-    new = f"{key}={value}{nl}"
-    if key_at is not None:
-        if lines[key_at].split("=", 1)[1].strip() == value:
-            return text
-        lines[key_at] = new
-        return "".join(lines)
-    if sec_end is None:
-        if text and not text.endswith("\n"):
-            text += nl
-        sep = nl if text and not text.endswith(nl * 2) else ""
-        return text + f"{sep}[{section}]{nl}{new}"
-    if not lines[sec_end - 1].endswith("\n"):
-        lines[sec_end - 1] += nl
-    lines.insert(sec_end, new)
-    return "".join(lines)
+    """Set one key through the configuration editor, so the value is validated against the
+    schema and aliases, repeated keys and line endings are handled exactly as
+    ``kavsetup config set`` handles them."""
+    return apply_assignments(text, [normalise(section, key, value)])
 
 
 def _drop_empty_section(text: str, section: str) -> str:

@@ -61,6 +61,7 @@ class BodyMatcher:
         self.db: hyperscan.Database | None = None
         if sigs:
             self._build(digest, cache_dir)
+        self._fallback_set = frozenset(self.fallback)
 
     # -- building -------------------------------------------------------------------------
     def _cache_file(self, digest: str, cache_dir: Path) -> Path:
@@ -137,7 +138,7 @@ class BodyMatcher:
             return False
         off = sig.offset
         if off.kind == "any":
-            return i not in self.fallback or self._verifier(i).search(data) is not None
+            return i not in self._fallback_set or self._verifier(i).search(data) is not None
         start = off.value if off.kind == "abs" else len(data) - off.value
         if start < 0 or start > len(data):
             return False

@@ -215,7 +215,7 @@ class Connection:
             st.shutdown()
             return False
         elif cmd == "STATS":
-            self._clamd_reply(f"POOLS: 1\n\nSTATE: VALID PRIMARY\nTHREADS: live 1\nMEMSTATS: n/a\nEND", term, prefix)
+            self._clamd_reply("POOLS: 1\n\nSTATE: VALID PRIMARY\nTHREADS: live 1\nMEMSTATS: n/a\nEND", term, prefix)
         elif cmd in ("SCAN", "CONTSCAN", "MULTISCAN", "ALLMATCHSCAN"):
             if not arg:
                 self._clamd_reply("UNKNOWN COMMAND", term, prefix)

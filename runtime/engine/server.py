@@ -156,6 +156,17 @@ def write_pid(path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _die_with_parent() -> None:
+    """Linux: have the kernel send SIGTERM to this worker when the master dies (kill -9)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # elsewhere the accept loop notices the new parent within half a second
+
+
 # -- worker ---------------------------------------------------------------------------------------
 class Worker:
     """One worker process: a few threads accept and serve connections."""
@@ -177,6 +188,7 @@ class Worker:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         master = os.getppid()
+        _die_with_parent()
         state = ServerState(
             engine=lambda: self.engine,
             log=self.log,
@@ -202,12 +214,18 @@ class Worker:
         self.retiring = True
 
     def _accept_loop(self, state: ServerState) -> None:
+        master = os.getppid()
         while not (self.retiring or self.terminating):
+            if os.getppid() != master:  # the master was killed (kill -9): do not serve orphaned
+                self.terminating = True
+                return
             try:
                 ready, _, _ = select.select(self.socks, [], [], 0.5)
             except (OSError, ValueError):
                 return
             for ls in ready:
+                if self.retiring or self.terminating:
+                    return
                 try:
                     conn, _addr = ls.accept()
                 except (BlockingIOError, InterruptedError):
@@ -378,7 +396,7 @@ def _daemonize() -> tuple[int, int]:
         os.close(wfd)
         # The original process waits for the daemon's word and exits with it (6.4 StartupMode).
         msg = b""
-        while True:
+        while not msg.endswith(b"\n"):  # one line; workers may still hold the pipe open
             chunk = os.read(rfd, 4096)
             if not chunk:
                 break

@@ -29,6 +29,9 @@ class AsyncAveClient:
         self.timeout = timeout
         self.pool_size = pool_size
         self._slots = asyncio.Semaphore(pool_size)
+        #: spawned per session (stdio), many smtpscanners share aveserver's fixed set of serving
+        #: threads: then a connection is not kept idle between requests.
+        self.keep_idle = True
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self._version: tuple[float, dict[str, object]] | None = None
 
@@ -64,7 +67,7 @@ class AsyncAveClient:
         raise AveServerUnavailable("unreachable")  # pragma: no cover
 
     def _keep(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._idle) < self.pool_size:
+        if self.keep_idle and len(self._idle) < self.pool_size:
             self._idle.append((reader, writer))
         else:
             writer.close()

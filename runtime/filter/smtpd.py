@@ -78,6 +78,18 @@ class KavSMTP(SMTP):
         self.features = features
         self.xforward: dict[str, str] = {}
         self.closed: asyncio.Future[None] = self.loop.create_future()
+        self._pending: list[bytes] = []
+
+    async def push(self, status: str | bytes) -> None:
+        """Replies to pipelined commands go out together (RFC 2920): while another complete
+        command is already waiting in the input, hold the reply; one write per batch."""
+        data = status if isinstance(status, bytes) else status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
+        self._pending.append(data + b"\r\n")
+        if b"\n" in self._reader._buffer:  # noqa: SLF001 - asyncio.StreamReader's input buffer
+            return
+        out, self._pending = b"".join(self._pending), []
+        self._writer.write(out)
+        await self._writer.drain()
 
     def _create_envelope(self) -> KavEnvelope:
         return KavEnvelope()

@@ -94,7 +94,9 @@ class Server:
         self.proc = subprocess.Popen([sys.executable, "-m", "runtime.engine.server", "-c", str(self.conf), *args],
                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         if wait:
-            wait_for(lambda: can_connect(self.sock) or self.proc.poll() is not None, what="aveserver socket")
+            marker = f"aveserver started, pid {self.proc.pid},"
+            wait_for(lambda: (self.log.exists() and marker in self.log.read_text()) or self.proc.poll() is not None,
+                     what="aveserver start")
             assert self.proc.poll() is None, self.proc.stderr.read().decode() if self.proc.stderr else ""
         return self.proc
 

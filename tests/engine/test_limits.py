@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import struct
 import subprocess
 import sys
 import zipfile
@@ -34,13 +35,7 @@ def _zeros_zip(size: int, name: str = "zeros.bin") -> bytes:
     crc = 0
     for _ in range(size // MiB):
         crc = zlib.crc32(chunk, crc)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        info = zipfile.ZipInfo(name)
-        info.compress_type = zipfile.ZIP_DEFLATED
-        z.writestr(info, b"")  # placeholder, rewritten below
-    # Build by hand: local header + data + central directory, as a bomb author would.
-    import struct
+    # Built by hand, as a bomb author would: local header + data + central directory.
     nm = name.encode()
     local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0, crc, len(body), size, len(nm), 0) + nm
     central = struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0, crc, len(body), size,
@@ -91,11 +86,9 @@ def test_compression_ratio_limit_zip_bomb(engine) -> None:  # noqa: ANN001
 
 
 def test_infection_found_before_a_limit_is_kept(engine) -> None:  # noqa: ANN001
-    data = _zip({"a.com": EICAR, "b.bin": b""}) + b""
     v = engine.scan(_zip({"first.com": EICAR, "bomb.zip": _zeros_zip(64 * MiB)}), "x.zip")
     assert v.status is Status.INFECTED
     assert {o.status for o in v.objects} == {Status.INFECTED, Status.ERROR}
-    assert data
 
 
 def test_scan_time_limit(tmp_path: Path) -> None:
@@ -107,7 +100,7 @@ def test_scan_time_limit(tmp_path: Path) -> None:
 
 
 def test_bomb_scan_memory_is_bounded(tmp_path: Path) -> None:
-    """A 512 MiB zip bomb (8x the limit) scanned in a fresh process: peak RSS (VmHWM) stays far below the bomb's size."""
+    """A 512 MiB zip bomb (8x the limit) in a fresh process: peak RSS (VmHWM) stays far below its size."""
     bomb = tmp_path / "bomb.zip"
     bomb.write_bytes(_zeros_zip(512 * MiB))
     code = (

@@ -86,6 +86,17 @@ def test_5_2_1_clean_and_disinfected_delivery(make_stack) -> None:  # noqa: ANN0
     assert "CUREFAILED; EICAR-Test-File;" in log and "CURED; EICAR-Test-File (curable)" in log
     assert stat.S_IMODE(st.log.stat().st_mode) == 0o660
     assert st.spool_files() == []
+    statlines = [line.split("\t") for line in (st.root / "log" / "smtpscanner.stat").read_text().splitlines()]
+    assert [x[1] for x in statlines] == ["OK", "CUREFAILED", "CORRUPTED", "SUSPICIOUS", "WARNING", "ERROR",
+                                         "CURED", "CURED"]
+    assert statlines[1][2] == "EICAR-Test-File" and statlines[1][3] == SENDER
+    # a verdict header forged by the sender is not passed on
+    st.sink.got.clear()
+    forged = b"X-Anti-Virus: forged, check: 20000101 clean\r\n" + eicar_mail("EICAR")
+    st.send(forged)
+    (copy,) = st.sink.deliveries()
+    assert copy.msg.get_all("X-Anti-Virus") == [copy.msg["X-Anti-Virus"]]
+    assert copy.msg["X-Anti-Virus"].endswith(" curefailed")
 
 
 def test_5_2_2_delivery_of_all_messages_urgent_group(make_stack) -> None:  # noqa: ANN001

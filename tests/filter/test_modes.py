@@ -170,3 +170,22 @@ def test_quarantine_list_show_release_delete(make_stack) -> None:  # noqa: ANN00
     bad = _q(st, "show", "../../etc/passwd")
     assert bad.returncode == 1 and "no such quarantine entry" in bad.stderr
     assert stat.S_IMODE(st.quarantine.stat().st_mode) == 0o700
+
+
+def test_swaks_as_the_client(make_stack, tmp_path) -> None:  # noqa: ANN001
+    import shutil
+
+    swaks = shutil.which("swaks")
+    if swaks is None:  # pragma: no cover - installed by the lead (Debian package swaks)
+        import pytest
+
+        pytest.skip("swaks is not installed")
+    st = make_stack({"default": {}})
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(eicar_mail("CURE"))
+    res = subprocess.run([swaks, "--server", "127.0.0.1", "--port", str(st.port), "--from", "alice@example.com",
+                          "--to", BOB, "--data", f"@{eml}", "--pipeline"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "<-  250 2.0.0 Ok: scanned and passed on" in res.stdout
+    (copy,) = st.sink.deliveries()
+    assert copy.msg["X-Anti-Virus"].endswith(" infected"), "no Cured* key in the group: no cure mode (6.1.2)"

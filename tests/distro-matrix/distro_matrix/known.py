@@ -24,7 +24,9 @@ KNOWN_DEFECTS: tuple[tuple[str, str], ...] = (
 
 
 def known_defect(detail: str) -> str | None:
+    """The defect a failure message names; the logs appended after it (`--- file`) do not count."""
+    message = detail.split("\n--- ", 1)[0]
     for needle, description in KNOWN_DEFECTS:
-        if needle in detail:
+        if needle in message:
             return description
     return None

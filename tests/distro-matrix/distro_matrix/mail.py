@@ -97,3 +97,60 @@ def local(user: str) -> str:
 
 def mailbox_path(user: str) -> Path:
     return Path("/var/mail") / user
+
+
+# -- qmail: no SMTP daemon exists around the stand-in, so mail goes in through qmail-queue(8) (what
+# qmail-smtpd and qmail-inject call) and "delivered to the user" means "queued for the user".
+
+_QMAIL_INJECT = r"""
+import os, subprocess, sys
+msg = open(sys.argv[1], "rb").read()
+env = open(sys.argv[2], "rb").read()
+r_msg, w_msg = os.pipe()
+r_env, w_env = os.pipe()
+p = subprocess.Popen(["/var/qmail/bin/qmail-queue"], stdin=r_msg, stdout=r_env, close_fds=True)
+os.close(r_msg); os.close(r_env)
+os.write(w_msg, msg); os.close(w_msg)
+os.write(w_env, env); os.close(w_env)
+sys.exit(p.wait())
+"""
+
+
+def qmail_send(
+    sb: Sandbox, to: str, *, sender: str = "bob@example.org", attachment: bytes | None = None,
+    attachment_name: str = "eicar.com",
+) -> Sent:
+    """Queue one message through /var/qmail/bin/qmail-queue; `last_reply` is the exit code."""
+    from email.message import EmailMessage
+    from email.utils import formatdate, make_msgid
+
+    tok = token()
+    m = EmailMessage()
+    m["From"], m["To"], m["Subject"] = sender, to, f"test {tok}"
+    m["Date"], m["Message-ID"] = formatdate(), make_msgid(domain="client.example.org")
+    m.set_content(f"Body of {tok}\n")
+    if attachment is not None:
+        m.add_attachment(attachment, maintype="application", subtype="octet-stream", filename=attachment_name)
+    sb.path(f"/tmp/{tok}.msg").write_bytes(m.as_bytes())
+    sb.path(f"/tmp/{tok}.env").write_bytes(f"F{sender}\0T{to}\0\0".encode())
+    r = sb.run(["python3", "-c", _QMAIL_INJECT, f"/tmp/{tok}.msg", f"/tmp/{tok}.env"], timeout=120)
+    code = str(r.returncode)
+    return Sent(tok, r.returncode, "250 queued" if r.returncode == 0 else f"qmail-queue exit {code}", r.stderr)
+
+
+def qmail_queued(sb: Sandbox) -> list[tuple[list[str], Message]]:
+    """(envelope recipients, message) for everything in the stand-in's queue."""
+    from email import message_from_bytes
+
+    out = []
+    todo = sb.path("/var/qmail/queue/todo")
+    for entry in sorted(todo.iterdir()) if todo.exists() else []:
+        env = sb.path(f"/var/qmail/queue/intd/{entry.name}").read_bytes()
+        rcpts = [f[1:].decode(errors="replace") for f in env.split(b"\0") if f.startswith(b"T")]
+        out.append((rcpts, message_from_bytes(sb.path(f"/var/qmail/queue/mess/{entry.name}").read_bytes())))
+    return out
+
+
+def qmail_find(sb: Sandbox, user: str, needle: str) -> list[Message]:
+    return [m for rcpts, m in qmail_queued(sb)
+            if any(r.split("@")[0] == user for r in rcpts) and needle in m.as_string()]  # fmt: skip

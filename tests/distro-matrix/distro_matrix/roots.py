@@ -95,6 +95,7 @@ def _build(spec: RootSpec, final: Path, log: Path | None) -> None:
         essential = [
             # The host name must resolve before the MTA's postinst runs (Sendmail and Exim look it up).
             f'mkdir -p "$1{hooks_dir}" && cp -r {q(str(HOOKS))}/. "$1{hooks_dir}/"',
+            *[f'cp {q(str(path))} "$1{hooks_dir}/{q(name)}"' for name, path in spec.flavour.extra.items()],
             f'chroot "$1" sh {hooks_dir}/hosts.sh {q(HOSTNAME)}',
         ]
         if spec.flavour.preseed:

@@ -61,7 +61,8 @@ class MtaFlavour:
     customize: tuple[tuple[str, tuple[str, ...]], ...] = ()  # hooks run inside the new root, in order
     config_paths: tuple[str, ...] = ()
     suites: tuple[str, ...] = SUITES
-    extra: dict[str, str] = field(default_factory=dict)
+    #: files from elsewhere in the repository the hooks need (name in the hooks dir -> path)
+    extra: dict[str, Path] = field(default_factory=dict)
 
 
 HOOKS = Path(__file__).resolve().parent / "hooks"
@@ -121,7 +122,21 @@ SENDMAIL = MtaFlavour(
     config_paths=("/etc/mail", "/etc/aliases", "/etc/mailname"),
 )
 
-FLAVOURS: dict[str, MtaFlavour] = {f.name: f for f in (POSTFIX, EXIM_SPLIT, EXIM_UNSPLIT, SENDMAIL)}
+#: The qmail-queue(8) stand-in written for the integration tests (issue 4); read in place.
+QMAIL_STANDIN = Path(__file__).resolve().parents[2] / "integration/qmail_standin/qmail-queue"
+
+QMAIL = MtaFlavour(
+    name="qmail-standin",
+    kind="qmail",
+    packages=(),
+    customize=(hook("qmail-standin.sh", ADMIN_USER),),
+    config_paths=("/var/qmail/bin", "/var/qmail/control", "/var/qmail/alias"),
+    extra={"qmail-queue": QMAIL_STANDIN},
+)
+
+FLAVOURS: dict[str, MtaFlavour] = {
+    f.name: f for f in (POSTFIX, EXIM_SPLIT, EXIM_UNSPLIT, SENDMAIL, QMAIL) if all(p.exists() for p in f.extra.values())
+}
 
 
 @dataclass(frozen=True)
@@ -146,6 +161,7 @@ class RootSpec:
             "packages": list(self.packages),
             "preseed": list(self.flavour.preseed),
             "hooks": [[name, list(args), (HOOKS / name).read_text()] for name, args in self.hooks()],
+            "extra": {name: path.read_text() for name, path in sorted(self.flavour.extra.items())},
         }
 
     @property
