@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml scripts/setup-host.sh
 	bash scripts/setup-host.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,bench]'
 	touch $(STAMP)
 
 demo: setup

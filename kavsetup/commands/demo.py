@@ -116,13 +116,13 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _wait(pred, what: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:  # noqa: ANN001
+def _wait(pred, what: str, proc: subprocess.Popen[bytes], errfile: Path, timeout: float = 60.0) -> None:  # noqa: ANN001
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pred():
             return
         if proc.poll() is not None:
-            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            err = errfile.read_text(errors="replace") if errfile.exists() else ""
             raise RuntimeError(f"{what} exited with {proc.returncode}: {err.strip()}")
         time.sleep(0.05)
     raise RuntimeError(f"timed out waiting for {what}")
@@ -205,15 +205,17 @@ def run(args: argparse.Namespace) -> int:
     rows: list[Row] = []
     try:
         print(f"kavsetup demo: scratch root {root}")
-        ave = subprocess.Popen([sys.executable, "-m", "runtime.engine.server", "-c", str(conf), "-f"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # stderr to files, never undrained pipes
+        with open(root / "log" / "aveserver.err", "ab") as err:
+            ave = subprocess.Popen([sys.executable, "-m", "runtime.engine.server", "-c", str(conf), "-f"], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=err)
         procs.append(ave)
-        _wait(lambda: _connects(str(root / "run" / "aveserver")), "aveserver", ave)
-        scanner = subprocess.Popen([sys.executable, "-m", "runtime.filter.main", "-c", str(conf), "--daemon"],
-                                   env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE)
+        _wait(lambda: _connects(str(root / "run" / "aveserver")), "aveserver", ave, root / "log" / "aveserver.err")
+        with open(root / "log" / "smtpscanner.err", "ab") as err:
+            scanner = subprocess.Popen([sys.executable, "-m", "runtime.filter.main", "-c", str(conf), "--daemon"],
+                                       env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
         procs.append(scanner)
-        _wait(lambda: _connects(("127.0.0.1", port)), "smtpscanner", scanner)
+        _wait(lambda: _connects(("127.0.0.1", port)), "smtpscanner", scanner, root / "log" / "smtpscanner.err")
         print(f"aveserver (pid {ave.pid}) and smtpscanner (pid {scanner.pid}, SMTP on 127.0.0.1:{port}) are up; "
               f"sink on 127.0.0.1:{sink.port}\n")
         group = cfg.select_group(SENDER, RCPT)
@@ -229,13 +231,14 @@ def run(args: argparse.Namespace) -> int:
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
-            if p.stderr:
-                p.stderr.close()
         sink.stop()
     _table(rows)
     bad = [r for r in rows if not r.ok]
     leftovers = list((root / "spool").iterdir())
-    print(f"\nevent log: {root / 'log' / 'smtpscanner.log'}")
+    evlog = root / "log" / "smtpscanner.log"
+    print(f"\nsmtpscanner event log ({evlog if args.keep or args.dir else 'guide 6.8 format'}):")
+    for line in (evlog.read_text(errors="replace").splitlines() if evlog.exists() else []):
+        print(f"  {line}")
     if leftovers:
         print(f"spool files left behind: {leftovers}")
     if not args.keep and not args.dir:

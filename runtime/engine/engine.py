@@ -67,7 +67,7 @@ class Engine:
         single line could be used.  Individual bad lines are only reported (``sigs.errors``).
         """
         try:
-            sigs = load_signatures(bases)
+            sigs = load_signatures(bases, cache_dir)
         except OSError as exc:
             raise DatabaseError(str(exc)) from None
         if sigs.errors and sigs.count == 0:
@@ -91,6 +91,11 @@ class Engine:
         except _Stop as stop:
             ctx.record(stop.path, Status.ERROR, str(stop))
             out = _Outcome(worst([o.status for o in ctx.objects]))
+        except (RecursionError, MemoryError, ValueError, TypeError, LookupError, AttributeError,
+                UnicodeError, OSError, EOFError) as exc:
+            # A parser bug or a pathological object must cost one ERROR verdict, not the worker.
+            ctx.record(name, Status.ERROR, f"scan error: {type(exc).__name__}: {exc}")
+            out = _Outcome(Status.ERROR)
         status = worst([out.status] + [o.status for o in ctx.objects])
         cured = out.replacement if cure and status is Status.CURED and not out.deleted else None
         return Verdict(status, ctx.objects, cured=cured, deleted=out.deleted and status is Status.CURED,
@@ -103,8 +108,8 @@ class Engine:
         for algo, table in self.sigs.hashes.items():
             if not table or (n not in self.sigs.hash_sizes[algo] and not self.sigs.hash_anysize[algo]):
                 continue
-            digest = hashlib.new(algo, data).digest()
-            hit = table.get((digest, n)) or table.get((digest, None))
+            hexd = hashlib.new(algo, data).hexdigest()
+            hit = table.get(f"{hexd}:{n}") or table.get(f"{hexd}:*")
             if hit:
                 found.append(hit)
         return found

@@ -11,10 +11,11 @@ import json
 import os
 import socket
 import struct
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime.report import EventLog
@@ -45,6 +46,12 @@ class ServerState:
     reload: Callable[[], None] = lambda: None
     shutdown: Callable[[], None] = lambda: None
     db_date: str = ""
+    scan_slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(2))
+
+    def scan(self, data: bytes, name: str, cure: bool = False, all_objects: bool = False) -> Verdict:
+        """Scan with at most ``scan_slots`` objects in memory per worker, however many connections."""
+        with self.scan_slots:
+            return self.engine().scan(data, name, cure=cure, all_objects=all_objects)
 
 
 def log_verdict(log: EventLog, v: Verdict) -> None:
@@ -60,9 +67,10 @@ def log_verdict(log: EventLog, v: Verdict) -> None:
 
 def scan_path(state: ServerState, path: str, cure: bool = False, all_objects: bool = False) -> Verdict:
     """Read a file named by a client and scan it (the smtpscanner -> aveserver path of guide 2.1)."""
-    with open(path, "rb") as fh:
-        data = fh.read()
-    v = state.engine().scan(data, path, cure=cure, all_objects=all_objects)
+    with state.scan_slots:
+        with open(path, "rb") as fh:
+            data = fh.read()
+        v = state.engine().scan(data, path, cure=cure, all_objects=all_objects)
     log_verdict(state.log, v)
     return v
 
@@ -155,7 +163,7 @@ class Connection:
                 self._ave_error(413, f"object larger than StreamMaxLength ({self.state.stream_max})")
                 raise ConnectionClosed()  # the body that follows is not read: the stream is unusable
             data = self.reader.readexact(size)
-            v = self.state.engine().scan(data, name, cure="c" in flags, all_objects="a" in flags)
+            v = self.state.scan(data, name, cure="c" in flags, all_objects="a" in flags)
             log_verdict(self.state.log, v)
             self._ave_result(v)
         elif verb == "QUIT":
@@ -283,7 +291,7 @@ class Connection:
                 self._clamd_reply("INSTREAM size limit exceeded. ERROR", term, prefix)
                 return False
             chunks.append(self.reader.readexact(n))
-        v = self.state.engine().scan(b"".join(chunks), "stream")
+        v = self.state.scan(b"".join(chunks), "stream")
         log_verdict(self.state.log, v)
         word = self._clamd_word(v)
         self._clamd_reply("stream: OK" if word is None else f"stream: {word[0]} {word[1]}", term, prefix)
@@ -304,7 +312,7 @@ class Connection:
             self._clamd_reply(f"FILDES: {exc.strerror}. ERROR", term, prefix)
             return False
         name = f"fd[{fd}]"
-        v = self.state.engine().scan(data, name)
+        v = self.state.scan(data, name)
         log_verdict(self.state.log, v)
         word = self._clamd_word(v)
         self._clamd_reply(f"{name}: OK" if word is None else f"{name}: {word[0]} {word[1]}", term, prefix)

@@ -37,7 +37,8 @@ from .limits import Limits
 from .matcher import default_cache_dir
 from .protocol import Connection, ServerState, database_date
 
-THREADS_PER_WORKER = 4
+THREADS_PER_WORKER = 16  # connections served at once; idle ones cost only a thread
+SCANS_PER_WORKER = 1  # objects held in memory and scanned at once
 
 
 @dataclass
@@ -197,6 +198,7 @@ class Worker:
             reload=lambda: os.kill(master, signal.SIGHUP),
             shutdown=lambda: os.kill(master, signal.SIGTERM),
             db_date=self.db_date,
+            scan_slots=threading.BoundedSemaphore(SCANS_PER_WORKER),
         )
         threads = [threading.Thread(target=self._accept_loop, args=(state,), daemon=True)
                    for _ in range(THREADS_PER_WORKER)]
@@ -233,7 +235,10 @@ class Worker:
                 except OSError:
                     return
                 conn.setblocking(True)
-                Connection(conn, state).serve()
+                try:
+                    Connection(conn, state).serve()
+                except Exception as exc:  # noqa: BLE001 - one bad connection must not cost a serving thread
+                    self.log.error(f"connection failed: {type(exc).__name__}: {exc}")
                 break
 
 
@@ -425,8 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config)
         settings = Settings.from_config(cfg)
-    except ConfigError as exc:
-        sys.stderr.write(f"{exc}\n")
+    except (ConfigError, KeyError) as exc:  # KeyError: a key this aveserver needs is not in the schema
+        sys.stderr.write(f"aveserver: {exc}\n")
         return 1
     try:
         log = EventLog.from_config(cfg, "aveserver.report")

@@ -57,11 +57,14 @@ class BodySig:
 
 @dataclass
 class SignatureSet:
-    """Everything loaded from one BasesPath, plus the diagnostics and a content digest."""
+    """Everything loaded from one BasesPath, plus the diagnostics and a content digest.
 
-    hashes: dict[str, dict[tuple[bytes, int | None], str]] = field(
-        default_factory=lambda: {"md5": {}, "sha1": {}, "sha256": {}}
-    )
+    Hash records are kept as ``{"<hexdigest>:<size>": name}`` per algorithm (``*`` for any size):
+    the key is the text of the line itself, which keeps loading cheap, and a lookup only happens
+    for objects whose size is in ``hash_sizes``.
+    """
+
+    hashes: dict[str, dict[str, str]] = field(default_factory=lambda: {"md5": {}, "sha1": {}, "sha256": {}})
     hash_sizes: dict[str, set[int]] = field(default_factory=lambda: {"md5": set(), "sha1": set(), "sha256": set()})
     hash_anysize: dict[str, bool] = field(default_factory=lambda: {"md5": False, "sha1": False, "sha256": False})
     body: list[BodySig] = field(default_factory=list)
@@ -75,7 +78,8 @@ class SignatureSet:
         return sum(len(v) for v in self.hashes.values()) + len(self.body)
 
     def add_hash(self, sig: HashSig) -> None:
-        self.hashes[sig.algo][(sig.digest, sig.size)] = sig.name
+        size = "*" if sig.size is None else str(sig.size)
+        self.hashes[sig.algo][f"{sig.digest.hex()}:{size}"] = sig.name
         if sig.size is None:
             self.hash_anysize[sig.algo] = True
         else:
@@ -237,8 +241,87 @@ def signature_files(bases: Path) -> list[Path]:
     return sorted(p for p in bases.iterdir() if p.suffix in SIGNATURE_SUFFIXES and p.is_file())
 
 
-def load_signatures(bases: Path | str) -> SignatureSet:
-    """Read every .hdb/.hsb/.ndb under ``bases``; collect per-line errors instead of failing."""
+_FAST_HDB = re.compile(r"([0-9a-fA-F]{32}):(\d+):([\x21-\x7e][\x20-\x7e]*?)(?::\d*)?")
+_FAST_HSB = re.compile(r"([0-9a-fA-F]{40}|[0-9a-fA-F]{64}):(\d+|\*):([\x21-\x7e][\x20-\x7e]*?)(?::\d*)?")
+PARSE_CACHE_VERSION = "1"
+
+
+def _parse_file(path: Path, text: str) -> SignatureSet:
+    """Parse one database file into a partial SignatureSet (errors collected, never raised)."""
+    part = SignatureSet()
+    ndb = path.suffix == ".ndb"
+    fast = None if ndb else (_FAST_HSB if path.suffix == ".hsb" else _FAST_HDB)
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line[0] == "#":
+            continue
+        if fast is not None:
+            m = fast.fullmatch(line)
+            if m is not None:  # the common case, without building intermediate objects
+                hexd, size, name = m.groups()
+                algo = _HASH_LEN[len(hexd)]
+                part.hashes[algo][f"{hexd.lower()}:{size}"] = name
+                if size == "*":
+                    part.hash_anysize[algo] = True
+                else:
+                    part.hash_sizes[algo].add(int(size))
+                continue
+        where = f"{path}:{lineno}"
+        try:
+            if ndb:
+                part.body.append(parse_ndb_line(line, where))
+            else:
+                part.add_hash(parse_hash_line(line, where, sha_only=path.suffix == ".hsb"))
+        except SignatureError as exc:
+            part.errors.append(str(exc))
+    return part
+
+
+def _to_json(part: SignatureSet) -> dict[str, object]:
+    return {
+        "hashes": part.hashes,
+        "sizes": {a: sorted(v) for a, v in part.hash_sizes.items()},
+        "anysize": part.hash_anysize,
+        "body": [[b.name, b.target, b.offset.kind, b.offset.value, b.offset.shift, b.regex.decode("latin-1"),
+                  b.min_flevel, b.max_flevel, b.origin] for b in part.body],
+        "errors": part.errors,
+    }
+
+
+def _from_json(doc: dict) -> SignatureSet:  # type: ignore[type-arg]
+    part = SignatureSet()
+    part.hashes = doc["hashes"]
+    part.hash_sizes = {a: set(v) for a, v in doc["sizes"].items()}
+    part.hash_anysize = doc["anysize"]
+    part.body = [BodySig(n, t, Offset(k, v, sh), rx.encode("latin-1"), lo, hi, o)
+                 for n, t, k, v, sh, rx, lo, hi, o in doc["body"]]
+    part.errors = doc["errors"]
+    return part
+
+
+def _merge(into: SignatureSet, part: SignatureSet) -> None:
+    for algo in into.hashes:
+        if part.hashes[algo]:
+            if into.hashes[algo]:
+                into.hashes[algo].update(part.hashes[algo])
+            else:
+                into.hashes[algo] = part.hashes[algo]
+        into.hash_sizes[algo] |= part.hash_sizes[algo]
+        into.hash_anysize[algo] = into.hash_anysize[algo] or part.hash_anysize[algo]
+    into.body.extend(part.body)
+    into.errors.extend(part.errors)
+
+
+def load_signatures(bases: Path | str, cache_dir: Path | None = None) -> SignatureSet:
+    """Read every .hdb/.hsb/.ndb under ``bases``; collect per-line errors instead of failing.
+
+    With ``cache_dir``, the parsed form of each file is cached as JSON keyed by the file's path
+    and SHA-256, so a restart or reload of unchanged files skips the text parsing.
+    """
+    import json
+    import os
+    import tempfile
+
     bases = Path(bases)
     sigs = SignatureSet()
     h = hashlib.sha256()
@@ -246,20 +329,28 @@ def load_signatures(bases: Path | str) -> SignatureSet:
         raise FileNotFoundError(f"{bases}: anti-virus database directory does not exist")
     for path in signature_files(bases):
         raw = path.read_bytes()
-        h.update(path.name.encode() + b"\0" + hashlib.sha256(raw).digest())
+        file_digest = hashlib.sha256(raw).hexdigest()
+        h.update(path.name.encode() + b"\0" + bytes.fromhex(file_digest))
         sigs.files.append(path)
-        text = raw.decode("utf-8", "replace")
-        for lineno, line in enumerate(text.splitlines(), 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            where = f"{path}:{lineno}"
+        cached = None
+        if cache_dir is not None:
+            key = hashlib.sha256(f"{PARSE_CACHE_VERSION}|{path}|{file_digest}".encode()).hexdigest()
+            cached = cache_dir / f"parsed-{key}.json"
             try:
-                if path.suffix == ".ndb":
-                    sigs.body.append(parse_ndb_line(line, where))
-                else:
-                    sigs.add_hash(parse_hash_line(line, where, sha_only=path.suffix == ".hsb"))
-            except SignatureError as exc:
-                sigs.errors.append(str(exc))
+                _merge(sigs, _from_json(json.loads(cached.read_bytes())))
+                continue
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+        part = _parse_file(path, raw.decode("utf-8", "replace"))
+        _merge(sigs, part)
+        if cached is not None:
+            try:
+                cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".tmp-")
+                with os.fdopen(fd, "w") as fh:
+                    json.dump(_to_json(part), fh)
+                os.replace(tmp, cached)
+            except OSError:
+                pass
     sigs.digest = h.hexdigest()
     return sigs

@@ -217,6 +217,10 @@ class Connection:
         outcome is unknown (the caller must then answer 4xx for every recipient)."""
         self.used += 1
         self.data_sent = False
+        if "SMTPUTF8" in msg.mail_params and "SMTPUTF8" not in self.ext:
+            # RFC 6531: such a message must not be downgraded silently; the MTA keeps it.
+            no = Reply(451, "4.5.0 next hop does not offer SMTPUTF8")
+            return {rc.address: no for rc in msg.recipients}
         dsn = "DSN" in self.ext
         if msg.xforward and "XFORWARD" in self.ext:
             allowed = set(self.ext["XFORWARD"].upper().split())

@@ -130,7 +130,9 @@ class Scanner:
                 status = "Filtered"
             if status == "Clean":
                 continue
-            found.append(Finding(i, name, status, v.names, v.cured, v.deleted, list(v.objects)))
+            # 6.8.1 names viruses only for some statuses; for the others the reason is what helps.
+            names = v.names or list(dict.fromkeys(o.name for o in v.objects if o.name))
+            found.append(Finding(i, name, status, names, v.cured, v.deleted, list(v.objects)))
         if not found:
             # The whole message is not clean but no single part is (e.g. a non-MIME container).
             found.append(Finding(WHOLE, "message", whole.status.config_name, whole.names, None, False,

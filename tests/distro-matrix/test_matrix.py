@@ -13,8 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import host_problem
+from distro_matrix.host import host_problem
 from distro_matrix.known import known_defect
+from distro_matrix.sandbox import cleanup_stale
 from distro_matrix.scenarios import SCENARIOS, Cell
 from distro_matrix.spec import all_specs
 
@@ -35,6 +36,7 @@ def matrix_host() -> None:
 def matrix(matrix_host: None, deb: Path) -> dict[str, Cell]:
     """All cells, two at a time (KAVMATRIX_JOBS): each has its own namespaces, so they cannot collide."""
     if not _cells:
+        cleanup_stale()
         cells = [Cell(spec, deb) for spec in SPECS]
         with ThreadPoolExecutor(int(os.environ.get("KAVMATRIX_JOBS", "2"))) as ex:
             for cell in ex.map(lambda c: (c.run(), c)[1], cells):

@@ -227,3 +227,41 @@ def test_normal_mode_reports_a_bad_database_fast_mode_only_logs_it(server: Serve
     assert r.returncode == 0  # 6.4: fast mode returns before the databases are read
     wait_for(lambda: "cannot start" in server.log.read_text(), what="fatal line")
     assert "F] aveserver: cannot start" in server.log.read_text() and not server.sock.exists()
+
+
+def test_a_killed_worker_is_replaced(server: Server) -> None:
+    server.start()
+    wait_for(lambda: len(_children(server.proc.pid)) == 2, what="2 workers")
+    victim = _children(server.proc.pid)[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: "exited unexpectedly" in server.log.read_text(), what="master notices")
+    wait_for(lambda: len(_children(server.proc.pid)) == 2 and victim not in _children(server.proc.pid),
+             what="replacement worker")
+    with AveClient(server.sock) as c:
+        assert c.scan_bytes(EICAR).status is Status.INFECTED
+
+
+def test_sigterm_finishes_the_scan_in_flight(server: Server) -> None:
+    import zlib
+
+    server.write_conf(**{"aveserver.limits": {"MaxRatio": "100000000", "MaxUnpackedSize": "2000000000"}})
+    server.start()
+    comp = zlib.compressobj(1, zlib.DEFLATED, 31)
+    slow = b"".join(comp.compress(b"\0" * (1 << 20)) for _ in range(300)) + comp.flush()
+    result: list[object] = []
+
+    def scan() -> None:
+        try:
+            result.append(AveClient(server.sock, timeout=60).scan_bytes(slow, "slow.gz"))
+        except Exception as exc:  # noqa: BLE001 - recorded and asserted below
+            result.append(exc)
+
+    t = threading.Thread(target=scan)
+    t.start()
+    wait_for(lambda: any(c for c in _children(server.proc.pid)
+                         if float(Path(f"/proc/{c}/stat").read_text().rsplit(")", 1)[1].split()[11]) > 20),
+             timeout=20, what="a worker busy scanning")
+    server.proc.send_signal(signal.SIGTERM)
+    t.join(60)
+    assert server.proc.wait(30) == 0
+    assert len(result) == 1 and getattr(result[0], "status", None) is Status.CLEAN, result

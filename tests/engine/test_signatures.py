@@ -124,3 +124,15 @@ def test_signature_count_and_digest(tmp_path: Path) -> None:
     eng = make_engine(tmp_path, ndb="A:0:*:41424344\n", hdb=f"{hashlib.md5(b'q').hexdigest()}:1:B\n")
     sigs = load_signatures(tmp_path / "bases")
     assert eng.record_count == 2 and sigs.digest == eng.sigs.digest and len(sigs.digest) == 64
+
+
+def test_signature_hyperscan_refuses_still_matches_through_fallback(tmp_path: Path) -> None:
+    # Hyperscan rejects bounded repeats this large; the signature must still work (Python re).
+    eng = make_engine(tmp_path, ndb="Huge.Jump:0:*:4142{70000}4344\nNormal:0:*:45464748\n")
+    assert not eng.sigs.errors and eng.matcher.fallback == [0]
+    assert eng.scan(b"AB" + b"." * 70000 + b"CD").names == ["Huge.Jump"]
+    assert eng.scan(b"AB" + b"." * 69999 + b"CD").status is Status.CLEAN
+    assert eng.scan(b"xxEFGHxx").names == ["Normal"]
+    again = make_engine(tmp_path, ndb="Huge.Jump:0:*:4142{70000}4344\nNormal:0:*:45464748\n")
+    assert again.matcher.from_cache and again.matcher.fallback == [0]
+    assert again.scan(b"AB" + b"." * 70000 + b"CD").names == ["Huge.Jump"]

@@ -200,6 +200,7 @@ class Stack:
     port: int = 0
     ave: subprocess.Popen[bytes] | None = None
     scanner: subprocess.Popen[bytes] | None = None
+    scanner_args: tuple[str, ...] = ()
 
     @property
     def conf(self) -> Path:
@@ -249,18 +250,21 @@ class Stack:
         return dict(os.environ, PYTHONPATH=str(REPO))
 
     def start_ave(self) -> None:
-        self.ave = subprocess.Popen([sys.executable, "-m", "runtime.engine.server", "-c", str(self.conf)],
-                                    env=self.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # stderr to a file, never an undrained pipe (a full pipe would stall the daemon)
+        with open(self.root / "log" / "aveserver.err", "ab") as err:
+            self.ave = subprocess.Popen([sys.executable, "-m", "runtime.engine.server", "-c", str(self.conf)],
+                                        env=self.env(), stdout=subprocess.DEVNULL, stderr=err)
         wait_for(lambda: can_connect(str(self.sock)) or self.ave.poll() is not None, what="aveserver")
-        assert self.ave.poll() is None, self.ave.stderr.read().decode() if self.ave.stderr else ""
+        assert self.ave.poll() is None, (self.root / "log" / "aveserver.err").read_text()
 
     def start_scanner(self) -> None:
-        self.scanner = subprocess.Popen(
-            [sys.executable, "-m", "runtime.filter.main", "-c", str(self.conf), "--daemon"],
-            env=self.env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with open(self.root / "log" / "smtpscanner.err", "ab") as err:
+            self.scanner = subprocess.Popen(
+                [sys.executable, "-m", "runtime.filter.main", "-c", str(self.conf), "--daemon", *self.scanner_args],
+                env=self.env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
         wait_for(lambda: can_connect(("127.0.0.1", self.port)) or self.scanner.poll() is not None,
                  what="smtpscanner")
-        assert self.scanner.poll() is None, self.scanner.stderr.read().decode() if self.scanner.stderr else ""
+        assert self.scanner.poll() is None, (self.root / "log" / "smtpscanner.err").read_text()
 
     def start(self) -> Stack:
         self.start_ave()

@@ -10,6 +10,7 @@ import socket
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 from filterhelp import EICAR, REPO, eicar_mail, mail
 
@@ -189,3 +190,80 @@ def test_swaks_as_the_client(make_stack, tmp_path) -> None:  # noqa: ANN001
     assert "<-  250 2.0.0 Ok: scanned and passed on" in res.stdout
     (copy,) = st.sink.deliveries()
     assert copy.msg["X-Anti-Virus"].endswith(" infected"), "no Cured* key in the group: no cure mode (6.1.2)"
+
+
+def test_forward_to_a_program_over_stdio(make_stack, tmp_path) -> None:  # noqa: ANN001
+    """ForwardMailer=smtp:(command): SMTP over a program's stdin/stdout (like `sendmail -bs`).
+    The program here is a second smtpscanner spawned with --stdio that forwards to the sink."""
+    st = make_stack({"default": {}})
+    inner = tmp_path / "inner.conf"
+    inner.write_text(st.conf.read_text().replace("ListenAddress=inet", "ListenAddress=stdio\n#"))
+    st.stop()
+    command = f"{sys.executable} -m runtime.filter.main -c {inner} --stdio"
+    st.write({"default": {}}, general={"ForwardMailer": f"smtp:({command})"})
+    st.start()
+    assert st.send(eicar_mail("EICAR"))[BOB][0] == 250
+    (copy,) = st.sink.deliveries()
+    assert EICAR not in copy.data and copy.rcpts == [BOB]
+
+
+def test_forward_over_lmtp_to_postfix_smtp_sink(make_stack, tmp_path) -> None:  # noqa: ANN001
+    import shutil
+    import time
+
+    from filterhelp import free_port
+
+    if shutil.which("smtp-sink") is None:  # pragma: no cover - Postfix is installed here
+        import pytest
+
+        pytest.skip("Postfix's smtp-sink is not installed")
+    import tempfile
+
+    dump = Path(tempfile.mkdtemp(prefix="kav-lmtp-sink."))  # smtp-sink writes as nobody: not under tmp_path
+    dump.chmod(0o777)  # noqa: S103
+    port = free_port()
+    sink = subprocess.Popen(["smtp-sink", "-L", "-u", "nobody", "-d", f"{dump}/%M.", f"127.0.0.1:{port}", "10"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        st = make_stack({"default": {"AdminNotify": False, "RecipientNotify": False}},
+                        general={"ForwardMailer": f"lmtp:127.0.0.1:{port}"})
+        replies = st.send(eicar_mail("EICAR"), rcpts=[BOB, "carol@example.com"])
+        assert all(code == 250 for code, _ in replies.values())
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not list(dump.iterdir()):
+            time.sleep(0.1)
+        (f,) = list(dump.iterdir())
+        text = f.read_bytes()
+        assert b"X-Anti-Virus:" in text and EICAR not in text
+        assert b"X-Rcpt-Args: <bob@example.com>" in text and b"X-Rcpt-Args: <carol@example.com>" in text
+    finally:
+        sink.terminate()
+        sink.wait(10)
+        shutil.rmtree(dump, ignore_errors=True)
+
+
+def test_prefork_daemon_on_a_unix_socket(make_stack, tmp_path) -> None:  # noqa: ANN001
+    import time
+
+    st = make_stack({"default": {}}, start=False)
+    path = tmp_path / "smtpscanner.sock"
+    st.write({"default": {}}, general={"ListenAddress": f"unix:{path}"})
+    st.start_ave()
+    with open(st.root / "log" / "smtpscanner.err", "ab") as err:
+        st.scanner = subprocess.Popen([sys.executable, "-m", "runtime.filter.main", "-c", str(st.conf), "--daemon",
+                                       "--processes", "2"], env=st.env(), stdin=subprocess.DEVNULL, stderr=err)
+    deadline = time.monotonic() + 20
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stat.S_ISSOCK(path.stat().st_mode)
+    for i in range(6):
+        with smtplib.SMTP() as c:
+            c.sock = socket.socket(socket.AF_UNIX)
+            c.sock.connect(str(path))
+            c.file = None
+            assert c.getreply()[0] == 220
+            c.sendmail("alice@example.com", [BOB], mail(f"unix {i}"))
+    assert len(st.sink.deliveries()) == 6
+    st.scanner.terminate()
+    assert st.scanner.wait(30) == 0
+    assert not path.exists(), "socket removed at stop"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .known import known_defect
 from .roots import ensure_root, is_cached
+from .sandbox import cleanup_stale
 from .scenarios import SCENARIOS, Cell
 from .spec import FLAVOURS, SUITES, all_specs
 
@@ -72,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("distro-matrix: needs root (mmdebstrap, mount, unshare, chroot)", file=sys.stderr)
         return 2
+    for stale in cleanup_stale():
+        print(f"removed a stale sandbox: {stale}")
     specs = all_specs(tuple(args.suite or SUITES), tuple(args.mta) if args.mta else None)
     t0 = time.monotonic()
     cold = [s.name for s in specs if not is_cached(s)]

@@ -63,7 +63,12 @@ def ensure_root(spec: RootSpec, log: Path | None = None) -> tuple[Path, float]:
         if meta.exists() and final.is_dir():
             return final, 0.0
         started = time.monotonic()
-        _build(spec, final, log)
+        try:
+            _build(spec, final, log)
+        except RootBuildError:
+            # One retry: a mirror hiccup should not fail a CI run; a real recipe error fails twice.
+            time.sleep(5)
+            _build(spec, final, log)
         took = time.monotonic() - started
         meta.write_text(json.dumps({"recipe": spec.recipe(), "build_seconds": round(took, 1)}, indent=1))
         _prune_old(spec)

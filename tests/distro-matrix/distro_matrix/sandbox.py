@@ -143,6 +143,7 @@ class Sandbox:
         if line.strip() != b"ready":
             err = self._holder.stderr.read().decode(errors="replace") if self._holder.stderr else ""
             raise SandboxError(f"namespace init did not start: {line!r} {err}")
+        (self.work / "holder.pid").write_text(f"{self._holder.pid}\n")
         children = Path(f"/proc/{self._holder.pid}/task/{self._holder.pid}/children").read_text().split()
         if len(children) != 1:
             raise SandboxError(f"cannot find the namespace's init: {children}")
@@ -235,6 +236,28 @@ class Sandbox:
             text = f.read_text(errors="replace").splitlines()[-lines:]
             parts.append(f"--- {f.name}\n" + "\n".join(text))
         return "\n".join(parts)
+
+
+def cleanup_stale() -> list[str]:
+    """Unmount and delete sandboxes whose holder process is gone (a run killed with -9).
+
+    Only our own directories are touched: /tmp/kavmatrix-*/ with a holder.pid naming a dead process.
+    """
+    removed = []
+    for work in Path(tempfile.gettempdir()).glob("kavmatrix-*"):
+        pid_file = work / "holder.pid"
+        try:
+            pid = int(pid_file.read_text())
+        except (OSError, ValueError):
+            continue
+        if Path(f"/proc/{pid}").exists():
+            continue
+        root = work / "root"
+        if root.is_mount():
+            subprocess.run(["umount", "-l", str(root)], check=False)
+        shutil.rmtree(work, ignore_errors=True)
+        removed.append(str(work))
+    return removed
 
 
 def _kill_tree(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
