@@ -10,6 +10,12 @@ The compiled Hyperscan database is serialised into a cache keyed by the database
 Hyperscan version and this module's format version, so a restart or a reload of unchanged
 signatures costs a file read instead of a compile.  The cache holds only Hyperscan's own
 serialised bytes (no pickles), in a directory we own with mode 0700.
+
+Debian packages no Python binding for Hyperscan, so the .deb must run without it: then the
+prefilter is an Aho-Corasick automaton (Debian's ``python3-ahocorasick``) over each signature's
+longest literal byte run, the way ClamAV's own matcher anchors its patterns, and every candidate
+is confirmed by the same ``re`` verifier.  Slower (bench/README.md) but the same verdicts; tests
+run both prefilters on the same signatures.
 """
 
 from __future__ import annotations
@@ -21,13 +27,53 @@ import tempfile
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-
-import hyperscan
+from typing import Any
 
 from .signatures import BodySig
 
+try:
+    import hyperscan
+except ImportError:  # Debian: no binding packaged; see the module docstring
+    hyperscan = None
+try:
+    import ahocorasick
+except ImportError:
+    ahocorasick = None
+
 FORMAT_VERSION = "1"
-_FLAGS = hyperscan.HS_FLAG_DOTALL | hyperscan.HS_FLAG_SINGLEMATCH
+_FLAGS = (hyperscan.HS_FLAG_DOTALL | hyperscan.HS_FLAG_SINGLEMATCH) if hyperscan is not None else 0
+_TOKEN = re.compile(rb"\\x([0-9a-f]{2})|\[(?:\\x[0-9a-f]{2}|-)*\]|\(\?:[^)]*\)|\.\*|\.\{[0-9,]*\}|\.")
+MIN_ANCHOR = 3  # shorter literals would make nearly every object a candidate
+
+
+def literal_anchor(regex: bytes) -> bytes:
+    """The longest run of fixed bytes at the top level of a translated .ndb regex.
+
+    A match of the whole signature always contains this run, so finding it is a necessary
+    condition: the prefilter may over-report (the verifier decides), never under-report.
+    """
+    best = b""
+    run = bytearray()
+    pos = 0
+    while pos < len(regex):
+        m = _TOKEN.match(regex, pos)
+        if m is None:  # not a form hexsig_to_regex writes: no safe anchor
+            return b""
+        if m.group(1) is not None:
+            run.append(int(m.group(1), 16))
+        else:
+            if len(run) > len(best):
+                best = bytes(run)
+            run.clear()
+        pos = m.end()
+    return bytes(run) if len(run) > len(best) else best
+
+
+def prefilter_name() -> str:
+    """Which prefilter this process uses (logged by aveserver, shown by the benchmark)."""
+    if hyperscan is not None:
+        return "hyperscan"
+    return "aho-corasick" if ahocorasick is not None else "re"
 
 
 def default_cache_dir() -> Path:
@@ -58,9 +104,12 @@ class BodyMatcher:
         self._verify: dict[int, re.Pattern[bytes]] = {}
         self._local = threading.local()
         self.from_cache = False
-        self.db: hyperscan.Database | None = None
-        if sigs:
+        self.db: Any = None  # hyperscan.Database when hyperscan is there
+        self._automaton: Any = None  # ahocorasick.Automaton otherwise
+        if sigs and hyperscan is not None:
             self._build(digest, cache_dir)
+        elif sigs:
+            self._build_automaton()
         self._fallback_set = frozenset(self.fallback)
 
     # -- building -------------------------------------------------------------------------
@@ -95,7 +144,27 @@ class BodyMatcher:
         if cache is not None and self.db is not None:
             self._store(cache)
 
-    def _compile(self, ids: list[int]) -> hyperscan.Database:
+    def _build_automaton(self) -> None:
+        """Aho-Corasick over literal anchors; signatures without one are verified on every object."""
+        if ahocorasick is None:
+            self.fallback = list(range(len(self.sigs)))
+            return
+        automaton = ahocorasick.Automaton()
+        anchored: dict[str, list[int]] = {}
+        for i, sig in enumerate(self.sigs):
+            anchor = literal_anchor(sig.regex)
+            if len(anchor) < MIN_ANCHOR:
+                self.fallback.append(i)
+            else:
+                # latin-1 maps bytes 0-255 one to one onto str, which every pyahocorasick build takes
+                anchored.setdefault(anchor.decode("latin-1"), []).append(i)
+        for key, ids in anchored.items():
+            automaton.add_word(key, tuple(ids))
+        if anchored:
+            automaton.make_automaton()
+            self._automaton = automaton
+
+    def _compile(self, ids: list[int]) -> Any:
         db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         db.compile(
             expressions=[self.sigs[i].regex for i in ids], ids=ids, elements=len(ids), flags=_FLAGS
@@ -117,7 +186,7 @@ class BodyMatcher:
             pass  # a cache we cannot write only costs speed at the next start
 
     # -- scanning -------------------------------------------------------------------------
-    def _scratch(self) -> hyperscan.Scratch:
+    def _scratch(self) -> Any:
         s = getattr(self._local, "scratch", None)
         if s is None or getattr(self._local, "db", None) is not self.db:
             s = hyperscan.Scratch(self.db)
@@ -138,7 +207,9 @@ class BodyMatcher:
             return False
         off = sig.offset
         if off.kind == "any":
-            return i not in self._fallback_set or self._verifier(i).search(data) is not None
+            if i in self._fallback_set or self.db is None:
+                return self._verifier(i).search(data) is not None
+            return True  # Hyperscan already matched the whole signature
         start = off.value if off.kind == "abs" else len(data) - off.value
         if start < 0 or start > len(data):
             return False
@@ -150,6 +221,11 @@ class BodyMatcher:
         cands: list[int] = []
         if self.db is not None:
             self.db.scan(data, match_event_handler=_collect, context=cands, scratch=self._scratch())
+        elif self._automaton is not None:
+            seen: set[int] = set()
+            for _end, ids in self._automaton.iter(data.decode("latin-1")):
+                seen.update(ids)
+            cands.extend(seen)
         cands.extend(self.fallback)
         return [self.sigs[i].name for i in sorted(set(cands)) if self._confirm(i, data)]
 

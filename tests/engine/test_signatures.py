@@ -44,6 +44,20 @@ def test_ndb_syntax_item(tmp_path: Path, sig: str, hit: bytes, miss: bytes) -> N
     assert eng.scan(miss, "miss").status is Status.CLEAN
 
 
+
+@pytest.fixture(autouse=True, params=["hyperscan", "aho-corasick", "re"])
+def prefilter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every syntax item must give the same verdict whichever prefilter runs: Hyperscan (PyPI),
+    Aho-Corasick (Debian's python3-ahocorasick, what the .deb uses) or plain ``re``."""
+    from runtime.engine import matcher
+
+    if request.param in ("aho-corasick", "re"):
+        monkeypatch.setattr(matcher, "hyperscan", None)
+    if request.param == "re":
+        monkeypatch.setattr(matcher, "ahocorasick", None)
+    assert matcher.prefilter_name() == request.param
+    return request.param
+
 def test_ndb_min_max_flevel_fields_accepted(tmp_path: Path) -> None:
     eng = make_engine(tmp_path, ndb="A.Sig:0:*:41424344:51\nB.Sig:0:*:45464748:51:255\n")
     assert not eng.sigs.errors
@@ -104,7 +118,9 @@ def test_set_without_a_single_usable_line_is_refused(tmp_path: Path) -> None:
         Engine.load(tmp_path / "missing")
 
 
-def test_compiled_matcher_cache_is_keyed_by_database_content(tmp_path: Path) -> None:
+def test_compiled_matcher_cache_is_keyed_by_database_content(tmp_path: Path, prefilter: str) -> None:
+    if prefilter != "hyperscan":
+        pytest.skip("about Hyperscan's compiled-database cache and refusals; other prefilters compile nothing")
     cache = tmp_path / "cache"
     db = tmp_path / "bases"
     db.mkdir()
@@ -126,7 +142,9 @@ def test_signature_count_and_digest(tmp_path: Path) -> None:
     assert eng.record_count == 2 and sigs.digest == eng.sigs.digest and len(sigs.digest) == 64
 
 
-def test_signature_hyperscan_refuses_still_matches_through_fallback(tmp_path: Path) -> None:
+def test_signature_hyperscan_refuses_still_matches_through_fallback(tmp_path: Path, prefilter: str) -> None:
+    if prefilter != "hyperscan":
+        pytest.skip("about Hyperscan's compiled-database cache and refusals; other prefilters compile nothing")
     # Hyperscan rejects bounded repeats this large; the signature must still work (Python re).
     eng = make_engine(tmp_path, ndb="Huge.Jump:0:*:4142{70000}4344\nNormal:0:*:45464748\n")
     assert not eng.sigs.errors and eng.matcher.fallback == [0]

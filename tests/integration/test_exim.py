@@ -172,3 +172,25 @@ def test_admin_line_in_trusted_configs_survives_uninstall(tmp_path: Path) -> Non
         assert code == 0, out
         assert tc.read_text() == (before or "") + "/etc/exim4/admin-own.conf\n"
         assert not (root / "etc/exim4/exim4.conf.listen").exists()
+
+
+def test_start_scripts_keep_the_reinjection_interface_one_argument(tmp_path: Path) -> None:
+    """``-oX '<; 127.0.0.1.10026'`` holds a space and a ``<``: unquoted, systemd splits it in two
+    and sh reads ``<`` as a redirection, and the delivering Exim never starts."""
+    import shlex
+
+    case = "01-Exim4U__src"
+    root = make_root(tmp_path, _files(case))
+    code, out = kav(*_args(root, case))
+    assert code == 0, out
+    scripts = list(root.rglob("kavexim.sh"))
+    units = list(root.rglob("kav4ms-exim-deliver.service"))
+    assert scripts and units
+    assert subprocess.run(["sh", "-n", str(scripts[0])], capture_output=True).returncode == 0
+    execstart = next(ln for ln in units[0].read_text().splitlines() if ln.startswith("ExecStart="))
+    argv = shlex.split(execstart.split("=", 1)[1])
+    value = argv[argv.index("-oX") + 1]
+    assert value.startswith("<; 127.0.0.1.")
+    line = next(ln for ln in scripts[0].read_text().splitlines() if "-oX" in ln)
+    words = shlex.split(line)
+    assert words[words.index("-oX") + 1] == value

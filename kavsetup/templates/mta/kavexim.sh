@@ -3,14 +3,14 @@
 # Installed by kavsetup install; removed by kavsetup uninstall.
 #   listen  : ${exim} -bd -q10m -C ${listen_conf}   receives mail, spools it in ${listen_spool}
 #             and hands every message to smtpscanner (kav_lmtp_transport);
-#   deliver : ${exim} -bd -q10m -oX ${reinject_if}  the original configuration, listening only on
+#   deliver : ${exim} -bd -q10m -oX "${reinject_if}"  the original configuration, listening only on
 #             ${reinject_host}:${reinject_port} for scanned mail (ForwardMailer), delivering it.
 set -e
 EXIM=${exim}
 
 start() {
     $$EXIM -bd -q10m -C ${listen_conf} -oP ${listen_pid}
-    $$EXIM -bd -q10m -oX ${reinject_if} -oP ${deliver_pid}
+    $$EXIM -bd -q10m -oX "${reinject_if}" -oP ${deliver_pid}
 }
 
 stop() {

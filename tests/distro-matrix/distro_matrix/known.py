@@ -9,18 +9,7 @@ its fix lands.
 
 from __future__ import annotations
 
-KNOWN_DEFECTS: tuple[tuple[str, str], ...] = (
-    (
-        "No module named 'hyperscan'",
-        "runtime/engine imports hyperscan, which Debian does not package; aveserver cannot start "
-        "with the package's Debian dependencies (issue 5: needs a fallback matcher)",
-    ),
-    (
-        "exim: incompatible command-line options",
-        "kav4ms-exim-deliver.service passes `-oX <; 127.0.0.1.10026` unquoted, so Exim's delivering "
-        "instance does not start (issue 4)",
-    ),
-)
+KNOWN_DEFECTS: tuple[tuple[str, str], ...] = ()
 
 
 def known_defect(detail: str) -> str | None:

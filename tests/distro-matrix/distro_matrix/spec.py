@@ -37,11 +37,10 @@ COMMON_PACKAGES: tuple[str, ...] = (
     "python3",
     "python3-jinja2",
     "python3-ruamel.yaml",
-    "python3-configobj",
+    # The .deb's Depends (pkg/deb/debian/control), so `dpkg -i` needs nothing from the network.
+    "python3-ahocorasick",
     "python3-cryptography",
-    "python3-psutil",
     "python3-distro",
-    "python3-pexpect",
     "python3-aiosmtpd",
 )
 
