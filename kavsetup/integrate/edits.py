@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
 from kavsetup.integrate.files import ABSENT, Image, View
@@ -530,12 +530,31 @@ class EnsureDir(Edit):
     uid: int = 0
     gid: int = 0
     only_create: bool = False  # an existing directory is left exactly as it is
+    #: A spool the MTA's second instance fills with its own runtime state (Exim: db/ hint files,
+    #: input/ and msglog/).  On reversal that state goes with the directory, unless mail is still
+    #: queued in it: then the directory is kept and the admin told how to flush it.
+    runtime_spool: bool = False
 
     def paths(self) -> tuple[PurePosixPath, ...]:
         return (PurePosixPath(self.path),)
 
     def summary(self) -> str:
         return f"directory {self.path} {self.mode:04o} {self.uid}:{self.gid}"
+
+    def before_removal(self, host: Path) -> tuple[bool, tuple[str, ...]]:
+        """Called before the directory is removed on uninstall: (may remove, notes)."""
+        if not self.runtime_spool or not host.is_dir():
+            return True, ()
+        queued = [p for p in (host / "input").rglob("*") if p.is_file()] if (host / "input").is_dir() else []
+        if queued:
+            return False, (f"{self.path}: {len(queued)} queued file(s) not yet scanned; kept. Deliver them "
+                           "first (e.g. exim -C <listen config> -qff) and remove the directory yourself",)
+        for p in sorted(host.rglob("*"), key=lambda q: len(q.parts), reverse=True):
+            if p.is_dir() and not p.is_symlink():
+                p.rmdir()
+            else:
+                p.unlink()
+        return True, ()
 
     def compute(self, view: View) -> list[Change]:
         before = view.get(self.path)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from kavsetup.integrate.edits import Edit, EditError, Plan, edit_from_json
+from kavsetup.integrate.edits import Edit, EditError, EnsureDir, Plan, edit_from_json
 from kavsetup.integrate.files import Image, Root, View
 from kavsetup.integrate.journal import Journal
 
@@ -149,6 +149,11 @@ class Transaction:
             if view is not None:
                 view.set(path, target)
                 continue
+            if target.kind == "absent" and isinstance(edit, EnsureDir):
+                may, why = edit.before_removal(self.root.host(path))
+                notes.extend(why)
+                if not may:
+                    continue
             try:
                 self.root.put(path, target)
             except OSError as exc:

@@ -73,7 +73,8 @@ def plan(system: System, mta: MTAInfo, s: Settings) -> tuple[list[Edit], list[st
     edits.append(EnsureDir(s.spool, 0o750, uid, gid))
     spool = "/var/spool/exim4-kav" if _debian(mta) else "/var/spool/exim-kav"
     edits += common.parent_dirs(spool)
-    edits.append(EnsureDir(spool, 0o750, exim_user.uid if exim_user else 0, exim_user.gid if exim_user else 0))
+    edits.append(EnsureDir(spool, 0o750, exim_user.uid if exim_user else 0, exim_user.gid if exim_user else 0,
+                           runtime_spool=True))
     edits += common.conf_edits(s, f"smtp:{s.filter_host}:{rport}", "stdio", gid)
     binary = str(info.binary)
     values = {"exim": binary, "listen_conf": listen, "listen_spool": spool, "listen_pid": LISTEN_PID,

@@ -194,3 +194,29 @@ def test_start_scripts_keep_the_reinjection_interface_one_argument(tmp_path: Pat
     line = next(ln for ln in scripts[0].read_text().splitlines() if "-oX" in ln)
     words = shlex.split(line)
     assert words[words.index("-oX") + 1] == value
+
+
+@pytest.mark.parametrize("queued", [False, True])
+def test_listen_spool_state_goes_with_uninstall_but_queued_mail_stays(tmp_path: Path, queued: bool) -> None:
+    """The listening Exim fills its spool with hint databases and queue directories; uninstall
+    removes them with the spool, but never mail that is still waiting to be scanned."""
+    case = "debian-bookworm"
+    root = make_root(tmp_path, _files(case))
+    original = snapshot(root)
+    code, out = kav(*_args(root, case))
+    assert code == 0, out
+    spool = next(p for p in (root / "var/spool").iterdir() if p.name in ("exim4-kav", "exim-kav"))
+    for sub in ("db", "input", "msglog"):
+        (spool / sub).mkdir()
+    (spool / "db/retry").write_bytes(b"\0" * 64)
+    (spool / "db/retry.lockfile").write_bytes(b"")
+    if queued:
+        (spool / "input/1tXyZa-000001-AB-H").write_text("queued message header file\n")
+    code, out = kav("uninstall", "--root", str(root))
+    assert code == 0, out
+    if queued:
+        assert spool.is_dir() and "1 queued file(s) not yet scanned; kept" in out
+        assert (spool / "input/1tXyZa-000001-AB-H").is_file()
+    else:
+        assert not spool.exists()
+        assert diff_snapshots(original, snapshot(root)) == []

@@ -58,7 +58,8 @@ def send(
     if attachment is not None:
         rel = f"/tmp/{tok}-{attachment_name}"
         sb.path(rel).write_bytes(attachment)
-        argv += ["--attach-type", "application/octet-stream", "--attach-name", attachment_name, "--attach", rel]
+        # "@file": swaks >= 20240103 (trixie) attaches a bare argument as literal text, not the file.
+        argv += ["--attach-type", "application/octet-stream", "--attach-name", attachment_name, "--attach", "@" + rel]
     r = sb.run(argv, timeout=120)
     replies = re.findall(r"^<[-~*]{0,2}\s+(\d{3}[ -].*)$", r.stdout, re.M)
     # The reply that matters is the one to the end of DATA (or the first refusal): the one before QUIT's.
