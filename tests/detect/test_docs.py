@@ -36,3 +36,15 @@ def test_every_json_key_is_documented(fixture_root: Callable[[str], Path]) -> No
     assert kinds == {"PostfixInfo", "EximInfo", "SendmailInfo"}
     missing = sorted(k for k in seen if f'"{k}"' not in text)
     assert not missing, f"keys not documented in {DOC.name}: {missing}"
+
+
+def test_readme_summary_names_every_top_level_key() -> None:
+    """The README's compact schema (issue 3: "the JSON schema is documented in the README") lists
+    every top-level, os, mta and users key the command prints."""
+    readme = (DOC.parents[1] / "README.md").read_text()
+    block = readme.split("### `kavsetup detect --json` (schema 1)", 1)[1].split("```", 2)[1]
+    data = json.loads(detect(Path("/")).to_json())
+    wanted = set(data) | set(data["users"]) | {k for m in data["mtas"] for k in m if k != "details"}
+    wanted |= {"id", "version", "family", "init", "pkg_format", "pretty", "source"}
+    missing = sorted(k for k in wanted if f'"{k}"' not in block)
+    assert not missing, f"README schema misses {missing}"
