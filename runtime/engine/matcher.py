@@ -23,11 +23,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from runtime.fsutil import atomic_write
 
 from .signatures import BodySig
 
@@ -176,12 +177,7 @@ class BodyMatcher:
             cache.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fb = ",".join(map(str, self.fallback)).encode()
             blob = len(fb).to_bytes(4, "big") + fb + hyperscan.dumpb(self.db)
-            fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=".tmp-")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(blob)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, cache)
+            atomic_write(cache, blob, mode=0o600)
         except OSError:
             pass  # a cache we cannot write only costs speed at the next start
 

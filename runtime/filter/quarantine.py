@@ -18,6 +18,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from runtime.fsutil import atomic_write
+
 MAGIC = b"KAVQ1\n"
 KEY_FILE = ".quarantine.key"
 SUFFIX = ".kavq"
@@ -84,23 +86,8 @@ class Quarantine:
         plain = len(head).to_bytes(4, "big") + head + message
         nonce = os.urandom(12)
         blob = MAGIC + nonce + AESGCM(self._key(create=True)).encrypt(nonce, plain, MAGIC)
-        final = self.path / (qid + SUFFIX)
-        tmp = self.path / f".{qid}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(blob)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        dfd = os.open(self.path, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        # Never half-written, 0600 whatever the umask: a reader sees the old set or the new file.
+        atomic_write(self.path / (qid + SUFFIX), blob, mode=0o600)
         return qid
 
     def ids(self) -> list[str]:
