@@ -8,7 +8,9 @@ lock.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,30 @@ def _err(msg: str) -> None:
     print(f"kavsetup: {msg}", file=sys.stderr)
 
 
+#: Exit status per failure, first match wins (docs/integration.md): 3 another run holds the lock,
+#: 2 refused before anything was touched, 1 failed (and rolled back where it had started).
+EXIT_CODES: tuple[tuple[tuple[type[Exception], ...], int], ...] = (
+    ((LockBusy,), 3),
+    ((CompileError, SettingsError), 2),
+    ((EditError, JournalError, OSError), 1),
+)
+
+
+def _exit_codes(command: Callable[..., int]) -> Callable[..., int]:
+    """Turn the installer's expected failures into one line on stderr and the exit status above,
+    the same way for every command that takes the lock."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> int:
+        try:
+            return command(*args, **kwargs)
+        except tuple(t for types, _ in EXIT_CODES for t in types) as exc:
+            _err(str(exc))
+            return next(code for types, code in EXIT_CODES if isinstance(exc, types))
+
+    return run
+
+
 def _report(out: Outcome) -> int:
     if out.diff:
         sys.stdout.write(out.diff)
@@ -91,79 +117,64 @@ def extra_facts(mta: MTAInfo, settings: Settings) -> dict[str, str]:
     return facts
 
 
+@_exit_codes
 def run_install(args: argparse.Namespace, *, fail_after: int | None = None, crash: Any = None) -> int:
     root = Root(args.root)
     if not root.path.is_dir():
         _err(f"{args.root}: not a directory")
         return 2
-    try:
-        with root_lock(root):
-            tx = Transaction(root, fail_after=fail_after, crash=crash)
-            if not args.dry_run:
-                _recover_first(tx)
-            if tx.pending_state() == "installed":
-                doc = tx.journal.doc
-                print(f"already integrated with {doc['mta']} (since {doc['started']}); nothing to do")
-                return 0
-            system = detect(root.path)
-            mta = choose_mta(system, root, args.mta, args.mta_config)
-            gate = check_version(mta)
-            if not gate.ok and not args.force:
-                _err(gate.message)
-                return 2
-            settings = Settings(chain=args.chain)
-            if args.answers:
-                settings = load_answers(args.answers, settings)
-            if not args.non_interactive and not args.answers and sys.stdin.isatty() and not args.dry_run:
-                settings = _ask(settings)
-            settings = site_settings(root, mta, settings)
-            plan = compile_plan(system, settings, mta)
-            for n in plan.notes:
-                print(f"note: {n}")
-            if args.dry_run:
-                summaries, diff = plan.preview(View(root))
-                for line in summaries:
-                    print(f"plan: {line}")
-                sys.stdout.write(diff)
-                print("dry run: nothing changed")
-                return 0
-            facts = extra_facts(mta, settings)
-            out = tx.apply(plan, verify=lambda: verify(root, mta, facts))
-            code = _report(out)
-            if out.ok:
-                print(tx.journal.doc.get("verification", ""))
-                print("restart the mail system to use the new configuration (guide 3.4)")
-            return code
-    except LockBusy as exc:
-        _err(str(exc))
-        return 3
-    except (CompileError, SettingsError) as exc:
-        _err(str(exc))
-        return 2
-    except (EditError, JournalError, OSError) as exc:
-        _err(str(exc))
-        return 1
+    with root_lock(root):
+        tx = Transaction(root, fail_after=fail_after, crash=crash)
+        if not args.dry_run:
+            _recover_first(tx)
+        if tx.pending_state() == "installed":
+            doc = tx.journal.doc
+            print(f"already integrated with {doc['mta']} (since {doc['started']}); nothing to do")
+            return 0
+        system = detect(root.path)
+        mta = choose_mta(system, root, args.mta, args.mta_config)
+        gate = check_version(mta)
+        if not gate.ok and not args.force:
+            _err(gate.message)
+            return 2
+        settings = Settings(chain=args.chain)
+        if args.answers:
+            settings = load_answers(args.answers, settings)
+        if not args.non_interactive and not args.answers and sys.stdin.isatty() and not args.dry_run:
+            settings = _ask(settings)
+        settings = site_settings(root, mta, settings)
+        plan = compile_plan(system, settings, mta)
+        for n in plan.notes:
+            print(f"note: {n}")
+        if args.dry_run:
+            summaries, diff = plan.preview(View(root))
+            for line in summaries:
+                print(f"plan: {line}")
+            sys.stdout.write(diff)
+            print("dry run: nothing changed")
+            return 0
+        facts = extra_facts(mta, settings)
+        out = tx.apply(plan, verify=lambda: verify(root, mta, facts))
+        code = _report(out)
+        if out.ok:
+            print(tx.journal.doc.get("verification", ""))
+            print("restart the mail system to use the new configuration (guide 3.4)")
+        return code
 
 
 def cmd_install(args: argparse.Namespace) -> int:
     return run_install(args)
 
 
+@_exit_codes
 def cmd_uninstall(args: argparse.Namespace) -> int:
     root = Root(args.root)
-    try:
-        with root_lock(root):
-            tx = Transaction(root)
-            state = tx.pending_state()
-            if state and state != "installed" and not args.dry_run:
-                return _report(tx.recover())
-            return _report(tx.uninstall(dry_run=args.dry_run))
-    except LockBusy as exc:
-        _err(str(exc))
-        return 3
-    except (JournalError, OSError) as exc:
-        _err(str(exc))
-        return 1
+    with root_lock(root):
+        tx = Transaction(root)
+        state = tx.pending_state()
+        if state and state != "installed" and not args.dry_run:
+            return _report(tx.recover())
+        return _report(tx.uninstall(dry_run=args.dry_run))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -193,14 +204,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+@_exit_codes
 def cmd_recover(args: argparse.Namespace) -> int:
     root = Root(args.root)
-    try:
-        with root_lock(root):
-            return _report(Transaction(root).recover())
-    except LockBusy as exc:
-        _err(str(exc))
-        return 3
-    except (JournalError, OSError) as exc:
-        _err(str(exc))
-        return 1
+    with root_lock(root):
+        return _report(Transaction(root).recover())
