@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime.engine.engine import Engine
 from runtime.engine.limits import Limits
+from tests.support.procs import children as _children
+from tests.support.procs import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,24 +26,8 @@ def make_engine(tmp: Path, ndb: str = "", hdb: str = "", hsb: str = "", limits: 
     return Engine.load(db, limits, cache_dir=tmp / "cache")
 
 
-def wait_for(pred, timeout: float = 20.0, what: str = "condition") -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
-def can_connect(path: Path) -> bool:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        s.connect(str(path))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 
 
 @dataclass
@@ -128,15 +112,3 @@ class Server:
             except ProcessLookupError:
                 pass
 
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                stat = (d / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(d.name))
-    return out

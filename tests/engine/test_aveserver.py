@@ -12,11 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-from enginehelp import REPO, Server, _children, can_connect, wait_for
+from enginehelp import REPO, Server
 
 from runtime.engine.client import AveClient, AveServerError, AveServerUnavailable
 from runtime.engine.eicar import EICAR
 from runtime.engine.verdict import Status
+from tests.support.procs import can_connect, wait_for
+from tests.support.procs import children as _children
 
 BODY_HIT = b"...kav4test--signed..."  # matches conftest's Test.Body.Sig
 LOG_LINE = r"^\[\d\d/\d\d/\d\d \d\d:\d\d:\d\d [FEWIAD]\] "

@@ -10,9 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from enginehelp import Server, wait_for
+from enginehelp import Server
 
 from runtime.engine.eicar import EICAR
+from tests.support.procs import wait_for
 
 
 def talk(server: Server, payload: bytes, tcp_port: int = 0) -> bytes:

@@ -24,6 +24,9 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as AioSMTP
 
+from tests.support.procs import can_connect, wait_for
+from tests.support.procs import children as _children
+
 REPO = Path(__file__).resolve().parents[2]
 EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 PREFIXES = {"clean": None, "EICAR": b"", "CORR": b"CORR-", "SUSP": b"SUSP-", "WARN": b"WARN-",
@@ -36,23 +39,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(pred, timeout: float = 20.0, what: str = "condition") -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
-def can_connect(addr: str | tuple[str, int]) -> bool:
-    fam = socket.AF_UNIX if isinstance(addr, str) else socket.AF_INET
-    with socket.socket(fam, socket.SOCK_STREAM) as s:
-        try:
-            s.connect(addr)
-            return True
-        except OSError:
-            return False
 
 
 def ini(sections: dict[str, dict[str, object]]) -> str:
@@ -320,17 +308,6 @@ class Stack:
         return self.log.read_text() if self.log.exists() else ""
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == pid:
-                out.append(int(d.name))
-    return out
 
 
 def _kill(pid: int) -> None:
