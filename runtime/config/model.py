@@ -34,6 +34,8 @@ class Message:
             return f"{where} [{self.section}] {self.key}: {self.text}"
         if self.section is not None:
             return f"{where} [{self.section}]: {self.text}"
+        if self.key is not None:
+            return f"{where} {self.key}: {self.text}"
         return f"{where} {self.text}"
 
 

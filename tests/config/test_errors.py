@@ -50,13 +50,12 @@ def test_unknown_section_and_junk_and_orphan_key():
         lines = [str(m) for m in exc.messages]
     else:  # pragma: no cover
         raise AssertionError("accepted")
-    assert lines[0] == "f.conf:1: [None] Orphan: key outside any [section]".replace("[None] ", "") or True
+    assert lines[0] == "f.conf:1: Orphan: key outside any [section]"
     assert any(
         line.startswith("f.conf:2: [aveserver.option]: unknown section (did you mean aveserver.options?)")
         for line in lines
     )
     assert any(line.startswith("f.conf:4: cannot parse 'this is not ini'") for line in lines)
-    assert any(line.startswith("f.conf:1:") and "outside any [section]" in line for line in lines)
 
 
 def test_unreadable_file_is_one_line(tmp_path, capsys):
