@@ -10,10 +10,12 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import eicar, mime
+from . import eicar, mime, targets
+from .bodysig import DeadlineExceeded
 from .containers import identify, members
+from .dsig import CLAMAV_KEY, PublicKey
 from .limits import Budget, Corrupted, LimitExceeded, Limits, Protected
-from .matcher import BodyMatcher
+from .matcher import BodyMatcher, LogicalMatcher
 from .signatures import SignatureSet, load_signatures
 from .verdict import ObjectResult, Status, Verdict, worst
 
@@ -58,18 +60,24 @@ class Engine:
         self.sigs = sigs
         self.limits = limits or Limits()
         self.matcher = BodyMatcher(sigs.body, sigs.digest, cache_dir)
+        self.logical = LogicalMatcher(sigs.logical)
 
     @classmethod
-    def load(cls, bases: Path | str, limits: Limits | None = None, cache_dir: Path | None = None) -> Engine:
+    def load(cls, bases: Path | str, limits: Limits | None = None, cache_dir: Path | None = None,
+             key: PublicKey = CLAMAV_KEY) -> Engine:
         """Load and compile a database directory; refuse a set that is unusable as a whole.
 
-        Refused: a missing directory, an unreadable file, or signature files of which not a
-        single line could be used.  Individual bad lines are only reported (``sigs.errors``).
+        Refused: a missing directory, an unreadable file, a container that fails its MD5 or
+        digital-signature check (named; aveserver keeps serving its previous database), or
+        signature files of which not a single line could be used.  Individual bad lines are
+        only reported (``sigs.errors``).
         """
         try:
-            sigs = load_signatures(bases, cache_dir)
+            sigs = load_signatures(bases, cache_dir, key)
         except OSError as exc:
             raise DatabaseError(str(exc)) from None
+        if sigs.refused:
+            raise DatabaseError("refused: " + "; ".join(sigs.refused))
         if sigs.errors and sigs.count == 0:
             raise DatabaseError(f"{bases}: no usable signature ({len(sigs.errors)} bad lines; first: "
                                 f"{sigs.errors[0]})")
@@ -112,7 +120,34 @@ class Engine:
             hit = table.get(f"{hexd}:{n}") or table.get(f"{hexd}:*")
             if hit:
                 found.append(hit)
+        if any(self.sigs.sections.values()):
+            for sect in targets.pe_sections(data):
+                k = len(sect)
+                if k not in self.sigs.section_sizes and not self.sigs.section_anysize:
+                    continue
+                for algo, table in self.sigs.sections.items():
+                    if table:
+                        hexd = hashlib.new(algo, sect).hexdigest()
+                        hit = table.get(f"{hexd}:{k}") or table.get(f"{hexd}:*")
+                        if hit:
+                            found.append(hit)
         return found
+
+    def _allow_listed(self, data: bytes) -> bool:
+        """.fp/.sfp: an object whose own hash is listed is clean whatever matched it."""
+        for algo, keys in self.sigs.fp.items():
+            if keys:
+                hexd = hashlib.new(algo, data).hexdigest()
+                if f"{hexd}:{len(data)}" in keys or f"{hexd}:*" in keys:
+                    return True
+        return False
+
+    def detect(self, data: bytes, deadline: float | None = None) -> list[str]:
+        """Every signature name matching this one object (no unpacking), allow-lists applied."""
+        names = self._hash_names(data) + self.matcher.match(data, deadline) + self.logical.match(data, deadline)
+        if names and self._allow_listed(data):
+            return []
+        return list(dict.fromkeys(names))
 
     def _infected(self, ctx: _Scan, path: str, names: list[str]) -> _Outcome:
         # Signatures from the database carry no cure routine: a cure request fails (6.2.2).
@@ -130,9 +165,12 @@ class Engine:
         variant = eicar.detect(data)
         if variant is not None:
             return self._eicar(data, path, ctx, variant, can_cure)
-        names = self._hash_names(data) + self.matcher.match(data)
+        try:
+            names = self.detect(data, ctx.budget.deadline)
+        except DeadlineExceeded:
+            raise _Stop(path, f"scan time limit ({self.limits.max_time:g} s) exceeded") from None
         if names:
-            return self._infected(ctx, path, list(dict.fromkeys(names)))
+            return self._infected(ctx, path, names)
         kind = identify(data)
         if kind in (None, "uue") and mime.looks_like_mail(data):
             kind = "mime"

@@ -3,8 +3,11 @@
 Choice (measured in bench/engine/matchers.py, figures in bench/README.md): Hyperscan in block mode
 prefilters all .ndb signatures in one pass; every signature is compiled unanchored with
 SINGLEMATCH so a clean object costs one pass and no Python callback.  Offset constraints
-(``n``, ``n,shift``, ``EOF-n``) and file-type targets are verified afterwards with Python's ``re``
-only for the few signatures Hyperscan reported, which keeps the compiled database small.
+(``n``, ``n,shift``, ``EOF-n``) and file-type targets are verified afterwards with the linear-time
+matcher of runtime/engine/bodysig.py (never a backtracking ``re`` over ``.*``) only for the few
+signatures Hyperscan reported, which keeps the compiled database small.  Logical (.ldb)
+signatures are prefiltered by the literal anchors of their subsignatures (Aho-Corasick) and
+evaluated only when one of them occurs.
 
 The compiled Hyperscan database is serialised into a cache keyed by the database digest, the
 Hyperscan version and this module's format version, so a restart or a reload of unchanged
@@ -14,7 +17,7 @@ serialised bytes (no pickles), in a directory we own with mode 0700.
 Debian packages no Python binding for Hyperscan, so the .deb must run without it: then the
 prefilter is an Aho-Corasick automaton (Debian's ``python3-ahocorasick``) over each signature's
 longest literal byte run, the way ClamAV's own matcher anchors its patterns, and every candidate
-is confirmed by the same ``re`` verifier.  Slower (bench/README.md) but the same verdicts; tests
+is confirmed by the same linear-time matcher.  Slower (bench/README.md) but the same verdicts; tests
 run both prefilters on the same signatures.
 """
 
@@ -30,6 +33,8 @@ from typing import Any
 
 from runtime.fsutil import atomic_write
 
+from . import targets
+from .ldb import LogicalSig
 from .signatures import BodySig
 
 try:
@@ -41,7 +46,7 @@ try:
 except ImportError:
     ahocorasick = None
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 _FLAGS = (hyperscan.HS_FLAG_DOTALL | hyperscan.HS_FLAG_SINGLEMATCH) if hyperscan is not None else 0
 _TOKEN = re.compile(rb"\\x([0-9a-f]{2})|\[(?:\\x[0-9a-f]{2}|-)*\]|\(\?:[^)]*\)|\.\*|\.\{[0-9,]*\}|\.")
 MIN_ANCHOR = 3  # shorter literals would make nearly every object a candidate
@@ -86,14 +91,7 @@ def default_cache_dir() -> Path:
     return Path(base) / "kav4ms" / "engine"
 
 
-def _type_ok(target: int, data: bytes) -> bool:
-    if target == 0:
-        return True
-    if target == 1:
-        return data[:2] == b"MZ"
-    if target == 6:
-        return data[:4] == b"\x7fELF"
-    return False
+_RAW_TARGETS = frozenset({0, 1, 4, 6, 9, 10})  # matched on the object's own bytes (3 and 7: normalised)
 
 
 class BodyMatcher:
@@ -101,8 +99,7 @@ class BodyMatcher:
 
     def __init__(self, sigs: list[BodySig], digest: str, cache_dir: Path | None = None) -> None:
         self.sigs = sigs
-        self.fallback: list[int] = []  # indexes Hyperscan refused (verified by `re` on every object)
-        self._verify: dict[int, re.Pattern[bytes]] = {}
+        self.fallback: list[int] = []  # indexes no prefilter covers (checked on every object)
         self._local = threading.local()
         self.from_cache = False
         self.db: Any = None  # hyperscan.Database when hyperscan is there
@@ -130,7 +127,8 @@ class BodyMatcher:
                 return
             except (hyperscan.error, ValueError, TypeError, OSError):
                 self.fallback = []  # unreadable cache: rebuild it below
-        ids = [i for i in range(len(self.sigs))]
+        ids = [i for i, sig in enumerate(self.sigs) if sig.regex and sig.target in _RAW_TARGETS]
+        self.fallback = [i for i, sig in enumerate(self.sigs) if not sig.regex or sig.target not in _RAW_TARGETS]
         try:
             self.db = self._compile(ids)
         except hyperscan.error:
@@ -153,8 +151,8 @@ class BodyMatcher:
         automaton = ahocorasick.Automaton()
         anchored: dict[str, list[int]] = {}
         for i, sig in enumerate(self.sigs):
-            anchor = literal_anchor(sig.regex)
-            if len(anchor) < MIN_ANCHOR:
+            anchor = sig.pattern.anchor if sig.pattern is not None else b""
+            if len(anchor) < MIN_ANCHOR or sig.target not in _RAW_TARGETS:
                 self.fallback.append(i)
             else:
                 # latin-1 maps bytes 0-255 one to one onto str, which every pyahocorasick build takes
@@ -190,30 +188,24 @@ class BodyMatcher:
             self._local.db = self.db
         return s
 
-    def _verifier(self, i: int) -> re.Pattern[bytes]:
-        rx = self._verify.get(i)
-        if rx is None:
-            rx = re.compile(self.sigs[i].regex, re.DOTALL)
-            self._verify[i] = rx
-        return rx
-
-    def _confirm(self, i: int, data: bytes) -> bool:
+    def _confirm(self, i: int, data: bytes, deadline: float | None) -> bool:
         sig = self.sigs[i]
-        if not _type_ok(sig.target, data):
-            return False
-        off = sig.offset
-        if off.kind == "any":
-            if i in self._fallback_set or self.db is None:
-                return self._verifier(i).search(data) is not None
-            return True  # Hyperscan already matched the whole signature
-        start = off.value if off.kind == "abs" else len(data) - off.value
-        if start < 0 or start > len(data):
-            return False
-        rx = self._verifier(i)
-        return any(rx.match(data, p) for p in range(start, min(start + off.shift, len(data)) + 1))
+        hs_matched = self.db is not None and i not in self._fallback_set
+        for view in targets.views(sig.target, data):
+            win = sig.offset.window(len(view))
+            if win is None:
+                continue
+            if sig.offset.kind == "any" and hs_matched and view is data:
+                return True  # Hyperscan already matched the whole signature on these bytes
+            if sig.pattern is not None and sig.pattern.search(view, win[0], win[1], deadline):
+                return True
+        return False
 
-    def match(self, data: bytes) -> list[str]:
-        """Names of every body signature found in ``data`` (in signature-file order)."""
+    def match(self, data: bytes, deadline: float | None = None) -> list[str]:
+        """Names of every body signature found in ``data`` (in signature-file order).
+
+        Raises DeadlineExceeded when ``deadline`` (time.monotonic()) passes during the search.
+        """
         cands: list[int] = []
         if self.db is not None:
             self.db.scan(data, match_event_handler=_collect, context=cands, scratch=self._scratch())
@@ -223,7 +215,76 @@ class BodyMatcher:
                 seen.update(ids)
             cands.extend(seen)
         cands.extend(self.fallback)
-        return [self.sigs[i].name for i in sorted(set(cands)) if self._confirm(i, data)]
+        return [self.sigs[i].name for i in sorted(set(cands)) if self._confirm(i, data, deadline)]
+
+
+class LogicalMatcher:
+    """Logical signatures, prefiltered by their subsignatures' literal anchors."""
+
+    def __init__(self, lsigs: list[LogicalSig]) -> None:
+        self.lsigs = lsigs
+        self.always: list[int] = []  # a subsignature without a usable anchor: evaluate on every object
+        self._auto: Any = None
+        self._auto_nocase: Any = None
+        if not lsigs:
+            return
+        if ahocorasick is None:
+            self.always = list(range(len(lsigs)))
+            return
+        words: dict[str, list[tuple[int, int]]] = {}
+        nocase_words: dict[str, list[tuple[int, int]]] = {}
+        for li, lsig in enumerate(lsigs):
+            if lsig.target not in _RAW_TARGETS:
+                self.always.append(li)
+                continue
+            unanchored = False
+            for si, sub in enumerate(lsig.subsigs):
+                if sub.pcre is not None:
+                    continue  # evaluated whenever its logical signature is, after its trigger
+                for pat in sub.patterns:
+                    if len(pat.anchor) < MIN_ANCHOR:
+                        unanchored = True
+                    elif pat.nocase:
+                        nocase_words.setdefault(pat.anchor.lower().decode("latin-1"), []).append((li, si))
+                    else:
+                        words.setdefault(pat.anchor.decode("latin-1"), []).append((li, si))
+            if unanchored or all(sub.pcre is not None for sub in lsig.subsigs):
+                self.always.append(li)
+        self._auto = _automaton(words)
+        self._auto_nocase = _automaton(nocase_words)
+
+    def match(self, data: bytes, deadline: float | None = None) -> list[str]:
+        hits: dict[int, set[int]] = {}
+        text = None
+        for auto, lower in ((self._auto, False), (self._auto_nocase, True)):
+            if auto is None:
+                continue
+            if text is None or lower:
+                text = (data.lower() if lower else data).decode("latin-1")
+            for _end, pairs in auto.iter(text):
+                for li, si in pairs:
+                    hits.setdefault(li, set()).add(si)
+        everything = set(range(64))
+        for li in self.always:
+            hits.setdefault(li, set()).update(everything)
+        found = []
+        for li in sorted(hits):
+            lsig = self.lsigs[li]
+            for view in targets.views(lsig.target, data):
+                if lsig.matches(view, hits[li], deadline):
+                    found.append(lsig.name)
+                    break
+        return found
+
+
+def _automaton(words: dict[str, list[tuple[int, int]]]) -> Any:
+    if not words:
+        return None
+    auto = ahocorasick.Automaton()
+    for key, pairs in words.items():
+        auto.add_word(key, tuple(pairs))
+    auto.make_automaton()
+    return auto
 
 
 def _collect(sig_id: int, _from: int, _to: int, _flags: int, ctx: list[int]) -> None:

@@ -1,25 +1,52 @@
-"""Signature database files in the ClamAV text formats (.hdb, .hsb, .ndb).
+"""Signature databases in ClamAV's formats: CVD/CLD containers and the plain files in them.
 
-The product's databases live in ``[path] BasesPath`` (guide 4.2, 5.1).  We read the widely used
-ClamAV text formats so that third-party sets work and ClamAV itself can be run on the very same
-files for comparison (bench/engine).  Malformed lines are reported as ``FILE:LINE: message`` and
-skipped; a set that yields no usable line at all from a non-empty file is refused by the caller.
+The product's databases live in ``[path] BasesPath`` (guide 4.2, 5.1).  We read ClamAV's open
+database (``main.cvd``, ``daily.cld``, third-party plain files) side by side, as clamd does:
+
+- hashes: ``.hdb``/``.hsb`` (whole object), ``.mdb``/``.msb`` (PE sections), MD5/SHA1/SHA256 by
+  digest length, ``*`` for any size;
+- bodies: ``.ndb`` (runtime/engine/bodysig.py), logical ``.ldb`` (runtime/engine/ldb.py);
+- allow-lists ``.fp``/``.sfp`` (an object whose hash is listed is clean whatever matched) and
+  ``.ign``/``.ign2`` (signatures dropped by name), applied across every database loaded;
+- ``.info``/``.cfg`` members carry no signature and are passed over;
+- everything else ClamAV ships (bytecode, phishing, icons, certificates, YARA, ...) and every
+  valid line this engine cannot honour is *counted per kind* (``SignatureSet.unsupported``) for
+  the one-line load summary and ``aveserver --list-bases``: nothing is skipped silently.
+
+Malformed lines are reported as ``FILE:LINE: message`` and skipped; a container that fails its
+MD5 or signature check is refused as a whole (``SignatureSet.refused``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SIGNATURE_SUFFIXES = (".hdb", ".hsb", ".ndb")
+from . import bodysig, targets
+from .bodysig import BodyPattern, PatternError, Unsupported
+from .cvd import CONTAINER_SUFFIXES, ContainerError, parse_header, read_container
+from .dsig import CLAMAV_KEY, PublicKey
+from .ldb import LogicalSig, Offset, parse_ldb_line
+from .ldb import parse_offset as _parse_offset
 
-# ndb Target types we can honour exactly: 0 any file, 1 PE (MZ), 6 ELF.
-SUPPORTED_TARGETS = {0, 1, 6}
+HASH_SUFFIXES = (".hdb", ".hsb", ".mdb", ".msb")
+SIGNATURE_SUFFIXES = HASH_SUFFIXES + (".ndb", ".ldb", ".fp", ".sfp", ".ign", ".ign2")
+PASSIVE_SUFFIXES = (".info", ".cfg")  # read with the container, no signatures in them
+# ClamAV formats this engine does not implement: counted per kind, one per signature line.
+UNSUPPORTED_SUFFIXES = {
+    ".cbc": "bytecode", ".pdb": "phishing", ".wdb": "phishing", ".gdb": "phishing", ".idb": "icons",
+    ".crb": "certificates", ".cdb": "container-metadata", ".ftm": "filetypes", ".yar": "yara", ".yara": "yara",
+    ".imp": "import-hash", ".pwdb": "archive-passwords", ".hdu": "pua", ".hsu": "pua", ".mdu": "pua",
+    ".msu": "pua", ".ndu": "pua", ".ldu": "pua", ".zmd": "archive-metadata", ".rmd": "archive-metadata",
+    ".db": "legacy", ".cat": "catalogs", ".ioc": "ioc",
+}
+SUPPORTED_TARGETS = targets.SUPPORTED
 
 
-class SignatureError(ValueError):
+class SignatureError(PatternError):
     """One bad signature line (the message is ``FILE:LINE: reason``)."""
 
 
@@ -33,26 +60,19 @@ class HashSig:
     name: str
 
 
-@dataclass(frozen=True, slots=True)
-class Offset:
-    """Where a body signature must start: anywhere, at ``start`` (+maxshift), or EOF-relative."""
-
-    kind: str  # "any", "abs", "eof"
-    value: int = 0
-    shift: int = 0
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BodySig:
-    """An extended (.ndb) body signature translated into one byte regular expression."""
+    """An extended (.ndb) body signature: the linear-time pattern, and one regex for Hyperscan."""
 
     name: str
     target: int
     offset: Offset
-    regex: bytes  # hyperscan/Python-compatible, applied with DOTALL
+    regex: bytes  # hyperscan-compatible, applied with DOTALL (the prefilter only)
     min_flevel: int | None = None
     max_flevel: int | None = None
     origin: str = ""
+    hexsig: str = ""
+    pattern: BodyPattern | None = None
 
 
 @dataclass
@@ -71,11 +91,56 @@ class SignatureSet:
     errors: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     digest: str = ""
+    # PE section hashes (.mdb/.msb), same shape as ``hashes``
+    sections: dict[str, dict[str, str]] = field(default_factory=lambda: {"md5": {}, "sha1": {}, "sha256": {}})
+    section_sizes: set[int] = field(default_factory=set)
+    section_anysize: bool = False
+    logical: list[LogicalSig] = field(default_factory=list)
+    fp: dict[str, set[str]] = field(default_factory=lambda: {"md5": set(), "sha1": set(), "sha256": set()})
+    ignored: set[str] = field(default_factory=set)
+    unsupported: Counter[str] = field(default_factory=Counter)
+    containers: list[str] = field(default_factory=list)  # "main.cvd version 62 (signed)"
+    refused: list[str] = field(default_factory=list)  # container errors, each naming the file
+    dropped: int = 0  # signatures removed by .ign/.ign2
 
     @property
     def count(self) -> int:
         """Number of records, as shown in X-Anti-Virus headers (guide 6.8.4)."""
-        return sum(len(v) for v in self.hashes.values()) + len(self.body)
+        return (sum(len(v) for v in self.hashes.values()) + sum(len(v) for v in self.sections.values())
+                + len(self.body) + len(self.logical))
+
+    def names(self) -> list[str]:
+        """Every detectable name, sorted and once (``aveserver --list-viruses``, guide 1.1)."""
+        found: set[str] = set()
+        for table in list(self.hashes.values()) + list(self.sections.values()):
+            found.update(table.values())
+        found.update(b.name for b in self.body)
+        found.update(lsig.name for lsig in self.logical)
+        return sorted(found)
+
+    def summary(self) -> str:
+        """The one load-summary line: what is served, and every unsupported kind with its count."""
+        hashes = sum(len(v) for v in self.hashes.values())
+        sects = sum(len(v) for v in self.sections.values())
+        fps = sum(len(v) for v in self.fp.values())
+        unsup = ", ".join(f"{k} {n}" for k, n in sorted(self.unsupported.items())) or "none"
+        return (f"{self.count} records ({hashes} hashes, {sects} section hashes, {len(self.body)} body, "
+                f"{len(self.logical)} logical), {fps} allow-listed, {self.dropped} ignored by .ign/.ign2, "
+                f"{len(self.errors)} bad lines; unsupported: {unsup}")
+
+    def apply_ignores(self) -> None:
+        """Drop signatures named in .ign/.ign2 of any database (clamd applies them across all)."""
+        if not self.ignored:
+            return
+        ign = self.ignored
+        before = self.count
+        for tables in (self.hashes, self.sections):
+            for algo, table in tables.items():
+                if any(v in ign for v in table.values()):
+                    tables[algo] = {k: v for k, v in table.items() if v not in ign}
+        self.body = [b for b in self.body if b.name not in ign]
+        self.logical = [lsig for lsig in self.logical if lsig.name not in ign]
+        self.dropped = before - self.count
 
     def add_hash(self, sig: HashSig) -> None:
         size = "*" if sig.size is None else str(sig.size)
@@ -90,22 +155,29 @@ _HASH_LEN = {32: "md5", 40: "sha1", 64: "sha256"}
 _NAME_RE = re.compile(r"^[\x21-\x7e][\x20-\x7e]*$")
 
 
-def parse_hash_line(line: str, where: str, sha_only: bool) -> HashSig:
-    """``HASH:SIZE:NAME[:FLEVEL]`` (.hdb: MD5; .hsb: SHA1/SHA256, SIZE may be ``*``)."""
+def parse_hash_line(line: str, where: str, sha_only: bool = False, section: bool = False,
+                    md5_only: bool = False) -> HashSig:
+    """``HASH:SIZE:NAME[:FLEVEL]`` (.hdb/.hsb/.fp/.sfp) or ``SIZE:HASH:NAME`` (.mdb/.msb).
+
+    The digest length decides the algorithm; ``*`` means any size (ClamAV wants ``:73`` with it).
+    """
     parts = line.split(":")
     if len(parts) < 3 or len(parts) > 5:
-        raise SignatureError(f"{where}: expected HASH:SIZE:NAME")
+        raise SignatureError(f"{where}: expected " + ("SIZE:HASH:NAME" if section else "HASH:SIZE:NAME"))
+    if section:
+        parts[0], parts[1] = parts[1], parts[0]
     digest_hex, size_s, name = parts[0].strip().lower(), parts[1].strip(), parts[2].strip()
     algo = _HASH_LEN.get(len(digest_hex))
     if algo is None or not re.fullmatch(r"[0-9a-f]+", digest_hex):
         raise SignatureError(f"{where}: bad hash {digest_hex[:70]!r}")
     if sha_only and algo == "md5":
-        raise SignatureError(f"{where}: .hsb expects SHA1 or SHA256, got an MD5")
-    if not sha_only and algo != "md5":
-        raise SignatureError(f"{where}: .hdb expects MD5 (use .hsb for SHA)")
+        raise SignatureError(f"{where}: .hsb/.msb expect SHA1 or SHA256, got an MD5")
+    if md5_only and algo != "md5":
+        raise SignatureError(f"{where}: .hdb/.mdb expect MD5 (use .hsb/.msb for SHA); ClamAV would never match it")
     if size_s == "*":
-        if not sha_only:
-            raise SignatureError(f"{where}: size '*' is only allowed in .hsb")
+        flevel = parts[3].strip() if len(parts) > 3 else ""
+        if md5_only and not (flevel.isdigit() and int(flevel) >= 73):
+            raise SignatureError(f"{where}: size '*' needs a minimum functionality level of 73 (HASH:*:NAME:73)")
         size = None
     elif size_s.isdigit():
         size = int(size_s)
@@ -199,18 +271,8 @@ def hexsig_to_regex(sig: str, where: str) -> tuple[bytes, int]:
     return b"".join(out), fixed
 
 
-def parse_offset(text: str, where: str) -> Offset:
-    """``*``, ``n``, ``n,maxshift``, ``EOF-n`` (ClamAV's offset grammar, the parts we honour)."""
-    text = text.strip()
-    if text == "*":
-        return Offset("any")
-    m = re.fullmatch(r"(\d+)(?:,(\d+))?", text)
-    if m:
-        return Offset("abs", int(m.group(1)), int(m.group(2) or 0))
-    m = re.fullmatch(r"EOF-(\d+)(?:,(\d+))?", text)
-    if m:
-        return Offset("eof", int(m.group(1)), int(m.group(2) or 0))
-    raise SignatureError(f"{where}: unsupported offset {text!r}")
+parse_offset = _parse_offset
+FLEVEL = 216  # see runtime/engine/ldb.py
 
 
 def parse_ndb_line(line: str, where: str) -> BodySig:
@@ -225,32 +287,65 @@ def parse_ndb_line(line: str, where: str) -> BodySig:
         raise SignatureError(f"{where}: bad target {target_s!r}")
     target = int(target_s)
     if target not in SUPPORTED_TARGETS:
-        raise SignatureError(f"{where}: unsupported target {target} (supported: 0, 1, 6)")
-    offset = parse_offset(offset_s, where)
-    regex, fixed = hexsig_to_regex(hexsig, where)
+        raise Unsupported(f"target-{target}", f"{where}: target type {target} is not implemented")
+    fl = [int(p) if p.strip().isdigit() else None for p in parts[4:]]
+    lo_fl, hi_fl = (fl + [None, None])[:2]
+    if (lo_fl is not None and lo_fl > FLEVEL) or (hi_fl is not None and hi_fl < FLEVEL):
+        raise Unsupported("flevel", f"{where}: made for functionality level {lo_fl}-{hi_fl}")
+    offset = _parse_offset(offset_s, where)
+    pattern = bodysig.parse(hexsig, where)
+    try:
+        regex, fixed = hexsig_to_regex(hexsig, where)
+    except SignatureError:
+        regex, fixed = b"", len(pattern.anchor)  # forms only the linear matcher knows (negations, [n-m])
     if fixed < 2:
         raise SignatureError(f"{where}: signature needs at least 2 fixed bytes")
-    fl = [int(p) if p.strip().isdigit() else None for p in parts[4:]]
-    return BodySig(name, target, offset, regex, *(fl + [None, None])[:2], origin=where)
+    return BodySig(name, target, offset, regex, lo_fl, hi_fl, where, hexsig, pattern)
 
 
 def signature_files(bases: Path) -> list[Path]:
-    """The database files of a directory, in a stable order (their content forms the cache key)."""
+    """The database files of a directory, in a stable order (their content forms the cache key).
+
+    Containers and plain files are listed; when both ``X.cvd`` and ``X.cld`` exist, only the one
+    with the higher header version is kept (as clamd does).
+    """
     if bases.is_file():
         return [bases]
-    return sorted(p for p in bases.iterdir() if p.suffix in SIGNATURE_SUFFIXES and p.is_file())
+    known = SIGNATURE_SUFFIXES + CONTAINER_SUFFIXES + tuple(UNSUPPORTED_SUFFIXES)
+    files = sorted(p for p in bases.iterdir() if p.suffix in known and p.is_file())
+    by_stem: dict[str, Path] = {}
+    for p in files:
+        if p.suffix not in CONTAINER_SUFFIXES:
+            continue
+        other = by_stem.get(p.stem)
+        if other is None or _version(p) > _version(other):
+            by_stem[p.stem] = p
+    return [p for p in files if p.suffix not in CONTAINER_SUFFIXES or by_stem[p.stem] == p]
+
+
+def _version(path: Path) -> int:
+    try:
+        with open(path, "rb") as fh:
+            return parse_header(fh.read(512), str(path)).version
+    except (OSError, ContainerError):
+        return -1
 
 
 _FAST_HDB = re.compile(r"([0-9a-fA-F]{32}):(\d+):([\x21-\x7e][\x20-\x7e]*?)(?::\d*)?")
 _FAST_HSB = re.compile(r"([0-9a-fA-F]{40}|[0-9a-fA-F]{64}):(\d+|\*):([\x21-\x7e][\x20-\x7e]*?)(?::\d*)?")
-PARSE_CACHE_VERSION = "1"
 
 
-def _parse_file(path: Path, text: str) -> SignatureSet:
-    """Parse one database file into a partial SignatureSet (errors collected, never raised)."""
-    part = SignatureSet()
-    ndb = path.suffix == ".ndb"
-    fast = None if ndb else (_FAST_HSB if path.suffix == ".hsb" else _FAST_HDB)
+def _parse_text(name: str, text: str, into: SignatureSet) -> None:
+    """Parse one database file (plain or a container member) into ``into``; errors are collected."""
+    suffix = Path(name).suffix
+    if suffix in UNSUPPORTED_SUFFIXES:
+        n = sum(1 for ln in text.splitlines() if ln.strip() and not ln.startswith("#"))
+        if n:
+            into.unsupported[UNSUPPORTED_SUFFIXES[suffix]] += n
+        return
+    if suffix not in SIGNATURE_SUFFIXES:
+        return  # .info, .cfg, COPYING: nothing to load
+    fast = {".hdb": _FAST_HDB, ".hsb": _FAST_HSB}.get(suffix)
     for lineno, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line[0] == "#":
@@ -258,99 +353,74 @@ def _parse_file(path: Path, text: str) -> SignatureSet:
         if fast is not None:
             m = fast.fullmatch(line)
             if m is not None:  # the common case, without building intermediate objects
-                hexd, size, name = m.groups()
+                hexd, size, sname = m.groups()
                 algo = _HASH_LEN[len(hexd)]
-                part.hashes[algo][f"{hexd.lower()}:{size}"] = name
+                into.hashes[algo][f"{hexd.lower()}:{size}"] = sname
                 if size == "*":
-                    part.hash_anysize[algo] = True
+                    into.hash_anysize[algo] = True
                 else:
-                    part.hash_sizes[algo].add(int(size))
+                    into.hash_sizes[algo].add(int(size))
                 continue
-        where = f"{path}:{lineno}"
+        where = f"{name}:{lineno}"
         try:
-            if ndb:
-                part.body.append(parse_ndb_line(line, where))
-            else:
-                part.add_hash(parse_hash_line(line, where, sha_only=path.suffix == ".hsb"))
-        except SignatureError as exc:
-            part.errors.append(str(exc))
-    return part
+            if suffix == ".ndb":
+                into.body.append(parse_ndb_line(line, where))
+            elif suffix == ".ldb":
+                into.logical.append(parse_ldb_line(line, where))
+            elif suffix in (".hdb", ".hsb"):
+                into.add_hash(parse_hash_line(line, where, sha_only=suffix == ".hsb", md5_only=suffix == ".hdb"))
+            elif suffix in (".mdb", ".msb"):
+                sig = parse_hash_line(line, where, sha_only=suffix == ".msb", section=True, md5_only=suffix == ".mdb")
+                into.sections[sig.algo][f"{sig.digest.hex()}:{'*' if sig.size is None else sig.size}"] = sig.name
+                if sig.size is None:
+                    into.section_anysize = True
+                else:
+                    into.section_sizes.add(sig.size)
+            elif suffix in (".fp", ".sfp"):
+                sig = parse_hash_line(line, where)
+                into.fp[sig.algo].add(f"{sig.digest.hex()}:{'*' if sig.size is None else sig.size}")
+            elif suffix == ".ign2":
+                into.ignored.add(line.split(":", 1)[0].strip())
+            elif suffix == ".ign":  # db:line:name (older form)
+                into.ignored.add(line.split(":")[2].strip() if line.count(":") >= 2 else line)
+        except Unsupported as exc:
+            kind = suffix.lstrip(".")
+            into.unsupported[f"{kind}:{exc.kind}"] += 1
+        except PatternError as exc:
+            into.errors.append(str(exc))
 
 
-def _to_json(part: SignatureSet) -> dict[str, object]:
-    return {
-        "hashes": part.hashes,
-        "sizes": {a: sorted(v) for a, v in part.hash_sizes.items()},
-        "anysize": part.hash_anysize,
-        "body": [[b.name, b.target, b.offset.kind, b.offset.value, b.offset.shift, b.regex.decode("latin-1"),
-                  b.min_flevel, b.max_flevel, b.origin] for b in part.body],
-        "errors": part.errors,
-    }
+def load_signatures(bases: Path | str, cache_dir: Path | None = None, key: PublicKey = CLAMAV_KEY) -> SignatureSet:
+    """Read every database under ``bases`` (containers verified with ``key``); collect per-line errors.
 
-
-def _from_json(doc: dict) -> SignatureSet:  # type: ignore[type-arg]
-    part = SignatureSet()
-    part.hashes = doc["hashes"]
-    part.hash_sizes = {a: set(v) for a, v in doc["sizes"].items()}
-    part.hash_anysize = doc["anysize"]
-    part.body = [BodySig(n, t, Offset(k, v, sh), rx.encode("latin-1"), lo, hi, o)
-                 for n, t, k, v, sh, rx, lo, hi, o in doc["body"]]
-    part.errors = doc["errors"]
-    return part
-
-
-def _merge(into: SignatureSet, part: SignatureSet) -> None:
-    for algo in into.hashes:
-        if part.hashes[algo]:
-            if into.hashes[algo]:
-                into.hashes[algo].update(part.hashes[algo])
-            else:
-                into.hashes[algo] = part.hashes[algo]
-        into.hash_sizes[algo] |= part.hash_sizes[algo]
-        into.hash_anysize[algo] = into.hash_anysize[algo] or part.hash_anysize[algo]
-    into.body.extend(part.body)
-    into.errors.extend(part.errors)
-
-
-def load_signatures(bases: Path | str, cache_dir: Path | None = None) -> SignatureSet:
-    """Read every .hdb/.hsb/.ndb under ``bases``; collect per-line errors instead of failing.
-
-    With ``cache_dir``, the parsed form of each file is cached as JSON keyed by the file's path
-    and SHA-256, so a restart or reload of unchanged files skips the text parsing.
+    ``cache_dir`` is accepted for the callers' sake; parsing is not cached (the compiled
+    Hyperscan database is, in runtime/engine/matcher.py).
     """
-    import json
-    import os
-    import tempfile
-
+    del cache_dir
     bases = Path(bases)
     sigs = SignatureSet()
     h = hashlib.sha256()
     if not bases.exists():
         raise FileNotFoundError(f"{bases}: anti-virus database directory does not exist")
     for path in signature_files(bases):
-        raw = path.read_bytes()
-        file_digest = hashlib.sha256(raw).hexdigest()
-        h.update(path.name.encode() + b"\0" + bytes.fromhex(file_digest))
-        sigs.files.append(path)
-        cached = None
-        if cache_dir is not None:
-            key = hashlib.sha256(f"{PARSE_CACHE_VERSION}|{path}|{file_digest}".encode()).hexdigest()
-            cached = cache_dir / f"parsed-{key}.json"
+        if path.suffix in CONTAINER_SUFFIXES:
             try:
-                _merge(sigs, _from_json(json.loads(cached.read_bytes())))
+                box = read_container(path, key)
+            except ContainerError as exc:
+                sigs.refused.append(str(exc))
                 continue
-            except (OSError, ValueError, KeyError, TypeError):
-                pass
-        part = _parse_file(path, raw.decode("utf-8", "replace"))
-        _merge(sigs, part)
-        if cached is not None:
-            try:
-                cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".tmp-")
-                with os.fdopen(fd, "w") as fh:
-                    json.dump(_to_json(part), fh)
-                os.replace(tmp, cached)
-            except OSError:
-                pass
+            for member, data in box.members:
+                h.update(f"{path.name}/{member}".encode() + b"\0" + hashlib.sha256(data).digest())
+                _parse_text(f"{path}/{member}", data.decode("utf-8", "replace"), sigs)
+            hd = box.header
+            sigs.containers.append(f"{path.name} version {hd.version} built {hd.time} "
+                                   f"({'signed, verified' if box.signed else 'local .cld, unsigned'})")
+            sigs.files.append(path)
+            continue
+        raw = path.read_bytes()
+        h.update(path.name.encode() + b"\0" + hashlib.sha256(raw).digest())
+        sigs.files.append(path)
+        _parse_text(str(path), raw.decode("utf-8", "replace"), sigs)
+    sigs.apply_ignores()
     sigs.digest = h.hexdigest()
     return sigs
