@@ -95,7 +95,7 @@ def recover_digest(dsig: str, key: PublicKey) -> bytes:
         raise SignatureInvalid("dsig is not smaller than the key's modulus")
     m = pow(c, key.e, key.n)
     if m >> (8 * DIGEST_LEN):
-        raise SignatureInvalid("dsig decodes to more than an MD5: signed with another key")
+        raise SignatureInvalid(f"digital signature does not match: it decodes to more than an MD5 (key: {key.origin})")
     return m.to_bytes(DIGEST_LEN, "big")
 
 

@@ -80,3 +80,41 @@ def _count_sigs(members: dict[str, bytes]) -> int:
     skip = (".info", ".cfg", ".ign", ".ign2", ".fp", ".sfp")
     return sum(sum(1 for ln in data.splitlines() if ln.strip() and not ln.startswith(b"#"))
                for name, data in members.items() if not name.endswith(skip) and name != "COPYING")
+
+
+def make_pe(sections: list[bytes], entry_text: bytes = b"") -> bytes:
+    """A minimal PE32 image with the given raw sections (enough for ClamAV's type and section hashes).
+
+    File alignment 0x200: each section's raw data starts on a 512-byte boundary and its
+    SizeOfRawData is its padded length, as a linker writes it.
+    """
+    import struct
+
+    lfanew = 0x80
+    opt_size = 0xE0
+    table = lfanew + 24 + opt_size
+    first = (table + 40 * len(sections) + 0x1FF) & ~0x1FF
+    dos = bytearray(lfanew)
+    dos[0:2] = b"MZ"
+    struct.pack_into("<I", dos, 0x3C, lfanew)
+    coff = b"PE\0\0" + struct.pack("<HHIIIHH", 0x14C, len(sections), 0, 0, 0, opt_size, 0x0102)
+    opt = bytearray(opt_size)
+    struct.pack_into("<HBB", opt, 0, 0x10B, 14, 0)
+    struct.pack_into("<I", opt, 16, 0x1000)  # AddressOfEntryPoint
+    struct.pack_into("<I", opt, 28, 0x400000)  # ImageBase
+    struct.pack_into("<II", opt, 32, 0x1000, 0x200)  # Section/FileAlignment
+    struct.pack_into("<I", opt, 56, 0x1000 * (len(sections) + 1))  # SizeOfImage
+    struct.pack_into("<I", opt, 60, first)  # SizeOfHeaders
+    struct.pack_into("<H", opt, 68, 2)  # subsystem GUI
+    struct.pack_into("<I", opt, 92, 16)
+    heads = bytearray()
+    body = bytearray()
+    ptr = first
+    for k, raw in enumerate(sections):
+        padded = raw + b"\0" * (-len(raw) % 0x200)
+        heads += struct.pack("<8sIIIIIIHHI", f".s{k}".encode(), len(raw), 0x1000 * (k + 1), len(padded), ptr,
+                             0, 0, 0, 0, 0x60000020)
+        body += padded
+        ptr += len(padded)
+    head = bytes(dos) + coff + bytes(opt) + bytes(heads)
+    return head + b"\0" * (first - len(head)) + bytes(body) + entry_text
