@@ -323,11 +323,15 @@ def parse_ldb_line(line: str, where: str) -> LogicalSig:
     if len(subs) > MAX_SUBSIGS:
         raise PatternError(f"{where}: more than {MAX_SUBSIGS} subsignatures")
     target, size_min, size_max = 0, 0, None
-    for item in tdb.split(","):
-        key, _, value = item.partition(":")
+    items = [item.partition(":") for item in tdb.split(",") if item.strip()]
+    first = items[0] if items else ("", "", "")
+    if any(k.strip() not in ("Target", "Engine") for k, _, _ in items) and not (
+            first[0].strip() == "Engine" and first[2].partition("-")[0].isdigit()
+            and int(first[2].partition("-")[0]) >= 51):
+        # ClamAV refuses such a line (and with it the whole file); we refuse the line
+        raise PatternError(f"{where}: attributes other than Target need Engine:51-... first in the block")
+    for key, _, value in items:
         key = key.strip()
-        if not key:
-            continue
         if key not in _TDB_SUPPORTED:
             raise Unsupported(f"tdb-{key}", f"{where}: target description {key} is not implemented")
         lo_s, _, hi_s = value.partition("-")

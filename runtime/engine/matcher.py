@@ -34,7 +34,7 @@ from typing import Any
 from runtime.fsutil import atomic_write
 
 from . import targets
-from .ldb import LogicalSig
+from .ldb import LogicalSig, evaluate
 from .signatures import BodySig
 
 try:
@@ -248,7 +248,8 @@ class LogicalMatcher:
                         nocase_words.setdefault(pat.anchor.lower().decode("latin-1"), []).append((li, si))
                     else:
                         words.setdefault(pat.anchor.decode("latin-1"), []).append((li, si))
-            if unanchored or all(sub.pcre is not None for sub in lsig.subsigs):
+            zero_true = evaluate(lsig.expr, [0] * len(lsig.subsigs))[0]  # e.g. ``0<3`` holds for any object
+            if unanchored or zero_true or all(sub.pcre is not None for sub in lsig.subsigs):
                 self.always.append(li)
         self._auto = _automaton(words)
         self._auto_nocase = _automaton(nocase_words)

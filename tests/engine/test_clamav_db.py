@@ -82,9 +82,9 @@ LDB = "\n".join([
     "Ldb.Word;Target:0;0;776f7264::f",
     "Ldb.Offset;Target:0;0;EOF-4:656e6421",
     "Ldb.Pcre;Target:0;0&1;6162636465;0/ab(cd)+e[0-9]{3}/",
-    "Ldb.Size;Target:0,FileSize:10-20;0;73697a6564",
+    "Ldb.Size;Engine:51-255,Target:0,FileSize:10-20;0;73697a6564",
     "Ldb.Pe;Target:1;0;70656f6e6c79",
-    "Ldb.Unsupported;Target:1,EntryPoint:0-100;0;41424344",
+    "Ldb.Unsupported;Engine:51-255,Target:1,EntryPoint:0-100;0;41424344",
     "Ldb.Future;Engine:250-255,Target:0;0;41424344",
 ]) + "\n"
 
