@@ -19,6 +19,8 @@ from .matcher import BodyMatcher, LogicalMatcher
 from .signatures import SignatureSet, load_signatures
 from .verdict import ObjectResult, Status, Verdict, worst
 
+_ALGOS = ("md5", "sha1", "sha256")
+
 
 class DatabaseError(Exception):
     """The signature set cannot be used as a whole (aveserver keeps its previous one)."""
@@ -113,22 +115,17 @@ class Engine:
     def _hash_names(self, data: bytes) -> list[str]:
         n = len(data)
         found = []
-        for algo, table in self.sigs.hashes.items():
-            if not table or (n not in self.sigs.hash_sizes[algo] and not self.sigs.hash_anysize[algo]):
-                continue
-            hexd = hashlib.new(algo, data).hexdigest()
-            hit = table.get(f"{hexd}:{n}") or table.get(f"{hexd}:*")
-            if hit:
-                found.append(hit)
-        if any(self.sigs.sections.values()):
+        table = self.sigs.table
+        for algo in _ALGOS:
+            if table.has("file", algo):
+                hit = self.sigs.hash_name("file", algo, hashlib.new(algo, data).digest(), n)
+                if hit:
+                    found.append(hit)
+        if table.count("section"):
             for sect in targets.pe_sections(data):
-                k = len(sect)
-                if k not in self.sigs.section_sizes and not self.sigs.section_anysize:
-                    continue
-                for algo, table in self.sigs.sections.items():
-                    if table:
-                        hexd = hashlib.new(algo, sect).hexdigest()
-                        hit = table.get(f"{hexd}:{k}") or table.get(f"{hexd}:*")
+                for algo in _ALGOS:
+                    if table.has("section", algo):
+                        hit = self.sigs.hash_name("section", algo, hashlib.new(algo, sect).digest(), len(sect))
                         if hit:
                             found.append(hit)
         return found

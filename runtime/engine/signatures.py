@@ -20,7 +20,9 @@ MD5 or signature check is refused as a whole (``SignatureSet.refused``).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,7 @@ from . import bodysig, targets
 from .bodysig import BodyPattern, PatternError, Unsupported
 from .cvd import CONTAINER_SUFFIXES, ContainerError, parse_header, read_container
 from .dsig import CLAMAV_KEY, PublicKey
+from .hashdb import HashBuilder, HashTable
 from .ldb import LogicalSig, Offset, parse_ldb_line
 from .ldb import parse_offset as _parse_offset
 
@@ -79,22 +82,16 @@ class BodySig:
 class SignatureSet:
     """Everything loaded from one BasesPath, plus the diagnostics and a content digest.
 
-    Hash records are kept as ``{"<hexdigest>:<size>": name}`` per algorithm (``*`` for any size):
-    the key is the text of the line itself, which keeps loading cheap, and a lookup only happens
-    for objects whose size is in ``hash_sizes``.
+    Hash records go into ``builder`` while parsing and are then served from ``table``, a
+    memory-mapped binary file (runtime/engine/hashdb.py) shared by the pre-forked workers.
     """
 
-    hashes: dict[str, dict[str, str]] = field(default_factory=lambda: {"md5": {}, "sha1": {}, "sha256": {}})
-    hash_sizes: dict[str, set[int]] = field(default_factory=lambda: {"md5": set(), "sha1": set(), "sha256": set()})
-    hash_anysize: dict[str, bool] = field(default_factory=lambda: {"md5": False, "sha1": False, "sha256": False})
     body: list[BodySig] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     digest: str = ""
-    # PE section hashes (.mdb/.msb), same shape as ``hashes``
-    sections: dict[str, dict[str, str]] = field(default_factory=lambda: {"md5": {}, "sha1": {}, "sha256": {}})
-    section_sizes: set[int] = field(default_factory=set)
-    section_anysize: bool = False
+    builder: HashBuilder | None = field(default_factory=HashBuilder)
+    table: HashTable = field(default_factory=HashTable)
     logical: list[LogicalSig] = field(default_factory=list)
     fp: dict[str, set[str]] = field(default_factory=lambda: {"md5": set(), "sha1": set(), "sha256": set()})
     ignored: set[str] = field(default_factory=set)
@@ -103,25 +100,50 @@ class SignatureSet:
     refused: list[str] = field(default_factory=list)  # container errors, each naming the file
     dropped: int = 0  # signatures removed by .ign/.ign2
 
+    def add_hash(self, sig: HashSig, kind: str = "file") -> None:
+        assert self.builder is not None, "hashes are added while loading"
+        self.builder.add(kind, sig.algo, sig.digest, sig.size, sig.name.encode())
+
+    def finish(self, table_dir: Path | None) -> None:
+        """Write the hash table (``table_dir`` or a private temporary file) and map it."""
+        builder, self.builder = self.builder, None
+        if builder is None or not builder.counts:
+            return
+        if table_dir is not None:
+            table_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path = table_dir / f"hashes-{self.digest or 'anon'}-{os.getpid()}.bin"
+            builder.write(path)
+            self.table = HashTable(path)
+            path.unlink()  # mapped: the pages stay shared with the workers, nothing is left on disk
+        else:
+            with tempfile.TemporaryDirectory(prefix="kav-hashes-") as tmp:
+                path = Path(tmp) / "hashes.bin"
+                builder.write(path)
+                self.table = HashTable(path)
+
+    def hash_name(self, kind: str, algo: str, digest: bytes, size: int) -> str | None:
+        name = self.table.lookup(kind, algo, digest, size)
+        return None if name is None or name in self.ignored else name
+
     @property
     def count(self) -> int:
         """Number of records, as shown in X-Anti-Virus headers (guide 6.8.4)."""
-        return (sum(len(v) for v in self.hashes.values()) + sum(len(v) for v in self.sections.values())
-                + len(self.body) + len(self.logical))
+        hashes = self.table.count() if self.builder is None else sum(self.builder.counts.values())
+        return hashes + len(self.body) + len(self.logical) - self.dropped_hashes
+
+    dropped_hashes: int = 0
 
     def names(self) -> list[str]:
         """Every detectable name, sorted and once (``aveserver --list-viruses``, guide 1.1)."""
-        found: set[str] = set()
-        for table in list(self.hashes.values()) + list(self.sections.values()):
-            found.update(table.values())
+        found = set(self.table.names()) - self.ignored
         found.update(b.name for b in self.body)
         found.update(lsig.name for lsig in self.logical)
         return sorted(found)
 
     def summary(self) -> str:
         """The one load-summary line: what is served, and every unsupported kind with its count."""
-        hashes = sum(len(v) for v in self.hashes.values())
-        sects = sum(len(v) for v in self.sections.values())
+        hashes = self.table.count("file")
+        sects = self.table.count("section")
         fps = sum(len(v) for v in self.fp.values())
         unsup = ", ".join(f"{k} {n}" for k, n in sorted(self.unsupported.items())) or "none"
         return (f"{self.count} records ({hashes} hashes, {sects} section hashes, {len(self.body)} body, "
@@ -133,22 +155,15 @@ class SignatureSet:
         if not self.ignored:
             return
         ign = self.ignored
-        before = self.count
-        for tables in (self.hashes, self.sections):
-            for algo, table in tables.items():
-                if any(v in ign for v in table.values()):
-                    tables[algo] = {k: v for k, v in table.items() if v not in ign}
+        before = len(self.body) + len(self.logical)
         self.body = [b for b in self.body if b.name not in ign]
         self.logical = [lsig for lsig in self.logical if lsig.name not in ign]
-        self.dropped = before - self.count
-
-    def add_hash(self, sig: HashSig) -> None:
-        size = "*" if sig.size is None else str(sig.size)
-        self.hashes[sig.algo][f"{sig.digest.hex()}:{size}"] = sig.name
-        if sig.size is None:
-            self.hash_anysize[sig.algo] = True
-        else:
-            self.hash_sizes[sig.algo].add(sig.size)
+        self.dropped = before - len(self.body) - len(self.logical)
+        if self.builder is not None:  # hashes stay in the table; lookups skip ignored names
+            names = bytes(self.builder.names).split(b"\0")
+            ign_b = {n.encode() for n in ign}
+            self.dropped_hashes = sum(1 for n in names if n in ign_b)
+            self.dropped += self.dropped_hashes
 
 
 _HASH_LEN = {32: "md5", 40: "sha1", 64: "sha256"}
@@ -354,12 +369,9 @@ def _parse_text(name: str, text: str, into: SignatureSet) -> None:
             m = fast.fullmatch(line)
             if m is not None:  # the common case, without building intermediate objects
                 hexd, size, sname = m.groups()
-                algo = _HASH_LEN[len(hexd)]
-                into.hashes[algo][f"{hexd.lower()}:{size}"] = sname
-                if size == "*":
-                    into.hash_anysize[algo] = True
-                else:
-                    into.hash_sizes[algo].add(int(size))
+                assert into.builder is not None
+                into.builder.add("file", _HASH_LEN[len(hexd)], bytes.fromhex(hexd), None if size == "*" else int(size),
+                                 sname.encode())
                 continue
         where = f"{name}:{lineno}"
         try:
@@ -371,11 +383,7 @@ def _parse_text(name: str, text: str, into: SignatureSet) -> None:
                 into.add_hash(parse_hash_line(line, where, sha_only=suffix == ".hsb", md5_only=suffix == ".hdb"))
             elif suffix in (".mdb", ".msb"):
                 sig = parse_hash_line(line, where, sha_only=suffix == ".msb", section=True, md5_only=suffix == ".mdb")
-                into.sections[sig.algo][f"{sig.digest.hex()}:{'*' if sig.size is None else sig.size}"] = sig.name
-                if sig.size is None:
-                    into.section_anysize = True
-                else:
-                    into.section_sizes.add(sig.size)
+                into.add_hash(sig, "section")
             elif suffix in (".fp", ".sfp"):
                 sig = parse_hash_line(line, where)
                 into.fp[sig.algo].add(f"{sig.digest.hex()}:{'*' if sig.size is None else sig.size}")
@@ -393,10 +401,9 @@ def _parse_text(name: str, text: str, into: SignatureSet) -> None:
 def load_signatures(bases: Path | str, cache_dir: Path | None = None, key: PublicKey = CLAMAV_KEY) -> SignatureSet:
     """Read every database under ``bases`` (containers verified with ``key``); collect per-line errors.
 
-    ``cache_dir`` is accepted for the callers' sake; parsing is not cached (the compiled
-    Hyperscan database is, in runtime/engine/matcher.py).
+    The hash table file is written in ``cache_dir`` (or a temporary directory), mapped and
+    unlinked at once; the compiled Hyperscan database is cached by runtime/engine/matcher.py.
     """
-    del cache_dir
     bases = Path(bases)
     sigs = SignatureSet()
     h = hashlib.sha256()
@@ -423,4 +430,5 @@ def load_signatures(bases: Path | str, cache_dir: Path | None = None, key: Publi
         _parse_text(str(path), raw.decode("utf-8", "replace"), sigs)
     sigs.apply_ignores()
     sigs.digest = h.hexdigest()
+    sigs.finish(cache_dir)
     return sigs
