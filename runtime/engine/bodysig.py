@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 
 _HEX = "0123456789abcdefABCDEF"
+_HEX_RUN = re.compile(r"(?:[0-9a-fA-F]{2})+")
 INLINE_SKIP_MAX = 64  # a fixed ``{n}`` up to this stays inside a segment as ``.{n}``
 _WORD = rb"A-Za-z0-9"
 
@@ -52,10 +53,21 @@ class Gap:
 
 @dataclass
 class Segment:
-    regex: re.Pattern[bytes]
+    """One fixed-shape piece; its regex is compiled on first use (most signatures never need it)."""
+
+    source: bytes
+    flags: int
     length: int  # longest match
     literal: bytes  # longest run of fixed bytes (the prefilter's anchor)
     plain: bytes | None = None  # the whole segment when it is only fixed bytes (bytes.find is faster)
+    _rx: re.Pattern[bytes] | None = None
+
+    @property
+    def regex(self) -> re.Pattern[bytes]:
+        rx = self._rx
+        if rx is None:
+            rx = self._rx = re.compile(self.source, self.flags)
+        return rx
 
 
 @dataclass
@@ -86,7 +98,6 @@ class BodyPattern:
         steps = 0
         for i, seg in enumerate(self.segments):
             gap = self.gaps[i] if i < last else None
-            rx = seg.regex
             nxt: list[tuple[int, int]] = []
             found = 0
             for a, b in allowed:
@@ -100,7 +111,7 @@ class BodyPattern:
                             break
                         e = at + len(plain)
                     else:
-                        m = rx.search(data, pos, end_limit)
+                        m = seg.regex.search(data, pos, end_limit)
                         if m is None or m.start() > b:
                             break
                         at, e = m.start(), m.end()
@@ -152,12 +163,12 @@ class _Builder:
             self.best = bytes(self.run)
         self.run.clear()
 
-    def fixed(self, v: int) -> None:
-        self.parts.append(_byte_rx(v) + (b"\\x00" if self.wide else b""))
-        self.run.append(v)
+    def fixed(self, run: bytes) -> None:
         if self.wide:
-            self.run.append(0)
-        self.length += 2 if self.wide else 1
+            run = b"".join(bytes((v, 0)) for v in run)
+        self.parts.append(re.escape(run))
+        self.run += run
+        self.length += len(run)
 
     def cls(self, rx: bytes, width: int = 1) -> None:
         self.only_fixed = False
@@ -179,7 +190,7 @@ class _Builder:
         self._end_run()
         rx = fixed_before + b"".join(self.parts) + fixed_after
         plain = self.best if self.only_fixed and not fixed_before and not fixed_after and not flags & re.I else None
-        return Segment(re.compile(rx, flags), self.length, self.best, plain)
+        return Segment(rx, flags, self.length, self.best, plain)
 
 
 def _nibble(tok: str) -> bytes | int:
@@ -278,13 +289,16 @@ def parse(sig: str, where: str, nocase: bool = False, wide: bool = False, fullwo
             rx, width = _alternatives(body, where, negated)
             cur.cls(rx, width)
             i = j + 1
+        elif (m := _HEX_RUN.match(sig, i)) is not None:
+            cur.fixed(bytes.fromhex(m.group()))
+            i = m.end()
         else:
             tok = sig[i : i + 2]
             if len(tok) < 2 or any(ch not in _HEX + "?" for ch in tok):
                 raise PatternError(f"{where}: bad hex at column {i + 1}: {sig[i:i + 8]!r}")
             p = _nibble(tok)
             if isinstance(p, int):
-                cur.fixed(p)
+                cur.fixed(bytes((p,)))
             elif p == b".":
                 cur.any(1)
             else:

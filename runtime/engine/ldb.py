@@ -347,7 +347,8 @@ def parse_ldb_line(line: str, where: str) -> LogicalSig:
         else:
             size_min, size_max = int(lo_s), (int(hi_s) if hi_s else None)
     expr = parse_expression(expr_s, where)
-    if max(expr.indexes(), default=0) >= len(subs):
-        raise PatternError(f"{where}: expression names subsignature {max(expr.indexes())}, only {len(subs)} given")
+    if max(expr.indexes(), default=0) + 1 != len(subs):  # ClamAV refuses both more and fewer
+        raise PatternError(f"{where}: {len(subs)} subsignatures but the expression names up to "
+                           f"{max(expr.indexes(), default=0)}")
     subsigs = [parse_subsig(s, f"{where} subsig {i}", len(subs)) for i, s in enumerate(subs)]
     return LogicalSig(name, target, size_min, size_max, expr, subsigs, where)
