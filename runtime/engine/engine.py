@@ -116,18 +116,17 @@ class Engine:
         n = len(data)
         found = []
         table = self.sigs.table
-        for algo in _ALGOS:
-            if table.has("file", algo):
-                hit = self.sigs.hash_name("file", algo, hashlib.new(algo, data).digest(), n)
+        if table.count("file"):
+            for algo in _ALGOS:  # one table for all three: the digest length tells them apart
+                hit = self.sigs.hash_name("file", hashlib.new(algo, data).hexdigest(), n)
                 if hit:
                     found.append(hit)
         if table.count("section"):
             for sect in targets.pe_sections(data):
                 for algo in _ALGOS:
-                    if table.has("section", algo):
-                        hit = self.sigs.hash_name("section", algo, hashlib.new(algo, sect).digest(), len(sect))
-                        if hit:
-                            found.append(hit)
+                    hit = self.sigs.hash_name("section", hashlib.new(algo, sect).hexdigest(), len(sect))
+                    if hit:
+                        found.append(hit)
         return found
 
     def _allow_listed(self, data: bytes) -> bool:

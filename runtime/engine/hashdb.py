@@ -1,118 +1,104 @@
-"""Hash signatures (.hdb/.hsb/.mdb/.msb) in one memory-mapped binary table, not Python objects.
+"""Hash signatures (.hdb/.hsb/.mdb/.msb) in one memory-mapped table file, not Python objects.
 
 ClamAV's main+daily hold millions of hash records.  As Python dicts of strings they would cost
-around 200 bytes each in every worker; here they are written once per database into a file of
-fixed-width records and mapped read-only, so the pre-forked workers share the page cache and only
-the pages a lookup touches become resident (PSS, issue 12).
+around 200 bytes each in every worker, and parsing them one by one in Python would take longer
+than clamd's whole start.  Here the record lines themselves become the table:
 
-Layout (little-endian)::
+- each file's text is checked in one pass of a compiled regular expression (lines that do not
+  have the canonical form ``hexdigest:size:name[:flevel]`` take the slow path, which reports
+  errors by file and line or normalises the line);
+- the good lines are sorted (in C) and written, grouped in ``BUCKETS`` buckets by their first
+  three hex digits, into a file that is mapped read-only — the pre-forked workers share the page
+  cache, and only the pages a lookup touches become resident (PSS, issue 12);
+- a lookup finds ``hexdigest:`` at a line start inside one bucket (about a thousand lines at
+  ClamAV's size) with ``mmap.find`` and checks the size field (``*``: any size).
 
-    b"KAVHASH2" u32 ntables u32 reserved
-    ntables × (u8 kind, u8 algo, u16 reclen, u32 count, u64 offset)   -- table directory
-    u64 names_offset u64 names_length
-    per table: u64 bucket_start[BUCKETS + 1] (byte offsets into the records),
-               records: digest | u32 size (0xFFFFFFFF: any) | u32 name offset
-    names: NUL-terminated names
+Layout::
 
-Records are grouped in ``BUCKETS`` buckets by the digest's first bits; a lookup scans one bucket
-(about a thousand records at ClamAV's size) with ``bytes.find``.  Sizes are checked per record.
+    b"KAVHASH3" u32 ntables u32 reserved
+    ntables × (u8 kind, u8 pad[3], u32 count, u64 offset, u64 length)
+    per table: u64 bucket_start[BUCKETS + 1] (byte offsets into the text that follows), text
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import mmap
 import os
 import struct
 import tempfile
 from pathlib import Path
 
-ALGOS = ("md5", "sha1", "sha256")
-DIGEST_LEN = {"md5": 16, "sha1": 20, "sha256": 32}
 KINDS = ("file", "section")
-BUCKET_BITS = 12
-BUCKETS = 1 << BUCKET_BITS
-ANY_SIZE = 0xFFFFFFFF
-MAGIC = b"KAVHASH2"
-_DIR = struct.Struct("<BBHIQ")
+BUCKET_DIGITS = 3
+BUCKETS = 16**BUCKET_DIGITS
+MAGIC = b"KAVHASH3"
+_DIR = struct.Struct("<B3xIQQ")
+_BUCKET_KEYS = [f"{b:03x}".encode() for b in range(BUCKETS)]
 
 
 class HashBuilder:
-    """Collects records during parsing; ``write`` produces the mapped file."""
+    """Collects canonical record lines (``hexdigest:size:name[:flevel]``, lower-case digest) per kind."""
 
     def __init__(self) -> None:
-        self.buckets: dict[tuple[int, int], list[bytearray]] = {}
-        self.counts: dict[tuple[int, int], int] = {}
-        self.names = bytearray()
-        self._name_at: dict[bytes, int] = {}
+        self.lines: dict[str, list[bytes]] = {k: [] for k in KINDS}
 
-    def _name(self, name: bytes) -> int:
-        off = self._name_at.get(name)
-        if off is None:
-            off = len(self.names)
-            self.names += name + b"\0"
-            if len(self._name_at) < 200_000:  # dedupe the repeated names; unique ones are not remembered
-                self._name_at[name] = off
-        return off
+    @property
+    def counts(self) -> dict[str, int]:
+        return {k: len(v) for k, v in self.lines.items() if v}
 
-    def add(self, kind: str, algo: str, digest: bytes, size: int | None, name: bytes) -> None:
-        key = (KINDS.index(kind), ALGOS.index(algo))
-        table = self.buckets.get(key)
-        if table is None:
-            table = self.buckets[key] = [bytearray() for _ in range(BUCKETS)]
-            self.counts[key] = 0
-        rec = digest + struct.pack("<II", ANY_SIZE if size is None else size, self._name(name))
-        table[int.from_bytes(digest[:2], "big") >> (16 - BUCKET_BITS)] += rec
-        self.counts[key] += 1
+    def add_lines(self, kind: str, lines: list[bytes]) -> None:
+        self.lines[kind].extend(lines)
+
+    def add(self, kind: str, digest: bytes, size: int | None, name: bytes) -> None:
+        self.lines[kind].append(digest.hex().encode() + b":" + (b"*" if size is None else b"%d" % size) + b":" + name)
+
+    def names(self) -> list[bytes]:
+        return [ln.split(b":", 3)[2] for lines in self.lines.values() for ln in lines]
 
     def write(self, path: Path) -> None:
         """Write the table file (a temporary name, then renamed: readers never see half a file)."""
-        keys = sorted(self.buckets)
-        head = len(MAGIC) + 8 + _DIR.size * len(keys) + 16
-        pos = head
-        directory = []
-        for key in keys:
-            length = 8 * (BUCKETS + 1) + sum(len(b) for b in self.buckets[key])
-            directory.append((key, pos, length))
-            pos += length
-        names_off = pos
+        tables = []
+        for kind in KINDS:
+            lines = self.lines[kind]
+            if not lines:
+                continue
+            lines.sort()
+            cut = [bisect.bisect_left(lines, key) for key in _BUCKET_KEYS] + [len(lines)]
+            ends = [0, *itertools.accumulate(len(ln) + 1 for ln in lines)]
+            starts = [ends[c] for c in cut]
+            tables.append((KINDS.index(kind), len(lines), starts, lines))
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".hashdb-")
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(MAGIC + struct.pack("<II", len(keys), 0))
-                for (kind, algo), off, _length in directory:
-                    fh.write(_DIR.pack(kind, algo, DIGEST_LEN[ALGOS[algo]] + 8, self.counts[(kind, algo)], off))
-                fh.write(struct.pack("<QQ", names_off, len(self.names)))
-                for key, _off, _length in directory:
-                    starts, at = [], 0
-                    for b in self.buckets[key]:
-                        starts.append(at)
-                        at += len(b)
-                    starts.append(at)
+                head = len(MAGIC) + 8 + _DIR.size * len(tables)
+                pos = head
+                directory = []
+                for kind, count, _starts, lines in tables:
+                    length = 8 * (BUCKETS + 1) + sum(len(ln) + 1 for ln in lines)
+                    directory.append(_DIR.pack(kind, count, pos, length))
+                    pos += length
+                fh.write(MAGIC + struct.pack("<II", len(tables), 0) + b"".join(directory))
+                for _kind, _count, starts, lines in tables:
                     fh.write(struct.pack(f"<{BUCKETS + 1}Q", *starts))
-                    for b in self.buckets[key]:
-                        fh.write(b)
-                fh.write(self.names)
+                    fh.write(b"\n".join(lines) + b"\n")
             os.chmod(tmp, 0o644)
             os.replace(tmp, path)
         except BaseException:
-            with_suppress_unlink(tmp)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
             raise
-
-
-def with_suppress_unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 class HashTable:
     """A mapped table file; lookups are thread-safe (read-only) and shared across forks."""
 
     def __init__(self, path: Path | None = None) -> None:
-        self.tables: dict[tuple[int, int], tuple[int, int, int]] = {}  # key -> (offset, reclen, count)
+        self.tables: dict[str, tuple[int, int]] = {}  # kind -> (offset, count)
         self.mm: mmap.mmap | None = None
-        self.names_off = self.names_len = 0
         if path is None:
             return
         with open(path, "rb") as fh:
@@ -123,45 +109,43 @@ class HashTable:
         (ntables, _r) = struct.unpack_from("<II", mm, 8)
         pos = 16
         for _ in range(ntables):
-            kind, algo, reclen, count, off = _DIR.unpack_from(mm, pos)
-            self.tables[(kind, algo)] = (off, reclen, count)
+            kind, count, off, _length = _DIR.unpack_from(mm, pos)
+            self.tables[KINDS[kind]] = (off, count)
             pos += _DIR.size
-        self.names_off, self.names_len = struct.unpack_from("<QQ", mm, pos)
 
     def count(self, kind: str | None = None) -> int:
-        return sum(c for (k, _a), (_o, _r, c) in self.tables.items() if kind is None or KINDS[k] == kind)
+        return sum(c for k, (_o, c) in self.tables.items() if kind is None or k == kind)
 
-    def has(self, kind: str, algo: str) -> bool:
-        return (KINDS.index(kind), ALGOS.index(algo)) in self.tables
-
-    def lookup(self, kind: str, algo: str, digest: bytes, size: int) -> str | None:
-        entry = self.tables.get((KINDS.index(kind), ALGOS.index(algo)))
+    def lookup(self, kind: str, hexdigest: str, size: int) -> str | None:
+        """The name recorded for this lower-case hex digest and size (or ``*``), if any."""
+        entry = self.tables.get(kind)
         if entry is None or self.mm is None:
             return None
-        off, reclen, _count = entry
+        off, _count = entry
         mm = self.mm
-        b = int.from_bytes(digest[:2], "big") >> (16 - BUCKET_BITS)
+        b = int(hexdigest[:BUCKET_DIGITS], 16)
         lo, hi = struct.unpack_from("<QQ", mm, off + 8 * b)
         base = off + 8 * (BUCKETS + 1)
         start, end = base + lo, base + hi
-        pos = mm.find(digest, start, end)
+        key = hexdigest.encode() + b":"
+        pos = mm.find(key, start, end)
         while pos >= 0:
-            if (pos - start) % reclen == 0:
-                rsize, name_at = struct.unpack_from("<II", mm, pos + len(digest))
-                if rsize == size or rsize == ANY_SIZE:
-                    return self._name(name_at)
-            pos = mm.find(digest, pos + 1, end)
+            if pos == start or mm[pos - 1] == 0x0A:
+                eol = mm.find(b"\n", pos, end)
+                fields = mm[pos + len(key) : eol].split(b":")
+                if len(fields) >= 2 and (fields[0] == b"*" or fields[0] == b"%d" % size):
+                    return fields[1].decode("utf-8", "replace")
+            pos = mm.find(key, pos + 1, end)
         return None
-
-    def _name(self, at: int) -> str:
-        assert self.mm is not None
-        start = self.names_off + at
-        end = self.mm.find(b"\0", start, self.names_off + self.names_len)
-        return self.mm[start:end].decode("utf-8", "replace")
 
     def names(self) -> list[str]:
         """Every distinct name in the table (for --list-viruses)."""
-        if self.mm is None or not self.names_len:
+        if self.mm is None:
             return []
-        blob = self.mm[self.names_off : self.names_off + self.names_len]
-        return [n.decode("utf-8", "replace") for n in set(blob.split(b"\0")) if n]
+        found: set[bytes] = set()
+        for off, _count in self.tables.values():
+            lo, hi = struct.unpack_from("<QQ", self.mm, off), struct.unpack_from("<Q", self.mm, off + 8 * BUCKETS)
+            base = off + 8 * (BUCKETS + 1)
+            text = self.mm[base + lo[0] : base + hi[0]]
+            found.update(ln.split(b":", 3)[2] for ln in text.split(b"\n") if ln)
+        return [n.decode("utf-8", "replace") for n in found]

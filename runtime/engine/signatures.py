@@ -102,7 +102,7 @@ class SignatureSet:
 
     def add_hash(self, sig: HashSig, kind: str = "file") -> None:
         assert self.builder is not None, "hashes are added while loading"
-        self.builder.add(kind, sig.algo, sig.digest, sig.size, sig.name.encode())
+        self.builder.add(kind, sig.digest, sig.size, sig.name.encode())
 
     def finish(self, table_dir: Path | None) -> None:
         """Write the hash table (``table_dir`` or a private temporary file) and map it."""
@@ -121,8 +121,8 @@ class SignatureSet:
                 builder.write(path)
                 self.table = HashTable(path)
 
-    def hash_name(self, kind: str, algo: str, digest: bytes, size: int) -> str | None:
-        name = self.table.lookup(kind, algo, digest, size)
+    def hash_name(self, kind: str, hexdigest: str, size: int) -> str | None:
+        name = self.table.lookup(kind, hexdigest, size)
         return None if name is None or name in self.ignored else name
 
     @property
@@ -160,7 +160,7 @@ class SignatureSet:
         self.logical = [lsig for lsig in self.logical if lsig.name not in ign]
         self.dropped = before - len(self.body) - len(self.logical)
         if self.builder is not None:  # hashes stay in the table; lookups skip ignored names
-            names = bytes(self.builder.names).split(b"\0")
+            names = self.builder.names()
             ign_b = {n.encode() for n in ign}
             self.dropped_hashes = sum(1 for n in names if n in ign_b)
             self.dropped += self.dropped_hashes
@@ -346,44 +346,77 @@ def _version(path: Path) -> int:
         return -1
 
 
-_FAST_HDB = re.compile(r"([0-9a-fA-F]{32}):(\d+):([\x21-\x7e][\x20-\x7e]*?)(?::\d*)?")
-_FAST_HSB = re.compile(r"([0-9a-fA-F]{40}|[0-9a-fA-F]{64}):(\d+|\*):([\x21-\x7e][\x20-\x7e]*?)(?::\d*)?")
+_NAME_B = rb"[\x21-\x39\x3b-\x7e][\x20-\x39\x3b-\x7e]*(?::\d+)?"
+# The canonical line of each hash file, checked over a whole file in one pass (see hashdb.py).
+_CANONICAL = {
+    ".hdb": rb"[0-9a-f]{32}:\d+:" + _NAME_B,
+    ".hsb": rb"(?:[0-9a-f]{40}|[0-9a-f]{64}):(?:\d+|\*):" + _NAME_B,
+    ".mdb": rb"(?:\d+|\*):[0-9a-f]{32}:" + _NAME_B,
+    ".msb": rb"(?:\d+|\*):(?:[0-9a-f]{40}|[0-9a-f]{64}):" + _NAME_B,
+}
+_NONCANONICAL = {k: re.compile(rb"^(?!(?:" + v + rb"|#.*|\s*)$).+$", re.M) for k, v in _CANONICAL.items()}
+_SECTION_SWAP = re.compile(rb"^(\d+|\*):([0-9a-f]+):", re.M)
 
 
-def _parse_text(name: str, text: str, into: SignatureSet) -> None:
+def _bulk_hashes(name: str, suffix: str, data: bytes, into: SignatureSet) -> None:
+    """Hash files: canonical lines go to the table untouched, the rest through parse_hash_line."""
+    assert into.builder is not None
+    if b"\r" in data:
+        data = data.replace(b"\r", b"")
+    odd = {m.group() for m in _NONCANONICAL[suffix].finditer(data)}
+    kind = "section" if suffix in (".mdb", ".msb") else "file"
+    if kind == "section":
+        data = _SECTION_SWAP.sub(rb"\2:\1:", data)
+        odd = {_SECTION_SWAP.sub(rb"\2:\1:", ln) for ln in odd}
+    lines = data.split(b"\n")
+    if odd:
+        good = [ln for ln in lines if ln and ln[0] != 0x23 and ln not in odd and ln.strip()]
+    else:
+        good = [ln for ln in lines if ln and ln[0] != 0x23 and ln.strip()]
+    into.builder.add_lines(kind, good)
+    if not odd:
+        return
+    for lineno, raw in enumerate(lines, 1):
+        if raw not in odd:
+            continue
+        line = raw.decode("utf-8", "replace").strip()
+        if kind == "section":  # undo the swap: parse_hash_line reads the file's own order
+            a, _, rest = line.partition(":")
+            b, _, tail = rest.partition(":")
+            line = f"{b}:{a}:{tail}"
+        try:
+            sig = parse_hash_line(line, f"{name}:{lineno}", sha_only=suffix in (".hsb", ".msb"),
+                                  section=kind == "section", md5_only=suffix in (".hdb", ".mdb"))
+        except PatternError as exc:
+            into.errors.append(str(exc))
+            continue
+        into.builder.add(kind, sig.digest, sig.size, sig.name.encode())
+
+
+def _parse_text(name: str, data: bytes, into: SignatureSet) -> None:
     """Parse one database file (plain or a container member) into ``into``; errors are collected."""
     suffix = Path(name).suffix
     if suffix in UNSUPPORTED_SUFFIXES:
-        n = sum(1 for ln in text.splitlines() if ln.strip() and not ln.startswith("#"))
+        n = sum(1 for ln in data.splitlines() if ln.strip() and not ln.startswith(b"#"))
         if n:
             into.unsupported[UNSUPPORTED_SUFFIXES[suffix]] += n
         return
     if suffix not in SIGNATURE_SUFFIXES:
         return  # .info, .cfg, COPYING: nothing to load
-    fast = {".hdb": _FAST_HDB, ".hsb": _FAST_HSB}.get(suffix)
+    if suffix in _CANONICAL:
+        _bulk_hashes(name, suffix, data, into)
+        return
+    text = data.decode("utf-8", "replace")
     for lineno, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line[0] == "#":
             continue
-        if fast is not None:
-            m = fast.fullmatch(line)
-            if m is not None:  # the common case, without building intermediate objects
-                hexd, size, sname = m.groups()
-                assert into.builder is not None
-                into.builder.add("file", _HASH_LEN[len(hexd)], bytes.fromhex(hexd), None if size == "*" else int(size),
-                                 sname.encode())
-                continue
         where = f"{name}:{lineno}"
         try:
             if suffix == ".ndb":
                 into.body.append(parse_ndb_line(line, where))
             elif suffix == ".ldb":
                 into.logical.append(parse_ldb_line(line, where))
-            elif suffix in (".hdb", ".hsb"):
-                into.add_hash(parse_hash_line(line, where, sha_only=suffix == ".hsb", md5_only=suffix == ".hdb"))
-            elif suffix in (".mdb", ".msb"):
-                sig = parse_hash_line(line, where, sha_only=suffix == ".msb", section=True, md5_only=suffix == ".mdb")
-                into.add_hash(sig, "section")
             elif suffix in (".fp", ".sfp"):
                 sig = parse_hash_line(line, where)
                 into.fp[sig.algo].add(f"{sig.digest.hex()}:{'*' if sig.size is None else sig.size}")
@@ -418,7 +451,7 @@ def load_signatures(bases: Path | str, cache_dir: Path | None = None, key: Publi
                 continue
             for member, data in box.members:
                 h.update(f"{path.name}/{member}".encode() + b"\0" + hashlib.sha256(data).digest())
-                _parse_text(f"{path}/{member}", data.decode("utf-8", "replace"), sigs)
+                _parse_text(f"{path}/{member}", data, sigs)
             hd = box.header
             sigs.containers.append(f"{path.name} version {hd.version} built {hd.time} "
                                    f"({'signed, verified' if box.signed else 'local .cld, unsigned'})")
@@ -427,7 +460,7 @@ def load_signatures(bases: Path | str, cache_dir: Path | None = None, key: Publi
         raw = path.read_bytes()
         h.update(path.name.encode() + b"\0" + hashlib.sha256(raw).digest())
         sigs.files.append(path)
-        _parse_text(str(path), raw.decode("utf-8", "replace"), sigs)
+        _parse_text(str(path), raw, sigs)
     sigs.apply_ignores()
     sigs.digest = h.hexdigest()
     sigs.finish(cache_dir)
