@@ -314,5 +314,49 @@ def parse(sig: str, where: str, nocase: bool = False, wide: bool = False, fullwo
     return BodyPattern(segments, gaps, anchor, nocase)
 
 
+# -- load-time checks: validate and find the anchor without building the pattern ----------------
+_PAIR = r"[0-9a-fA-F?]{2}"
+_GRAMMAR = re.compile(
+    r"(?:[0-9a-fA-F?]{2}|\*|\{(?:\d+|-\d+|\d+-|\d+-\d+)\}|\[\d+-\d+\]|\([BLW]\)"
+    rf"|\((?:{_PAIR})+(?:\|(?:{_PAIR})+)+\)|!\((?:{_PAIR})+(?:\|(?:{_PAIR})+)*\))+"
+)
+_TOKENS = re.compile(r"((?:[0-9a-fA-F]{2})+)|\?\?|[0-9a-fA-F]\?|\?[0-9a-fA-F]|\*|\{[^}]*\}|\[[^\]]*\]|!?\([^)]*\)")
+_JUMP = re.compile(r"\{(\d+)-(\d+)\}")
+
+
+@dataclass(frozen=True)
+class Quick:
+    """What the loader needs of a hex signature: its anchor and fixed-byte count."""
+
+    anchor: bytes
+    fixed: int
+
+
+def check(sig: str, where: str, nocase: bool = False, wide: bool = False) -> Quick:
+    """Validate ``sig`` as :func:`parse` would and return its anchor, in a few regex passes.
+
+    The pattern itself is built by :func:`parse` only when a prefilter reports the signature.
+    """
+    if not _GRAMMAR.fullmatch(sig):
+        raise PatternError(f"{where}: bad hex signature {sig[:60]!r}")
+    for a, b in _JUMP.findall(sig):
+        if int(a) > int(b):
+            raise PatternError(f"{where}: bad jump {{{a}-{b}}} (min > max)")
+    if "(B)" in sig or "(L)" in sig or "(W)" in sig:
+        raise Unsupported("boundary", f"{where}: (B)/(L) boundary markers are not implemented")
+    if sig[0] in "*{[" or sig[-1] in "*}]":
+        raise Unsupported("leading-gap" if sig[0] in "*{[" else "trailing-gap", f"{where}: signature starts or ends "
+                          "with a gap")
+    # the grammar matched, so tokens follow each other from position 0: runs stay pair-aligned
+    pieces = [bytes.fromhex(r) for r in _TOKENS.findall(sig) if r]
+    best = max(pieces, key=len, default=b"")
+    fixed = sum(len(p) for p in pieces)
+    if wide:
+        best = b"".join(bytes((v, 0)) for v in best)
+    if nocase:
+        best = best.lower()
+    return Quick(best, fixed)
+
+
 _WORD_BEFORE = b"(?<![" + _WORD + b"])"
 _WORD_AFTER = b"(?![" + _WORD + b"])"

@@ -188,15 +188,28 @@ def parse_expression(text: str, where: str) -> Node:
 @dataclass
 class SubSig:
     offset: Offset
-    patterns: list[BodyPattern] = field(default_factory=list)  # alternatives (w+a gives two)
+    hexsig: str = ""
+    variants: tuple[tuple[bool, bool, bool], ...] = ()  # (nocase, wide, fullword) per form (w+a gives two)
+    keys: tuple[tuple[bytes, bool], ...] = ()  # (anchor, nocase) per form: the prefilter's words
+    origin: str = ""
     pcre: object = None  # compiled regex.Pattern
     trigger: Node | None = None
     pcre_global: bool = False
     pcre_anchored: bool = False
+    _patterns: list[BodyPattern] | None = None
 
     @property
-    def anchors(self) -> list[bytes]:
-        return [p.anchor for p in self.patterns]
+    def patterns(self) -> list[BodyPattern]:
+        """The linear-time patterns, built on first use (load only checks them)."""
+        if self._patterns is None:
+            built = []
+            for nocase, wide, full in self.variants:
+                try:
+                    built.append(bodysig.parse(self.hexsig, self.origin, nocase=nocase, wide=wide, fullword=full))
+                except PatternError:
+                    pass  # the load-time check passed but the builder refused: that form never matches
+            self._patterns = built
+        return self._patterns
 
     def count(self, data: bytes, counts: list[int], deadline: float | None) -> int:
         win = self.offset.window(len(data))
@@ -282,12 +295,13 @@ def parse_subsig(text: str, where: str, nsubs: int) -> SubSig:
     if set(modifiers) - set("iwaf"):
         raise Unsupported("subsig-modifier", f"{where}: subsignature modifiers {modifiers!r} not implemented")
     nocase, wide, ascii_, full = ("i" in modifiers, "w" in modifiers, "a" in modifiers, "f" in modifiers)
-    pats = []
+    variants = []
     if not wide or ascii_:
-        pats.append(bodysig.parse(body, where, nocase=nocase, fullword=full))
+        variants.append((nocase, False, full))
     if wide:
-        pats.append(bodysig.parse(body, where, nocase=nocase, wide=True, fullword=full))
-    return SubSig(offset, pats)
+        variants.append((nocase, True, full))
+    keys = tuple((bodysig.check(body, where, nocase=nc, wide=wd).anchor, nc) for nc, wd, _f in variants)
+    return SubSig(offset, body, tuple(variants), keys, where)
 
 
 @dataclass

@@ -127,8 +127,8 @@ class BodyMatcher:
                 return
             except (hyperscan.error, ValueError, TypeError, OSError):
                 self.fallback = []  # unreadable cache: rebuild it below
-        ids = [i for i, sig in enumerate(self.sigs) if sig.regex and sig.target in _RAW_TARGETS]
-        self.fallback = [i for i, sig in enumerate(self.sigs) if not sig.regex or sig.target not in _RAW_TARGETS]
+        ids = [i for i, sig in enumerate(self.sigs) if sig.target in _RAW_TARGETS and sig.hs_regex()]
+        self.fallback = [i for i, sig in enumerate(self.sigs) if sig.target not in _RAW_TARGETS or not sig.hs_regex()]
         try:
             self.db = self._compile(ids)
         except hyperscan.error:
@@ -151,7 +151,7 @@ class BodyMatcher:
         automaton = ahocorasick.Automaton()
         anchored: dict[str, list[int]] = {}
         for i, sig in enumerate(self.sigs):
-            anchor = sig.pattern.anchor if sig.pattern is not None else b""
+            anchor = sig.anchor
             if len(anchor) < MIN_ANCHOR or sig.target not in _RAW_TARGETS:
                 self.fallback.append(i)
             else:
@@ -166,7 +166,7 @@ class BodyMatcher:
     def _compile(self, ids: list[int]) -> Any:
         db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         db.compile(
-            expressions=[self.sigs[i].regex for i in ids], ids=ids, elements=len(ids), flags=_FLAGS
+            expressions=[self.sigs[i].hs_regex() for i in ids], ids=ids, elements=len(ids), flags=_FLAGS
         )
         return db
 
@@ -197,7 +197,8 @@ class BodyMatcher:
                 continue
             if sig.offset.kind == "any" and hs_matched and view is data:
                 return True  # Hyperscan already matched the whole signature on these bytes
-            if sig.pattern is not None and sig.pattern.search(view, win[0], win[1], deadline):
+            pattern = sig.get_pattern()
+            if pattern is not None and pattern.search(view, win[0], win[1], deadline):
                 return True
         return False
 
@@ -241,13 +242,13 @@ class LogicalMatcher:
             for si, sub in enumerate(lsig.subsigs):
                 if sub.pcre is not None:
                     continue  # evaluated whenever its logical signature is, after its trigger
-                for pat in sub.patterns:
-                    if len(pat.anchor) < MIN_ANCHOR:
+                for anchor, nocase in sub.keys:
+                    if len(anchor) < MIN_ANCHOR:
                         unanchored = True
-                    elif pat.nocase:
-                        nocase_words.setdefault(pat.anchor.lower().decode("latin-1"), []).append((li, si))
+                    elif nocase:
+                        nocase_words.setdefault(anchor.lower().decode("latin-1"), []).append((li, si))
                     else:
-                        words.setdefault(pat.anchor.decode("latin-1"), []).append((li, si))
+                        words.setdefault(anchor.decode("latin-1"), []).append((li, si))
             zero_true = evaluate(lsig.expr, [0] * len(lsig.subsigs))[0]  # e.g. ``0<3`` holds for any object
             if unanchored or zero_true or all(sub.pcre is not None for sub in lsig.subsigs):
                 self.always.append(li)

@@ -70,12 +70,30 @@ class BodySig:
     name: str
     target: int
     offset: Offset
-    regex: bytes  # hyperscan-compatible, applied with DOTALL (the prefilter only)
+    regex: bytes | None  # hyperscan-compatible, applied with DOTALL (the prefilter only); None: not built yet
     min_flevel: int | None = None
     max_flevel: int | None = None
     origin: str = ""
     hexsig: str = ""
-    pattern: BodyPattern | None = None
+    pattern: BodyPattern | None = None  # built on first use (most signatures are never confirmed)
+    anchor: bytes = b""  # longest fixed run: the Aho-Corasick prefilter's key
+
+    def hs_regex(self) -> bytes:
+        """The whole signature as one regex for Hyperscan (b"" for forms only bodysig knows)."""
+        if self.regex is None:
+            try:
+                self.regex = hexsig_to_regex(self.hexsig, self.origin)[0]
+            except PatternError:
+                self.regex = b""
+        return self.regex
+
+    def get_pattern(self) -> BodyPattern | None:
+        if self.pattern is None:
+            try:
+                self.pattern = bodysig.parse(self.hexsig, self.origin)
+            except PatternError:
+                return None  # load-time checks passed but the builder refused: never matches
+        return self.pattern
 
 
 @dataclass
@@ -129,9 +147,7 @@ class SignatureSet:
     def count(self) -> int:
         """Number of records, as shown in X-Anti-Virus headers (guide 6.8.4)."""
         hashes = self.table.count() if self.builder is None else sum(self.builder.counts.values())
-        return hashes + len(self.body) + len(self.logical) - self.dropped_hashes
-
-    dropped_hashes: int = 0
+        return hashes + len(self.body) + len(self.logical)
 
     def names(self) -> list[str]:
         """Every detectable name, sorted and once (``aveserver --list-viruses``, guide 1.1)."""
@@ -147,7 +163,8 @@ class SignatureSet:
         fps = sum(len(v) for v in self.fp.values())
         unsup = ", ".join(f"{k} {n}" for k, n in sorted(self.unsupported.items())) or "none"
         return (f"{self.count} records ({hashes} hashes, {sects} section hashes, {len(self.body)} body, "
-                f"{len(self.logical)} logical), {fps} allow-listed, {self.dropped} ignored by .ign/.ign2, "
+                f"{len(self.logical)} logical), {fps} allow-listed, {self.dropped} body/logical dropped by .ign/.ign2 "
+                f"({len(self.ignored)} names, also skipped among hashes), "
                 f"{len(self.errors)} bad lines; unsupported: {unsup}")
 
     def apply_ignores(self) -> None:
@@ -159,11 +176,8 @@ class SignatureSet:
         self.body = [b for b in self.body if b.name not in ign]
         self.logical = [lsig for lsig in self.logical if lsig.name not in ign]
         self.dropped = before - len(self.body) - len(self.logical)
-        if self.builder is not None:  # hashes stay in the table; lookups skip ignored names
-            names = self.builder.names()
-            ign_b = {n.encode() for n in ign}
-            self.dropped_hashes = sum(1 for n in names if n in ign_b)
-            self.dropped += self.dropped_hashes
+        # hash records stay in the table (counting them would cost a pass over millions of lines);
+        # hash_name() skips an ignored name at lookup
 
 
 _HASH_LEN = {32: "md5", 40: "sha1", 64: "sha256"}
@@ -308,14 +322,10 @@ def parse_ndb_line(line: str, where: str) -> BodySig:
     if (lo_fl is not None and lo_fl > FLEVEL) or (hi_fl is not None and hi_fl < FLEVEL):
         raise Unsupported("flevel", f"{where}: made for functionality level {lo_fl}-{hi_fl}")
     offset = _parse_offset(offset_s, where)
-    pattern = bodysig.parse(hexsig, where)
-    try:
-        regex, fixed = hexsig_to_regex(hexsig, where)
-    except SignatureError:
-        regex, fixed = b"", len(pattern.anchor)  # forms only the linear matcher knows (negations, [n-m])
-    if fixed < 2:
+    quick = bodysig.check(hexsig, where)
+    if quick.fixed < 2:
         raise SignatureError(f"{where}: signature needs at least 2 fixed bytes")
-    return BodySig(name, target, offset, regex, lo_fl, hi_fl, where, hexsig, pattern)
+    return BodySig(name, target, offset, None, lo_fl, hi_fl, where, hexsig, None, quick.anchor)
 
 
 def signature_files(bases: Path) -> list[Path]:

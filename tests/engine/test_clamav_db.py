@@ -149,7 +149,7 @@ def test_fp_and_ign2_across_databases(tmp_path: Path) -> None:
     (tmp_path / "bases" / "d.ign2").write_text("Body.ABCD\n")
     eng = Engine.load(tmp_path / "bases")
     assert eng.scan(bad).status is Status.CLEAN and eng.sigs.dropped == 1
-    assert "1 ignored by .ign/.ign2" in eng.sigs.summary()
+    assert "1 body/logical dropped by .ign/.ign2 (1 names" in eng.sigs.summary()
 
 
 # -- containers --------------------------------------------------------------------------------
