@@ -61,7 +61,7 @@ class Engine:
     def __init__(self, sigs: SignatureSet, limits: Limits | None = None, cache_dir: Path | None = None) -> None:
         self.sigs = sigs
         self.limits = limits or Limits()
-        self.matcher = BodyMatcher(sigs.body, sigs.digest, cache_dir)
+        self.matcher = BodyMatcher(sigs.body, sigs.body_digest(), cache_dir)
         self.logical = LogicalMatcher(sigs.logical)
 
     @classmethod

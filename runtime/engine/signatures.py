@@ -19,13 +19,15 @@ MD5 or signature check is refused as a whole (``SignatureSet.refused``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import os
 import re
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from runtime.fsutil import atomic_write
 
 from . import bodysig, targets
 from .bodysig import BodyPattern, PatternError, Unsupported
@@ -122,22 +124,34 @@ class SignatureSet:
         assert self.builder is not None, "hashes are added while loading"
         self.builder.add(kind, sig.digest, sig.size, sig.name.encode())
 
-    def finish(self, table_dir: Path | None) -> None:
-        """Write the hash table (``table_dir`` or a private temporary file) and map it."""
+    def finish(self, table_dir: Path | None, keep: Path | None = None) -> None:
+        """Write the hash table (as ``keep`` in ``table_dir``, or a private temporary file) and map it.
+
+        Older table files in ``table_dir`` are removed: a running generation keeps its mapping.
+        """
         builder, self.builder = self.builder, None
         if builder is None or not builder.counts:
             return
-        if table_dir is not None:
+        if table_dir is not None and keep is not None:
             table_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            path = table_dir / f"hashes-{self.digest or 'anon'}-{os.getpid()}.bin"
-            builder.write(path)
-            self.table = HashTable(path)
-            path.unlink()  # mapped: the pages stay shared with the workers, nothing is left on disk
+            builder.write(keep)
+            self.table = HashTable(keep)
+            for old in table_dir.glob("hashes-*"):
+                if old.stem != keep.stem:
+                    with contextlib.suppress(OSError):
+                        old.unlink()
         else:
             with tempfile.TemporaryDirectory(prefix="kav-hashes-") as tmp:
                 path = Path(tmp) / "hashes.bin"
                 builder.write(path)
                 self.table = HashTable(path)
+
+    def body_digest(self) -> str:
+        """What the compiled body matcher depends on (its cache key): the .ndb signatures' text."""
+        h = hashlib.sha256()
+        for b in self.body:
+            h.update(f"{b.target}|{b.offset}|{b.hexsig}\n".encode())
+        return h.hexdigest() if self.body else ""
 
     def hash_name(self, kind: str, hexdigest: str, size: int) -> str | None:
         name = self.table.lookup(kind, hexdigest, size)
@@ -365,7 +379,8 @@ _CANONICAL = {
     ".msb": rb"(?:\d+|\*):(?:[0-9a-f]{40}|[0-9a-f]{64}):" + _NAME_B,
 }
 _NONCANONICAL = {k: re.compile(rb"^(?!(?:" + v + rb"|#.*|\s*)$).+$", re.M) for k, v in _CANONICAL.items()}
-_SECTION_SWAP = re.compile(rb"^(\d+|\*):([0-9a-f]+):", re.M)
+_WHOLE_CANONICAL = {k: re.compile(rb"(?:(?:" + v + rb"|#[^\n]*|)\n)*+(?:" + v + rb"|#[^\n]*|)")
+                    for k, v in _CANONICAL.items()}
 
 
 def _bulk_hashes(name: str, suffix: str, data: bytes, into: SignatureSet) -> None:
@@ -373,27 +388,17 @@ def _bulk_hashes(name: str, suffix: str, data: bytes, into: SignatureSet) -> Non
     assert into.builder is not None
     if b"\r" in data:
         data = data.replace(b"\r", b"")
-    odd = {m.group() for m in _NONCANONICAL[suffix].finditer(data)}
     kind = "section" if suffix in (".mdb", ".msb") else "file"
-    if kind == "section":
-        data = _SECTION_SWAP.sub(rb"\2:\1:", data)
-        odd = {_SECTION_SWAP.sub(rb"\2:\1:", ln) for ln in odd}
     lines = data.split(b"\n")
-    if odd:
-        good = [ln for ln in lines if ln and ln[0] != 0x23 and ln not in odd and ln.strip()]
-    else:
-        good = [ln for ln in lines if ln and ln[0] != 0x23 and ln.strip()]
-    into.builder.add_lines(kind, good)
-    if not odd:
+    if _WHOLE_CANONICAL[suffix].fullmatch(data):  # the common case: one pass in C, nothing odd
+        into.builder.add_lines(kind, [ln for ln in lines if ln and ln[0] != 0x23])
         return
+    odd = {m.group() for m in _NONCANONICAL[suffix].finditer(data)}
+    into.builder.add_lines(kind, [ln for ln in lines if ln and ln[0] != 0x23 and ln not in odd and ln.strip()])
     for lineno, raw in enumerate(lines, 1):
         if raw not in odd:
             continue
         line = raw.decode("utf-8", "replace").strip()
-        if kind == "section":  # undo the swap: parse_hash_line reads the file's own order
-            a, _, rest = line.partition(":")
-            b, _, tail = rest.partition(":")
-            line = f"{b}:{a}:{tail}"
         try:
             sig = parse_hash_line(line, f"{name}:{lineno}", sha_only=suffix in (".hsb", ".msb"),
                                   section=kind == "section", md5_only=suffix in (".hdb", ".mdb"))
@@ -414,7 +419,8 @@ def _parse_text(name: str, data: bytes, into: SignatureSet) -> None:
     if suffix not in SIGNATURE_SUFFIXES:
         return  # .info, .cfg, COPYING: nothing to load
     if suffix in _CANONICAL:
-        _bulk_hashes(name, suffix, data, into)
+        if into.builder is not None:  # None: the cached table already holds them
+            _bulk_hashes(name, suffix, data, into)
         return
     text = data.decode("utf-8", "replace")
     for lineno, line in enumerate(text.splitlines(), 1):
@@ -441,18 +447,42 @@ def _parse_text(name: str, data: bytes, into: SignatureSet) -> None:
             into.errors.append(str(exc))
 
 
+TABLE_VERSION = "4"  # bump with the table layout or the canonical-line rules
+
+
+def fingerprint(files: list[Path]) -> str:
+    """Name, size and modification time of every database file (the caches' key, like make's)."""
+    h = hashlib.sha256(f"kav4ms-db|{TABLE_VERSION}".encode())
+    for path in files:
+        st = path.stat()
+        h.update(f"{path.name}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\n".encode())
+    return h.hexdigest()
+
+
 def load_signatures(bases: Path | str, cache_dir: Path | None = None, key: PublicKey = CLAMAV_KEY) -> SignatureSet:
     """Read every database under ``bases`` (containers verified with ``key``); collect per-line errors.
 
-    The hash table file is written in ``cache_dir`` (or a temporary directory), mapped and
-    unlinked at once; the compiled Hyperscan database is cached by runtime/engine/matcher.py.
+    With ``cache_dir`` the hash table file is kept there under the files' fingerprint: a restart
+    or reload of unchanged files maps it and skips the hash files (their bad-line reports are
+    kept beside it); the compiled Hyperscan database is cached by runtime/engine/matcher.py.
+    Containers are verified at every load whatever the cache says.
     """
     bases = Path(bases)
     sigs = SignatureSet()
-    h = hashlib.sha256()
     if not bases.exists():
         raise FileNotFoundError(f"{bases}: anti-virus database directory does not exist")
-    for path in signature_files(bases):
+    files = signature_files(bases)
+    sigs.digest = fingerprint(files)
+    cached = cache_dir / f"hashes-{sigs.digest}.bin" if cache_dir is not None else None
+    errors_file = cached.with_suffix(".errors") if cached is not None else None
+    reuse = None
+    if cached is not None and cached.is_file():
+        try:
+            reuse = HashTable(cached)
+            sigs.builder = None  # _parse_text skips hash files
+        except (OSError, ValueError):
+            reuse = None
+    for path in files:
         if path.suffix in CONTAINER_SUFFIXES:
             try:
                 box = read_container(path, key)
@@ -460,18 +490,28 @@ def load_signatures(bases: Path | str, cache_dir: Path | None = None, key: Publi
                 sigs.refused.append(str(exc))
                 continue
             for member, data in box.members:
-                h.update(f"{path.name}/{member}".encode() + b"\0" + hashlib.sha256(data).digest())
                 _parse_text(f"{path}/{member}", data, sigs)
             hd = box.header
             sigs.containers.append(f"{path.name} version {hd.version} built {hd.time} "
                                    f"({'signed, verified' if box.signed else 'local .cld, unsigned'})")
             sigs.files.append(path)
             continue
-        raw = path.read_bytes()
-        h.update(path.name.encode() + b"\0" + hashlib.sha256(raw).digest())
         sigs.files.append(path)
-        _parse_text(str(path), raw, sigs)
+        if reuse is not None and path.suffix in _CANONICAL:
+            continue
+        _parse_text(str(path), path.read_bytes(), sigs)
     sigs.apply_ignores()
-    sigs.digest = h.hexdigest()
-    sigs.finish(cache_dir)
+    if reuse is not None:
+        sigs.table = reuse
+        try:
+            assert errors_file is not None
+            sigs.errors[:0] = errors_file.read_text().splitlines()
+        except OSError:
+            pass
+    else:
+        hash_errors = [e for e in sigs.errors if Path(e.split(":", 1)[0]).suffix in _CANONICAL]
+        sigs.finish(cache_dir, cached)
+        if errors_file is not None and sigs.table.mm is not None:
+            with contextlib.suppress(OSError):
+                atomic_write(errors_file, "".join(e + "\n" for e in hash_errors).encode(), mode=0o600)
     return sigs

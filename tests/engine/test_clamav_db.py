@@ -191,3 +191,22 @@ def test_newer_of_cvd_and_cld_wins(tmp_path: Path) -> None:
     build_cvd(db / "daily.cld", {"daily.ndb": b"New.Sig:0:*:6e6577736967\n"}, version=7)
     eng = Engine.load(db, key=make_test_key().public)
     assert [b.name for b in eng.sigs.body] == ["New.Sig"]
+
+
+def test_hash_table_cached_by_fingerprint(tmp_path: Path) -> None:
+    """A restart of unchanged files maps the kept table (bad lines still reported); a change rebuilds it."""
+    data = b"cached object"
+    hdb = f"{hashlib.md5(data).hexdigest()}:{len(data)}:Test.Cached\nnot a hash line\n"
+    eng = load(tmp_path, {"t.hdb": hdb, "u.mdb": "12:" + "ab" * 16 + ":Test.Sect\n"})
+    assert eng.scan(data).names == ["Test.Cached"]
+    assert len(eng.sigs.errors) == 1 and "t.hdb:2" in eng.sigs.errors[0]
+    tables = list((tmp_path / "cache").glob("hashes-*.bin"))
+    assert len(tables) == 1
+    again = Engine.load(tmp_path / "bases", cache_dir=tmp_path / "cache")
+    assert again.sigs.builder is None and again.sigs.table.mm is not None  # mapped, not rebuilt
+    assert again.scan(data).names == ["Test.Cached"] and again.sigs.errors == eng.sigs.errors
+    assert again.sigs.count == eng.sigs.count == 2
+    (tmp_path / "bases" / "t.hdb").write_text(f"{hashlib.md5(data).hexdigest()}:{len(data)}:Test.Changed\n")
+    third = Engine.load(tmp_path / "bases", cache_dir=tmp_path / "cache")
+    assert third.scan(data).names == ["Test.Changed"] and not third.sigs.errors
+    assert [p.name for p in (tmp_path / "cache").glob("hashes-*.bin")] != [t.name for t in tables]
