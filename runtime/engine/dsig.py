@@ -92,7 +92,7 @@ def recover_digest(dsig: str, key: PublicKey) -> bytes:
     """What the signature signs, as 16 bytes; raises when the result is wider than an MD5."""
     c = decode_number(dsig)
     if c >= key.n:
-        raise SignatureInvalid("dsig is not smaller than the key's modulus")
+        raise SignatureInvalid(f"digital signature does not match: larger than the modulus of {key.origin}")
     m = pow(c, key.e, key.n)
     if m >> (8 * DIGEST_LEN):
         raise SignatureInvalid(f"digital signature does not match: it decodes to more than an MD5 (key: {key.origin})")

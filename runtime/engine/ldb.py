@@ -310,9 +310,21 @@ class LogicalSig:
     target: int
     size_min: int
     size_max: int | None
-    expr: Node
+    expr_src: str
     subsigs: list[SubSig]
     origin: str
+    zero_true: bool = False  # the expression holds with no match at all (``0<3``): evaluate on every object
+    _expr: Node | None = None
+
+    @property
+    def expr(self) -> Node:
+        """The logical expression, parsed on first use (load checks its indexes only)."""
+        if self._expr is None:
+            try:
+                self._expr = parse_expression(self.expr_src, self.origin)
+            except PatternError:
+                self._expr = Node("cmp", kids=[Node("sub", index=0)], cmp="<", value=0)  # never true
+        return self._expr
 
     def matches(self, data: bytes, hits: set[int], deadline: float | None) -> bool:
         """``hits``: the subsignatures whose prefilter anchor occurred (others count 0 unchecked)."""
@@ -360,9 +372,19 @@ def parse_ldb_line(line: str, where: str) -> LogicalSig:
                 raise Unsupported("flevel", f"{where}: made for functionality level {value}")
         else:
             size_min, size_max = int(lo_s), (int(hi_s) if hi_s else None)
-    expr = parse_expression(expr_s, where)
-    if max(expr.indexes(), default=0) + 1 != len(subs):  # ClamAV refuses both more and fewer
-        raise PatternError(f"{where}: {len(subs)} subsignatures but the expression names up to "
-                           f"{max(expr.indexes(), default=0)}")
+    if not _EXPR_CHARS.fullmatch(expr_s) or expr_s.count("(") != expr_s.count(")"):
+        raise PatternError(f"{where}: bad logical expression {expr_s[:60]!r}")
+    top = max((int(x) for x in _EXPR_INDEX.findall(expr_s)), default=-1)
+    if top + 1 != len(subs):  # ClamAV refuses both more and fewer
+        raise PatternError(f"{where}: {len(subs)} subsignatures but the expression names up to {top}")
     subsigs = [parse_subsig(s, f"{where} subsig {i}", len(subs)) for i, s in enumerate(subs)]
-    return LogicalSig(name, target, size_min, size_max, expr, subsigs, where)
+    lsig = LogicalSig(name, target, size_min, size_max, expr_s, subsigs, where)
+    if "<" in expr_s or _EXPR_ZERO.search(expr_s):  # only these can hold with no match: decide now
+        lsig._expr = parse_expression(expr_s, where)
+        lsig.zero_true = evaluate(lsig._expr, [0] * len(subs))[0]
+    return lsig
+
+
+_EXPR_CHARS = re.compile(r"[0-9()&|=<>,\s]+")
+_EXPR_INDEX = re.compile(r"(?<![=<>,\d])\d+")
+_EXPR_ZERO = re.compile(r"=0(?!\d)")

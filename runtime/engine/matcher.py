@@ -34,7 +34,7 @@ from typing import Any
 from runtime.fsutil import atomic_write
 
 from . import targets
-from .ldb import LogicalSig, evaluate
+from .ldb import LogicalSig
 from .signatures import BodySig
 
 try:
@@ -249,8 +249,7 @@ class LogicalMatcher:
                         nocase_words.setdefault(anchor.lower().decode("latin-1"), []).append((li, si))
                     else:
                         words.setdefault(anchor.decode("latin-1"), []).append((li, si))
-            zero_true = evaluate(lsig.expr, [0] * len(lsig.subsigs))[0]  # e.g. ``0<3`` holds for any object
-            if unanchored or zero_true or all(sub.pcre is not None for sub in lsig.subsigs):
+            if unanchored or lsig.zero_true or all(sub.pcre is not None for sub in lsig.subsigs):
                 self.always.append(li)
         self._auto = _automaton(words)
         self._auto_nocase = _automaton(nocase_words)
