@@ -46,7 +46,7 @@ try:
 except ImportError:
     ahocorasick = None
 
-FORMAT_VERSION = "2"
+FORMAT_VERSION = "3"
 _FLAGS = (hyperscan.HS_FLAG_DOTALL | hyperscan.HS_FLAG_SINGLEMATCH) if hyperscan is not None else 0
 _TOKEN = re.compile(rb"\\x([0-9a-f]{2})|\[(?:\\x[0-9a-f]{2}|-)*\]|\(\?:[^)]*\)|\.\*|\.\{[0-9,]*\}|\.")
 MIN_ANCHOR = 3  # shorter literals would make nearly every object a candidate
@@ -94,6 +94,24 @@ def default_cache_dir() -> Path:
 _RAW_TARGETS = frozenset({0, 1, 4, 6, 9, 10})  # matched on the object's own bytes (3 and 7: normalised)
 
 
+def _norm_views(data: bytes, memo: dict[int, list[bytes]]) -> list[bytes]:
+    """Every normalised view of ``data`` (ASCII for target 7, HTML for 3), computed once per scan."""
+    out = []
+    for target in (7, 3):
+        if target not in memo:
+            memo[target] = targets.views(target, data)
+        out.extend(memo[target])
+    return out
+
+
+def _views(target: int, data: bytes, memo: dict[int, list[bytes]]) -> list[bytes]:
+    if target in _RAW_TARGETS:
+        return [data] if targets.type_ok(target, data) else []
+    if target not in memo:
+        memo[target] = targets.views(target, data)
+    return memo[target]
+
+
 class BodyMatcher:
     """Compiled body signatures; thread-safe through per-thread Hyperscan scratch space."""
 
@@ -104,6 +122,12 @@ class BodyMatcher:
         self.from_cache = False
         self.db: Any = None  # hyperscan.Database when hyperscan is there
         self._automaton: Any = None  # ahocorasick.Automaton otherwise
+        # HTML/ASCII signatures (targets 3, 7) are prefiltered on the normalised text, not the raw bytes
+        norm = {i: sig.anchor for i, sig in enumerate(sigs) if sig.target not in _RAW_TARGETS}
+        self._norm_auto: Any = _automaton({k.decode("latin-1"): [i for i, a in norm.items() if a == k]
+                                           for k in set(norm.values()) if len(k) >= MIN_ANCHOR}) \
+            if ahocorasick is not None else None
+        self._norm_always = [i for i, a in norm.items() if len(a) < MIN_ANCHOR or ahocorasick is None]
         if sigs and hyperscan is not None:
             self._build(digest, cache_dir)
         elif sigs:
@@ -128,7 +152,7 @@ class BodyMatcher:
             except (hyperscan.error, ValueError, TypeError, OSError):
                 self.fallback = []  # unreadable cache: rebuild it below
         ids = [i for i, sig in enumerate(self.sigs) if sig.target in _RAW_TARGETS and sig.hs_regex()]
-        self.fallback = [i for i, sig in enumerate(self.sigs) if sig.target not in _RAW_TARGETS or not sig.hs_regex()]
+        self.fallback = [i for i, sig in enumerate(self.sigs) if sig.target in _RAW_TARGETS and not sig.hs_regex()]
         try:
             self.db = self._compile(ids)
         except hyperscan.error:
@@ -146,13 +170,15 @@ class BodyMatcher:
     def _build_automaton(self) -> None:
         """Aho-Corasick over literal anchors; signatures without one are verified on every object."""
         if ahocorasick is None:
-            self.fallback = list(range(len(self.sigs)))
+            self.fallback = [i for i, sig in enumerate(self.sigs) if sig.target in _RAW_TARGETS]
             return
         automaton = ahocorasick.Automaton()
         anchored: dict[str, list[int]] = {}
         for i, sig in enumerate(self.sigs):
             anchor = sig.anchor
-            if len(anchor) < MIN_ANCHOR or sig.target not in _RAW_TARGETS:
+            if sig.target not in _RAW_TARGETS:
+                continue  # the normalised-text automaton covers it
+            if len(anchor) < MIN_ANCHOR:
                 self.fallback.append(i)
             else:
                 # latin-1 maps bytes 0-255 one to one onto str, which every pyahocorasick build takes
@@ -188,10 +214,10 @@ class BodyMatcher:
             self._local.db = self.db
         return s
 
-    def _confirm(self, i: int, data: bytes, deadline: float | None) -> bool:
+    def _confirm(self, i: int, data: bytes, deadline: float | None, memo: dict[int, list[bytes]]) -> bool:
         sig = self.sigs[i]
         hs_matched = self.db is not None and i not in self._fallback_set
-        for view in targets.views(sig.target, data):
+        for view in _views(sig.target, data, memo):
             win = sig.offset.window(len(view))
             if win is None:
                 continue
@@ -216,7 +242,16 @@ class BodyMatcher:
                 seen.update(ids)
             cands.extend(seen)
         cands.extend(self.fallback)
-        return [self.sigs[i].name for i in sorted(set(cands)) if self._confirm(i, data, deadline)]
+        memo: dict[int, list[bytes]] = {}
+        if self._norm_auto is not None or self._norm_always:
+            views = _norm_views(data, memo)
+            if views:
+                cands.extend(self._norm_always)
+                if self._norm_auto is not None:
+                    for view in views:
+                        for _end, ids in self._norm_auto.iter(view.decode("latin-1")):
+                            cands.extend(ids)
+        return [self.sigs[i].name for i in sorted(set(cands)) if self._confirm(i, data, deadline, memo)]
 
 
 class LogicalMatcher:
@@ -227,6 +262,7 @@ class LogicalMatcher:
         self.always: list[int] = []  # a subsignature without a usable anchor: evaluate on every object
         self._auto: Any = None
         self._auto_nocase: Any = None
+        self._auto_norm: Any = None
         if not lsigs:
             return
         if ahocorasick is None:
@@ -234,10 +270,9 @@ class LogicalMatcher:
             return
         words: dict[str, list[tuple[int, int]]] = {}
         nocase_words: dict[str, list[tuple[int, int]]] = {}
+        norm_words: dict[str, list[tuple[int, int]]] = {}
         for li, lsig in enumerate(lsigs):
-            if lsig.target not in _RAW_TARGETS:
-                self.always.append(li)
-                continue
+            normalised = lsig.target not in _RAW_TARGETS  # prefiltered on the lower-case normalised text
             unanchored = False
             for si, sub in enumerate(lsig.subsigs):
                 if sub.pcre is not None:
@@ -245,6 +280,8 @@ class LogicalMatcher:
                 for anchor, nocase in sub.keys:
                     if len(anchor) < MIN_ANCHOR:
                         unanchored = True
+                    elif normalised:
+                        norm_words.setdefault(anchor.lower().decode("latin-1"), []).append((li, si))
                     elif nocase:
                         nocase_words.setdefault(anchor.lower().decode("latin-1"), []).append((li, si))
                     else:
@@ -253,6 +290,7 @@ class LogicalMatcher:
                 self.always.append(li)
         self._auto = _automaton(words)
         self._auto_nocase = _automaton(nocase_words)
+        self._auto_norm = _automaton(norm_words)
 
     def match(self, data: bytes, deadline: float | None = None) -> list[str]:
         hits: dict[int, set[int]] = {}
@@ -265,13 +303,19 @@ class LogicalMatcher:
             for _end, pairs in auto.iter(text):
                 for li, si in pairs:
                     hits.setdefault(li, set()).add(si)
+        memo: dict[int, list[bytes]] = {}
+        if self._auto_norm is not None:
+            for view in _norm_views(data, memo):
+                for _end, pairs in self._auto_norm.iter(view.decode("latin-1")):
+                    for li, si in pairs:
+                        hits.setdefault(li, set()).add(si)
         everything = set(range(64))
         for li in self.always:
             hits.setdefault(li, set()).update(everything)
         found = []
         for li in sorted(hits):
             lsig = self.lsigs[li]
-            for view in targets.views(lsig.target, data):
+            for view in _views(lsig.target, data, memo):
                 if lsig.matches(view, hits[li], deadline):
                     found.append(lsig.name)
                     break
