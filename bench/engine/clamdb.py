@@ -118,10 +118,11 @@ def build(scale: str, corpus: Path) -> tuple[Path, Path, Path]:
                       for i in range(n_sect)])
     bins = [f for f in files if f.parent.name == "bin"]
     lines = []
-    for i in range(30):
+    while len(lines) < 30:  # pieces of real binaries, varied enough to be a signature (no zero runs)
         data = rnd.choice(bins).read_bytes()
         off = rnd.randrange(0, max(1, len(data) - 64))
-        lines.append(f"Gen.Body.Real{i}:0:*:{data[off:off + 24].hex()}")
+        if len(set(data[off:off + 24])) >= 12:
+            lines.append(f"Gen.Body.Real{len(lines)}:0:*:{data[off:off + 24].hex()}")
     for i in range(n_ndb - len(lines)):
         target = rnd.choice((0, 0, 0, 0, 1, 1, 3, 7))
         offset = rnd.choice(("*",) * 8 + ("0", f"EOF-{rnd.randint(20, 400)}"))

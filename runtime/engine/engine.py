@@ -62,7 +62,7 @@ class Engine:
         self.sigs = sigs
         self.limits = limits or Limits()
         self.matcher = BodyMatcher(sigs.body, sigs.body_digest(), cache_dir)
-        self.logical = LogicalMatcher(sigs.logical)
+        self.logical = LogicalMatcher(sigs.logical, cache_dir)
 
     @classmethod
     def load(cls, bases: Path | str, limits: Limits | None = None, cache_dir: Path | None = None,

@@ -257,15 +257,18 @@ class BodyMatcher:
 class LogicalMatcher:
     """Logical signatures, prefiltered by their subsignatures' literal anchors."""
 
-    def __init__(self, lsigs: list[LogicalSig]) -> None:
+    def __init__(self, lsigs: list[LogicalSig], cache_dir: Path | None = None) -> None:
         self.lsigs = lsigs
         self.always: list[int] = []  # a subsignature without a usable anchor: evaluate on every object
+        self._hs: Any = None  # with Hyperscan: one literal database for every raw-target anchor
+        self._hs_pairs: list[list[tuple[int, int]]] = []
+        self._local = threading.local()
         self._auto: Any = None
         self._auto_nocase: Any = None
         self._auto_norm: Any = None
         if not lsigs:
             return
-        if ahocorasick is None:
+        if ahocorasick is None and hyperscan is None:
             self.always = list(range(len(lsigs)))
             return
         words: dict[str, list[tuple[int, int]]] = {}
@@ -288,12 +291,57 @@ class LogicalMatcher:
                         words.setdefault(anchor.decode("latin-1"), []).append((li, si))
             if unanchored or lsig.zero_true or all(sub.pcre is not None for sub in lsig.subsigs):
                 self.always.append(li)
-        self._auto = _automaton(words)
-        self._auto_nocase = _automaton(nocase_words)
-        self._auto_norm = _automaton(norm_words)
+        if hyperscan is not None and (words or nocase_words):
+            self._build_hs(words, nocase_words, cache_dir)
+        else:
+            self._auto = _automaton(words)
+            self._auto_nocase = _automaton(nocase_words)
+        self._auto_norm = _automaton(norm_words) if ahocorasick is not None else None
+        if self._auto_norm is None and norm_words:
+            self.always.extend(sorted({li for pairs in norm_words.values() for li, _si in pairs}))
+
+    def _build_hs(self, words: dict[str, list[tuple[int, int]]], nocase: dict[str, list[tuple[int, int]]],
+                  cache_dir: Path | None) -> None:
+        keys = list(words) + list(nocase)
+        self._hs_pairs = list(words.values()) + list(nocase.values())
+        digest = hashlib.sha256(("\0".join(keys) + f"|{len(words)}").encode("latin-1")).hexdigest()
+        cache = None
+        if cache_dir is not None:
+            name = hashlib.sha256(f"{digest}|{hyperscan.__version__}|{FORMAT_VERSION}".encode()).hexdigest()
+            cache = cache_dir / f"ldb-{name}.hs"
+            if cache.is_file():
+                try:
+                    self._hs = hyperscan.loadb(cache.read_bytes(), hyperscan.HS_MODE_BLOCK)
+                    return
+                except (hyperscan.error, OSError, ValueError, TypeError):
+                    pass
+        db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        flags = [hyperscan.HS_FLAG_SINGLEMATCH] * len(words) + \
+            [hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_CASELESS] * len(nocase)
+        db.compile(expressions=[b"".join(b"\\x%02x" % c for c in k.encode("latin-1")) for k in keys],
+                   ids=list(range(len(keys))), elements=len(keys), flags=flags)
+        self._hs = db
+        if cache is not None:
+            try:
+                cache.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                atomic_write(cache, hyperscan.dumpb(db), mode=0o600)
+            except OSError:
+                pass
+
+    def _scratch(self) -> Any:
+        s = getattr(self._local, "scratch", None)
+        if s is None:
+            s = self._local.scratch = hyperscan.Scratch(self._hs)
+        return s
 
     def match(self, data: bytes, deadline: float | None = None) -> list[str]:
         hits: dict[int, set[int]] = {}
+        if self._hs is not None:
+            ids: list[int] = []
+            self._hs.scan(data, match_event_handler=_collect, context=ids, scratch=self._scratch())
+            for k in ids:
+                for li, si in self._hs_pairs[k]:
+                    hits.setdefault(li, set()).add(si)
         text = None
         for auto, lower in ((self._auto, False), (self._auto_nocase, True)):
             if auto is None:
