@@ -14,6 +14,7 @@ the counts are compared with, and a host without one writes nothing.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
 from pathlib import Path
 
@@ -90,7 +91,8 @@ class LicenceHook:
             clean = [o for o in outcomes if o.status == "Clean"]
             delivered = [r for o in clean for r, reply in o.replies.items() if reply.startswith("250")]
             if delivered:
-                self.acc.record(len(data), [env.sender, *delivered])
+                who = "\0".join([env.sender, *delivered]).encode("utf-8", "surrogateescape")
+                self.acc.record(len(data), [env.sender, *delivered], digest=hashlib.sha256(who + b"\0" + data).digest())
             usage = self.usage_for(active)
             due = [n for n in periodic(active, usage, today) if self.acc.claim_periodic(n.kind)]
             bad = [o for o in outcomes if o.status != "Clean"]

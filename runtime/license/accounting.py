@@ -29,12 +29,14 @@ from runtime.config.values import compile_posix
 
 DB_NAME = "accounting.db"
 DAY = 86400.0
+RETRY_WINDOW = 7 * DAY  # how long a counted message is remembered (an MTA gives up after ~5 days)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS hourly (day TEXT NOT NULL, hour INTEGER NOT NULL, bytes INTEGER NOT NULL,
                                    messages INTEGER NOT NULL, PRIMARY KEY (day, hour));
 CREATE TABLE IF NOT EXISTS users (address TEXT PRIMARY KEY, first_seen REAL NOT NULL, last_seen REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS users_last_seen ON users (last_seen);
 CREATE TABLE IF NOT EXISTS notices (kind TEXT PRIMARY KEY, last_sent REAL NOT NULL, start_id TEXT);
+CREATE TABLE IF NOT EXISTS counted (digest BLOB PRIMARY KEY, at REAL NOT NULL);
 """
 
 
@@ -53,6 +55,7 @@ class Accounting:
         self.readonly = readonly
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._since_prune = 0
 
     # -- connection ------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -112,22 +115,36 @@ class Accounting:
                 out[a] = None
         return list(out)
 
-    def record(self, size: int, addresses: list[str], now: float | None = None) -> None:
-        """Count one Clean message: its size, and its licensed users."""
+    def record(self, size: int, addresses: list[str], now: float | None = None, digest: bytes | None = None) -> bool:
+        """Count one Clean message: its size, and its licensed users; False if ``digest`` was counted.
+
+        The filter counts a message after the next hop took it and before it answers the MTA.  If it
+        dies in between, the MTA sends the message again: ``digest`` (envelope + data) makes that
+        second pass count nothing, so a kill -9 neither loses nor doubles a message.
+        """
         now = time.time() if now is None else now
         t = time.localtime(now)
         day, hour = time.strftime("%Y-%m-%d", t), t.tm_hour
         users = self.licensed(addresses)
 
-        def tx(db: sqlite3.Connection) -> None:
+        def tx(db: sqlite3.Connection) -> bool:
+            if digest is not None:
+                cur = db.execute("INSERT OR IGNORE INTO counted (digest, at) VALUES (?, ?)", (digest, now))
+                if cur.rowcount != 1:
+                    return False
+                self._since_prune += 1
+                if self._since_prune >= 1000:  # bounded: retries come within days, not weeks
+                    db.execute("DELETE FROM counted WHERE at < ?", (now - RETRY_WINDOW,))
+                    self._since_prune = 0
             db.execute("INSERT INTO hourly (day, hour, bytes, messages) VALUES (?, ?, ?, 1) "
                        "ON CONFLICT (day, hour) DO UPDATE SET bytes = bytes + excluded.bytes, "
                        "messages = messages + 1", (day, hour, size))
             db.executemany("INSERT INTO users (address, first_seen, last_seen) VALUES (?, ?, ?) "
                            "ON CONFLICT (address) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)",
                            [(u, now, now) for u in users])
+            return True
 
-        self._write(tx)
+        return self._write(tx)
 
     def usage(self, since: float = 0.0, now: float | None = None) -> Usage:
         """Users seen since ``since`` (the key's start) and today's traffic by hour."""
