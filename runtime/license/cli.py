@@ -106,7 +106,11 @@ def cmd_key(cfg: KavConfig, name: str, today: dt.date) -> int:
     print(key_line(key, today))
     for line in details(key):
         print(line)
-    return 0 if key.state(today) == "valid" else 1
+    try:
+        key.check_dates(today)
+    except KeyFileError as exc:
+        raise Failure(f"{path}: {exc}") from None
+    return 0
 
 
 def cmd_info(cfg: KavConfig, today: dt.date) -> int:
@@ -139,8 +143,6 @@ def cmd_info(cfg: KavConfig, today: dt.date) -> int:
 
 
 def cmd_users(cfg: KavConfig) -> int:
-    if os.geteuid() != 0:
-        raise Failure("--users lists the protected addresses and is for root only")
     acc = accounting(cfg)
     rows = as_owner(acc.path, acc.users)
     for address, first, last in rows:
@@ -242,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.issue:
             return cmd_issue(args, today)
+        if args.users and os.geteuid() != 0:
+            raise Failure("--users lists the protected addresses and is for root only")
         try:
             cfg = load_config(args.config)
         except ConfigError as exc:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from filterhelp import EICAR, Stack, _kill, mail
+
 from tests.support.license import Publisher, licence_paths, licensemanager
 from tests.support.procs import children, wait_for
 
