@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -191,3 +193,17 @@ def test_key_format_parse_errors_name_the_line() -> None:
         keyfile.parse(b"Format: kav4mailservers-key 1\nFormat: kav4mailservers-key 1\n")
     with pytest.raises(keyfile.Garbage, match="bytes"):
         keyfile.parse(b"x" * (keyfile.MAX_SIZE + 1))
+
+
+def test_man_page_documents_every_option_and_renders_cleanly() -> None:
+    page = Path(__file__).resolve().parents[2] / "docs" / "man" / "licensemanager.1"
+    text = page.read_text().replace("\\-", "-")
+    from runtime.license.cli import parser
+
+    for action in parser()._actions:
+        if action.option_strings and "-h" not in action.option_strings:
+            assert any(f"{opt} " in text or f"{opt}\n" in text for opt in action.option_strings), action.option_strings
+    assert "entitlement, not a lock" in text
+    if shutil.which("groff"):
+        r = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-z", str(page)], capture_output=True, text=True)
+        assert r.returncode == 0 and r.stderr == "", r.stderr
