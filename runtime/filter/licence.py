@@ -7,6 +7,10 @@ rules live in ``runtime/license``; this module only feeds them and sends what th
 the virus notices' path (``Notifier``: templates, macros, the ForwardMailer; the envelope sender is
 <> and a notice is never addressed to <>).
 
+``at_start`` is called by the standing daemon only: a filter the MTA spawns per session (stdio,
+qmail-queue) has no "start" of its own, so there the once-every-24-hours rule alone applies, on
+the first message of the day's window.
+
 Accounting runs while at least one verified key is installed in ``LicensePath``: the key is what
 the counts are compared with, and a host without one writes nothing.
 """

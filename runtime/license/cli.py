@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import os
 import secrets
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -118,7 +119,10 @@ def cmd_info(cfg: KavConfig, today: dt.date) -> int:
     active = store.active(today)
     acc = accounting(cfg)
     since = day_start(active["users"].issued) if "users" in active else 0.0
-    usage = as_owner(acc.path, lambda: acc.usage(since).__dict__)
+    try:
+        usage = as_owner(acc.path, lambda: acc.usage(since).__dict__)
+    except sqlite3.Error as exc:
+        raise Failure(f"cannot read the accounting store {acc.path}: {exc}") from None
     if not active:
         print(f"No valid product key installed in {store.directory}")
     if "users" in active or not active:
@@ -144,7 +148,10 @@ def cmd_info(cfg: KavConfig, today: dt.date) -> int:
 
 def cmd_users(cfg: KavConfig) -> int:
     acc = accounting(cfg)
-    rows = as_owner(acc.path, acc.users)
+    try:
+        rows = as_owner(acc.path, acc.users)
+    except sqlite3.Error as exc:
+        raise Failure(f"cannot read the accounting store {acc.path}: {exc}") from None
     for address, first, last in rows:
         f = dt.datetime.fromtimestamp(first).strftime("%Y-%m-%d %H:%M")
         la = dt.datetime.fromtimestamp(last).strftime("%Y-%m-%d %H:%M")

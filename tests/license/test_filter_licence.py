@@ -174,6 +174,24 @@ def test_expiry_in_13_days_notice_at_start_once_a_day_and_after_restart(make_sta
     assert key_line in (st.root / "log" / "aveserver.log").read_text()
 
 
+def test_expired_key_notice_at_start_and_mail_still_flows(make_stack, tmp_path: Path) -> None:  # noqa: ANN001
+    keys = tmp_path / "lic"
+    pub = Publisher.create(keys)
+    st = licensed_stack(make_stack, keys)
+    (keys / "licenses").mkdir()
+    # a key that was installed while valid and has expired since (-a refuses expired keys)
+    (keys / "licenses" / "0003D3EA.key").write_bytes(pub.key(start_days=-400, days=-1))
+    st.start()
+    wait_for(lambda: len(licence_notices(st, "licence-expired")) == 1, what="expired notice at start")
+    rc = ["b@example.com"]
+    assert st.send(mail("after expiry"), sender="a@example.com", rcpts=rc)[rc[0]][0] == 250  # 5.4: scanning goes on
+    assert st.send(mail("bad", {"e.com": EICAR}), sender="a@example.com", rcpts=rc)[rc[0]][0] == 250
+    assert len(st.sink.deliveries()) == 2
+    assert len(licence_notices(st, "licence-expired")) == 1
+    body = licence_notices(st, "licence-expired")[0].msg.get_payload(decode=True).decode()
+    assert "expired on" in body and "scanning goes on" in body.replace("\n", " ")
+
+
 def test_over_110_percent_a_notice_per_non_clean_message(make_stack, tmp_path: Path) -> None:  # noqa: ANN001
     keys = tmp_path / "lic"
     pub = Publisher.create(keys)
