@@ -17,6 +17,7 @@ the counts are compared with, and a host without one writes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import time
@@ -92,26 +93,30 @@ class LicenceHook:
             active = self.active(today)
             if not active:
                 return
-            clean = [o for o in outcomes if o.status == "Clean"]
-            delivered = [r for o in clean for r, reply in o.replies.items() if reply.startswith("250")]
-            if delivered:
-                who = "\0".join([env.sender, *delivered]).encode("utf-8", "surrogateescape")
-                self.acc.record(len(data), [env.sender, *delivered], digest=hashlib.sha256(who + b"\0" + data).digest())
-            usage = self.usage_for(active)
-            due = [n for n in periodic(active, usage, today) if self.acc.claim_periodic(n.kind)]
-            bad = [o for o in outcomes if o.status != "Clean"]
-            if bad:
-                status = bad[0].status
-                rcpts = "\n".join(r for o in outcomes for r in o.recipients)
-                extra = {"SENDER": env.sender or "<>", "RECIPIENT": rcpts,
-                         "MSGID": msgid, "SUBJECT": subject, "STATUS": status,
-                         "VIRUSNAME": ", ".join(n for o in bad for n in o.names) or status}
-                due += [Notice(n.kind, n.event, {**n.macros, **extra})
-                        for n in per_message(active, usage, today, status)]
+            # sqlite may wait for another process's transaction: never on the event loop
+            due = await asyncio.to_thread(self._account, env, data, msgid, subject, outcomes, active, today)
             for n in due:
                 await self._send(n)
         except Exception as exc:  # noqa: BLE001
             self.log.error(f"licence: accounting of message {msgid} failed: {exc.__class__.__name__}: {exc}")
+
+    def _account(self, env: Envelope, data: bytes, msgid: str, subject: str, outcomes: list,
+                 active: dict[str, LicenceKey], today: dt.date) -> list[Notice]:
+        clean = [o for o in outcomes if o.status == "Clean"]
+        delivered = [r for o in clean for r, reply in o.replies.items() if reply.startswith("250")]
+        if delivered:
+            who = "\0".join([env.sender, *delivered]).encode("utf-8", "surrogateescape")
+            self.acc.record(len(data), [env.sender, *delivered], digest=hashlib.sha256(who + b"\0" + data).digest())
+        usage = self.usage_for(active)
+        due = [n for n in periodic(active, usage, today) if self.acc.claim_periodic(n.kind)]
+        bad = [o for o in outcomes if o.status != "Clean"]
+        if bad:
+            status = bad[0].status
+            rcpts = "\n".join(r for o in outcomes for r in o.recipients)
+            extra = {"SENDER": env.sender or "<>", "RECIPIENT": rcpts, "MSGID": msgid, "SUBJECT": subject,
+                     "STATUS": status, "VIRUSNAME": ", ".join(n for o in bad for n in o.names) or status}
+            due += [Notice(n.kind, n.event, {**n.macros, **extra}) for n in per_message(active, usage, today, status)]
+        return due
 
     async def _send(self, n: Notice) -> None:
         if not self.admin:
