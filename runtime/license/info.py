@@ -51,13 +51,18 @@ def log_key_info(eventlog, cfg: KavConfig, today: dt.date | None = None) -> list
     try:
         store = KeyStore.for_config(cfg)
         items = store.installed()
-        lines = [installed_line(i, today) for i in items] or [
-            f"no product key installed in {store.directory} (5.4: scanning works; updates and support need one)"]
     except Exception as exc:  # noqa: BLE001
-        lines = [f"product keys unreadable: {exc}"]
-    for line in lines:
-        if "expired" in line or ":" in line.split(",", 1)[0] or line.startswith(("no product", "product keys")):
-            eventlog.warning(line)
-        else:
-            eventlog.info(line)
+        eventlog.warning(f"product keys unreadable: {exc}")
+        return [f"product keys unreadable: {exc}"]
+    if not items:
+        line = f"no product key installed in {store.directory} (5.4: scanning works; updates and support need one)"
+        eventlog.warning(line)
+        return [line]
+    lines = []
+    for item in items:
+        line = installed_line(item, today)
+        lines.append(line)
+        # a refused file, an expired key or one in its last 14 days is worth the admin's attention
+        worry = item.key is None or item.key.state(today) != "valid" or item.key.days_left(today) <= 14
+        (eventlog.warning if worry else eventlog.info)(line)
     return lines
