@@ -149,13 +149,17 @@ def test_thousand_messages_ten_sessions_kill9_counts_exactly_the_clean(make_stac
     assert info(st.conf)["Users units used"] == str(len(want_users))
 
 
-def test_expiry_in_13_days_notice_at_start_once_a_day_and_after_restart(make_stack, tmp_path: Path) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("processes", [1, 3])
+def test_expiry_in_13_days_notice_at_start_once_a_day_and_after_restart(make_stack, tmp_path: Path,  # noqa: ANN001
+                                                                        processes: int) -> None:
+    """With pre-forked workers too: one start of the filter is one notice, not one per worker."""
     keys = tmp_path / "lic"
     pub = Publisher.create(keys)
-    st = licensed_stack(make_stack, keys)
+    st = licensed_stack(make_stack, keys, processes=processes)
     install(st.conf, pub, tmp_path, ktype="users", units=50, days=13)
     st.start()
     wait_for(lambda: len(licence_notices(st, "licence-expiring")) == 1, what="expiry notice at start")
+    time.sleep(0.5)  # the other workers have started too
     (notice,) = licence_notices(st, "licence-expiring")
     body = notice.msg.get_payload(decode=True).decode()
     assert "0038-000419-0003D3EA" in body and "in 13 days" in body
