@@ -9,7 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from kavint_helpers import (
+
+from tests.support.integration import (
     CORPUS,
     Overlay,
     cached_root,

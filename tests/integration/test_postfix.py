@@ -16,9 +16,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from kavint_helpers import CORPUS, diff_snapshots, kav, make_root, snapshot, step_count
 
 from kavsetup.mta_patches import postfix_cf as pcf
+from tests.support.integration import CORPUS, diff_snapshots, kav, make_root, snapshot, step_count
 
 pytestmark = pytest.mark.root
 
@@ -314,7 +314,7 @@ def test_uninstall_when_nothing_installed(tmp_path: Path) -> None:
 def test_debian_root_real_postfix_check(tmp_path: Path, suite: str) -> None:
     """Auto-detection, install, the root's own ``postfix check`` (run by install's verify step
     through chroot), uninstall — on a Debian root with postfix really installed."""
-    from kavint_helpers import Overlay, cached_root, snapshot_paths
+    from tests.support.integration import Overlay, cached_root, snapshot_paths
 
     lower = cached_root(f"{suite}-postfix")
     if lower is None:

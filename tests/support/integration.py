@@ -1,4 +1,4 @@
-"""Shared helpers for the integration tests: throw-away roots, tree snapshots, in-process CLI.
+"""Helpers for the integration tests (tests/integration): throw-away roots, tree snapshots, in-process CLI.
 
 A test root is a small tree holding only what integration touches: the MTA's configuration and
 the account files (passwd/group/shadow/gshadow with Debian's system accounts).  Snapshots cover
