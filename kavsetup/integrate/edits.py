@@ -23,8 +23,8 @@ from typing import Any, ClassVar
 
 from kavsetup.integrate.files import ABSENT, Image, View
 from kavsetup.mta_patches import postfix_cf as pcf
+from runtime.config import editor
 from runtime.config.editor import apply_assignments, normalise
-from runtime.config.schema import canonical_section, section_schema
 
 MARK = "kav4mailservers"
 
@@ -400,72 +400,11 @@ class MasterServices(Edit):
         return Undo(current.with_text(_fix_tail(text, btext)), tuple(notes))
 
 
-_SECTION_RE = re.compile(r"^\s*\[([^\]]+)\]\s*$")
-_KEY_RE = re.compile(r"^\s*([A-Za-z0-9_.]+)\s*=(.*)$")
-
-
-def _same_key(section: str, written: str, key: str) -> bool:
-    """Whether ``written`` names ``key`` in ``section`` as the loader reads it: case and the
-    spellings the guide prints (``EHL0...``, ``LicenseDomain``) included."""
-    if written == key:
-        return True
-    schema = section_schema(section)
-    spec = schema.key(written) if schema is not None else None
-    return spec is not None and spec.name == key
-
-
-def _ini_find(lines: list[str], section: str, key: str) -> tuple[int | None, int | None]:
-    """(index of the key's line in section, index after the section's last non-blank line).
-    Sections are compared in canonical form (``[smtpscanner.group:x]`` is ``[smtpscan.group:x]``)."""
-    cur = None
-    key_at = None
-    sec_end = None
-    for i, line in enumerate(lines):
-        m = _SECTION_RE.match(line.rstrip("\r\n"))
-        if m:
-            cur = canonical_section(m.group(1).strip())[0]
-            if cur == section:
-                sec_end = i + 1
-            continue
-        if cur == section:
-            km = _KEY_RE.match(line)
-            if km and key and _same_key(section, km.group(1), key):
-                key_at = i
-            if line.strip() and not line.lstrip().startswith("#"):
-                sec_end = i + 1
-    return key_at, sec_end
-
-
 def ini_set(text: str, section: str, key: str, value: str) -> str:
     """Set one key through the configuration editor, so the value is validated against the
     schema and aliases, repeated keys and line endings are handled exactly as
     ``kavsetup config set`` handles them."""
     return apply_assignments(text, [normalise(section, key, value)])
-
-
-def _drop_empty_section(text: str, section: str) -> str:
-    """Remove a section header we added (and the blank line we put before it) once no key is
-    left in it; comments the admin wrote under it stay."""
-    lines = pcf.split_lines(text)
-    head = next((i for i, ln in enumerate(lines)
-                 if (m := _SECTION_RE.match(ln.rstrip("\r\n"))) and m.group(1).strip() == section), None)
-    if head is None:
-        return text
-    for ln in lines[head + 1:]:
-        if _SECTION_RE.match(ln.rstrip("\r\n")):
-            break
-        if _KEY_RE.match(ln) and not ln.lstrip().startswith("#"):
-            return text
-    del lines[head]
-    if head > 0 and lines[head - 1].strip() == "":
-        del lines[head - 1]
-    return "".join(lines)
-
-
-def ini_get(text: str, section: str, key: str) -> str | None:
-    lines = pcf.split_lines(text)
-    key_at, _ = _ini_find(lines, section, key)
-    return None if key_at is None else lines[key_at].split("=", 1)[1].strip()
 
 
 @dataclass(frozen=True)
@@ -504,20 +443,15 @@ class IniValues(Edit):
         text, btext = current.text(), before.text()
         notes: list[str] = []
         for section, key, ours in reversed(self.values):
-            lines = pcf.split_lines(text)
-            at, _ = _ini_find(lines, section, key)
-            if at is None or lines[at].split("=", 1)[1].strip() != ours:
+            # The runtime's own reader decides what the key holds now (continuations, quotes,
+            # ``;`` comments, spellings), and its lines are put back whole from the before-image.
+            now = editor.key_value(text, section, key)
+            if now is None or now not in (ours, normalise(section, key, ours).value):
                 notes.append(f"{path}: [{section}] {key} changed since install; kept")
                 continue
-            bl = pcf.split_lines(btext)
-            bat, _ = _ini_find(bl, section, key)
-            if bat is None:
-                del lines[at]
-            else:
-                lines[at] = bl[bat]
-            text = "".join(lines)
-            if _ini_find(bl, section, "")[1] is None:
-                text = _drop_empty_section(text, section)
+            text = editor.replace_key(text, section, key, editor.key_lines(btext, section, key))
+            if not editor.has_section(btext, section):
+                text = editor.drop_section_if_empty(text, section)
         return Undo(current.with_text(_fix_tail(text, btext)), tuple(notes))
 
 
