@@ -15,17 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from kavsetup.detect import check_version, detect
-from kavsetup.detect.model import MTAInfo, MTAKind
-from kavsetup.integrate.compile import compile_plan
 from kavsetup.integrate.edits import EditError
 from kavsetup.integrate.files import Root, View
 from kavsetup.integrate.journal import JournalError
-from kavsetup.integrate.settings import Settings, SettingsError, load_answers, validate
-from kavsetup.integrate.target import choose_mta, site_settings
+from kavsetup.integrate.plan import compile_plan
+from kavsetup.integrate.settings import IntegrationSettings, SettingsError, load_answers, validate
+from kavsetup.integrate.site import choose_mta, site_settings
 from kavsetup.integrate.transaction import LockBusy, Outcome, Transaction, root_lock
 from kavsetup.integrate.verify import verify
-from kavsetup.mta_patches import exim, sendmail
-from kavsetup.mta_patches.common import CompileError
+from kavsetup.mta.common import CompileError
 
 
 def register(sub: Any) -> None:
@@ -88,7 +86,7 @@ def _report(out: Outcome) -> int:
     return 0 if out.ok else 1
 
 
-def _ask(settings: Settings) -> Settings:
+def _ask(settings: IntegrationSettings) -> IntegrationSettings:
     """Console questions (guide 3.4); empty answer keeps the default shown."""
     def q(prompt: str, default: str) -> str:
         try:
@@ -106,15 +104,6 @@ def _recover_first(tx: Transaction) -> None:
     if state and state != "installed":
         print(f"found an interrupted run (journal state {state!r}); recovering first")
         _report(tx.recover())
-
-
-def extra_facts(mta: MTAInfo, settings: Settings) -> dict[str, str]:
-    facts = {"conf_file": settings.conf_file}
-    if mta.kind is MTAKind.SENDMAIL:
-        facts["listen_config"] = sendmail.listen_path(mta)
-    if mta.kind is MTAKind.EXIM:
-        facts["listen_config"] = exim.listen_path(mta)
-    return facts
 
 
 @_exit_codes
@@ -137,7 +126,7 @@ def run_install(args: argparse.Namespace, *, fail_after: int | None = None, cras
         if not gate.ok and not args.force:
             _err(gate.message)
             return 2
-        settings = Settings(chain=args.chain)
+        settings = IntegrationSettings(chain=args.chain)
         if args.answers:
             settings = load_answers(args.answers, settings)
         if not args.non_interactive and not args.answers and sys.stdin.isatty() and not args.dry_run:
@@ -153,8 +142,7 @@ def run_install(args: argparse.Namespace, *, fail_after: int | None = None, cras
             sys.stdout.write(diff)
             print("dry run: nothing changed")
             return 0
-        facts = extra_facts(mta, settings)
-        out = tx.apply(plan, verify=lambda: verify(root, mta, facts))
+        out = tx.apply(plan, verify=lambda: verify(root, mta, settings))
         code = _report(out)
         if out.ok:
             print(tx.journal.doc.get("verification", ""))

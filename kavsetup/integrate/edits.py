@@ -19,10 +19,10 @@ import difflib
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar
+from typing import Any
 
+from kavsetup import postfix_cf
 from kavsetup.integrate.files import ABSENT, Image, View
-from kavsetup.mta_patches import postfix_cf as pcf
 from runtime.config import editor
 from runtime.config.editor import apply_assignments, normalise
 
@@ -108,8 +108,6 @@ def edit_from_json(doc: dict[str, Any]) -> Edit:
 @dataclass(frozen=True)
 class Edit:
     """Base class; subclasses are frozen dataclasses of JSON-able fields."""
-
-    type_name: ClassVar[str] = ""
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -209,7 +207,7 @@ class DeriveFile(Edit):
                 # (e.g. an Exim main option before the first "begin").
                 m = re.search(fallback[0], text, flags=re.M)
                 if m:
-                    nl = pcf.newline_of(text)
+                    nl = postfix_cf.newline_of(text)
                     text = text[:m.start()] + repl + nl + text[m.start():]
                     n = 1
             if n == 0:
@@ -233,7 +231,7 @@ def _markers(block_id: str, comment: str) -> tuple[str, str]:
 def find_block(text: str, block_id: str, comment: str = "#") -> tuple[int, int] | None:
     """Line span (start, end-exclusive) of our marked block, markers included."""
     begin, end = _markers(block_id, comment)
-    lines = pcf.split_lines(text)
+    lines = postfix_cf.split_lines(text)
     start = None
     for i, line in enumerate(lines):
         s = line.rstrip("\r\n")
@@ -245,12 +243,12 @@ def find_block(text: str, block_id: str, comment: str = "#") -> tuple[int, int] 
 
 
 def insert_block(text: str, block_id: str, block: str, anchor: str, comment: str, where: str) -> str:
-    nl = pcf.newline_of(text)
+    nl = postfix_cf.newline_of(text)
     begin, end = _markers(block_id, comment)
     body = [ln + nl for ln in block.rstrip("\n").split("\n")] if block else []
     new = [begin + nl, *body, end + nl]
     span = find_block(text, block_id, comment)
-    lines = pcf.split_lines(text)
+    lines = postfix_cf.split_lines(text)
     if span is not None:
         return "".join(lines[:span[0]] + new + lines[span[1]:])
     if not anchor:
@@ -301,7 +299,7 @@ class InsertBlock(Edit):
         span = find_block(text, self.block_id, self.comment)
         if span is None:
             return Undo(None, (f"{path}: our {self.block_id!r} block markers are gone; left as it is",))
-        lines = pcf.split_lines(text)
+        lines = postfix_cf.split_lines(text)
         result = _fix_tail("".join(lines[:span[0]] + lines[span[1]:]), before.text())
         if before.kind == "absent" and result == "":
             return Undo(ABSENT)
@@ -325,7 +323,7 @@ class SetParams(Edit):
         before = _need_file(view, self.path)
         text = before.text()
         for name, value in self.params:
-            text = pcf.set_param(text, name, value)
+            text = postfix_cf.set_param(text, name, value)
         return [Change(PurePosixPath(self.path), before, before.with_text(text))]
 
     def unapply(self, path: PurePosixPath, current: Image, before: Image) -> Undo:
@@ -334,18 +332,18 @@ class SetParams(Edit):
         text, btext = current.text(), before.text()
         notes: list[str] = []
         for name, ours in reversed(self.params):
-            e = pcf.last_param(text, name)
+            e = postfix_cf.last_param(text, name)
             if e is None:
                 notes.append(f"{path}: {name} was removed since install; nothing to undo")
                 continue
             if e.value != ours:
                 notes.append(f"{path}: {name} was changed since install to {e.value!r}; kept")
                 continue
-            old = pcf.last_param(btext, name)
+            old = postfix_cf.last_param(btext, name)
             if old is None:
-                text = pcf.remove_span(text, e)
+                text = postfix_cf.remove_span(text, e)
             else:
-                text = pcf.restore_span(text, e, pcf.span_text(btext, old))
+                text = postfix_cf.restore_span(text, e, postfix_cf.span_text(btext, old))
         return Undo(current.with_text(_fix_tail(text, btext)), tuple(notes))
 
 
@@ -368,35 +366,38 @@ class MasterServices(Edit):
     def compute(self, view: View) -> list[Change]:
         before = _need_file(view, self.path)
         text = before.text()
-        nl = pcf.newline_of(text)
+        nl = postfix_cf.newline_of(text)
         for key, entry in self.services:
             lines = [ln + nl for ln in entry.rstrip("\n").split("\n")]
-            e = pcf.find_service(text, key)
+            e = postfix_cf.find_service(text, key)
             if e is None:
                 if text and not text.endswith("\n"):
                     text += nl
                 text += "".join(lines)
-            elif pcf.span_text(text, e) != "".join(lines):
-                text = pcf.restore_span(text, e, "".join(lines))
+            elif postfix_cf.span_text(text, e) != "".join(lines):
+                text = postfix_cf.restore_span(text, e, "".join(lines))
         return [Change(PurePosixPath(self.path), before, before.with_text(text))]
 
     def unapply(self, path: PurePosixPath, current: Image, before: Image) -> Undo:
         if current.kind != "file":
             return Undo(None, (f"{path}: gone since install; nothing to undo",))
         text, btext = current.text(), before.text()
-        nl = pcf.newline_of(text)
+        nl = postfix_cf.newline_of(text)
         notes: list[str] = []
         for key, entry in reversed(self.services):
             ours = "".join(ln + nl for ln in entry.rstrip("\n").split("\n"))
-            e = pcf.find_service(text, key)
+            e = postfix_cf.find_service(text, key)
             if e is None:
                 notes.append(f"{path}: service {key} was removed since install; nothing to undo")
                 continue
-            if pcf.span_text(text, e) != ours:
+            if postfix_cf.span_text(text, e) != ours:
                 notes.append(f"{path}: service {key} was changed since install; kept")
                 continue
-            old = pcf.find_service(btext, key)
-            text = pcf.remove_span(text, e) if old is None else pcf.restore_span(text, e, pcf.span_text(btext, old))
+            old = postfix_cf.find_service(btext, key)
+            if old is None:
+                text = postfix_cf.remove_span(text, e)
+            else:
+                text = postfix_cf.restore_span(text, e, postfix_cf.span_text(btext, old))
         return Undo(current.with_text(_fix_tail(text, btext)), tuple(notes))
 
 
@@ -535,7 +536,7 @@ class AccountLine(Edit):
     def unapply(self, path: PurePosixPath, current: Image, before: Image) -> Undo:
         if current.kind != "file":
             return Undo(None, (f"{path}: gone since install",))
-        lines = pcf.split_lines(current.text())
+        lines = postfix_cf.split_lines(current.text())
         keep = [ln for ln in lines if ln.rstrip("\n") != self.line]
         if len(keep) == len(lines):
             if any(ln.split(":", 1)[0] == self.name for ln in lines):
@@ -601,7 +602,7 @@ class Symlink(Edit):
 
 @dataclass(frozen=True)
 class Plan:
-    """What compile() returns: the ordered edits plus what the installer should tell the admin
+    """What compile_plan() returns: the ordered edits plus what the installer should tell the admin
     (chosen ports, decisions, warnings).  Nothing is written until a Transaction applies it."""
 
     mta: str

@@ -12,12 +12,13 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from kavsetup.mta_patches import postfix_cf as pcf
+from kavsetup import postfix_cf as pcf
 from tests.support.integration import CORPUS, diff_snapshots, kav, make_root, snapshot, step_count
 
 pytestmark = pytest.mark.root
@@ -240,7 +241,7 @@ def test_real_kill_via_env_hook_then_next_command_recovers(tmp_path: Path) -> No
     root = _root(tmp_path, "debian-bookworm")
     original = snapshot(root)
     env = dict(os.environ, KAVSETUP_FAIL_AFTER_STEP="12")
-    p = subprocess.run(["python3", "-m", "kavsetup.cli", *_install_args(root)], env=env, capture_output=True,
+    p = subprocess.run([sys.executable, "-m", "kavsetup.cli", *_install_args(root)], env=env, capture_output=True,
                        text=True, check=False)
     assert p.returncode == 75, p.stdout + p.stderr
     assert diff_snapshots(original, snapshot(root)) != []
@@ -356,9 +357,9 @@ def test_listening_socket_on_live_system_moves_the_ports() -> None:
 
     from kavsetup.detect.model import MTAInfo, MTAKind, PostfixInfo
     from kavsetup.integrate.files import Root
-    from kavsetup.integrate.settings import Settings
-    from kavsetup.integrate.target import taken_ports
-    from kavsetup.mta_patches.postfix import choose_ports
+    from kavsetup.integrate.settings import IntegrationSettings as Settings
+    from kavsetup.integrate.site import taken_ports
+    from kavsetup.mta.common import choose_ports
 
     d = PurePosixPath("/nonexistent-kav-test")
     info = PostfixInfo(None, d, None, None, None, d / "main.cf", d / "master.cf", False, False, "postfix",
@@ -381,7 +382,7 @@ def test_interactive_questions(tmp_path: Path) -> None:
 
     root = _root(tmp_path, "debian-bookworm")
     args = [a for a in _install_args(root) if a != "--non-interactive"]
-    child = pexpect.spawn("python3", ["-m", "kavsetup.cli", *args], cwd=str(Path(__file__).parents[2]),
+    child = pexpect.spawn(sys.executable, ["-m", "kavsetup.cli", *args], cwd=str(Path(__file__).parents[2]),
                           timeout=60, encoding="utf-8")
     child.expect(r"Protocol between the MTA and smtpscanner \(lmtp/smtp\) \[lmtp\]: ")
     child.sendline("smtp")

@@ -20,7 +20,7 @@ from kavsetup.commands.install import run_install
 from kavsetup.integrate.transaction import SimulatedCrash
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = REPO.parent / "shared" / "corpus"
+CORPUS = Path(os.environ.get("KAV4MS_CORPUS", REPO.parent / "shared" / "corpus"))
 
 PASSWD = """root:x:0:0:root:/root:/bin/bash
 daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
