@@ -14,20 +14,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kavsetup.commands import add_parser
 from kavsetup.detect import check_version, detect
 from kavsetup.integrate.edits import EditError
 from kavsetup.integrate.files import Root, View
 from kavsetup.integrate.journal import JournalError
-from kavsetup.integrate.plan import compile_plan
 from kavsetup.integrate.settings import IntegrationSettings, SettingsError, load_answers, validate
-from kavsetup.integrate.site import choose_mta, site_settings
 from kavsetup.integrate.transaction import LockBusy, Outcome, Transaction, root_lock
-from kavsetup.integrate.verify import verify
-from kavsetup.mta.common import CompileError
+from kavsetup.mta import CompileError
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("install", help="integrate kav4mailservers with the mail server (guide 4.4)")
+    p = add_parser(sub, "install")
     p.add_argument("--root", default="/", help="operate on DIR as if it were / (default: /)")
     p.add_argument("--mta", default="auto", choices=["auto", "postfix", "sendmail", "exim", "qmail"])
     p.add_argument("--dry-run", action="store_true", help="print the plan and a unified diff; change nothing")
@@ -37,14 +35,14 @@ def register(sub: Any) -> None:
     p.add_argument("--chain", action="store_true", help="keep an existing Postfix content_filter after ours")
     p.add_argument("--force", action="store_true", help="integrate even an MTA version the guide does not support")
     p.set_defaults(func=cmd_install)
-    u = sub.add_parser("uninstall", help="undo the integration (guide chapter 7)")
+    u = add_parser(sub, "uninstall")
     u.add_argument("--root", default="/")
     u.add_argument("--dry-run", action="store_true")
     u.set_defaults(func=cmd_uninstall)
-    s = sub.add_parser("status", help="is kav4mailservers integrated, and with what")
+    s = add_parser(sub, "status")
     s.add_argument("--root", default="/")
     s.set_defaults(func=cmd_status)
-    r = sub.add_parser("recover", help="finish or roll back an interrupted install/uninstall")
+    r = add_parser(sub, "recover")
     r.add_argument("--root", default="/")
     r.set_defaults(func=cmd_recover)
 
@@ -108,6 +106,12 @@ def _recover_first(tx: Transaction) -> None:
 
 @_exit_codes
 def run_install(args: argparse.Namespace, *, fail_after: int | None = None, crash: Any = None) -> int:
+    # Imported here, not at the top: uninstall, status and recover (same module) need none of
+    # the compiler, the site facts or the configuration loader, and start faster without them.
+    from kavsetup.integrate.plan import compile_plan
+    from kavsetup.integrate.site import choose_mta, site_settings
+    from kavsetup.integrate.verify import verify
+
     root = Root(args.root)
     if not root.path.is_dir():
         _err(f"{args.root}: not a directory")

@@ -23,8 +23,6 @@ from typing import Any
 
 from kavsetup import postfix_cf
 from kavsetup.integrate.files import ABSENT, Image, View
-from runtime.config import editor
-from runtime.config.editor import apply_assignments, normalise
 
 MARK = "kav4mailservers"
 
@@ -405,6 +403,8 @@ def ini_set(text: str, section: str, key: str, value: str) -> str:
     """Set one key through the configuration editor, so the value is validated against the
     schema and aliases, repeated keys and line endings are handled exactly as
     ``kavsetup config set`` handles them."""
+    from runtime.config.editor import apply_assignments, normalise  # see IniValues.unapply
+
     return apply_assignments(text, [normalise(section, key, value)])
 
 
@@ -441,13 +441,17 @@ class IniValues(Edit):
                                "kept (delete it yourself if no longer wanted)",))
         if current.kind != "file":
             return Undo(None, (f"{path}: gone since install; nothing to undo",))
+        # Imported on use: loading the schema costs ~0.1 s, and a journal whose files are still
+        # as we wrote them is reversed byte for byte without it.
+        from runtime.config import editor
+
         text, btext = current.text(), before.text()
         notes: list[str] = []
         for section, key, ours in reversed(self.values):
             # The runtime's own reader decides what the key holds now (continuations, quotes,
             # ``;`` comments, spellings), and its lines are put back whole from the before-image.
             now = editor.key_value(text, section, key)
-            if now is None or now not in (ours, normalise(section, key, ours).value):
+            if now is None or now not in (ours, editor.normalise(section, key, ours).value):
                 notes.append(f"{path}: [{section}] {key} changed since install; kept")
                 continue
             text = editor.replace_key(text, section, key, editor.key_lines(btext, section, key))

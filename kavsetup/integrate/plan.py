@@ -11,8 +11,7 @@ from __future__ import annotations
 from kavsetup.detect.model import MTAInfo, System
 from kavsetup.integrate.edits import Plan
 from kavsetup.integrate.settings import IntegrationSettings, validate
-from kavsetup.mta import integration
-from kavsetup.mta.common import CompileError
+from kavsetup.mta import CompileError, integration
 
 
 def compile_plan(system: System, settings: IntegrationSettings, mta: MTAInfo | None = None) -> Plan:

@@ -16,8 +16,7 @@ from kavsetup.conffile import render_config
 from kavsetup.detect.model import MTAInfo, MTAKind, System
 from kavsetup.integrate.files import Root
 from kavsetup.integrate.settings import IntegrationSettings
-from kavsetup.mta import integration
-from kavsetup.mta.common import CompileError
+from kavsetup.mta import CompileError, integration
 
 
 def choose_mta(system: System, root: Root, kind: str, mta_config: str) -> MTAInfo:

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from kavsetup.integrate.files import Root
     from kavsetup.integrate.settings import IntegrationSettings
 
+class CompileError(Exception):
+    """The system cannot be integrated as asked; the message is one line for the admin."""
+
+
 #: The registry: which module integrates which kind of MTA.
 MODULES: dict[MTAKind, str] = {
     MTAKind.POSTFIX: "kavsetup.mta.postfix",

@@ -11,10 +11,7 @@ from kavsetup.detect.model import System
 from kavsetup.integrate.edits import AccountLine, EnsureDir, IniValues
 from kavsetup.integrate.edits import Edit as Edit
 from kavsetup.integrate.settings import IntegrationSettings
-
-
-class CompileError(Exception):
-    """The system cannot be integrated as asked; the message is one line for the admin."""
+from kavsetup.mta import CompileError
 
 
 def free_id(used: frozenset[int] | set[int], lo: int = 100, hi: int = 999) -> int:

@@ -32,8 +32,8 @@ from kavsetup.detect.model import EximInfo, InitSystem, MTAInfo, System
 from kavsetup.integrate.edits import DeriveFile, Edit, EnsureDir, InsertBlock, WriteFile
 from kavsetup.integrate.files import Root
 from kavsetup.integrate.settings import IntegrationSettings
-from kavsetup.mta import checker, common
-from kavsetup.mta.common import CompileError, choose_ports
+from kavsetup.mta import CompileError, checker, common
+from kavsetup.mta.common import choose_ports
 from kavsetup.mta.templates import render
 
 LISTEN_PID = "/run/exim-kav-listen.pid"

@@ -29,8 +29,8 @@ from kavsetup.detect.model import MTAInfo, PostfixInfo, System, Version
 from kavsetup.integrate.edits import Edit, EnsureDir, MasterServices, SetParams
 from kavsetup.integrate.files import Root
 from kavsetup.integrate.settings import IntegrationSettings
-from kavsetup.mta import checker, common
-from kavsetup.mta.common import CompileError, choose_ports
+from kavsetup.mta import CompileError, checker, common
+from kavsetup.mta.common import choose_ports
 
 TRANSPORT = "kavscan"
 

@@ -21,8 +21,7 @@ from kavsetup.detect.rootfs import RootFS
 from kavsetup.integrate.edits import Edit, SwapIn
 from kavsetup.integrate.files import Root
 from kavsetup.integrate.settings import IntegrationSettings
-from kavsetup.mta import common
-from kavsetup.mta.common import CompileError
+from kavsetup.mta import CompileError, common
 from kavsetup.mta.templates import render
 
 

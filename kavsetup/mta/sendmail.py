@@ -30,8 +30,8 @@ from kavsetup.detect.sendmail import dz_version
 from kavsetup.integrate.edits import DeriveFile, Edit, EnsureDir, WriteFile
 from kavsetup.integrate.files import Root
 from kavsetup.integrate.settings import IntegrationSettings
-from kavsetup.mta import checker, common
-from kavsetup.mta.common import CompileError, choose_ports
+from kavsetup.mta import CompileError, checker, common
+from kavsetup.mta.common import choose_ports
 from kavsetup.mta.templates import render
 
 LISTEN_QUEUE = "/var/spool/mqueue-kav"
