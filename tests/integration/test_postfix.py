@@ -19,11 +19,16 @@ from pathlib import Path
 import pytest
 
 from kavsetup import postfix_cf as pcf
+from tests.support import corpus
 from tests.support.integration import CORPUS, diff_snapshots, kav, make_root, snapshot, step_count
 
 pytestmark = pytest.mark.root
 
-CORPUS_PAIRS = sorted(p for p in (CORPUS / "postfix").iterdir() if (p / "main.cf").exists())
+def _has_main_cf(p: Path) -> bool:
+    return (p / "main.cf").exists()
+
+
+CORPUS_PAIRS = corpus.params("postfix", _has_main_cf)
 
 
 def _debian(suite: str) -> tuple[Path, Path]:
@@ -53,7 +58,7 @@ def _case_files(case: str) -> tuple[Path | bytes, Path | bytes]:
     return d / "main.cf", d / "master.cf"
 
 
-CASES = ["debian-bookworm", "debian-trixie", "host-postinst", "crlf-nofinalnl"] + [p.name for p in CORPUS_PAIRS]
+CASES = ["debian-bookworm", "debian-trixie", "host-postinst", "crlf-nofinalnl", *CORPUS_PAIRS]
 
 
 def _root(tmp_path: Path, case: str) -> Path:
@@ -212,7 +217,7 @@ def test_changed_content_filter_is_kept_and_reported(tmp_path: Path) -> None:
     assert mp.read_text() == pcf.set_param(orig, "content_filter", "smtp:[10.0.0.9]:10024")
 
 
-@pytest.mark.parametrize("case", ["debian-bookworm", "crlf-nofinalnl", *[p.name for p in CORPUS_PAIRS]])
+@pytest.mark.parametrize("case", ["debian-bookworm", "crlf-nofinalnl", *CORPUS_PAIRS])
 def test_crash_after_every_step_then_recover(tmp_path: Path, case: str) -> None:
     probe = _root(tmp_path / "probe", case)
     assert kav(*_install_args(probe, *_flags(probe)))[0] == 0
@@ -251,7 +256,9 @@ def test_real_kill_via_env_hook_then_next_command_recovers(tmp_path: Path) -> No
     assert diff_snapshots(original, snapshot(root)) == []
 
 
+@pytest.mark.corpus
 def test_existing_content_filter_refused_without_chain(tmp_path: Path) -> None:
+    corpus.require()
     root = _root(tmp_path, "02-fonylew__config-mailgateway")
     original = snapshot(root)
     code, out = kav(*_install_args(root))

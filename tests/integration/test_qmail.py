@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import corpus
 from tests.support.integration import CORPUS, diff_snapshots, kav, make_root, snapshot, step_count
 
 pytestmark = pytest.mark.root
@@ -35,7 +36,7 @@ def _corpus_files(case: str) -> dict[str, Path | bytes | str]:
     return out
 
 
-CASES = ["plain"] + sorted(p.name for p in (CORPUS / "qmail").iterdir() if p.is_dir())
+CASES = ["plain", *corpus.params("qmail")]
 
 
 def _root(tmp_path: Path, case: str) -> Path:

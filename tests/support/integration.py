@@ -18,9 +18,9 @@ from pathlib import Path
 from kavsetup.cli import build_parser
 from kavsetup.commands.install import run_install
 from kavsetup.integrate.transaction import SimulatedCrash
+from tests.support.corpus import CORPUS as CORPUS
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = Path(os.environ.get("KAV4MS_CORPUS", REPO.parent / "shared" / "corpus"))
 
 PASSWD = """root:x:0:0:root:/root:/bin/bash
 daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
