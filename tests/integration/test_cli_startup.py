@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.integration import REPO
+from tests.support.integration import REPO, unpack_journal_fixture
 
 PROBE = """
 import json, sys
@@ -44,12 +44,9 @@ def test_detect_does_not_load_the_installer() -> None:
 def test_uninstall_of_an_untouched_root_skips_the_configuration_schema(tmp_path: Path) -> None:
     """A root still exactly as install left it is restored byte for byte: no compiler, no site
     facts, no schema (~0.1 s) are needed."""
-    import tarfile
-
-    with tarfile.open(REPO / "tests/fixtures/journals/postfix.tar.gz") as tar:
-        tar.extractall(tmp_path, filter="fully_trusted")
-    loaded = _loaded("uninstall", "--root", str(tmp_path / "installed"))
-    assert not (tmp_path / "installed/var/lib/kav").exists()
+    _before, installed = unpack_journal_fixture(tmp_path, "postfix")
+    loaded = _loaded("uninstall", "--root", str(installed))
+    assert not (installed / "var/lib/kav").exists()
     assert "kavsetup.commands.install" in loaded
     assert not {m for m in loaded if m.startswith(("kavsetup.integrate.plan", "kavsetup.integrate.site",
                                                    "kavsetup.mta.", "runtime.config.schema"))}

@@ -8,28 +8,20 @@ commit c9af452 (tests/fixtures/journals/make.py) and hold the root before and af
 
 from __future__ import annotations
 
-import tarfile
 from pathlib import Path
 
 import pytest
 
-from tests.support.integration import diff_snapshots, kav, snapshot
+from tests.support.integration import diff_snapshots, kav, snapshot, unpack_journal_fixture
 
 pytestmark = pytest.mark.root
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "journals"
 MTAS = ("postfix", "sendmail", "exim", "qmail")
-
-
-def _unpack(tmp_path: Path, mta: str) -> tuple[Path, Path]:
-    with tarfile.open(FIXTURES / f"{mta}.tar.gz") as tar:
-        tar.extractall(tmp_path, filter="fully_trusted")  # our own archive: set-uid bits and owners kept
-    return tmp_path / "before", tmp_path / "installed"
 
 
 @pytest.mark.parametrize("mta", MTAS)
 def test_old_journal_uninstalls_to_the_original_tree(tmp_path: Path, mta: str) -> None:
-    before, installed = _unpack(tmp_path, mta)
+    before, installed = unpack_journal_fixture(tmp_path, mta)
     assert (installed / "var/lib/kav/5.5/kav4mailservers/journal/journal.json").is_file()
     code, out = kav("uninstall", "--root", str(installed))
     assert code == 0, out
@@ -39,7 +31,7 @@ def test_old_journal_uninstalls_to_the_original_tree(tmp_path: Path, mta: str) -
 def test_old_journal_reverses_an_admin_edit_semantically(tmp_path: Path) -> None:
     """main.cf changed after install: the SetParams edit rebuilt from the old journal removes
     our content_filter and keeps the admin's line."""
-    before, installed = _unpack(tmp_path, "postfix")
+    before, installed = unpack_journal_fixture(tmp_path, "postfix")
     main_cf = installed / "etc/postfix/main.cf"
     main_cf.write_bytes(main_cf.read_bytes() + b"message_size_limit = 20480000\n")
     code, out = kav("uninstall", "--root", str(installed))

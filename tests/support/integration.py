@@ -173,3 +173,19 @@ def snapshot_paths(root: Path, paths: list[str]) -> dict[str, tuple[object, ...]
         else:
             out[p] = ("absent",)
     return out
+
+
+JOURNALS = REPO / "tests" / "fixtures" / "journals"
+
+
+def unpack_journal_fixture(base: Path, mta: str) -> tuple[Path, Path]:
+    """(before, installed) roots of tests/fixtures/journals/<mta>.tar.gz unpacked under ``base``:
+    our own archive, so set-uid bits and numeric owners are kept as written."""
+    import tarfile
+
+    with tarfile.open(JOURNALS / f"{mta}.tar.gz") as tar:
+        if hasattr(tarfile, "fully_trusted_filter"):  # Python >= 3.11.4: say so, as 3.14 will require
+            tar.extractall(base, filter="fully_trusted")
+        else:  # pragma: no cover - Debian bookworm's 3.11.2
+            tar.extractall(base)  # noqa: S202 - our own fixture
+    return base / "before", base / "installed"
