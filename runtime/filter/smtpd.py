@@ -25,6 +25,7 @@ import aiosmtpd.smtp as aiosmtpd_smtp
 from aiosmtpd.smtp import SMTP
 from aiosmtpd.smtp import Envelope as AioEnvelope
 
+from runtime.config.values import XFORWARD_ATTRS
 from runtime.filter.envelope import Envelope, Recipient
 
 _PARAM = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*)(?:=([!-<>-~]+))?$")
@@ -163,7 +164,7 @@ class KavSMTP(SMTP):
             return
         for pair in pairs:
             name, eq, value = pair.partition("=")
-            if not eq or name.upper() not in ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE"):
+            if not eq or name.upper() not in XFORWARD_ATTRS:
                 await self.push(f"501 5.5.4 Bad XFORWARD attribute: {name[:40]}")
                 return
             if name.upper() in self.features.xforward:
