@@ -17,7 +17,7 @@ from pathlib import Path
 
 from runtime.config import KavConfig
 from runtime.config.values import ListenAddress
-from runtime.filter.smtpd import FilterHandler, KavSMTP
+from runtime.filter.smtpd import FilterHandler, KavSMTP, session_class
 from runtime.filter.wiring import build
 from runtime.prefork import Supervisor, clean_stale_socket
 from runtime.report import EventLog
@@ -80,8 +80,10 @@ async def serve_daemon(cfg: KavConfig, log: EventLog, listen: ListenAddress, soc
     handler = FilterHandler(proc, features.lmtp)
     loop = asyncio.get_running_loop()
 
+    session = session_class(features)
+
     def factory() -> KavSMTP:
-        return KavSMTP(handler, features, hostname=socket.getfqdn() or "localhost", ident=IDENT)
+        return session(handler, features, hostname=socket.getfqdn() or "localhost", ident=IDENT)
 
     owner = sock is None
     listener = bind(listen) if sock is None else sock
@@ -120,7 +122,7 @@ async def serve_stdio(cfg: KavConfig, log: EventLog) -> int:
     proc.client.keep_idle = False
     handler = FilterHandler(proc, features.lmtp)
     loop = asyncio.get_running_loop()
-    proto = KavSMTP(handler, features, hostname=socket.getfqdn() or "localhost", ident=IDENT)
+    proto = session_class(features)(handler, features, hostname=socket.getfqdn() or "localhost", ident=IDENT)
     if stat.S_ISSOCK(os.fstat(0).st_mode) and _same_socket(0, 1):
         sock = socket.socket(fileno=os.dup(0))
         await loop.connect_accepted_socket(lambda: proto, sock)
