@@ -293,14 +293,6 @@ class Address(ValueType):
         return text
 
 
-@dataclass(frozen=True)
-class AddressList(StrList):
-    name: str = "address list"
-
-    def parse(self, raw: str) -> list[str]:
-        return [Address().parse(item) for item in split_list(raw)]
-
-
 _MAILER_RE = re.compile(
     r"^(?P<proto>smtp|lmtp|qmail)\s*:\s*(?:\((?P<cmd>[^)]*)\)|(?P<host>\[[^\]]+\]|[^:\s]+)(?::(?P<port>\d+))?)$",
     re.IGNORECASE,

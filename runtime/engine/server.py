@@ -41,7 +41,7 @@ from .protocol import Connection, ServerState, database_date
 
 
 @dataclass
-class Settings:
+class ServerSettings:
     """The keys aveserver uses, read once per (re)load."""
 
     config: KavConfig
@@ -58,7 +58,7 @@ class Settings:
     limits: Limits
 
     @classmethod
-    def from_config(cls, cfg: KavConfig) -> Settings:
+    def from_config(cls, cfg: KavConfig) -> ServerSettings:
         opt = "aveserver.options"
         return cls(
             config=cfg,
@@ -77,13 +77,13 @@ class Settings:
 
 
 # -- stale files ----------------------------------------------------------------------------------
-def clean_stale(settings: Settings, log: EventLog) -> None:
+def clean_stale(settings: ServerSettings, log: EventLog) -> None:
     """Refuse to start next to a live aveserver; remove what a killed one left behind (6.4.2)."""
     clean_stale_pid(settings.pid_path, "aveserver", (b"aveserver", b"runtime.engine"), log)
     clean_stale_socket(settings.socket_path, log)
 
 
-def bind_sockets(settings: Settings) -> list[socket.socket]:
+def bind_sockets(settings: ServerSettings) -> list[socket.socket]:
     settings.socket_path.parent.mkdir(parents=True, exist_ok=True)
     unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)  # never world-accessible between bind and chmod
@@ -109,7 +109,7 @@ def bind_sockets(settings: Settings) -> list[socket.socket]:
 class Worker:
     """One worker process: a few threads accept and serve connections."""
 
-    def __init__(self, socks: list[socket.socket], engine: Engine, settings: Settings, log: EventLog,
+    def __init__(self, socks: list[socket.socket], engine: Engine, settings: ServerSettings, log: EventLog,
                  db_date: str) -> None:
         self.socks = socks
         self.engine = engine
@@ -183,7 +183,7 @@ class Master(Supervisor):
     """The pre-fork supervisor plus what is aveserver's own: the database its workers inherit and
     the SIGHUP reload into a new generation of workers."""
 
-    def __init__(self, config_path: str, settings: Settings, log: EventLog) -> None:
+    def __init__(self, config_path: str, settings: ServerSettings, log: EventLog) -> None:
         super().__init__("aveserver", log, self.serve, settings.workers, on_hup=self.reload,
                          owned=(settings.socket_path, settings.pid_path))
         self.config_path = config_path
@@ -193,7 +193,7 @@ class Master(Supervisor):
         self.socks: list[socket.socket] = []
 
     # database ------------------------------------------------------------------------------
-    def load_engine(self, settings: Settings) -> Engine:
+    def load_engine(self, settings: ServerSettings) -> Engine:
         t0 = time.monotonic()
         engine = Engine.load(settings.bases, settings.limits, default_cache_dir())
         for err in engine.sigs.errors[:50]:
@@ -222,7 +222,7 @@ class Master(Supervisor):
         self.log.info(f"SIGHUP: reloading configuration {self.config_path} and the anti-virus database")
         try:
             cfg = load_config(self.config_path)
-            new = Settings.from_config(cfg)
+            new = ServerSettings.from_config(cfg)
         except (ConfigError, KeyError) as exc:
             self.log.error(f"reload refused, configuration unusable, still serving the previous one: {exc}")
             return
@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         cfg = load_config(args.config)
-        settings = Settings.from_config(cfg)
+        settings = ServerSettings.from_config(cfg)
     except (ConfigError, KeyError) as exc:  # KeyError: a key this aveserver needs is not in the schema
         sys.stderr.write(f"aveserver: {exc}\n")
         return 1

@@ -22,7 +22,7 @@ import os
 import stat
 import sys
 
-from runtime.config import CONFIG_FILE, ConfigError, KavConfig, load_config
+from runtime.config import CONFIG_FILE, ConfigError, load_config
 from runtime.config.values import Listen
 from runtime.prefork import StartupError
 from runtime.report import EventLog
@@ -36,10 +36,6 @@ def stdin_is_channel() -> bool:
     except OSError:
         return False
     return stat.S_ISSOCK(mode) or stat.S_ISFIFO(mode)
-
-
-def _load(path: str) -> KavConfig:
-    return load_config(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--keep", action="store_true", help="keep the entry after release")
     args = ap.parse_args(argv)
     try:
-        cfg = _load(args.config)
+        cfg = load_config(args.config)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 55 if args.command == "qmail-queue" else 1
