@@ -129,6 +129,7 @@ class Supervisor:
         self.flags: set[int] = set()
         self.stopping = False
         self.backoff = self.RESPAWN_FIRST
+        self.respawn_at: list[float] = []  # monotonic times at which a replacement is due
 
     # workers ---------------------------------------------------------------------------------
     def enter_worker(self) -> None:
@@ -189,10 +190,22 @@ class Supervisor:
             started = self.current.pop(pid, None)
             if started is None or self.stopping:
                 continue
-            lived = time.monotonic() - started
-            self.backoff = min(self.backoff * 2, self.RESPAWN_MAX) if lived < self.YOUNG else self.RESPAWN_FIRST
+            now = time.monotonic()
+            if now - started < self.YOUNG:  # dying young again and again: wait longer each time
+                self.backoff = min(self.backoff * 2, self.RESPAWN_MAX)
+                delay = self.backoff
+            else:
+                self.backoff = delay = self.RESPAWN_FIRST
             self.log.error(f"{self.name} worker {pid} exited unexpectedly (status {status}); starting a new one")
-            time.sleep(self.backoff if lived < self.YOUNG else self.RESPAWN_FIRST)
+            self.respawn_at.append(now + delay)
+
+    def respawn_due(self) -> None:
+        """Replace dead workers whose back-off has passed (the loop never sleeps on it, so a
+        SIGTERM during a back-off is still served at once)."""
+        now = time.monotonic()
+        due = [t for t in self.respawn_at if t <= now]
+        self.respawn_at = [t for t in self.respawn_at if t > now]
+        for _ in due:
             self.spawn()
 
     # the loop --------------------------------------------------------------------------------
@@ -209,8 +222,9 @@ class Supervisor:
             ready()
         try:
             while True:
+                wait = min([1.0, *(t - time.monotonic() for t in self.respawn_at)])
                 with contextlib.suppress(InterruptedError):
-                    select.select([rfd], [], [], 1.0)
+                    select.select([rfd], [], [], max(0.0, wait))
                 with contextlib.suppress(BlockingIOError):
                     os.read(rfd, 512)
                 flags, self.flags = self.flags, set()
@@ -220,6 +234,7 @@ class Supervisor:
                     return self.shutdown()
                 if signal.SIGHUP in flags and self.on_hup is not None:
                     self.on_hup()
+                self.respawn_due()
         finally:
             signal.set_wakeup_fd(-1)
             os.close(rfd)
