@@ -82,6 +82,7 @@ class KavEnvelope(AioEnvelope):
         self.sender = ""
         self.params: list[str] = []
         self.recipients: list[Recipient] = []
+        self.xforward: dict[str, str] = {}  # what XFORWARD said before this transaction's DATA
 
 
 @dataclass(frozen=True)
@@ -301,7 +302,7 @@ class KavSMTP(SMTP):
             await self.push("452 4.3.1 Message size exceeds the anti-virus filter's limit")
             return
         env.content = env.original_content = content
-        env.xforward = xforward  # type: ignore[attr-defined]
+        env.xforward = xforward
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
         await self.push(status)
@@ -373,7 +374,7 @@ class FilterHandler:
 
     async def handle_DATA(self, server: KavSMTP, session: Any, envelope: KavEnvelope) -> str:
         env = Envelope(envelope.sender, list(envelope.recipients), list(envelope.params),
-                       dict(getattr(envelope, "xforward", {})), session.host_name or "",
+                       dict(envelope.xforward), session.host_name or "",
                        str(session.peer or ""))
         self.active += 1
         try:
