@@ -12,6 +12,10 @@ close them, then exit, so no connection is dropped and the listening socket neve
 new database is refused and logged; the old workers keep serving.  SIGTERM: workers finish the
 request in flight, the master removes the socket and the pid file.  A socket or pid file left
 behind by ``kill -9`` is recognised as stale at the next start and removed.
+
+The master is :class:`runtime.prefork.Supervisor` (shared with smtpscanner) plus what is
+aveserver's own: the database and the reload into a new generation.  This module is aveserver's
+entry point and the only one that loads the matcher (Hyperscan): nothing else imports it.
 """
 
 from __future__ import annotations
@@ -344,12 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return master.run(ready=lambda: tell("OK\n"))
     finally:
-        if master.stopping is False:
-            # an exception escaped the loop: do not leave a socket nobody answers
-            with contextlib.suppress(OSError):
-                settings.socket_path.unlink()
-            with contextlib.suppress(OSError):
-                settings.pid_path.unlink()
+        if not master.stopping:
+            master.remove_owned()  # an exception escaped the loop: no socket nobody answers
 
 
 if __name__ == "__main__":
