@@ -77,6 +77,7 @@ async def serve_daemon(cfg: KavConfig, log: EventLog, listen: ListenAddress, soc
                        processes: int = 1) -> int:
     parts = build(cfg, log, processes)
     proc, features = parts.processor, parts.features
+    await proc.licence.at_start(os.getppid() if sock is not None else os.getpid())  # 5.4.1, 5.4.2
     handler = FilterHandler(proc, features.lmtp)
     loop = asyncio.get_running_loop()
 
