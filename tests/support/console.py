@@ -140,8 +140,11 @@ class ConsoleStack(Stack):
         """Started as root, like an init script does: kavconsole must drop to nobody itself."""
         self.console = self._popen(["-m", "runtime.console.main", "-c", str(self.conf), *extra],
                                    "kavconsole.err", False)
-        wait_for(lambda: can_connect(("127.0.0.1", self.console_port)) or self.console.poll() is not None,
-                 what="kavconsole")
+        host, port = "127.0.0.1", self.console_port
+        if "--listen" in extra:
+            host, _, p = extra[extra.index("--listen") + 1].rpartition(":")
+            port = int(p)
+        wait_for(lambda: can_connect((host, port)) or self.console.poll() is not None, what="kavconsole")
         assert self.console.poll() is None, self.console_err()
 
     def console_err(self) -> str:
@@ -177,3 +180,58 @@ def screenshot(driver, name: str) -> Path:  # noqa: ANN001
     path = ARTIFACTS / f"{time.strftime('%H%M%S')}-{name}.png"
     driver.save_screenshot(str(path))
     return path
+
+
+class Client:
+    """A plain HTTP client with a cookie jar, for requests a browser would not make (forged posts,
+    password guessing).  Redirects are not followed, so each answer is seen as sent."""
+
+    def __init__(self, url: str) -> None:
+        import urllib.parse
+
+        u = urllib.parse.urlsplit(url)
+        self.host, self.port = u.hostname or "127.0.0.1", u.port or 80
+        self.cookies: dict[str, str] = {}
+
+    def request(self, method: str, path: str, form: dict[str, object] | None = None) -> tuple[int, dict[str, str], str]:
+        import http.client
+        import urllib.parse
+
+        c = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}
+        body = None
+        if form is not None:
+            body = urllib.parse.urlencode(form, doseq=True)
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        c.request(method, path, body=body, headers=headers)
+        r = c.getresponse()
+        text = r.read().decode("utf-8", "replace")
+        for name, value in r.getheaders():
+            if name.lower() == "set-cookie":
+                k, _, rest = value.partition("=")
+                v = rest.split(";", 1)[0]
+                if "Max-Age=0" in value:
+                    self.cookies.pop(k, None)
+                else:
+                    self.cookies[k] = v
+        c.close()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, text
+
+    def get(self, path: str) -> tuple[int, dict[str, str], str]:
+        return self.request("GET", path)
+
+    def post(self, path: str, form: dict[str, object]) -> tuple[int, dict[str, str], str]:
+        return self.request("POST", path, form)
+
+    @staticmethod
+    def csrf(html: str) -> str:
+        import re
+
+        m = re.search(r'name="csrf" value="([^"]+)"', html)
+        assert m, "no CSRF token in the page"
+        return m.group(1)
+
+    def login(self, user: str, password: str) -> int:
+        _, _, page = self.get("/login")
+        code, _, _ = self.post("/login", {"csrf": self.csrf(page), "user": user, "password": password})
+        return code
