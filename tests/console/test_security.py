@@ -83,8 +83,10 @@ def test_forged_post_wrong_passwords_and_paths_outside_the_quarantine_are_refuse
     audit = st.audit_lines()
     forged = [a for a in audit if "CSRF" in str(a["result"])]
     assert [a["action"] for a in forged] == ["login", "/quarantine/action", "/quarantine/action"]
-    outside = [a for a in audit if a["action"] == "quarantine.release" and a["result"] == "refused: not a quarantine id"]
-    assert [a["id"] for a in outside] == ["../../etc/passwd", "/etc/shadow", f"../quarantine/{qid}", "." + qid[1:]]
+    outside = [a for a in audit
+               if a["action"] == "quarantine.release" and a["result"] == "refused: not a quarantine id"]
+    assert [a["id"] for a in outside] == ["../../etc/passwd", "/etc/shadow", f"../quarantine/{qid}",
+                                         "." + qid[1:]]
     assert any(a["action"] == "/quarantine/action" and a["result"] == "refused: read-only account"
                and a["user"] == "viewer" for a in audit)
     wrong = [a for a in audit if a["action"] == "login" and a["user"] == "admin" and a["result"] != "ok"
