@@ -544,10 +544,10 @@ SECTIONS: tuple[Section, ...] = (
             K(
                 "User",
                 v.String(),
-                "nobody",
+                "kluser",
                 "4.3",
                 "Account the console runs as when started by root (it never serves as root).",
-                note="nobody exists on every system; give it a dedicated account that may write the config.",
+                note="The account smtpscanner runs as (the packages' units): it owns the quarantine and statistics.",
             ),
             K(
                 "SessionTimeout",

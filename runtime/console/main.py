@@ -88,9 +88,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     scheme = "https" if console.tls else "http"
     print(f"kavconsole: {scheme}://{listen}/ (config {console.config_path}, uid {os.getuid()})",
           file=sys.stderr, flush=True)
-    if args.pidfile:
-        with open(args.pidfile, "w") as fh:
-            fh.write(f"{os.getpid()}\n")
     try:
         server.serve_forever()
     finally:
@@ -102,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="kavconsole", description="kav4mailservers web console (guide 4.3)")
     ap.add_argument("-c", "--config", default=CONFIG_FILE, help=f"configuration file (default {CONFIG_FILE})")
     ap.add_argument("--listen", help="ADDRESS:PORT (default: [console] Listen)")
-    ap.add_argument("--pidfile", help="write the process id here (for init scripts)")
     sub = ap.add_subparsers(dest="command")
     pw = sub.add_parser("passwd", help="add an account or set its password")
     pw.add_argument("user")
