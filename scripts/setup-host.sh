@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian/Ubuntu packages the demo, the tests and the benchmarks talk to for real:
 # Postfix's smtp-source/smtp-sink and postconf, swaks, ClamAV's peers, packaging tools and
-# mmdebstrap for the distro matrix; headless Chromium and its driver for the console's browser tests.  Idempotent and quiet when everything is present.
+# mmdebstrap for the distro matrix, headless Chromium and its driver for the console's browser tests.
+# Idempotent and quiet when everything is present.
 #
 # An MTA is only installed when none is: on a machine that already runs Exim or Sendmail we
 # never replace it (tests that need Postfix's tools then skip and say why).

@@ -177,7 +177,7 @@ class StatStore:
         found: dict[str, int] = {}
         if os.path.exists(self.path):
             for (names,) in self.connect().execute(
-                    "SELECT names FROM events WHERE t >= ? AND t < ? AND names != ''", (int(start), int(end))):
+                    "SELECT names FROM events WHERE t >= ? AND t <= ? AND names != ''", (int(start), int(end))):
                 for name in names.split(","):
                     found[name] = found.get(name, 0) + 1
         return sorted(found.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
@@ -187,6 +187,6 @@ class StatStore:
         if not os.path.exists(self.path):
             return {"count": 0, "mean": 0.0, "max": 0.0}
         c, mean, mx = self.connect().execute(
-            "SELECT COUNT(*), AVG(seconds), MAX(seconds) FROM events WHERE t >= ? AND t < ?",
+            "SELECT COUNT(*), AVG(seconds), MAX(seconds) FROM events WHERE t >= ? AND t <= ?",
             (int(start), int(end))).fetchone()
         return {"count": c or 0, "mean": mean or 0.0, "max": mx or 0.0}

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import http.client
 import socket
-import subprocess
+import sqlite3
 import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.filter.filterhelp import eicar_mail, free_port
+from tests.support.procs import children
 
 
 def scrape(url: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -46,11 +47,11 @@ def test_metrics_count_exactly_the_traffic_across_prefork_workers(make_console) 
     assert m["kav4ms_aveserver_up"][()] == 1 and m["kav4ms_smtpscanner_up"][()] == 1
     assert m["kav4ms_database_records"][()] >= 1
     assert 0 <= m["kav4ms_database_age_seconds"][()] < 3600
-    # both pre-forked workers wrote to the one store (otherwise this test proves nothing about prefork)
-    rows = subprocess.run(["sqlite3", str(st.store), "SELECT COUNT(*) FROM events"], capture_output=True,
-                          text=True)
-    if rows.returncode == 0:
-        assert rows.stdout.strip() == "105"
+    # one store for both pre-forked workers
+    with sqlite3.connect(st.store) as db:
+        writers = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    assert writers == 105
+    assert len(children(st.scanner.pid)) == 2
 
     # totals survive a restart of both programs
     st.restart_scanner()

@@ -3,6 +3,9 @@ passwords and a path outside the quarantine in a release are each refused and au
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
 import stat
 import subprocess
@@ -98,8 +101,11 @@ def test_forged_post_wrong_passwords_and_paths_outside_the_quarantine_are_refuse
     assert stat.S_IMODE(os.stat(st.audit).st_mode) == 0o640
 
 
-def test_no_secret_in_urls_and_cookies_are_httponly(make_console) -> None:  # noqa: ANN001
+def test_no_secret_in_urls_cookies_httponly_and_statistics_export(make_console) -> None:  # noqa: ANN001
     st = make_console()
+    for i in range(3):
+        st.send(eicar_mail("clean", subject=f"c{i}"))
+    st.send(eicar_mail("EICAR"))
     c = Client(st.url)
     code, headers, page = c.get("/login")
     assert "HttpOnly" in headers["set-cookie"] and "SameSite=Strict" in headers["set-cookie"]
@@ -111,3 +117,16 @@ def test_no_secret_in_urls_and_cookies_are_httponly(make_console) -> None:  # no
         code, _, body = c.get(path)
         assert code == 200, path
         assert f"?{session}" not in body and f"={session}" not in body
+
+    code, headers, body = c.get("/statistics.json?period=week")
+    assert code == 200 and headers["content-type"] == "application/json"
+    doc = json.loads(body)
+    assert doc["totals"] == {"OK": 3, "INFECTED": 1} and doc["step"] == 86400
+    assert doc["top_viruses"] == [{"name": "EICAR-Test-File", "count": 1}]
+    assert sum(b.get("OK", 0) for b in doc["buckets"]) == 3
+    code, headers, body = c.get("/statistics.csv")
+    assert code == 200 and headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(body)))
+    assert rows[0] == ["bucket_start", "INFECTED", "OK"]
+    assert sum(int(r[1]) for r in rows[1:]) == 1 and sum(int(r[2]) for r in rows[1:]) == 3
+    assert len(rows) - 1 in (24, 25)  # a day by the hour (the partial first hour included)
