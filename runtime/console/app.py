@@ -22,6 +22,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import ssl
 import threading
 import time
@@ -54,6 +55,7 @@ PRE_COOKIE = "kavconsole_pre"
 MAX_BODY = 1 << 20
 QID = re.compile(r"^[0-9a-f]{32}$")
 PERIODS = {"day": (86400, 3600), "week": (7 * 86400, 86400), "month": (31 * 86400, 86400)}
+REQUEST_TIMEOUT = 30.0  # seconds a client may take to send a request
 QUARANTINE_LIST_MAX = 2000  # bounded work per page, whatever the quarantine holds
 
 
@@ -601,16 +603,29 @@ def make_server(console: Console, listen: str) -> ThreadingHTTPServer:
     host, _, port = listen.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
 
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-        address_family = __import__("socket").AF_INET6 if ":" in host else __import__("socket").AF_INET
-
-    handler = type("BoundHandler", (Handler,), {"console": console})
-    srv = Server((host, int(port)), handler)
     c = console.cfg.section("console")
+    ctx: ssl.SSLContext | None = None
     if console.tls:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(str(c["TLSCertificate"]), str(c["TLSKey"]))
-        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-    return srv
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 64
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        def finish_request(self, request, client_address) -> None:  # noqa: ANN001
+            # Every connection has a deadline, and the TLS handshake happens here, in the
+            # connection's own thread: a client that stalls cannot hold up the accept loop.
+            request.settimeout(REQUEST_TIMEOUT)
+            if ctx is not None:
+                try:
+                    request = ctx.wrap_socket(request, server_side=True)
+                except (ssl.SSLError, OSError):
+                    request.close()
+                    return
+            super().finish_request(request, client_address)
+
+    handler = type("BoundHandler", (Handler,), {"console": console})
+    return Server((host, int(port)), handler)

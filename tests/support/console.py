@@ -186,18 +186,21 @@ class Client:
     """A plain HTTP client with a cookie jar, for requests a browser would not make (forged posts,
     password guessing).  Redirects are not followed, so each answer is seen as sent."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, tls=None) -> None:  # noqa: ANN001 - an ssl.SSLContext for https URLs
         import urllib.parse
 
         u = urllib.parse.urlsplit(url)
         self.host, self.port = u.hostname or "127.0.0.1", u.port or 80
+        self.tls = tls
         self.cookies: dict[str, str] = {}
 
     def request(self, method: str, path: str, form: dict[str, object] | None = None) -> tuple[int, dict[str, str], str]:
         import http.client
         import urllib.parse
 
-        c = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        c = (http.client.HTTPSConnection(self.host, self.port, timeout=60, context=self.tls) if self.tls
+             else http.client.HTTPConnection(self.host, self.port, timeout=60))
+        self.last_set_cookie = ""
         headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}
         body = None
         if form is not None:
@@ -208,6 +211,7 @@ class Client:
         text = r.read().decode("utf-8", "replace")
         for name, value in r.getheaders():
             if name.lower() == "set-cookie":
+                self.last_set_cookie = value
                 k, _, rest = value.partition("=")
                 v = rest.split(";", 1)[0]
                 if "Max-Age=0" in value:
@@ -235,3 +239,30 @@ class Client:
         _, _, page = self.get("/login")
         code, _, _ = self.post("/login", {"csrf": self.csrf(page), "user": user, "password": password})
         return code
+
+
+def self_signed(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A certificate and key for ``host`` (an IP SAN), made with the cryptography package."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kavconsole test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    crt, pem = directory / "console.crt", directory / "console.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+    pem.chmod(0o600)
+    return crt, pem
