@@ -37,7 +37,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from runtime.config import ConfigError, apply_assignments, load_config, loads_config
+from runtime.config import ConfigError, KavConfig, apply_assignments, load_config, loads_config
 from runtime.config import schema as S
 from runtime.config.editor import Assignment, normalise, set_values
 from runtime.console import accounts, metrics, plots
@@ -49,11 +49,13 @@ from runtime.filter.forward import ForwardError, ForwardMailer, Outgoing
 from runtime.filter.notify import one_line
 from runtime.filter.quarantine import Quarantine, QuarantineError
 from runtime.filter.statstore import StatStore
+from runtime.fsutil import atomic_write
 
 COOKIE = "kavconsole_session"
 PRE_COOKIE = "kavconsole_pre"
 MAX_BODY = 1 << 20
 QID = re.compile(r"^[0-9a-f]{32}$")
+ALT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}\.conf$")
 PERIODS = {"day": (86400, 3600), "week": (7 * 86400, 86400), "month": (31 * 86400, 86400)}
 REQUEST_TIMEOUT = 30.0  # seconds a client may take to send a request
 QUARANTINE_LIST_MAX = 2000  # bounded work per page, whatever the quarantine holds
@@ -190,8 +192,8 @@ class Handler(BaseHTTPRequestHandler):
             "/audit": "get_audit", "/metrics": "get_metrics"}
     POSTS = {"/login": "post_login", "/logout": "post_logout", "/quarantine/action": "post_quarantine",
              "/config/preview": "post_config_preview", "/config/save": "post_config_save",
-             "/config/reload": "post_reload"}
-    ADMIN_POSTS = {"/quarantine/action", "/config/preview", "/config/save", "/config/reload"}
+             "/config/copy": "post_config_copy", "/config/reload": "post_reload"}
+    ADMIN_POSTS = {"/quarantine/action", "/config/preview", "/config/save", "/config/copy", "/config/reload"}
 
     def do_HEAD(self) -> None:
         self.do_GET()
@@ -468,14 +470,35 @@ class Handler(BaseHTTPRequestHandler):
         return True, f"released to {', '.join(e.recipients)}"
 
     # -- configuration --------------------------------------------------------------------
-    def _sections(self) -> list[str]:
-        cfg = self.console.cfg
+    # Guide 4.3: settings are saved to the configuration file the daemons use; an alternative file
+    # is a copy under another name in the same directory, edited the same way, and used by giving
+    # its name to the daemons (-c).  Only plain *.conf names in that directory are ever opened.
+    def _target(self, name: str | None) -> tuple[Path, KavConfig]:
+        """(path, parsed configuration) of the file to show or edit; ValueError for a bad name."""
+        running = Path(self.console.config_path)
+        if not name or name == running.name:
+            return running, self.console.cfg
+        if not ALT_NAME.match(name):
+            raise ValueError(f"{name!r}: an alternative configuration is a NAME.conf in {running.parent}")
+        path = running.parent / name
+        if not path.is_file() or path.is_symlink():
+            raise ValueError(f"{path}: no such configuration file")
+        return path, load_config(path)
+
+    def _files(self) -> list[str]:
+        running = Path(self.console.config_path)
+        alts = sorted(p.name for p in running.parent.glob("*.conf")
+                      if p.name != running.name and ALT_NAME.match(p.name) and not p.is_symlink())
+        return [running.name, *alts]
+
+    @staticmethod
+    def _sections(cfg: KavConfig) -> list[str]:
         names = [sec.name for sec in S.SECTIONS if not sec.pattern]
         names += [f"smtpscan.group:{g.name}" for g in cfg.groups]
         return names
 
-    def _rows(self, section: str) -> list[dict[str, str]]:
-        cfg = self.console.cfg
+    @staticmethod
+    def _rows(cfg: KavConfig, section: str) -> list[dict[str, str]]:
         schema = S.section_schema(section)
         assert schema is not None
         values = cfg.section(section)
@@ -484,19 +507,30 @@ class Handler(BaseHTTPRequestHandler):
                  "guide": k.guide, "doc": k.doc, "note": k.note, "set": k.name in explicit} for k in schema.keys]
 
     def get_config(self, s: Session) -> None:
-        sections = self._sections()
-        section = self.query().get("section", "")
+        q = self.query()
+        try:
+            path, cfg = self._target(q.get("file"))
+        except (ValueError, ConfigError) as exc:
+            self.audit("config.view", f"refused: {exc}", s, file=q.get("file", "")[:200])
+            self.send(404, f"{exc}\n", "text/plain")
+            return
+        sections = self._sections(cfg)
+        section = q.get("section", "")
         if section not in sections:
             section = sections[0]
-        schema = S.section_schema(section)
-        self.page("config.html.j2", session=s, sections=sections, section=section, schema=schema,
-                  rows=self._rows(section), config=self.console.config_path)
+        self.page("config.html.j2", session=s, sections=sections, section=section,
+                  schema=S.section_schema(section), rows=self._rows(cfg, section), config=str(path),
+                  file=path.name, files=self._files(), running=Path(self.console.config_path).name)
 
-    def _changes(self, form: dict[str, list[str]]) -> tuple[str, list[Assignment], list[str]]:
+    def _changes(self, form: dict[str, list[str]]) -> tuple[Path | None, str, list[Assignment], list[str]]:
         section = (form.get("section") or [""])[-1]
-        if section not in self._sections():
-            return section, [], [f"[{section}]: not a section of this configuration"]
-        current = {r["key"]: r["value"] for r in self._rows(section)}
+        try:
+            path, cfg = self._target((form.get("file") or [""])[-1])
+        except (ValueError, ConfigError) as exc:
+            return None, section, [], [str(exc)]
+        if section not in self._sections(cfg):
+            return path, section, [], [f"[{section}]: not a section of this configuration"]
+        current = {r["key"]: r["value"] for r in self._rows(cfg, section)}
         changes, errors = [], []
         for field, vals in form.items():
             if not field.startswith("k:"):
@@ -511,52 +545,73 @@ class Handler(BaseHTTPRequestHandler):
             if value == current[key]:
                 continue
             try:
-                changes.append(normalise(section, key, value, self.console.config_path))
+                changes.append(normalise(section, key, value, str(path)))
             except ConfigError as exc:
                 errors.extend(str(m) for m in exc.messages)
-        return section, changes, errors
+        return path, section, changes, errors
 
     def post_config_preview(self, s: Session, form: dict[str, list[str]]) -> None:
-        section, changes, errors = self._changes(form)
+        path, section, changes, errors = self._changes(form)
         diff = ""
-        if not errors and changes:
-            old = Path(self.console.config_path).read_text(encoding="utf-8")
-            new = apply_assignments(old, changes, self.console.config_path)
+        if path is not None and not errors and changes:
+            old = path.read_text(encoding="utf-8")
+            new = apply_assignments(old, changes, str(path))
             try:
-                loads_config(new, filename=self.console.config_path)
+                loads_config(new, filename=str(path))
             except ConfigError as exc:
                 errors.extend(str(m) for m in exc.messages)
-            diff = "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
-                                                self.console.config_path, self.console.config_path + " (new)"))
-        self.audit("config.preview", "invalid" if errors else "ok", s, section=section,
+            diff = "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), str(path),
+                                                f"{path} (new)"))
+        self.audit("config.preview", "invalid" if errors else "ok", s, file=str(path), section=section,
                    changes=[f"{a.key}={a.value}" for a in changes], errors=errors)
         self.page("config_preview.html.j2", 422 if errors else 200, session=s, section=section,
-                  changes=changes, errors=errors, diff=diff)
+                  changes=changes, errors=errors, diff=diff, file=path.name if path else "")
 
     def post_config_save(self, s: Session, form: dict[str, list[str]]) -> None:
-        section, changes, errors = self._changes(form)
+        path, section, changes, errors = self._changes(form)
         changed = False
-        if not errors and changes:
+        if path is not None and not errors and changes:
             try:
-                changed = set_values(self.console.config_path, changes)
+                changed = set_values(path, changes)
             except ConfigError as exc:
                 errors.extend(str(m) for m in exc.messages)
             except OSError as exc:
-                errors.append(f"{self.console.config_path}: {exc.strerror}")
-        if errors:
-            self.audit("config.save", "refused: invalid", s, section=section, errors=errors)
+                errors.append(f"{path}: {exc.strerror}")
+        if path is None or errors:
+            self.audit("config.save", "refused: invalid", s, file=str(path), section=section, errors=errors)
             self.page("config_preview.html.j2", 422, session=s, section=section, changes=changes, errors=errors,
-                      diff="")
+                      diff="", file=path.name if path else "")
             return
-        self.audit("config.save", "ok" if changed else "unchanged", s, section=section,
+        self.audit("config.save", "ok" if changed else "unchanged", s, file=str(path), section=section,
                    changes=[f"{a.key}={a.value}" for a in changes])
-        results = [("save", f"{len(changes)} value(s) written to {self.console.config_path}" if changed
-                    else "nothing changed")]
-        if changed:
+        results = [("save", f"{len(changes)} value(s) written to {path}" if changed else "nothing changed")]
+        if changed and str(path) == self.console.config_path:
             self.console.reload_config()
             results += self._reload(s)
+        elif changed:
+            results.append(("daemons", f"not reloaded: they use {self.console.config_path}; start them with "
+                                       f"-c {path} to use this alternative file"))
         self.page("result.html.j2", session=s, title="Configuration saved", results=results,
-                  back=f"/config?section={urllib.parse.quote(section)}")
+                  back=f"/config?file={urllib.parse.quote(path.name)}&section={urllib.parse.quote(section)}")
+
+    def post_config_copy(self, s: Session, form: dict[str, list[str]]) -> None:
+        """4.3's first step: copy the configuration to a new file under another name."""
+        name = (form.get("name") or [""])[-1]
+        try:
+            source, _ = self._target((form.get("file") or [""])[-1])
+            if not ALT_NAME.match(name):
+                raise ValueError(f"{name!r}: give a file name like alternative.conf (letters, digits, . _ -)")
+            dest = source.parent / name
+            if dest.exists() or dest.is_symlink():
+                raise ValueError(f"{dest} exists already")
+            atomic_write(dest, source.read_bytes(), mode=0o640)
+        except (ValueError, ConfigError, OSError) as exc:
+            self.audit("config.copy", f"refused: {exc}", s, name=name[:200])
+            self.page("result.html.j2", 422, session=s, title="Copy refused", results=[("copy", str(exc))],
+                      back="/config")
+            return
+        self.audit("config.copy", "ok", s, source=str(source), file=str(dest))
+        self.redirect(f"/config?file={urllib.parse.quote(name)}")
 
     def post_reload(self, s: Session, form: dict[str, list[str]]) -> None:
         self.console.reload_config()
