@@ -81,6 +81,9 @@ class ProductCollector:
             info.add_metric([st.database, st.db_date], 1)
             yield info
             yield GaugeMetricFamily("kav4ms_database_records", "Signature records loaded", value=st.records)
+            if st.workers is not None:
+                yield GaugeMetricFamily("kav4ms_aveserver_workers", "aveserver worker processes running",
+                                        value=st.workers)
             if st.db_age is not None:
                 yield GaugeMetricFamily("kav4ms_database_age_seconds", "Age of the loaded database",
                                         value=st.db_age)

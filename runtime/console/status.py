@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from runtime.config import KavConfig
 from runtime.engine.client import AveClient
@@ -28,6 +29,7 @@ class Status:
     records: int = 0
     db_date: str = ""
     db_age: float | None = None
+    workers: int | None = None  # aveserver's worker processes (children of the pid in AVSpidPATH)
     smtpscanner_up: bool = False
     smtpscanner_listen: str = ""
     queue: str = ""
@@ -52,6 +54,23 @@ def _listening(listen: str, timeout: float = 1.0) -> bool:
     except (OSError, ValueError):
         return False
     return True
+
+
+def worker_count(pidfile: str) -> int | None:
+    """aveserver's worker processes: the children of its master, read from /proc (any user may)."""
+    try:
+        master = int(Path(pidfile).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    n = 0
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == master:
+                    n += 1
+            except (OSError, IndexError, ValueError):
+                continue
+    return n
 
 
 def mail_queue() -> str:
@@ -85,6 +104,8 @@ def collect(cfg: KavConfig, queue: bool = True) -> Status:
     except Exception as exc:  # noqa: BLE001 - any failure means "down", shown with its reason
         st.aveserver_error = f"{exc.__class__.__name__}: {exc}"
         st.warnings.append(f"aveserver is not answering on {cfg.get('path', 'LocalSocketPath')}")
+    if st.aveserver_up:
+        st.workers = worker_count(str(cfg.get("path", "AVSpidPATH")))
     if st.db_stale:
         st.warnings.append(f"the anti-virus database is {st.db_age / 86400:.1f} days old (run keepup2date)")
     st.smtpscanner_listen = str(cfg.get("smtpscan.general", "ListenAddress"))

@@ -46,6 +46,7 @@ def test_metrics_count_exactly_the_traffic_across_prefork_workers(make_console) 
     assert m["kav4ms_scan_duration_seconds_bucket"][(("le", "+Inf"),)] == 105
     assert m["kav4ms_aveserver_up"][()] == 1 and m["kav4ms_smtpscanner_up"][()] == 1
     assert m["kav4ms_database_records"][()] >= 1
+    assert m["kav4ms_aveserver_workers"][()] == 1  # [aveserver.options] Workers=1 in the test config
     assert 0 <= m["kav4ms_database_age_seconds"][()] < 3600
     # one store for both pre-forked workers
     with sqlite3.connect(st.store) as db:
