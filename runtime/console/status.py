@@ -33,6 +33,7 @@ class Status:
     smtpscanner_up: bool = False
     smtpscanner_listen: str = ""
     queue: str = ""
+    last_update: str = ""
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -71,6 +72,21 @@ def worker_count(pidfile: str) -> int | None:
             except (OSError, IndexError, ValueError):
                 continue
     return n
+
+
+def last_update(cfg: KavConfig) -> str:
+    """The last line keepup2date wrote to its event log (guide 5.1.2), or why there is none."""
+    path = cfg.get("updater.report", "ReportFileName")
+    if not path:
+        return "keepup2date logs to standard error ([updater.report] ReportFileName is empty)"
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - 4096))
+            lines = [ln for ln in fh.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    except OSError as exc:
+        return f"no update log ({path}: {exc.strerror})"
+    return lines[-1][:300] if lines else f"{path} is empty"
 
 
 def mail_queue() -> str:
@@ -116,4 +132,5 @@ def collect(cfg: KavConfig, queue: bool = True) -> Status:
         st.warnings.append("[console] StatisticsStore is not set: no statistics are recorded")
     if queue:
         st.queue = mail_queue()
+        st.last_update = last_update(cfg)
     return st
