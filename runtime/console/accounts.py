@@ -70,7 +70,10 @@ def load(path: str | os.PathLike[str]) -> dict[str, Account]:
     return out
 
 
-def set_password(path: str | os.PathLike[str], user: str, password: str, role: str) -> None:
+def set_password(path: str | os.PathLike[str], user: str, password: str, role: str,
+                 owner: tuple[int, int] | None = None) -> None:
+    """Add or change an account.  ``owner`` applies to a new file (root making the first account
+    for a console that runs as [console] User); an existing file keeps its owner."""
     if not _USER.match(user):
         raise AccountError(f"{user!r}: user names are letters, digits and _ . @ - (at most 64)")
     if role not in ROLES:
@@ -80,4 +83,5 @@ def set_password(path: str | os.PathLike[str], user: str, password: str, role: s
     accounts = load(path)
     accounts[user] = Account(user, role, hash_password(password))
     body = "".join(f"{a.user}:{a.role}:{a.hash}\n" for a in accounts.values())
-    atomic_write(Path(path), body.encode(), mode=0o600)
+    p = Path(path)
+    atomic_write(p, body.encode(), mode=0o600, owner=None if p.exists() else owner)

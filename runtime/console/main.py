@@ -37,13 +37,23 @@ def drop_privileges(user: str) -> None:
 
 
 def cmd_passwd(args: argparse.Namespace) -> int:
-    path = args.file
-    if path is None:
-        try:
-            path = str(load_config(args.config).get("console", "PasswordFile"))
-        except (ConfigError, OSError) as exc:
+    try:
+        cfg = load_config(args.config)
+    except (ConfigError, OSError) as exc:
+        if args.file is None:
             print(f"kavconsole: {exc}", file=sys.stderr)
             return 1
+        cfg = None
+    path = args.file or str(cfg.get("console", "PasswordFile"))  # type: ignore[union-attr]
+    owner = None
+    if os.geteuid() == 0 and cfg is not None:
+        # root makes the file; the console (as [console] User) must be able to read it
+        try:
+            pw = pwd.getpwnam(str(cfg.get("console", "User")))
+            owner = (pw.pw_uid, pw.pw_gid)
+        except KeyError:
+            print(f"kavconsole: warning: [console] User {cfg.get('console', 'User')!r} does not exist; "
+                  f"{path} stays root's", file=sys.stderr)
     if args.stdin or not sys.stdin.isatty():
         password = sys.stdin.readline().rstrip("\r\n")
     else:
@@ -52,7 +62,7 @@ def cmd_passwd(args: argparse.Namespace) -> int:
             print("kavconsole: the passwords differ", file=sys.stderr)
             return 1
     try:
-        accounts.set_password(path, args.user, password, args.role)
+        accounts.set_password(path, args.user, password, args.role, owner)
     except (accounts.AccountError, OSError) as exc:
         print(f"kavconsole: {exc}", file=sys.stderr)
         return 1

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -70,31 +71,32 @@ class StatStore:
     def __init__(self, path: str | os.PathLike[str], keep_days: int = 400) -> None:
         self.path = str(path)
         self.keep_days = keep_days
-        self._db: sqlite3.Connection | None = None
-        self._pid = 0
+        self._local = threading.local()  # one connection per thread and process (kavconsole is threaded)
         self._failed_at = 0.0
         self._writes = 0
 
     # -- connection ----------------------------------------------------------------------
     def connect(self, readonly: bool = False) -> sqlite3.Connection:
         """A connection of this process (a pre-forked child never uses its parent's)."""
-        if self._db is not None and self._pid == os.getpid():
-            return self._db
+        db = getattr(self._local, "db", None)
+        if db is not None and self._local.pid == os.getpid():
+            return db
         if readonly:
-            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5.0, check_same_thread=False)
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5.0)
         else:
-            db = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False)
+            db = sqlite3.connect(self.path, timeout=5.0)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # statistics: a power cut may lose the last ones
             db.executescript(_SCHEMA)
         db.execute("PRAGMA busy_timeout=5000")
-        self._db, self._pid = db, os.getpid()
+        self._local.db, self._local.pid = db, os.getpid()
         return db
 
     def close(self) -> None:
-        if self._db is not None and self._pid == os.getpid():
-            self._db.close()
-        self._db = None
+        db = getattr(self._local, "db", None)
+        if db is not None and self._local.pid == os.getpid():
+            db.close()
+        self._local.db = None
 
     # -- writing (smtpscanner) ----------------------------------------------------------
     def record(self, parts: Iterable[Part], size: int, seconds: float, when: float | None = None) -> bool:

@@ -27,6 +27,18 @@ def test_console_drops_root_and_keeps_a_private_password_file(make_console) -> N
     st = make_console()
     assert st.console is not None
     assert _uid(st.console.pid) == 65534  # started by root, serving as nobody
+    # `kavconsole passwd` run by root gives a new file to [console] User, who must read it
+    fresh = st.root / "fresh.passwd"
+    out = subprocess.run([st.python, "-m", "runtime.console.main", "-c", str(st.conf), "passwd", "bob",
+                          "--file", str(fresh), "--role", "readonly", "--stdin"], input="another password\n",
+                         env=st.env(), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert (fresh.stat().st_uid, stat.S_IMODE(fresh.stat().st_mode)) == (65534, 0o600)
+    assert fresh.read_text().startswith("bob:readonly:scrypt$")
+    out = subprocess.run([st.python, "-m", "runtime.console.main", "-c", str(st.conf), "passwd", "eve",
+                          "--file", str(fresh), "--stdin"], input="short\n", env=st.env(), capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 1 and "too short" in out.stderr
     mode = st.passwd.stat().st_mode
     assert stat.S_IMODE(mode) == 0o600
     user, role, digest = st.passwd.read_text().split(":")

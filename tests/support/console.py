@@ -101,7 +101,6 @@ class ConsoleStack(Stack):
                               "--role", role, "--stdin"], input=password + "\n", capture_output=True, text=True,
                              env=self.env(), timeout=60)
         assert out.returncode == 0, out.stderr
-        chown_tree(self.root)
 
     def audit_lines(self) -> list[dict[str, object]]:
         import json
