@@ -45,3 +45,23 @@ def test_alternative_configuration_file(make_console) -> None:  # noqa: ANN001
     assert sum(a["action"] == "config.copy" for a in refused) == 6
     assert sum(a["action"] == "config.view" for a in refused) == 5
     assert sum(a["action"] == "config.save" for a in refused) == 5
+
+
+def test_a_group_is_edited_like_a_section(make_console) -> None:  # noqa: ANN001
+    st = make_console()
+    c = Client(st.url)
+    assert c.login("admin", PW) == 303
+    code, _, page = c.get("/config?section=smtpscan.group:default")
+    assert code == 200 and 'id="k-AdminAddress"' in page and "Group administrator" in page
+    form = {"csrf": Client.csrf(page), "section": "smtpscan.group:default", "k:AdminAddress": "abuse@example.com",
+            "k:AddXHeaders": "maybe"}
+    code, _, page = c.post("/config/preview", form)
+    assert code == 422 and "AddXHeaders" in page and "abuse@example.com" not in st.conf.read_text()
+    form["k:AddXHeaders"] = "no"
+    code, _, page = c.post("/config/preview", form)
+    assert code == 200 and "+AdminAddress=abuse@example.com" in page and "+AddXHeaders=no" in page
+    code, _, page = c.post("/config/save", form)
+    assert code == 200 and "2 value(s) written" in page
+    text = st.conf.read_text()
+    group = text[text.index("[smtpscan.group:default]"):]
+    assert "AdminAddress=abuse@example.com" in group and "AddXHeaders=no" in group
