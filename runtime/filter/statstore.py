@@ -20,6 +20,7 @@ most once a minute), the way :class:`runtime.filter.stats.Statistics` treats its
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -84,6 +85,9 @@ class StatStore:
         if readonly:
             db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5.0)
         else:
+            # 0640 (SQLite gives its -wal and -shm files the same mode): senders are personal data
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640))
             db = sqlite3.connect(self.path, timeout=5.0)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # statistics: a power cut may lose the last ones

@@ -20,6 +20,7 @@ def _writer(path: Path, n: int, infected_every: int) -> None:
 def test_concurrent_processes_count_exactly(tmp_path: Path) -> None:
     path = tmp_path / "stats.sqlite"
     StatStore(path).connect()  # created once, as smtpscanner's first write does
+    assert path.stat().st_mode & 0o777 == 0o640
     pids = []
     for _ in range(4):
         pid = os.fork()
