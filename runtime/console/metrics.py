@@ -75,6 +75,11 @@ class ProductCollector:
         yield GaugeMetricFamily("kav4ms_aveserver_up", "1 when aveserver answers VERSION", value=int(st.aveserver_up))
         yield GaugeMetricFamily("kav4ms_smtpscanner_up", "1 when smtpscanner accepts connections",
                                 value=int(st.smtpscanner_up))
+        days = GaugeMetricFamily("kav4ms_licence_days_left", "Days until the active product key of each type "
+                                 "expires (negative: expired)", labels=["type", "serial"])
+        for (ktype, serial), n in sorted(st.days_left.items()):
+            days.add_metric([ktype, serial], n)
+        yield days
         if st.aveserver_up:
             info = GaugeMetricFamily("kav4ms_database_info", "The loaded anti-virus database",
                                      labels=["database", "date"])

@@ -7,6 +7,7 @@ listing command.  Each probe has a short timeout so a hung daemon cannot hang th
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import socket
 import subprocess
@@ -34,6 +35,8 @@ class Status:
     smtpscanner_listen: str = ""
     queue: str = ""
     last_update: str = ""
+    licences: list[str] = field(default_factory=list)  # the guide's key lines (5.4.2 -s)
+    days_left: dict[tuple[str, str], int] = field(default_factory=dict)  # (type, serial) of active keys
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -89,6 +92,27 @@ def last_update(cfg: KavConfig) -> str:
     return lines[-1][:300] if lines else f"{path} is empty"
 
 
+def licences(cfg: KavConfig, st: Status) -> None:
+    """Installed product keys (5.4) as licensemanager -s prints them, and days left of the active ones."""
+    from runtime.license.info import installed_line
+    from runtime.license.keystore import KeyStore
+
+    today = dt.date.today()
+    try:
+        store = KeyStore.for_config(cfg)
+        items = store.installed()
+        active = store.active(today)
+    except Exception as exc:  # noqa: BLE001 - shown, never a failed page
+        st.licences = [f"product keys unreadable: {exc}"]
+        return
+    st.licences = [installed_line(i, today) for i in items] or [f"no product key installed in {store.directory}"]
+    st.days_left = {(k.type, k.serial): k.days_left(today) for k in active.values()}
+    for (ktype, serial), days in sorted(st.days_left.items()):
+        if days <= 14:
+            st.warnings.append(f"product key {serial} ({ktype}) " +
+                               (f"expired {-days} days ago" if days < 0 else f"expires in {days} days"))
+
+
 def mail_queue() -> str:
     """A one-line summary of the MTA's queue (read-only: postqueue -p / exim -bpc / mailq)."""
     for argv in (["postqueue", "-p"], ["exim", "-bpc"], ["mailq"]):
@@ -128,6 +152,7 @@ def collect(cfg: KavConfig, queue: bool = True) -> Status:
     st.smtpscanner_up = _listening(st.smtpscanner_listen)
     if not st.smtpscanner_up:
         st.warnings.append(f"smtpscanner is not listening on {st.smtpscanner_listen}")
+    licences(cfg, st)
     if not cfg.get("console", "StatisticsStore"):
         st.warnings.append("[console] StatisticsStore is not set: no statistics are recorded")
     if queue:
