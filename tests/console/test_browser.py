@@ -48,7 +48,7 @@ def test_console_in_a_browser(make_console, driver) -> None:  # noqa: ANN001
 
     # log in -> status
     login(d, st.url)
-    assert d.current_url.endswith("/status")
+    wait_for(lambda: d.current_url.endswith("/status"), what="the status page after login")
     assert d.find_element(By.ID, "aveserver").text == "running"
     assert d.find_element(By.ID, "smtpscanner").text == "listening"
     assert d.find_element(By.ID, "whoami").text == "admin (admin)"
@@ -137,10 +137,10 @@ def test_session_expires_in_the_browser(make_console, driver) -> None:  # noqa: 
     st = make_console(console={"SessionTimeout": 2})
     d = driver
     login(d, st.url)
-    assert d.current_url.endswith("/status")
+    wait_for(lambda: d.current_url.endswith("/status"), what="the status page after login")
     time.sleep(3)
     d.find_element(By.LINK_TEXT, "Statistics").click()
-    assert "/login" in d.current_url
+    wait_for(lambda: "/login" in d.current_url, what="the login page after expiry")
     assert "session expired" in d.find_element(By.ID, "message").text
     screenshot(d, "session-expired")
     assert any(a["action"] == "session" and a["result"] == "expired" for a in st.audit_lines())

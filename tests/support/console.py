@@ -51,9 +51,11 @@ def require_root_stack() -> str:
 def chown_tree(path: Path, user: str = USER) -> None:
     pw = pwd.getpwnam(user)
     for dirpath, _dirnames, filenames in os.walk(path):
-        os.chown(dirpath, pw.pw_uid, pw.pw_gid)
-        for n in filenames:
-            os.chown(os.path.join(dirpath, n), pw.pw_uid, pw.pw_gid, follow_symlinks=False)
+        for p in (dirpath, *(os.path.join(dirpath, n) for n in filenames)):
+            try:
+                os.chown(p, pw.pw_uid, pw.pw_gid, follow_symlinks=False)
+            except FileNotFoundError:
+                pass  # a spool or SQLite journal file the running daemons just removed
 
 
 class ConsoleStack(Stack):
@@ -170,7 +172,10 @@ def browser(tmp: Path):  # noqa: ANN201 - a selenium WebDriver
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--window-size=1280,1000", f"--user-data-dir={tmp / 'chromium-profile'}"):
         opts.add_argument(arg)
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.implicitly_wait(15)  # elements of the page a click leads to, on a busy machine
+    driver.set_page_load_timeout(60)
+    return driver
 
 
 def screenshot(driver, name: str) -> Path:  # noqa: ANN001
