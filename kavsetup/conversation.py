@@ -64,7 +64,7 @@ class Console:
     def __init__(self, write: Callable[[str], object] | None = None,
                  read: Callable[[str], str] | None = None) -> None:
         self.write = write or (lambda text: print(text, flush=True))
-        self.read = read or input
+        self.read = read or read_line
 
     def _line(self, prompt: str) -> str:
         try:
@@ -105,6 +105,34 @@ class Console:
                            "them, guide chapter 7); no: leave everything as it is")
                 continue
             self.write(f"  not accepted: answer yes or no {BETTER_THAN_GUIDE}")
+
+
+def read_line(prompt: str) -> str:
+    """One line from the terminal, interruptible at any instant.
+
+    Why not ``input()``: a Ctrl-C that arrives after the prompt is written but before ``read(2)``
+    starts is only flagged, and the blocking read then waits for more input — the dialogue
+    would hang instead of leaving.  Waiting in short ``select`` slices lets Python run the
+    SIGINT handler whenever it arrives.  The terminal stays in canonical mode, so line editing
+    (erase, kill) is the kernel's; Ctrl-D on an empty line is end of input."""
+    import os
+    import select
+
+    sys.stdout.write(prompt)
+    sys.stdout.flush()
+    fd = sys.stdin.fileno()
+    data = b""
+    while not data.endswith(b"\n"):
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if not ready:
+            continue
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            if data:
+                break
+            raise EOFError
+        data += chunk
+    return data.decode("utf-8", "replace").rstrip("\r\n")
 
 
 @dataclass
@@ -333,7 +361,7 @@ def converse(root: Root, system: System, given: dict[str, Any], console: Console
         update_now = bool(answers["update_now"])
         del changes["update_now"]
 
-    settings = validate(s.with_(**changes))
+    settings = validate(s.with_(**changes, mta_config=config))
     return Result(mta, settings, answers, key_file, update_now)
 
 

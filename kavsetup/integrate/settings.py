@@ -39,6 +39,7 @@ class IntegrationSettings:
     domains: str = ""                    # [smtpscan.license] LicenseDomains, guide 5.4.1 ("" keeps .*)
     update_source: str = ""              # [updater.options] UpdateServerUrl, guide 5.1.1 ("" keeps the list)
     proxy: str = ""                      # [updater.options] ProxyAddress, guide 5.1.5 ("" none)
+    mta_config: str = ""                 # the MTA's main file as answered (reconfigure starts from it)
     import_from: str = ""                # a 5.0/4.x configuration whose settings seed kav4mailservers.conf
     prefix: str = PREFIX
     conf_file: str = CONF_FILE
