@@ -191,10 +191,12 @@ def _facts(system: System) -> list[str]:
 
 
 def converse(root: Root, system: System, given: dict[str, Any], console: Console | None, *,
-             base: IntegrationSettings | None = None, force: bool = False, ask_all: bool = False) -> Result:
+             base: IntegrationSettings | None = None, force: bool = False, ask_all: bool = False,
+             own_ports: tuple[int, ...] = ()) -> Result:
     """Decide every answer: ``given`` (answers file + flags) first, then detection, then the
     console (or, without one, the safe default).  ``ask_all`` (reconfigure): ask again the
-    questions already answered, with those answers as defaults."""
+    questions already answered, with those answers as defaults; ``own_ports`` (reconfigure): the
+    ports of the integration being replaced, busy only because of it."""
     from kavsetup.integrate.site import choose_mta, site_settings
 
     base = base or IntegrationSettings()
@@ -254,6 +256,7 @@ def converse(root: Root, system: System, given: dict[str, Any], console: Console
 
     known = {k: v for k, v in given.items() if k in IntegrationSettings.__dataclass_fields__}
     s = site_settings(root, mta, validate(base.with_(**known)))
+    s = s.with_(taken_ports=tuple(p for p in s.taken_ports if p not in own_ports))
     setup: dict[str, Any] = integration(mta.kind).SETUP  # type: ignore[attr-defined]
     changes: dict[str, Any] = {}
 

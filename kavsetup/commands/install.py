@@ -30,7 +30,8 @@ def register(sub: Any) -> None:
     p.add_argument("--mta", default="auto", choices=["auto", "postfix", "sendmail", "exim", "qmail"])
     p.add_argument("--dry-run", action="store_true", help="print the plan and a unified diff; change nothing")
     p.add_argument("--non-interactive", action="store_true", help="never ask; use defaults and --answers")
-    p.add_argument("--answers", type=Path, help="YAML file of answers (keys: see docs/integration.md)")
+    p.add_argument("--answers", type=Path, action="append",
+                   help="answers file, YAML or autoanswers.conf (keys: docs/setup.md); repeated: later files win")
     p.add_argument("--mta-config", default="", help="the MTA's main configuration file (in-root path)")
     p.add_argument("--chain", action="store_true", help="keep an existing Postfix content_filter after ours")
     p.add_argument("--force", action="store_true", help="integrate even an MTA version the guide does not support")

@@ -33,7 +33,8 @@ INTRO = ("kav4mailservers setup (guide 3.3, 3.4).  Enter keeps the [default]; '?
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", default="/", help="operate on DIR as if it were / (default: /)")
-    p.add_argument("--answers", type=Path, help="answers file: setup.yaml or autoanswers.conf (docs/setup.md)")
+    p.add_argument("--answers", type=Path, action="append",
+                   help="answers file: setup.yaml or autoanswers.conf (docs/setup.md); repeated: later files win")
     p.add_argument("--save-answers", type=Path, metavar="FILE", help="write the answers given to FILE (YAML)")
     p.add_argument("--non-interactive", action="store_true", help="never ask; answers file, flags and defaults")
     p.add_argument("--mta", default=None, choices=["auto", "postfix", "sendmail", "exim", "qmail"])
@@ -61,7 +62,9 @@ def given_answers(args: argparse.Namespace) -> dict[str, Any]:
     """Answers file first, flags over it."""
     from kavsetup import answers
 
-    given: dict[str, Any] = answers.load(args.answers) if args.answers else {}
+    given: dict[str, Any] = {}
+    for path in args.answers or ():
+        given.update(answers.load(path))
     if args.mta and args.mta != "auto":
         given["mta"] = args.mta
     if args.mta_config:
@@ -172,7 +175,8 @@ def cmd_reconfigure(args: argparse.Namespace) -> int:
                 console.write(f"Installed: integration with {doc['mta']} since {doc['started']}; "
                               "the current answers are the defaults.")
             res = converse(pristine, system, given, console, base=IntegrationSettings(chain=args.chain),
-                           force=args.force, ask_all=True)
+                           force=args.force, ask_all=True,
+                           own_ports=(int(doc["settings"]["filter_port"]), int(doc["settings"]["reinject_port"])))
             plan = compile_plan(system, res.settings, res.mta)
             summaries, diff = reconfigure.preview(root, pristine, plan)
             _show_plan(summaries, diff, plan.notes)
