@@ -54,7 +54,7 @@ class MissingAnswers(SettingsError):
         for k in keys:
             flag = BY_KEY[k].flag
             parts.append(f"{k} ({flag + ' or ' if flag else ''}answers key '{k}')")
-        super().__init__("no terminal to ask and no answer for: " + "; ".join(parts)
+        super().__init__("cannot ask (no terminal, or --non-interactive) and no answer for: " + "; ".join(parts)
                          + " (give them, or run 'kavsetup setup' on a terminal)")
 
 

@@ -103,7 +103,7 @@ def run_install(args: argparse.Namespace, *, fail_after: int | None = None, cras
     from kavsetup.integrate.plan import compile_plan
     from kavsetup.integrate.verify import verify
 
-    if interactive(args) and not args.dry_run and fail_after is None:
+    if interactive(args) and fail_after is None:
         return run_setup(args)    # guide 3.4: on a terminal, the console setup asks what is missing
     root = Root(args.root)
     if not root.path.is_dir():
@@ -122,6 +122,10 @@ def run_install(args: argparse.Namespace, *, fail_after: int | None = None, cras
         result = converse(root, system, given_answers(args), None, base=IntegrationSettings(chain=args.chain),
                           force=args.force)
         mta, settings = result.mta, result.settings
+        if args.save_answers:
+            from kavsetup.answers import save_yaml
+
+            save_yaml(args.save_answers, {**given_answers(args), **result.answers})
         plan = compile_plan(system, settings, mta)
         for n in plan.notes:
             print(f"note: {n}")
