@@ -147,16 +147,24 @@ class Result:
 
 def tool(name: str, module: str) -> list[str] | None:
     """How to run one of our own programs (licensemanager, keepup2date), or None when this
-    installation does not have it: the command on PATH, else its module if importable."""
+    installation does not have it: the command on PATH; else its console-script entry point
+    (this distribution's metadata) or ``module``'s ``main``, if importable.  Why both: another
+    part of the product may land before or after this one, and a source checkout has the
+    module without the script on PATH."""
     path = shutil.which(name)
     if path:
         return [path]
+    from importlib.metadata import entry_points
+
+    target = next((f"{ep.module}:{ep.attr}" for ep in entry_points(group="console_scripts", name=name)), "")
+    mod, _, func = (target or f"{module}.cli:main").partition(":")
     try:
-        if importlib.util.find_spec(f"{module}.__main__") is not None:
-            return [sys.executable, "-m", module]
+        found = importlib.util.find_spec(mod) is not None
     except (ImportError, ValueError):
-        pass
-    return None
+        found = False
+    if not found:
+        return None
+    return [sys.executable, "-c", f"import sys; from {mod} import {func} as m; sys.exit(m())"]
 
 
 def config_problem(root: Root, kind: str, path: str) -> str:

@@ -20,6 +20,7 @@ from tests.support.setup import (
     prompt_re,
     run,
     spawn,
+    tool_questions,
     transcript,
 )
 
@@ -27,8 +28,8 @@ pexpect = pytest.importorskip("pexpect")
 
 CONF = "etc/kav/5.5/kav4mailservers/kav4mailservers.conf"
 #: The questions of the bare-root dialogue, in order (no MTA recognised, Postfix's files present).
-BARE_ORDER = ["mta", "mta_config", "postfix_mode", "protocol", "domains", "admin_address"]
-BARE_REPLIES = {"mta": "postfix", "mta_config": "/etc/postfix/main.cf", "protocol": "smtp",
+BARE_ORDER = ["mta", "mta_config", "postfix_mode", "protocol", "domains", "admin_address", *tool_questions()]
+BARE_REPLIES = {"update_now": "no", "mta": "postfix", "mta_config": "/etc/postfix/main.cf", "protocol": "smtp",
                 "domains": r"example\.org,mail\.example\.org", "admin_address": "av@example.org"}
 
 
@@ -39,7 +40,8 @@ def test_full_dialogue_on_a_postfix_root_then_replay_gives_the_identical_journal
         child = spawn("setup", "--root", str(root), "--save-answers", str(saved))
         child.expect(r"Mail server: postfix 3\.\d+\.\d+ \(active\)")
         child.expect(r"Version check: postfix 3\.\d+\.\d+ \(from \S+\) meets postfix 1\.0 or higher")
-        asked = answer_all(child, {"protocol": "smtp", "domains": r"example\.org", "admin_address": "av@example.org"})
+        asked = answer_all(child, {"protocol": "smtp", "domains": r"example\.org", "admin_address": "av@example.org",
+                                   "update_now": "no"})
         assert finish(child) == 0, transcript(child)
         assert "postfix check passed" in transcript(child)
         # Detection found Postfix, its version and its files: only the real choices were asked.
@@ -76,7 +78,7 @@ def test_two_mtas_the_dialogue_asks_which_and_help_cites_the_guide(tmp_path: Pat
     child.expect_exact("(guide 3.4 stops the installer on an invalid answer")
     child.expect(prompt_re("mta"))
     child.sendline("qmail")
-    asked = answer_all(child, {"admin_address": "root@example.org"})
+    asked = answer_all(child, {"admin_address": "root@example.org", "update_now": "no"})
     assert finish(child) == 0
     # qmail has no spawn/daemon or protocol choice and no ports: not asked.
     assert "postfix_mode" not in asked and "protocol" not in asked
@@ -179,13 +181,15 @@ def test_licensemanager_and_keepup2date_are_used_only_when_installed(tmp_path: P
 
     root = fixture_root("debian-12-postfix", tmp_path)
     child = spawn("setup", "--root", str(root), "--dry-run")
-    asked = answer_all(child, {})
+    asked = answer_all(child, {"key_file": [str(tmp_path / "missing.key"), ""], "update_now": "no"})
     assert finish(child) == 0
     text = transcript(child)
     if tool("licensemanager", "runtime.license") is None:
         assert "licensemanager is not installed here; skipped" in text and "key_file" not in asked
     else:
-        assert "key_file" in asked
+        # a key file that does not exist is re-asked; empty skips with the guide's warning (3.3)
+        assert asked.count("key_file") == 2 and "missing.key: no such file" in text
+        assert "work with the application will be" in text
     if tool("keepup2date", "runtime.updater") is None:
         assert "keepup2date is not installed here" in text and "update_source" not in asked
     else:

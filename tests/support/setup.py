@@ -37,6 +37,15 @@ def prompt_re(key: str) -> str:
 ASKABLE = [a.key for a in BY_KEY.values() if a.prompt]
 
 
+def tool_questions() -> list[str]:
+    """The questions asked only where licensemanager / keepup2date are installed (guide 3.3), in
+    the dialogue's order: which of them this checkout has decides what the tests expect."""
+    from kavsetup.conversation import tool
+
+    keys = ["key_file"] if tool("licensemanager", "runtime.license") else []
+    return keys + (["update_source", "proxy", "update_now"] if tool("keepup2date", "runtime.updater") else [])
+
+
 def fixture_root(name: str, base: Path) -> Path:
     """tests/fixtures/roots/NAME built under ``base`` (skips with the reason if it cannot be)."""
     from tests.support import fixture_roots

@@ -468,7 +468,8 @@ class Cell:
         sb.run(["kavsetup", "uninstall"]).check()
         argv = sb._enter(["kavsetup", "setup", "--save-answers", "/root/kav-setup.yaml"], {"TERM": "dumb"})
         child = pexpect.spawn(argv[0], argv[1:], encoding="utf-8", timeout=120, dimensions=(50, 300))
-        replies = {"Protocol between": "smtp", "Administrator address": ADMIN_ADDRESS, "Apply these changes": "yes"}
+        replies = {"Protocol between": "smtp", "Administrator address": ADMIN_ADDRESS,
+                   "Update the anti-virus databases now": "no", "Apply these changes": "yes"}
         asked: list[str] = []
         while child.expect([r"\n([^\n\[]+) \[[^\]\n]*\]: ", pexpect.EOF]) == 0:
             question = child.match.group(1).strip()
