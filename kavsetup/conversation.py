@@ -27,7 +27,6 @@ import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from typing import Any
 
 from kavsetup.answers import BY_KEY, format_value, parse
@@ -142,7 +141,6 @@ class Result:
     answers: dict[str, Any] = field(default_factory=dict)   # every answer decided, for --save-answers
     key_file: str = ""
     update_now: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 def tool(name: str, module: str) -> list[str] | None:
@@ -237,8 +235,9 @@ def converse(root: Root, system: System, given: dict[str, Any], console: Console
     if "mta" not in missing:
         answers["mta"] = kind
 
-    # 2. its configuration file ("Searching for the mail server configuration file")
-    config = given.get("mta_config", "")
+    # 2. its configuration file ("Searching for the mail server configuration file"); a file
+    # answered for another MTA (reconfigure after switching, say, from Exim to Postfix) is dropped
+    config = given.get("mta_config", "") if given.get("mta", "auto") in ("auto", kind) else ""
     detected = system.mta(kind) if "mta" not in missing else None
     if config:
         if console is not None and (why := config_problem(root, kind, config)):
@@ -398,7 +397,3 @@ def post_actions(root: Root, result: Result, write: Callable[[str], object]) -> 
             failures += 1
             write(f"{name} {' '.join(extra)} exited with status {rc}; the integration stays in place")
     return failures
-
-
-def in_system(path: str) -> str:
-    return str(PurePosixPath("/") / path)

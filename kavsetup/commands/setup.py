@@ -168,7 +168,10 @@ def cmd_reconfigure(args: argparse.Namespace) -> int:
         system = detect(root.path, fs=reconfigure.PristineFS(root.path, overlay))
         known = set(IntegrationSettings.__dataclass_fields__)
         installed = {k: v for k, v in doc["settings"].items() if k in BY_KEY and k in known}
-        given = {"mta": doc["mta"], **installed, **given_answers(args)}
+        new = given_answers(args)
+        if new.get("mta", doc["mta"]) != doc["mta"]:
+            installed.pop("mta_config", None)     # the old MTA's file: detection finds the new one's
+        given = {"mta": doc["mta"], **installed, **new}
         try:
             if console:
                 console.write(INTRO)

@@ -112,3 +112,23 @@ def test_reconfigure_on_a_root_not_integrated_is_refused(tmp_path: Path) -> None
     root = config_only_root(tmp_path)
     res = run("reconfigure", "--root", str(root))
     assert res.returncode == 2 and "run 'kavsetup setup' first" in res.stderr
+
+
+def test_reconfigure_to_another_mta_that_fails_verification_puts_the_old_integration_back(tmp_path: Path) -> None:
+    """Switching MTA (qmail -> Postfix) is one change: Postfix's checker cannot run in this
+    fixture root (no libc to chroot into), so the new plan is rolled back and the qmail
+    integration is applied again — the admin never ends with neither."""
+    from tests.support.integration import snapshot
+    from tests.support.setup import fixture_root
+
+    root = fixture_root("debian-12-postfix-qmail", tmp_path)
+    original = snapshot(root)
+    assert run("setup", "--root", str(root), "--mta", "qmail", "--non-interactive").returncode == 0
+    installed = snapshot(root)
+    res = run("reconfigure", "--root", str(root), "--mta", "postfix")
+    assert res.returncode == 1
+    assert "verification failed" in res.stderr and "the previous integration is back in place" in res.stderr
+    assert journal(root)["mta"] == "qmail"
+    assert [d for d in diff_snapshots(installed, snapshot(root)) if "journal.json" not in d] == []
+    assert run("uninstall", "--root", str(root)).returncode == 0
+    assert diff_snapshots(original, snapshot(root)) == []
