@@ -203,7 +203,7 @@ def converse(root: Root, system: System, given: dict[str, Any], console: Console
     console (or, without one, the safe default).  ``ask_all`` (reconfigure): ask again the
     questions already answered, with those answers as defaults; ``own_ports`` (reconfigure): the
     ports of the integration being replaced, busy only because of it."""
-    from kavsetup.integrate.site import choose_mta, site_settings
+    from kavsetup.integrate.site import choose_mta, default_conf_text, site_settings
 
     base = base or IntegrationSettings()
     answers: dict[str, Any] = {}
@@ -372,6 +372,8 @@ def converse(root: Root, system: System, given: dict[str, Any], console: Console
         del changes["update_now"]
 
     settings = validate(s.with_(**changes, mta_config=config))
+    if settings.import_from != s.import_from:   # answered now: the imported settings seed the new file
+        settings = settings.with_(conf_default_text=default_conf_text(root, settings))
     return Result(mta, settings, answers, key_file, update_now)
 
 

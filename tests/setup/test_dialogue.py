@@ -195,3 +195,26 @@ def test_licensemanager_and_keepup2date_are_used_only_when_installed(tmp_path: P
     else:
         assert {"update_source", "proxy", "update_now"} <= set(asked)
     assert "dry run: nothing changed" in text
+
+
+def test_settings_of_an_earlier_installation_are_offered_and_imported(tmp_path: Path) -> None:
+    """Guide 3.2/1.1: a 5.0 configuration on the machine is offered for import; its settings seed
+    the new kav4mailservers.conf inside the same journaled change (uninstall removes it again)."""
+    root = config_only_root(tmp_path)
+    old = root / "etc/kav/5.0/kav4mailservers/kav4mailservers.conf"
+    old.parent.mkdir(parents=True)
+    old.write_text("[smtpscan.general]\nNotifyFromAddress=av@example.com\n"
+                   "[smtpscan.group:sales]\nRecipients=*@sales.example.com\nCheck=true\n")
+    before = snapshot(root)
+    child = spawn("setup", "--root", str(root))
+    asked = answer_all(child, {**BARE_REPLIES, "import_from": ["/etc/nothing.conf", ""]})
+    assert finish(child) == 0, transcript(child)
+    text = transcript(child)
+    assert "Found an earlier installation's configuration: /etc/kav/5.0/kav4mailservers/kav4mailservers.conf" in text
+    assert asked.count("import_from") == 2 and "/etc/nothing.conf: no such file" in text
+    conf = (root / CONF).read_text()
+    assert "imported from 5.0 /etc/kav/5.0/kav4mailservers/kav4mailservers.conf" in conf
+    assert "[smtpscan.group:sales]" in conf and "Recipients=.*@sales\\.example\\.com" in conf
+    assert "Protocol=smtp" in conf                       # and the answers on top of it
+    assert run("uninstall", "--root", str(root)).returncode == 0
+    assert diff_snapshots(before, snapshot(root)) == []
