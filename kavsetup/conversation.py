@@ -290,7 +290,8 @@ def converse(root: Root, system: System, given: dict[str, Any], console: Console
         busy = default in taken
         if busy:
             say(f"Port {default} ({key}) is already in use here.")
-            default = next(p for p in range(default + 1, 65536) if p not in taken and p not in changes.values())
+            others = {getattr(s, k) for k in setup["ports"]} | set(changes.values())
+            default = next(p for p in range(default + 1, 65536) if p not in taken and p not in others)
 
         def port_ok(v: Any, key: str = key) -> str:
             if not 0 < v < 65536:

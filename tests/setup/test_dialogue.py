@@ -218,3 +218,20 @@ def test_settings_of_an_earlier_installation_are_offered_and_imported(tmp_path: 
     assert "Protocol=smtp" in conf                       # and the answers on top of it
     assert run("uninstall", "--root", str(root)).returncode == 0
     assert diff_snapshots(before, snapshot(root)) == []
+
+
+def test_a_taken_port_is_asked_for_with_the_next_free_one_as_default(tmp_path: Path) -> None:
+    """Guide 4.4.3's port 10025 already used by another filter's listener in master.cf: the
+    dialogue says so and asks, re-asking a taken port or a non-number with the reason."""
+    root = config_only_root(tmp_path)
+    master = root / "etc/postfix/master.cf"
+    master.write_text(master.read_text() + "127.0.0.1:10025 inet n - n - - smtpd\n  -o content_filter=\n")
+    child = spawn("setup", "--root", str(root))
+    asked = answer_all(child, {**BARE_REPLIES, "filter_port": ["10025", "ten", ""]})
+    assert finish(child) == 0, transcript(child)
+    text = transcript(child)
+    assert "Port 10025 (filter_port) is already in use here." in text
+    assert "port 10025 is already in use here" in text and "'ten' is not a number" in text
+    assert asked.count("filter_port") == 3 and "reinject_port" not in asked
+    assert "Port the MTA hands mail to smtpscanner on [10027]" in text
+    assert "content_filter = kavscan:[127.0.0.1]:10027" in (root / "etc/postfix/main.cf").read_text()
