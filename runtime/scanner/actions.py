@@ -1,0 +1,260 @@
+"""Operations on files (guide 6.2.2-6.2.4, 5.3.3-5.3.5): what happens to a file after its verdict.
+
+Which rule applies: ``[scanner.object]`` when the file itself is the detected object,
+``[scanner.container]`` when something *inside* it is (6.2.3: "if archived objects inside it
+contain viruses, it is treated as a compound one").  Either way the action is applied to the file
+on disk — an infected member of an archive acts on the whole archive, as 5.3.1 warns.
+
+Statuses and keys: Infected and CureFailed -> ``OnInfected`` (6.2.2: a failed cure is treated as
+infected), Suspicious -> ``OnSuspicion``, Warning -> ``OnWarning``, Corrupted -> ``OnCorrupted``,
+Protected -> ``OnProtected``, Error -> ``OnError``; Cured files are only reported (6.2.3).
+
+``exec COMMAND`` runs through ``/bin/sh -c`` because the guide's examples need pipes and ``;``.
+The macros are replaced in one pass, each by a single shell-quoted word (``shlex.quote``), so a
+file named ``$(touch /tmp/pwned);x`` or holding a newline is passed as data, never run.  The
+admin's command must therefore not put the macros inside quotes of its own.  The guide's own
+``%FULLPATH%/FILENAME%`` (a missing ``%``) is read as ``%FULLPATH%/%FILENAME%``.
+
+Before changing a file, it is checked to be the very file that was scanned (same device and
+inode, still a regular file): a name swapped for a link between scan and action is left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import shlex
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from runtime.engine.verdict import Status, Verdict
+from runtime.fsutil import atomic_write
+
+from .backup import Backup, quarantine_file
+from .scan import open_regular
+
+EXEC_TIMEOUT = 600.0
+
+STATUS_KEY = {
+    Status.INFECTED: "OnInfected",
+    Status.CUREFAILED: "OnInfected",
+    Status.SUSPICIOUS: "OnSuspicion",
+    Status.WARNING: "OnWarning",
+    Status.CORRUPTED: "OnCorrupted",
+    Status.PROTECTED: "OnProtected",
+    Status.ERROR: "OnError",
+}
+
+_MACRO = re.compile(r"%(FULLPATH|FILENAME|VIRUSNAME|LIST)%")
+_GUIDE_TYPO = re.compile(r"%FULLPATH%/FILENAME%")
+
+Action = tuple[str, str]
+
+
+def is_container(v: Verdict) -> bool:
+    """Whether the finding is inside the file (a member) rather than the file itself."""
+    return any(o.path != v.path and o.status is not Status.CLEAN for o in v.objects)
+
+
+def expand(command: str, path: str, names: list[str], list_file: str = "") -> str:
+    """The command with every macro replaced by one shell-quoted word, in a single pass."""
+    values = {
+        "FULLPATH": os.path.dirname(path) or "/",
+        "FILENAME": os.path.basename(path),
+        "VIRUSNAME": ", ".join(names),
+        "LIST": list_file,
+    }
+    command = _GUIDE_TYPO.sub("%FULLPATH%/%FILENAME%", command)
+    return _MACRO.sub(lambda m: shlex.quote(values[m.group(1)]), command)
+
+
+@dataclass
+class Policy:
+    """Everything that decides the fate of a file: the two action tables and the run's mode."""
+
+    object_actions: dict[str, list[Action]] = field(default_factory=dict)
+    container_actions: dict[str, list[Action]] = field(default_factory=dict)
+    cure: bool = False
+    remove_uncured: bool = False  # -i3: "objects which cannot be disinfected are to be deleted"
+    backup: Backup | None = None
+    quarantine_dir: str = ""
+    dry_run: bool = False
+
+
+@dataclass
+class Outcome:
+    done: list[str] = field(default_factory=list)  # "removed", "moved to X", ...
+    errors: list[str] = field(default_factory=list)
+    gone: bool = False  # the file is no longer at its path
+    cured: bool = False
+    removed: bool = False
+    moved: bool = False
+    quarantined: bool = False
+
+
+class Executor:
+    def __init__(self, policy: Policy, log_error: Callable[[str], None] = lambda m: None) -> None:
+        self.p = policy
+        self.log_error = log_error
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _same(self, path: str, st: os.stat_result) -> bool:
+        try:
+            now = os.lstat(path)
+        except OSError:
+            return False
+        return stat.S_ISREG(now.st_mode) and (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
+
+    def _read(self, path: str) -> bytes:
+        fd, _ = open_regular(path)
+        with os.fdopen(fd, "rb") as fh:
+            return fh.read()
+
+    def _backup(self, path: str, st: os.stat_result, reason: str, out: Outcome) -> bool:
+        if self.p.backup is None:
+            return True
+        try:
+            qid = self.p.backup.save(path, st, self._read(path), reason)
+            out.done.append(f"backed up as {qid}")
+            return True
+        except Exception as exc:  # noqa: BLE001 - no backup, no destructive action
+            out.errors.append(f"backup failed ({exc}); file left unchanged")
+            return False
+
+    def _remove(self, path: str, st: os.stat_result, reason: str, out: Outcome) -> None:
+        if not self._backup(path, st, reason, out):
+            return
+        os.unlink(path)
+        out.gone = out.removed = True
+        out.done.append("removed")
+
+    @staticmethod
+    def _check_target_dir(d: str) -> None:
+        """A destination root must not be a link nor belong to someone else (root never trusts
+        a directory an ordinary user could have planted, e.g. ``/tmp/infected``)."""
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        st = os.lstat(d)
+        if not stat.S_ISDIR(st.st_mode):
+            raise OSError(errno.ENOTDIR, f"{d} is not a directory")
+        if st.st_uid not in (0, os.geteuid()):
+            raise OSError(errno.EPERM, f"{d} belongs to uid {st.st_uid}, not to us or root")
+
+    def _move(self, path: str, dest_dir: str, keep_path: bool, out: Outcome) -> None:
+        self._check_target_dir(dest_dir)
+        if keep_path:
+            target = os.path.join(dest_dir, path.lstrip("/"))
+            parent = os.path.dirname(target)
+            os.makedirs(parent, mode=0o700, exist_ok=True)
+            if os.path.realpath(parent) != os.path.normpath(parent):
+                raise OSError(errno.ELOOP, f"{parent} leads through a symbolic link")
+        else:
+            target = os.path.join(dest_dir, os.path.basename(path))
+        base, n = target, 0
+        while os.path.lexists(target):
+            n += 1
+            target = f"{base}.{n}"
+        try:
+            os.rename(path, target)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            data = self._read(path)
+            st = os.lstat(path)
+            atomic_write(target, data, mode=st.st_mode & 0o7777)
+            os.unlink(path)
+        out.gone = out.moved = True
+        out.done.append(f"moved to {target}")
+
+    def _exec(self, command: str, path: str, v: Verdict, out: Outcome) -> None:
+        list_file = ""
+        try:
+            if "%LIST%" in command:
+                fd, list_file = tempfile.mkstemp(prefix="kavscanner-list-", suffix=".txt")
+                with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as fh:
+                    for o in v.objects:
+                        fh.write(o.report_line().replace("\n", "\\n") + "\n")
+            cmd = expand(command, path, v.names, list_file)
+            r = subprocess.run(["/bin/sh", "-c", cmd], stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno(),
+                               timeout=EXEC_TIMEOUT, check=False)
+            if r.returncode:
+                out.errors.append(f"exec exited with {r.returncode}")
+            else:
+                out.done.append("exec done")
+        except subprocess.TimeoutExpired:
+            out.errors.append(f"exec did not finish within {EXEC_TIMEOUT:g} s")
+        finally:
+            if list_file:
+                with contextlib.suppress(OSError):
+                    os.unlink(list_file)
+        if not os.path.lexists(path):
+            out.gone = True
+
+    # -- the one entry point ------------------------------------------------------------------
+    def apply(self, path: str, st: os.stat_result, v: Verdict) -> Outcome:
+        out = Outcome()
+        reason = ", ".join(v.names) or v.status.value
+        if self.p.dry_run:
+            return out
+        if v.status is Status.CURED:
+            self._apply_cure(path, st, v, out)
+            return out
+        key = STATUS_KEY.get(v.status)
+        if key is None:
+            return out
+        table = self.p.container_actions if is_container(v) else self.p.object_actions
+        for verb, arg in table.get(key, []):
+            if out.gone and verb != "exec":
+                continue
+            try:
+                if verb in ("report", "cure"):
+                    continue  # reporting always happens; cure is asked for by Cure=yes / -i
+                if not self._same(path, st) and verb != "exec":
+                    out.errors.append(f"{verb}: file changed or replaced since it was scanned; left alone")
+                    continue
+                if verb == "remove":
+                    self._remove(path, st, reason, out)
+                elif verb in ("move", "movepath"):
+                    self._move(path, arg, verb == "movepath", out)
+                elif verb == "quarantine":
+                    qdir = arg or self.p.quarantine_dir
+                    qid = quarantine_file(qdir, path, st, self._read(path), reason)
+                    os.unlink(path)
+                    out.gone = out.quarantined = True
+                    out.done.append(f"quarantined as {qid} in {qdir}")
+                elif verb == "exec":
+                    self._exec(arg, path, v, out)
+            except OSError as exc:
+                out.errors.append(f"{verb}: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+        if (self.p.remove_uncured and not out.gone and v.status in (Status.INFECTED, Status.CUREFAILED)):
+            try:
+                if self._same(path, st):
+                    self._remove(path, st, reason, out)
+                else:
+                    out.errors.append("remove: file changed or replaced since it was scanned; left alone")
+            except OSError as exc:
+                out.errors.append(f"remove: {exc.strerror or exc}")
+        return out
+
+    def _apply_cure(self, path: str, st: os.stat_result, v: Verdict, out: Outcome) -> None:
+        if not self._same(path, st):
+            out.errors.append("cure: file changed or replaced since it was scanned; left alone")
+            return
+        try:
+            if not self._backup(path, st, ", ".join(v.names) or "cured", out):
+                return
+            if v.deleted:
+                os.unlink(path)
+                out.gone = out.removed = True
+                out.done.append("removed (cure is deletion)")
+            elif v.cured is not None:
+                atomic_write(path, v.cured, mode=st.st_mode & 0o7777, owner=(st.st_uid, st.st_gid))
+                out.cured = True
+                out.done.append("disinfected")
+        except OSError as exc:
+            out.errors.append(f"cure: {exc.strerror or exc}")
