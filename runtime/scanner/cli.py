@@ -55,6 +55,28 @@ E_FLAGS = {"P": "Packed", "A": "Archives", "S": "SelfExtArchives", "B": "MailBas
            "E": "Heuristics"}
 
 
+ARCHIVE_KINDS = frozenset({"zip", "tar", "gzip", "bzip2", "xz"})
+MAIL_KINDS = frozenset({"mime", "uue"})
+#: The default configuration when -c is not given: $KAV_CONFIG (as smtpscanner) or the installed file.
+CONFIG_ENV = "KAV_CONFIG"
+
+
+def skip_kinds(enabled: set[str]) -> frozenset[str]:
+    """Container kinds the engine must not open for the enabled -e letters / [scanner.options] keys.
+
+    A (Archives) governs zip/tar/gzip/bzip2/xz; mail (MIME, uuencode) is opened while either B
+    (MailBases) or M (MailPlain) is on.  P, S and E have nothing to switch off in this engine: it
+    has no unpacker for packed executables or self-extractors (their bytes are always matched
+    whole), and WARNING/SUSPICIOUS verdicts come from the signatures themselves.
+    """
+    skip: set[str] = set()
+    if "A" not in enabled:
+        skip |= ARCHIVE_KINDS
+    if "B" not in enabled and "M" not in enabled:
+        skip |= MAIL_KINDS
+    return frozenset(skip)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
@@ -76,7 +98,8 @@ def parser() -> _Parser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("paths", nargs="*", metavar="PATH", help="files and directories to scan")
-    ap.add_argument("-c", dest="config", metavar="FILE", help=f"configuration file (default {CONFIG_FILE})")
+    ap.add_argument("-c", dest="config", metavar="FILE",
+                    help=f"configuration file (default ${CONFIG_ENV} or {CONFIG_FILE})")
     ap.add_argument("-@", dest="list_file", metavar="FILE",
                     help="scan only the objects listed in FILE, one per line; - reads standard input (6.2.1)")
     ap.add_argument("-R", dest="recursion", action="store_const", const=True, help="recurse into directories")
@@ -121,11 +144,15 @@ def parser() -> _Parser:
     return ap
 
 
+def default_config() -> str:
+    return os.environ.get(CONFIG_ENV) or CONFIG_FILE
+
+
 def _load_cfg(path: str | None) -> KavConfig:
     if path:
         return load_config(path)
-    if os.path.exists(CONFIG_FILE):
-        return load_config(CONFIG_FILE)
+    if os.environ.get(CONFIG_ENV) or os.path.exists(CONFIG_FILE):
+        return load_config(default_config())
     return loads_config("")
 
 
@@ -227,6 +254,12 @@ class Run:
         self.workers = w if w and w > 0 else default_workers()
         self.max_load = float(opt("MaxLoadAvg") or 0.0)
         self.use_ichecker = opt("UseIChecker") if args.ichecker is None else args.ichecker
+        if types:
+            enabled = set(types)
+        else:
+            enabled = {letter for letter, key in E_FLAGS.items() if key == "Heuristics" or opt(key)}
+        self.types = "".join(sorted(enabled))
+        self.skip = skip_kinds(enabled)
         self.counts: dict[str, int] = {s.value: 0 for s in Status}
         self.stats = {"files": 0, "bytes": 0, "ichecker_skipped": 0, "special": 0, "links": 0, "excluded": 0,
                       "unreadable": 0, "cured": 0, "removed": 0, "moved": 0, "quarantined": 0,
@@ -292,7 +325,7 @@ class Run:
 
     def _run(self, rep: Reporter, cfg: KavConfig, args: argparse.Namespace, t0: float) -> int:
         rep.message(INFO, f"{VERSION_TEXT} started, pid {os.getpid()}")
-        conf = args.config or (CONFIG_FILE if os.path.exists(CONFIG_FILE) else "built-in defaults")
+        conf = args.config or (default_config() if os.path.exists(default_config()) else "built-in defaults")
         rep.message(INFO, f"configuration: {conf}")
         bases = cfg.get("path", "BasesPath")
         try:
@@ -324,7 +357,7 @@ class Run:
         if self.use_ichecker:
             dbfile = args.ichecker_db or cfg.get("path", "IcheckerDbFile")
             try:
-                ick = IChecker(dbfile, f"{version}|types={''.join(sorted(self.types))}")
+                ick = IChecker(dbfile, f"{version}|types={self.types}")
                 if ick.invalidated:
                     rep.message(INFO, f"iChecker {dbfile}: the database changed, every file is scanned again")
             except Exception as exc:  # noqa: BLE001 - sqlite errors, permissions: scan without it
@@ -388,7 +421,8 @@ class Run:
     def _scan(self, rep: Reporter, engine: Engine, area: area_mod.Area, ick: IChecker | None,
               executor: Executor) -> None:
         done_files = done_bytes = 0
-        for r in scan_many(engine, self._feed(area, ick, rep), self.cure, self.workers, self.max_load):
+        feed = self._feed(area, ick, rep)
+        for r in scan_many(engine, feed, self.cure, self.workers, self.max_load, self.skip):
             self.stats["paused_s"] += r.paused
             if r.skipped:
                 self.stats["links" if r.skipped == "link" else "special"] += 1

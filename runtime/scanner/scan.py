@@ -68,7 +68,8 @@ def _kind(path: str) -> str:
     return "special"
 
 
-def scan_file(engine: Engine, path: str, cure: bool, max_load: float = 0.0) -> Result:
+def scan_file(engine: Engine, path: str, cure: bool, max_load: float = 0.0,
+              skip_kinds: frozenset[str] = frozenset()) -> Result:
     paused = load.wait_below(max_load) if max_load else 0.0
     try:
         fd, st = open_regular(path)
@@ -89,7 +90,7 @@ def scan_file(engine: Engine, path: str, cure: bool, max_load: float = 0.0) -> R
         data = b"".join(chunks)
     except OSError as exc:
         return Result(path, st, error=exc.strerror or str(exc), paused=paused)
-    v = engine.scan(data, path, cure=cure)
+    v = engine.scan(data, path, cure=cure, skip_kinds=skip_kinds)
     return Result(path, st, v, paused=paused)
 
 
@@ -97,22 +98,23 @@ def scan_file(engine: Engine, path: str, cure: bool, max_load: float = 0.0) -> R
 _ENGINE: Engine | None = None
 _CURE = False
 _MAX_LOAD = 0.0
+_SKIP: frozenset[str] = frozenset()
 
 
 def _work(path: str) -> Result:
     assert _ENGINE is not None
-    return scan_file(_ENGINE, path, _CURE, _MAX_LOAD)
+    return scan_file(_ENGINE, path, _CURE, _MAX_LOAD, _SKIP)
 
 
 def scan_many(engine: Engine, paths: Iterable[str], cure: bool, workers: int,
-              max_load: float = 0.0) -> Iterator[Result]:
+              max_load: float = 0.0, skip_kinds: frozenset[str] = frozenset()) -> Iterator[Result]:
     """Results in completion order; ``workers`` <= 1 scans in this process."""
-    global _ENGINE, _CURE, _MAX_LOAD
+    global _ENGINE, _CURE, _MAX_LOAD, _SKIP
     if workers <= 1:
         for p in paths:
-            yield scan_file(engine, p, cure, max_load)
+            yield scan_file(engine, p, cure, max_load, skip_kinds)
         return
-    _ENGINE, _CURE, _MAX_LOAD = engine, cure, max_load
+    _ENGINE, _CURE, _MAX_LOAD, _SKIP = engine, cure, max_load, skip_kinds
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(workers) as pool:
         try:
