@@ -73,6 +73,10 @@ class Area:
             except OSError as exc:
                 yield Entry(path, "error", what=exc.strerror or str(exc))
                 continue
+            if os.path.islink(path):
+                # Scanned, reported and acted upon under its real name: the scanner opens with
+                # O_NOFOLLOW, and an action must hit the file that was scanned, not the link.
+                path = os.path.realpath(path)
             if self.excluded_dir(path):
                 yield Entry(path, "excluded")
                 continue
@@ -126,6 +130,7 @@ class Area:
                             yield Entry(child, "link")
                             continue
                         cst = os.stat(child)
+                        child = os.path.realpath(child)
                     else:
                         cst = e.stat(follow_symlinks=False)
                 except OSError as exc:  # vanished, dangling link, no permission on the link target

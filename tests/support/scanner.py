@@ -96,7 +96,7 @@ def encrypted_zip(path: Path, member: str, data: bytes) -> Path | None:
     if shutil.which("zip") is None:
         return None
     work = path.parent / ".ez"
-    work.mkdir(exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
     (work / member).write_bytes(data)
     subprocess.run(["zip", "-q", "-P", "secret", str(path.resolve()), member], cwd=work, check=True)
     shutil.rmtree(work)
