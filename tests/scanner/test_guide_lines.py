@@ -25,6 +25,8 @@ from tests.support.scanner import (
     write,
 )
 
+REPO = Path(__file__).resolve().parents[2]
+
 pytestmark = [pytest.mark.root, pytest.mark.skipif(not can_unshare(), reason="needs root and unshare -m "
                                                    "to bind test directories on /tmp, /home and /etc")]
 
@@ -174,17 +176,25 @@ def test_6_2_4_backup_mode_actions_and_list_with_space(box: Box) -> None:
     assert "CURED" in r.stdout  # no -q: the console shows the report lines
 
 
-def test_5_3_2_cron_line_with_etc_kav_config_on_home(box: Box) -> None:
-    """The crontab entry's command: kavscanner -c /etc/kav/kavscanner.conf /home (config in /etc/kav)."""
+def test_5_3_2_the_packaged_cron_line_runs(box: Box) -> None:
+    """The schedule shipped in pkg/common/kavscanner.cron, uncommented, run as cron would run its
+    command: the guide's /opt path, -c /etc/kav/kavscanner.conf, /home (5.3.2)."""
+    lines = [ln for ln in (REPO / "pkg/common/kavscanner.cron").read_text().splitlines() if ln.startswith("#0 ")]
+    assert len(lines) == 1, "exactly one commented schedule line"
+    fields = lines[0][1:].split()
+    assert fields[:5] == ["0", "0", "*", "*", "*"] and fields[5] == "root"
+    command = " ".join(fields[6:])
+    assert command == "/opt/kav/5.5/kav4mailservers/bin/kavscanner -c /etc/kav/kavscanner.conf /home"
     build_tree(box.home / "u", outside=box.kit / "outside", nasty=False)
     write(box.home / "u" / "development" / "virus.com", EICAR)  # ExcludeDirs=/dev must not hide this
-    upper = box.etc / "upper" / "kav"
-    box.conf(upper / "kavscanner.conf", "[scanner.options]\nExcludeDirs=/dev\n\n[scanner.report]\n"
-                                        "ReportFileName=/home/kavscanner.log\n")
-    r = guide_line("kavscanner -c /etc/kav/kavscanner.conf /home", {"/home": box.home}, box.env(),
-                   cwd="/", etc_overlay=box.etc)
+    box.conf(box.etc / "upper" / "kav" / "kavscanner.conf",
+             "[scanner.options]\nExcludeDirs=/dev\n\n[scanner.report]\nReportFileName=/home/kavscanner.log\n")
+    opt = box.kit / "opt-overlay"
+    (opt / "upper/kav/5.5/kav4mailservers/bin").mkdir(parents=True)
+    (opt / "upper/kav/5.5/kav4mailservers/bin/kavscanner").symlink_to(box.bin / "kavscanner")
+    r = guide_line(command, {"/home": box.home}, box.env(), cwd="/", overlays={"/etc": box.etc, "/opt": opt})
     assert r.returncode == 4, r.stderr
     objs = report_objects((box.home / "kavscanner.log").read_text())
     assert objs["/home/u/development/virus.com"].startswith("INFECTED")
     assert objs["/home/u/eicar.com"].startswith("INFECTED")
-    assert not Path("/etc/kav").exists()  # the overlay kept the host untouched
+    assert not Path("/etc/kav").exists() and not Path("/opt/kav").exists()  # the host is untouched

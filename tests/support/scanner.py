@@ -163,19 +163,20 @@ def can_unshare() -> bool:
 
 
 def guide_line(line: str, binds: dict[str, Path], env: dict[str, str], cwd: str = "/tmp",
-               etc_overlay: Path | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+               overlays: dict[str, Path] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     """Run a command line exactly as the guide prints it, through ``/bin/sh``, in a private mount
-    namespace where ``binds`` (e.g. ``{"/tmp": dir}``) are bind-mounted and, with ``etc_overlay``,
-    ``/etc`` is an overlay whose changes land in that directory.  ``kavscanner`` on ``PATH`` is a
-    wrapper around this checkout (placed outside the bound paths)."""
+    namespace where ``binds`` (e.g. ``{"/tmp": dir}``) are bind-mounted and each of ``overlays``
+    (e.g. ``{"/etc": dir}``) is an overlay whose changes land in ``dir/upper``.  ``kavscanner`` on
+    ``PATH`` is a wrapper around this checkout (placed outside the bound paths)."""
     wrapper_dir = Path(env.get("KAV_TEST_BIN", "")) or None
     assert wrapper_dir is not None and wrapper_dir.is_dir(), "env needs KAV_TEST_BIN (see wrapper_bin)"
     mounts = []
-    if etc_overlay is not None:
-        (etc_overlay / "upper").mkdir(parents=True, exist_ok=True)
-        (etc_overlay / "work").mkdir(parents=True, exist_ok=True)
-        mounts.append(f"mount -t overlay overlay -o lowerdir=/etc,upperdir={shlex.quote(str(etc_overlay / 'upper'))},"
-                      f"workdir={shlex.quote(str(etc_overlay / 'work'))} /etc")
+    for target, d in (overlays or {}).items():
+        (d / "upper").mkdir(parents=True, exist_ok=True)
+        (d / "work").mkdir(parents=True, exist_ok=True)
+        mounts.append(f"mount -t overlay overlay -o lowerdir={shlex.quote(target)},"
+                      f"upperdir={shlex.quote(str(d / 'upper'))},workdir={shlex.quote(str(d / 'work'))} "
+                      f"{shlex.quote(target)}")
     for target, src in binds.items():
         mounts.append(f"mount --bind {shlex.quote(str(src))} {shlex.quote(target)}")
     script = " && ".join([*mounts, f"cd {shlex.quote(cwd)}", line])

@@ -124,10 +124,19 @@ def main(src_dir: str, dest_dir: str) -> int:
         wrapper.write_text(WRAPPER.format(name=name, module=module, func=func))
         wrapper.chmod(0o755)
         about, sections = ABOUT.get(name, ("kav4mailservers command", "1-9"))
+        written = src / "docs" / "man" / f"{name}.8"  # a full page where one is written (kavscanner)
         (man8 / f"{name}.8").write_text(
-            MANPAGE.format(name=name, upper=name.upper(), about=about, sections=sections)
+            written.read_text() if written.is_file()
+            else MANPAGE.format(name=name, upper=name.upper(), about=about, sections=sections)
         )
         (guide_bin / name).symlink_to(f"/usr/sbin/{name}")
+
+    # Examples the guide describes, installed commented out (5.3.2: the kavscanner cron schedule).
+    examples = dest / "usr/share/doc/kav4mailservers/examples"
+    for example in sorted((src / "pkg" / "common").glob("*.cron")):
+        examples.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(example, examples / example.name)
+        os.chmod(examples / example.name, 0o644)
 
     units_src = Path(__file__).resolve().parent / "units"
     unit_dir = dest / "lib/systemd/system"
