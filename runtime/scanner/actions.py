@@ -15,8 +15,12 @@ file named ``$(touch /tmp/pwned);x`` or holding a newline is passed as data, nev
 admin's command must therefore not put the macros inside quotes of its own.  The guide's own
 ``%FULLPATH%/FILENAME%`` (a missing ``%``) is read as ``%FULLPATH%/%FILENAME%``.
 
-Before changing a file, it is checked to be the very file that was scanned (same device and
-inode, still a regular file): a name swapped for a link between scan and action is left alone.
+Root acts in directories users can write, so every change goes through ``Pinned``: the file's
+directory is opened component by component from ``/`` with ``O_NOFOLLOW``, the file is checked
+there to be the very one scanned (same device and inode, still a regular file) and then read,
+unlinked, renamed or rewritten relative to that directory descriptor.  A directory swapped for a
+link to ``/etc`` between scan and action therefore makes the action fail; it never removes or
+rewrites ``/etc/passwd``.
 """
 
 from __future__ import annotations
@@ -37,7 +41,6 @@ from runtime.engine.verdict import Status, Verdict
 from runtime.fsutil import atomic_write
 
 from .backup import Backup, quarantine_file
-from .scan import open_regular
 
 EXEC_TIMEOUT = 600.0
 
@@ -98,39 +101,112 @@ class Outcome:
     quarantined: bool = False
 
 
+class Changed(OSError):
+    """The file on disk is no longer the one that was scanned."""
+
+
+def open_dir_nofollow(path: str) -> int:
+    """A descriptor of directory ``path``, reached without following any symbolic link."""
+    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for comp in [c for c in path.split("/") if c]:
+            nfd = os.open(comp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+class Pinned:
+    """The scanned file, reached through a descriptor of its directory (see the module docstring)."""
+
+    def __init__(self, path: str, st: os.stat_result) -> None:
+        self.path, self.st = path, st
+        self.name = os.path.basename(path)
+        self.dfd = open_dir_nofollow(os.path.dirname(path) or "/")
+
+    def close(self) -> None:
+        os.close(self.dfd)
+
+    def __enter__(self) -> Pinned:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def same(self) -> bool:
+        try:
+            now = os.stat(self.name, dir_fd=self.dfd, follow_symlinks=False)
+        except OSError:
+            return False
+        return stat.S_ISREG(now.st_mode) and (now.st_dev, now.st_ino) == (self.st.st_dev, self.st.st_ino)
+
+    def check(self) -> None:
+        if not self.same():
+            raise Changed(errno.ESTALE, "file changed or replaced since it was scanned; left alone")
+
+    def read(self) -> bytes:
+        fd = os.open(self.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=self.dfd)
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if (st.st_dev, st.st_ino) != (self.st.st_dev, self.st.st_ino):
+                raise Changed(errno.ESTALE, "file changed or replaced since it was scanned; left alone")
+            return fh.read()
+
+    def unlink(self) -> None:
+        self.check()
+        os.unlink(self.name, dir_fd=self.dfd)
+
+    def rename(self, target: str) -> None:
+        self.check()
+        os.rename(self.name, target, src_dir_fd=self.dfd)
+
+    def rewrite(self, data: bytes) -> None:
+        """``atomic_write`` relative to the pinned directory: temporary file, fsync, rename, with
+        the original mode and owner (fsutil.atomic_write takes paths, which could be redirected)."""
+        self.check()
+        tmp = f".{self.name[:200]}.{os.urandom(6).hex()}.kavscanner.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=self.dfd)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                if os.geteuid() == 0:
+                    os.fchown(fh.fileno(), self.st.st_uid, self.st.st_gid)
+                os.fchmod(fh.fileno(), self.st.st_mode & 0o7777)
+                os.fsync(fh.fileno())
+            os.rename(tmp, self.name, src_dir_fd=self.dfd, dst_dir_fd=self.dfd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=self.dfd)
+            raise
+        os.fsync(self.dfd)
+
+
 class Executor:
     def __init__(self, policy: Policy, log_error: Callable[[str], None] = lambda m: None) -> None:
         self.p = policy
         self.log_error = log_error
 
     # -- helpers ------------------------------------------------------------------------------
-    def _same(self, path: str, st: os.stat_result) -> bool:
-        try:
-            now = os.lstat(path)
-        except OSError:
-            return False
-        return stat.S_ISREG(now.st_mode) and (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)
-
-    def _read(self, path: str) -> bytes:
-        fd, _ = open_regular(path)
-        with os.fdopen(fd, "rb") as fh:
-            return fh.read()
-
-    def _backup(self, path: str, st: os.stat_result, reason: str, out: Outcome) -> bool:
+    def _backup(self, f: Pinned, reason: str, out: Outcome) -> bool:
         if self.p.backup is None:
             return True
         try:
-            qid = self.p.backup.save(path, st, self._read(path), reason)
+            qid = self.p.backup.save(f.path, f.st, f.read(), reason)
             out.done.append(f"backed up as {qid}")
             return True
         except Exception as exc:  # noqa: BLE001 - no backup, no destructive action
             out.errors.append(f"backup failed ({exc}); file left unchanged")
             return False
 
-    def _remove(self, path: str, st: os.stat_result, reason: str, out: Outcome) -> None:
-        if not self._backup(path, st, reason, out):
+    def _remove(self, f: Pinned, reason: str, out: Outcome) -> None:
+        if not self._backup(f, reason, out):
             return
-        os.unlink(path)
+        f.unlink()
         out.gone = out.removed = True
         out.done.append("removed")
 
@@ -145,7 +221,8 @@ class Executor:
         if st.st_uid not in (0, os.geteuid()):
             raise OSError(errno.EPERM, f"{d} belongs to uid {st.st_uid}, not to us or root")
 
-    def _move(self, path: str, dest_dir: str, keep_path: bool, out: Outcome) -> None:
+    def _move(self, f: Pinned, dest_dir: str, keep_path: bool, out: Outcome) -> None:
+        path = f.path
         self._check_target_dir(dest_dir)
         if keep_path:
             target = os.path.join(dest_dir, path.lstrip("/"))
@@ -160,14 +237,12 @@ class Executor:
             n += 1
             target = f"{base}.{n}"
         try:
-            os.rename(path, target)
+            f.rename(target)
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
-            data = self._read(path)
-            st = os.lstat(path)
-            atomic_write(target, data, mode=st.st_mode & 0o7777)
-            os.unlink(path)
+            atomic_write(target, f.read(), mode=f.st.st_mode & 0o7777)
+            f.unlink()
         out.gone = out.moved = True
         out.done.append(f"moved to {target}")
 
@@ -198,62 +273,60 @@ class Executor:
     # -- the one entry point ------------------------------------------------------------------
     def apply(self, path: str, st: os.stat_result, v: Verdict) -> Outcome:
         out = Outcome()
+        if self.p.dry_run or (v.status is not Status.CURED and v.status not in STATUS_KEY):
+            return out
+        try:
+            f = Pinned(path, st)
+        except OSError as exc:
+            out.errors.append(f"cannot reach the file without following links: {exc.strerror or exc}")
+            return out
+        with f:
+            if v.status is Status.CURED:
+                self._apply_cure(f, v, out)
+            else:
+                self._apply_rules(f, v, out)
+        return out
+
+    def _apply_rules(self, f: Pinned, v: Verdict, out: Outcome) -> None:
         reason = ", ".join(v.names) or v.status.value
-        if self.p.dry_run:
-            return out
-        if v.status is Status.CURED:
-            self._apply_cure(path, st, v, out)
-            return out
-        key = STATUS_KEY.get(v.status)
-        if key is None:
-            return out
         table = self.p.container_actions if is_container(v) else self.p.object_actions
-        for verb, arg in table.get(key, []):
+        for verb, arg in table.get(STATUS_KEY[v.status], []):
             if out.gone and verb != "exec":
                 continue
             try:
                 if verb in ("report", "cure"):
                     continue  # reporting always happens; cure is asked for by Cure=yes / -i
-                if not self._same(path, st) and verb != "exec":
-                    out.errors.append(f"{verb}: file changed or replaced since it was scanned; left alone")
-                    continue
                 if verb == "remove":
-                    self._remove(path, st, reason, out)
+                    self._remove(f, reason, out)
                 elif verb in ("move", "movepath"):
-                    self._move(path, arg, verb == "movepath", out)
+                    self._move(f, arg, verb == "movepath", out)
                 elif verb == "quarantine":
                     qdir = arg or self.p.quarantine_dir
-                    qid = quarantine_file(qdir, path, st, self._read(path), reason)
-                    os.unlink(path)
+                    qid = quarantine_file(qdir, f.path, f.st, f.read(), reason)
+                    f.unlink()
                     out.gone = out.quarantined = True
                     out.done.append(f"quarantined as {qid} in {qdir}")
                 elif verb == "exec":
-                    self._exec(arg, path, v, out)
+                    self._exec(arg, f.path, v, out)
             except OSError as exc:
                 out.errors.append(f"{verb}: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
-        if (self.p.remove_uncured and not out.gone and v.status in (Status.INFECTED, Status.CUREFAILED)):
+        if self.p.remove_uncured and not out.gone and v.status in (Status.INFECTED, Status.CUREFAILED):
             try:
-                if self._same(path, st):
-                    self._remove(path, st, reason, out)
-                else:
-                    out.errors.append("remove: file changed or replaced since it was scanned; left alone")
+                self._remove(f, reason, out)
             except OSError as exc:
                 out.errors.append(f"remove: {exc.strerror or exc}")
-        return out
 
-    def _apply_cure(self, path: str, st: os.stat_result, v: Verdict, out: Outcome) -> None:
-        if not self._same(path, st):
-            out.errors.append("cure: file changed or replaced since it was scanned; left alone")
-            return
+    def _apply_cure(self, f: Pinned, v: Verdict, out: Outcome) -> None:
         try:
-            if not self._backup(path, st, ", ".join(v.names) or "cured", out):
+            f.check()
+            if not self._backup(f, ", ".join(v.names) or "cured", out):
                 return
             if v.deleted:
-                os.unlink(path)
+                f.unlink()
                 out.gone = out.removed = True
                 out.done.append("removed (cure is deletion)")
             elif v.cured is not None:
-                atomic_write(path, v.cured, mode=st.st_mode & 0o7777, owner=(st.st_uid, st.st_gid))
+                f.rewrite(v.cured)
                 out.cured = True
                 out.done.append("disinfected")
         except OSError as exc:

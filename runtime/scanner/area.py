@@ -73,10 +73,10 @@ class Area:
             except OSError as exc:
                 yield Entry(path, "error", what=exc.strerror or str(exc))
                 continue
-            if os.path.islink(path):
-                # Scanned, reported and acted upon under its real name: the scanner opens with
-                # O_NOFOLLOW, and an action must hit the file that was scanned, not the link.
-                path = os.path.realpath(path)
+            # Named on purpose: scanned, reported and acted upon under its real name.  The scanner
+            # opens with O_NOFOLLOW and actions reach the file through its directories without
+            # following links (actions.Pinned), so no link may remain in the path.
+            path = os.path.realpath(path)
             if self.excluded_dir(path):
                 yield Entry(path, "excluded")
                 continue

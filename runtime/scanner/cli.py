@@ -11,25 +11,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import time
-from typing import Any
+from itertools import chain
+from typing import TYPE_CHECKING, Any
 
 from runtime.config import ConfigError, KavConfig, load_config, loads_config
 from runtime.config.schema import CONFIG_FILE
-from runtime.engine.engine import DatabaseError, Engine
-from runtime.engine.limits import Limits
-from runtime.engine.matcher import default_cache_dir
 from runtime.engine.verdict import EXIT_CODES, NAMED, SEVERITY, Status
 from runtime.report import ACTIVITY, ERROR, INFO, WARNING, EventLog
 
 from . import area as area_mod
-from .actions import Executor, Policy
-from .backup import Backup, BackupError, original_path
-from .ichecker import IChecker
+from .ichecker import IChecker, database_version
 from .report import Progress, Reporter, Sink, console_log
 from .scan import default_workers, scan_many
+
+if TYPE_CHECKING:
+    from runtime.engine.engine import Engine
+
+    from .actions import Executor
+
+# The engine (Hyperscan, unpackers) and the encrypted stores (cryptography) are imported only when
+# a file has to be scanned or acted upon: a scheduled run over an unchanged tree needs neither.
 
 EXIT_OK = 0
 EXIT_FATAL = 1
@@ -167,11 +170,11 @@ def _parse_formats(text: str) -> dict[str, bool]:
     return out
 
 
-def _parse_print(values: list[str], rest: list[str]) -> list[tuple[str, str]]:
+def _parse_print(values: list[str]) -> list[tuple[str, str]]:
     out = []
     for v in values:
         kind, path = v[:1].lower(), v[1:]
-        if kind not in "iswcpea" or not kind:
+        if not kind or kind not in "iswcpea":
             raise ValueError(f"-p{v}: kind must be one of i s w c p e a")
         if not path:
             raise ValueError(f"-p{v}: missing file name")
@@ -191,6 +194,8 @@ PRINT_KINDS["a"] = set().union(*PRINT_KINDS.values())
 
 
 def _restore(args: argparse.Namespace, cfg: KavConfig) -> int:
+    from .backup import Backup, BackupError, original_path
+
     bdir = args.backup_dir or cfg.get("scanner.path", "BackupPath")
     if not bdir:
         sys.stderr.write("kavscanner: no backup storage: set [scanner.path] BackupPath or --backup-dir\n")
@@ -224,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         return _restore(args, cfg)
     try:
         formats = _parse_formats(args.formats or "")
-        prints = _parse_print(args.print_list, [])
+        prints = _parse_print(args.print_list)
         types = (args.types or "").upper()
         bad = [c for c in types if c not in E_FLAGS]
         if bad:
@@ -240,7 +245,7 @@ class Run:
 
     def __init__(self, args: argparse.Namespace, cfg: KavConfig, formats: dict[str, bool],
                  prints: list[tuple[str, str]], types: str) -> None:
-        self.args, self.cfg, self.prints, self.types = args, cfg, prints, types
+        self.args, self.cfg, self.prints = args, cfg, prints
         opt = lambda k: cfg.get("scanner.options", k)  # noqa: E731
         self.short_object = formats.get("O", cfg.get("scanner.report", "ShowObjectResultOnly"))
         self.short_container = formats.get("C", cfg.get("scanner.report", "ShowContainerResultOnly"))
@@ -295,7 +300,7 @@ class Run:
             con = console_log()
             con.level = cfg.get("scanner.report", "ReportLevel")
             con.date_format, con.time_format = cfg.get("locale", "DateFormat"), cfg.get("locale", "TimeFormat")
-            sinks.append(Sink(con, cdetail, self.short_object, short_c, show_ok))
+            sinks.append(Sink(con, cdetail, self.short_object, short_c, show_ok, console=True))
             want_progress = cfg.get("display", "ShowProgress") if display else True
             if want_progress and sys.stdout.isatty():
                 progress = Progress(sys.stdout)
@@ -327,14 +332,12 @@ class Run:
         rep.message(INFO, f"{VERSION_TEXT} started, pid {os.getpid()}")
         conf = args.config or (default_config() if os.path.exists(default_config()) else "built-in defaults")
         rep.message(INFO, f"configuration: {conf}")
-        bases = cfg.get("path", "BasesPath")
-        try:
-            engine = Engine.load(bases, Limits.from_config(cfg), default_cache_dir())
-        except DatabaseError as exc:
-            rep.message(0, f"cannot load the anti-virus database: {exc}")
+        self.bases = bases = cfg.get("path", "BasesPath")
+        if not os.path.isdir(bases) and not os.path.isfile(bases):
+            rep.message(0, f"cannot load the anti-virus database: {bases}: no such directory")
             return EXIT_FATAL
-        version = engine.sigs.digest
-        rep.message(INFO, f"anti-virus database {bases}: {engine.record_count} records, version {version[:16]}")
+        version = database_version(bases)
+        self.version = version
         # Paths: -@ wins over the command line (6.2.1).
         if args.list_file is not None:
             try:
@@ -362,30 +365,58 @@ class Run:
                     rep.message(INFO, f"iChecker {dbfile}: the database changed, every file is scanned again")
             except Exception as exc:  # noqa: BLE001 - sqlite errors, permissions: scan without it
                 rep.message(WARNING, f"iChecker {dbfile} unusable ({exc}); scanning every file")
-        bdir = args.backup_dir or cfg.get("scanner.path", "BackupPath")
-        policy = Policy(
-            object_actions={k: cfg.get("scanner.object", k) for k in _ACTION_KEYS},
-            container_actions={k: cfg.get("scanner.container", k) for k in _ACTION_KEYS},
-            cure=self.cure, remove_uncured=self.remove_uncured,
-            backup=Backup(bdir) if bdir else None,
-            quarantine_dir=cfg.group("default").get("QuarantinePath"),
-            dry_run=args.dry_run,
-        )
-        executor = Executor(policy)
+        self.ick = ick
+        self.engine: Engine | None = None
+        self._executor: Executor | None = None
         try:
-            self._scan(rep, engine, area, ick, executor)
+            if not self._scan(rep, area, ick):
+                return EXIT_FATAL
         finally:
             if ick is not None:
                 ick.close()
         self._write_prints(rep)
-        self._summary(rep, engine, version, time.monotonic() - t0)
+        records = self.engine.record_count if self.engine is not None else (ick.meta("records") if ick else None)
+        self._summary(rep, records, version, time.monotonic() - t0)
         if args.json:
-            doc = {"summary": {**self.stats, "statuses": self.counts, "records": engine.record_count,
+            doc = {"summary": {**self.stats, "statuses": self.counts, "records": int(records or 0),
                                "database": version[:16], "exit_code": self.worst[0],
                                "seconds": round(time.monotonic() - t0, 3)},
                    "objects": self.records}
             sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
         return self.worst[0]
+
+    def _load_engine(self, rep: Reporter) -> Engine | None:
+        from runtime.engine.engine import DatabaseError, Engine
+        from runtime.engine.limits import Limits
+        from runtime.engine.matcher import default_cache_dir
+
+        try:
+            engine = Engine.load(self.bases, Limits.from_config(self.cfg), default_cache_dir())
+        except DatabaseError as exc:
+            rep.message(0, f"cannot load the anti-virus database: {exc}")
+            return None
+        rep.message(INFO, f"anti-virus database {self.bases}: {engine.record_count} records, "
+                          f"version {self.version[:16]}")
+        if self.ick is not None:
+            self.ick.set_meta("records", str(engine.record_count))
+        return engine
+
+    def _executor_for_run(self) -> Executor:
+        if self._executor is None:
+            from .actions import Executor, Policy
+            from .backup import Backup
+
+            cfg, args = self.cfg, self.args
+            bdir = args.backup_dir or cfg.get("scanner.path", "BackupPath")
+            self._executor = Executor(Policy(
+                object_actions={k: cfg.get("scanner.object", k) for k in _ACTION_KEYS},
+                container_actions={k: cfg.get("scanner.container", k) for k in _ACTION_KEYS},
+                cure=self.cure, remove_uncured=self.remove_uncured,
+                backup=Backup(bdir) if bdir else None,
+                quarantine_dir=cfg.group("default").get("QuarantinePath"),
+                dry_run=args.dry_run,
+            ))
+        return self._executor
 
     def _feed(self, area: area_mod.Area, ick: IChecker | None, rep: Reporter):  # type: ignore[no-untyped-def]
         """Paths for the workers; everything else is counted and reported here (runs in the
@@ -418,11 +449,18 @@ class Run:
         self.records.append({"path": path, "status": "ERROR", "error": f"cannot read: {why}"})
         self._note_exit(EXIT_IO, SEVERITY[Status.CORRUPTED])
 
-    def _scan(self, rep: Reporter, engine: Engine, area: area_mod.Area, ick: IChecker | None,
-              executor: Executor) -> None:
+    def _scan(self, rep: Reporter, area: area_mod.Area, ick: IChecker | None) -> bool:
+        """Scan what the area yields; False when the database could not be loaded."""
         done_files = done_bytes = 0
         feed = self._feed(area, ick, rep)
-        for r in scan_many(engine, feed, self.cure, self.workers, self.max_load, self.skip):
+        first = next(feed, None)
+        if first is None:
+            self.walked["done"] = True
+            return True  # nothing new to scan (an unchanged tree under iChecker): no engine needed
+        engine = self.engine = self._load_engine(rep)
+        if engine is None:
+            return False
+        for r in scan_many(engine, chain([first], feed), self.cure, self.workers, self.max_load, self.skip):
             self.stats["paused_s"] += r.paused
             if r.skipped:
                 self.stats["links" if r.skipped == "link" else "special"] += 1
@@ -451,7 +489,7 @@ class Run:
                 continue
             if ick is not None:
                 ick.forget(r.path)
-            out = executor.apply(r.path, st, v)
+            out = self._executor_for_run().apply(r.path, st, v)
             for e in out.errors:
                 rep.message(ERROR, f'"{r.path}": {e}')
             self.stats["cured"] += out.cured
@@ -472,6 +510,7 @@ class Run:
                                               "name": o.name if o.status in NAMED else "", "reason": o.name}
                                              for o in v.objects],
                                  "actions": out.done, "errors": out.errors})
+        return True
 
     def _write_prints(self, rep: Reporter) -> None:
         from runtime.fsutil import atomic_write
@@ -486,7 +525,7 @@ class Run:
                 rep.message(ERROR, f"cannot write the list {path}: {exc.strerror}")
                 self._note_exit(EXIT_SYSTEM_ERROR, SEVERITY[Status.ERROR])
 
-    def _summary(self, rep: Reporter, engine: Engine, version: str, seconds: float) -> None:
+    def _summary(self, rep: Reporter, records: object, version: str, seconds: float) -> None:
         s = self.stats
         rate = s["bytes"] / seconds / 1e6 if seconds > 0 else 0.0
         rep.message(INFO, f"scanned {s['files']} files, {s['bytes'] / 1e6:.1f} MB in {seconds:.1f} s "
@@ -498,17 +537,10 @@ class Run:
                           f"quarantined {s['quarantined']}, failed {s['action_errors']}")
         if s["paused_s"]:
             rep.message(INFO, f"paused {s['paused_s']:.1f} s while the load average was above MaxLoadAvg (6.3.2)")
-        rep.message(INFO, f"signatures: {engine.record_count} records, database version {version[:16]}; "
+        rep.message(INFO, f"signatures: {records if records is not None else 'unknown'} records, "
+                          f"database version {version[:16]}; "
                           f"exit code {self.worst[0]}")
 
 
 _ACTION_KEYS = ("OnInfected", "OnSuspicion", "OnWarning", "OnCorrupted", "OnProtected", "OnError")
 
-
-def _sigint(*_: object) -> None:
-    raise KeyboardInterrupt
-
-
-if __name__ == "__main__":
-    signal.signal(signal.SIGINT, _sigint)
-    sys.exit(main())

@@ -6,8 +6,8 @@ mtime, ``touch -m`` back to an old time still changes ctime, and a file replaced
 under the same name changes the inode.  ctime cannot be set by an unprivileged user, so a file
 cannot be swapped for a virus while keeping the stored condition without root.
 
-Only CLEAN verdicts are stored, together with the *database version* (the digest of the signature
-set, ``SignatureSet.digest``) and the scan options that could change a verdict (``-e`` flags).
+Only CLEAN verdicts are stored, together with the *database version* (a digest of the files of
+``BasesPath``, ``database_version``) and the scan options that could change a verdict (``-e`` flags).
 When either differs from the stored one, every record is dropped: a database update invalidates
 the whole cache, as it must, since a new signature can turn a clean file into an infected one.
 
@@ -18,6 +18,7 @@ lists file names of whoever ran the scan.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 
@@ -29,6 +30,29 @@ CREATE TABLE IF NOT EXISTS clean (
 """
 
 Condition = tuple[int, int, int, int, int]
+
+
+def database_version(bases: str) -> str:
+    """A digest of every file in the database directory (name and content).
+
+    Computed without loading the engine, so a run over an unchanged tree needs no engine at all;
+    any change to the database (a keepup2date update, an added file) changes it.
+    """
+    h = hashlib.sha256()
+    try:
+        names = sorted(os.listdir(bases)) if os.path.isdir(bases) else [""]
+    except OSError:
+        names = []
+    for name in names:
+        path = os.path.join(bases, name) if name else bases
+        if not os.path.isfile(path):
+            continue
+        h.update(name.encode("utf-8", "surrogateescape") + b"\0")
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):  # noqa: B023
+                h.update(chunk)
+        h.update(b"\0")
+    return h.hexdigest()
 
 
 def condition(st: os.stat_result) -> Condition:
@@ -61,6 +85,13 @@ class IChecker:
         self.known: dict[bytes, Condition] = {}
         for p, *cond in self.db.execute("SELECT path, dev, ino, size, mtime, ctime FROM clean"):
             self.known[p] = tuple(cond)  # type: ignore[assignment]
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT v FROM meta WHERE k=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def unchanged(self, path: str, st: os.stat_result) -> bool:
         """Whether ``path`` was found clean under this database and has not changed since."""

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from runtime.engine.verdict import Status, Verdict
-from runtime.report import EventLog
+from runtime.report import ACTIVITY, EventLog
 
 DETAIL = {
     Status.INFECTED: 1,
@@ -71,6 +71,7 @@ class Sink:
     short_object: bool = False
     short_container: bool = False
     show_ok: bool | None = None  # [display] ShowOK overrides the detail for clean files
+    console: bool = False  # shares the terminal with the progress line
 
     def wants(self, status: Status) -> bool:
         if status is Status.CLEAN and self.show_ok is not None:
@@ -115,7 +116,7 @@ class Reporter:
         self.progress = progress
 
     def _emit(self, level: int, text: str, sink: Sink) -> None:
-        if self.progress is not None and sink.log._fd is None and sink.log._stream is self.progress.stream:
+        if self.progress is not None and sink.console:
             self.progress.clear()
         sink.log.log(level, text)
 
@@ -124,8 +125,6 @@ class Reporter:
             self._emit(level, text, s)
 
     def verdict(self, v: Verdict, extra: list[str] | None = None) -> None:
-        from runtime.report import ACTIVITY
-
         for s in self.sinks:
             if not s.wants(v.status):
                 continue

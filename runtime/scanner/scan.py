@@ -20,11 +20,13 @@ import os
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-
-from runtime.engine.engine import Engine
-from runtime.engine.verdict import Verdict
+from typing import TYPE_CHECKING
 
 from . import load
+
+if TYPE_CHECKING:  # the engine (Hyperscan, unpackers) is imported only when a file must be scanned
+    from runtime.engine.engine import Engine
+    from runtime.engine.verdict import Verdict
 
 READ_CHUNK = 1 << 20
 

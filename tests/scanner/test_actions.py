@@ -115,3 +115,30 @@ def test_cure_rewrites_mail_and_keeps_mode(kit, tmp_path: Path) -> None:
     assert b"hello" in m.read_bytes() and EICAR not in m.read_bytes() and mode_of(m) == 0o600
     objs = report_objects(r.stdout)
     assert objs[str(m) + "/c.com"].startswith("CURED")
+
+
+def test_a_directory_swapped_for_a_link_after_the_scan_redirects_nothing(tmp_path: Path) -> None:
+    """Between scan and action a user replaces the scanned file's directory by a link to a
+    directory holding a file of the same name (think /etc and passwd): nothing there is touched."""
+    from runtime.engine.verdict import ObjectResult, Status, Verdict
+    from runtime.scanner.actions import Executor, Policy
+
+    user_dir = tmp_path / "home" / "u"
+    f = write(user_dir / "passwd", EICAR)
+    st = f.stat()
+    victim = write(tmp_path / "etc" / "passwd", "root:x:0:0\n")
+    os.rename(user_dir, tmp_path / "home" / "u.moved")
+    os.symlink(tmp_path / "etc", user_dir)
+    v = Verdict(Status.INFECTED, [ObjectResult(str(f), Status.INFECTED, "EICAR-Test-File")], path=str(f))
+    for actions in ([("remove", "")], [("movepath", str(tmp_path / "jail"))]):
+        out = Executor(Policy(object_actions={"OnInfected": actions})).apply(str(f), st, v)
+        assert out.errors and not out.gone, out
+        assert victim.read_text() == "root:x:0:0\n"
+    cured = Verdict(Status.CURED, [ObjectResult(str(f), Status.CURED, "x")], cured=b"CURE", path=str(f))
+    out = Executor(Policy()).apply(str(f), st, cured)
+    assert out.errors and victim.read_text() == "root:x:0:0\n"
+    # the same file, not swapped: acted upon
+    os.unlink(user_dir)
+    os.rename(tmp_path / "home" / "u.moved", user_dir)
+    out = Executor(Policy(object_actions={"OnInfected": [("remove", "")]})).apply(str(f), st, v)
+    assert out.removed and not f.exists()

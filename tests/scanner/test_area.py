@@ -150,3 +150,12 @@ def test_no_recursion_and_cross_fs(kit, tmp_path: Path) -> None:
     found_other = next((e for e in Area(["/dev/.."], cross_fs=False).walk()
                         if e.kind == "excluded" and e.what == "other file system"), None)
     assert found_other is not None
+
+
+def test_a_report_path_planted_as_a_link_is_refused(kit, tmp_path: Path) -> None:
+    victim = write(tmp_path / "victim", "untouched\n")
+    os.symlink(victim, tmp_path / "logfile.log")
+    write(tmp_path / "area" / "v.com", EICAR)
+    r = kit.scan("-q", "-o", str(tmp_path / "logfile.log"), str(tmp_path / "area"))
+    assert r.returncode == 9 and "cannot open the report" in r.stderr
+    assert victim.read_text() == "untouched\n"
