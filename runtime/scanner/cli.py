@@ -139,6 +139,9 @@ def parser() -> _Parser:
     ap.add_argument("--ichecker-db", metavar="FILE", help="iChecker database (default [path] IcheckerDbFile)")
     ap.add_argument("--json", action="store_true", help="print the results as one JSON document")
     ap.add_argument("--dry-run", action="store_true", help="scan and report, change nothing")
+    ap.add_argument("--no-actions", action="store_true",
+                    help="ignore the [scanner.object]/[scanner.container] rules; cure and -i3 still apply "
+                         "(used by contrib/vox.sh inside an unpacked archive)")
     ap.add_argument("--restore", metavar="PATH|ID", help="restore a file from the backup storage (5.3.5)")
     ap.add_argument("--to", dest="restore_to", metavar="DEST", help="with --restore: write it here instead")
     ap.add_argument("--list-backup", action="store_true", help="list the backup storage (5.3.5)")
@@ -409,8 +412,9 @@ class Run:
             cfg, args = self.cfg, self.args
             bdir = args.backup_dir or cfg.get("scanner.path", "BackupPath")
             self._executor = Executor(Policy(
-                object_actions={k: cfg.get("scanner.object", k) for k in _ACTION_KEYS},
-                container_actions={k: cfg.get("scanner.container", k) for k in _ACTION_KEYS},
+                object_actions={} if args.no_actions else {k: cfg.get("scanner.object", k) for k in _ACTION_KEYS},
+                container_actions={} if args.no_actions else {k: cfg.get("scanner.container", k)
+                                                               for k in _ACTION_KEYS},
                 cure=self.cure, remove_uncured=self.remove_uncured,
                 backup=Backup(bdir) if bdir else None,
                 quarantine_dir=cfg.group("default").get("QuarantinePath"),

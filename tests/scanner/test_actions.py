@@ -4,6 +4,7 @@ quarantine in the mail quarantine's format, backup and restore, cure."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ import pytest
 
 from runtime.scanner.actions import expand
 from tests.support.scanner import EICAR, NASTY_NAMES, build_tree, env_for, mode_of, report_objects, write
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_exec_macros_never_run_an_attackers_name(kit, tmp_path: Path) -> None:
@@ -142,3 +145,35 @@ def test_a_directory_swapped_for_a_link_after_the_scan_redirects_nothing(tmp_pat
     os.rename(tmp_path / "home" / "u.moved", user_dir)
     out = Executor(Policy(object_actions={"OnInfected": [("remove", "")]})).apply(str(f), st, v)
     assert out.removed and not f.exists()
+
+
+@pytest.mark.skipif(shutil.which("zip") is None or shutil.which("unzip") is None, reason="needs Info-ZIP")
+def test_vox_sh_disinfects_archives_as_the_container_rule(kit, tmp_path: Path) -> None:
+    """5.3.3.1: OnInfected=exec .../contrib/vox.sh %FULLPATH%/%FILENAME% in [scanner.container]."""
+    import io
+    import tarfile
+    import zipfile
+
+    from tests.support.scanner import tgz_bytes, wrapper_bin, zip_bytes
+
+    area = tmp_path / "area with space"
+    z = write(area / "mixed.zip", zip_bytes({"ok.txt": b"ok\n", "bad/eicar.com": EICAR, "c.com": b"CURE-" + EICAR}),
+              mode=0o640)
+    t = write(area / "a'b.tgz", tgz_bytes({"note.txt": b"note\n", "in ner.zip": zip_bytes({"e.com": EICAR}),
+                                          "keep me.txt": b"k\n"}))
+    vox = REPO / "pkg" / "common" / "vox.sh"
+    conf = kit.config(scanner__container={"OnInfected": f"exec {vox} %FULLPATH%/%FILENAME%"})
+    env = kit.env(KAV_CONFIG=str(conf), KAVSCANNER=str(wrapper_bin(tmp_path / "bin") / "kavscanner"))
+    from tests.support.scanner import run
+
+    r = run(["-c", str(conf), "--no-ichecker", str(area)], env)
+    assert r.returncode == 4, r.stdout + r.stderr
+    assert "disinfected" in r.stderr
+    with zipfile.ZipFile(z) as zf:
+        names = {n for n in zf.namelist() if not n.endswith("/")}
+        assert names == {"ok.txt", "c.com"} and zf.read("c.com") == b"CURE"
+    assert mode_of(z) == 0o640
+    with tarfile.open(fileobj=io.BytesIO(t.read_bytes())) as tf:
+        assert {m.name.lstrip("./") for m in tf.getmembers() if m.isfile()} == {"note.txt", "keep me.txt"}
+    again = run(["-c", str(conf), "--no-ichecker", str(area)], env)
+    assert again.returncode == 0, again.stdout  # nothing left to find

@@ -45,3 +45,6 @@ def test_package_stages_the_man_page_and_the_commented_cron_example(tmp_path: Pa
     assert active == []  # an example: nothing runs until the administrator enables it
     assert (dest / "usr/sbin/kavscanner").exists()
     assert (dest / "opt/kav/5.5/kav4mailservers/bin/kavscanner").is_symlink()
+    vox = dest / "opt/kav/5.5/kav4mailservers/contrib/vox.sh"  # the path 5.3.3.1 prints
+    assert vox.is_symlink() and str(vox.readlink()) == "/usr/lib/kav4mailservers/contrib/vox.sh"
+    assert (dest / "usr/lib/kav4mailservers/contrib/vox.sh").stat().st_mode & 0o777 == 0o755

@@ -131,6 +131,15 @@ def main(src_dir: str, dest_dir: str) -> int:
         )
         (guide_bin / name).symlink_to(f"/usr/sbin/{name}")
 
+    # contrib/vox.sh (5.3.3.1) under the library, and at the guide's /opt path as a link.
+    contrib = dest / LIBDIR / "contrib"
+    contrib.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src / "pkg" / "common" / "vox.sh", contrib / "vox.sh")
+    os.chmod(contrib / "vox.sh", 0o755)  # noqa: S103 - a script run by root and by admins
+    guide_contrib = dest / "opt/kav/5.5/kav4mailservers/contrib"
+    guide_contrib.mkdir(parents=True, exist_ok=True)
+    (guide_contrib / "vox.sh").symlink_to(f"/{LIBDIR}/contrib/vox.sh")
+
     # Examples the guide describes, installed commented out (5.3.2: the kavscanner cron schedule).
     examples = dest / "usr/share/doc/kav4mailservers/examples"
     for example in sorted((src / "pkg" / "common").glob("*.cron")):
