@@ -66,8 +66,12 @@ class Area:
 
     def walk(self) -> Iterator[Entry]:
         visited: set[tuple[int, int]] = set()
+        named: set[str] = set()
         for raw in self.paths:
             path = os.path.normpath(os.path.abspath(raw))
+            if path in named:
+                continue  # the same object listed twice is scanned (and acted upon) once
+            named.add(path)
             try:
                 st = os.stat(path)  # named explicitly: resolve it (a link given on purpose is wanted)
             except OSError as exc:

@@ -371,14 +371,15 @@ class Run:
         self.ick = ick
         self.engine: Engine | None = None
         self._executor: Executor | None = None
+        records: object = None
         try:
             if not self._scan(rep, area, ick):
                 return EXIT_FATAL
+            records = self.engine.record_count if self.engine is not None else (ick.meta("records") if ick else None)
         finally:
             if ick is not None:
                 ick.close()
         self._write_prints(rep)
-        records = self.engine.record_count if self.engine is not None else (ick.meta("records") if ick else None)
         self._summary(rep, records, version, time.monotonic() - t0)
         if args.json:
             doc = {"summary": {**self.stats, "statuses": self.counts, "records": int(records or 0),

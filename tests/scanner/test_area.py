@@ -39,9 +39,10 @@ def test_exclude_dirs_is_anchored_and_masks_match_names(kit, tmp_path: Path) -> 
 def test_list_from_stdin_wins_over_paths_and_spaces_kept(kit, tmp_path: Path) -> None:
     a = write(tmp_path / "dir with space" / "a b.com", EICAR)
     b = write(tmp_path / "other" / "b.com", EICAR)
-    r = kit.scan("-@-", str(b.parent), stdin=f"{a}\n\n".encode())
+    r = kit.scan("-@-", str(b.parent), stdin=f"{a}\n\n{a}\n".encode())
     objs = report_objects(r.stdout)
     assert list(objs) == [str(a)]  # only the listed object (6.2.1); the path argument is ignored
+    assert "INFECTED 1" in r.stdout  # listed twice, scanned once
     assert "paths on the command line are ignored" in r.stdout
     assert r.returncode == 4
 

@@ -148,3 +148,17 @@ def test_workers_give_the_same_results_as_one(kit, tmp_path: Path) -> None:
     many = json.loads(kit.scan("--json", "--no-ichecker", "-w3", str(tree.root)).stdout)
     assert one["summary"]["statuses"] == many["summary"]["statuses"]
     assert sorted(o["path"] for o in one["objects"]) == sorted(o["path"] for o in many["objects"])
+
+
+def test_an_unchanged_clean_tree_needs_no_engine(kit, tmp_path: Path) -> None:
+    for i in range(20):
+        write(tmp_path / "t" / f"f{i}.txt", f"clean {i}\n")
+    first = kit.scan("-j4", str(tmp_path / "t"))
+    assert first.returncode == 0 and "anti-virus database" in first.stdout
+    second = kit.scan("-j4", "--json", str(tmp_path / "t"))
+    doc = json.loads(second.stdout)
+    assert second.returncode == 0 and doc["summary"]["ichecker_skipped"] == 20 and doc["summary"]["files"] == 0
+    assert doc["summary"]["records"] == 1  # remembered from the run that loaded the database
+    third = kit.scan("-j4", str(tmp_path / "t"))
+    assert "anti-virus database" not in third.stdout  # not loaded: nothing needed scanning
+    assert "signatures: 1 records" in third.stdout and third.returncode == 0
