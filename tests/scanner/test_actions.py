@@ -177,3 +177,28 @@ def test_vox_sh_disinfects_archives_as_the_container_rule(kit, tmp_path: Path) -
         assert {m.name.lstrip("./") for m in tf.getmembers() if m.isfile()} == {"note.txt", "keep me.txt"}
     again = run(["-c", str(conf), "--no-ichecker", str(area)], env)
     assert again.returncode == 0, again.stdout  # nothing left to find
+
+
+def test_the_guides_semicolon_action_list_with_hostile_names(kit, tmp_path: Path) -> None:
+    """5.3.4's example, typo included: OnInfected=exec mv %FULLPATH%/FILENAME% /tmp/infected/%FILENAME%;
+    chmod -x /tmp/infected/%FILENAME% — and a verb after an exec: quarantine; exec ... (runs after)."""
+    area = tmp_path / "area"
+    names = ["plain.com", "$(touch PWNED).com", "a b'c\".com", "new\nline.com"]
+    for n in names:
+        write(area / n, EICAR, mode=0o755)
+    write(area / "s.com", b"SUSP-" + EICAR)
+    jail = tmp_path / "infected"
+    jail.mkdir()
+    q = tmp_path / "q"
+    conf = kit.config(scanner__object={
+        "OnInfected": f"exec mv %FULLPATH%/FILENAME% {jail}/%FILENAME%; chmod -x {jail}/%FILENAME%",
+        "OnSuspicion": f"quarantine {q}; exec printf '%s\\n' %FILENAME% >> {tmp_path}/after.txt",
+    })
+    r = kit.scan(str(area), conf=conf, cwd=tmp_path)
+    assert r.returncode == 4, r.stdout + r.stderr
+    for n in names:
+        assert (jail / n).read_bytes() == EICAR and mode_of(jail / n) == 0o644, n
+        assert not (area / n).exists()
+    assert not (area / "s.com").exists() and len(list(q.glob("*.kavq"))) == 1
+    assert (tmp_path / "after.txt").read_text() == "s.com\n"  # the exec after the quarantine ran
+    assert not list(tmp_path.rglob("PWNED"))
