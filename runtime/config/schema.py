@@ -478,7 +478,7 @@ SECTIONS: tuple[Section, ...] = (
                 0,
                 "6.3",
                 "Files scanned in parallel; 0 = one per core.",
-                note="In-process workers measured faster than going through aveserver (bench/README.md).",
+                note="Forked in-process workers; aveserver's FILDES answer lacks the full verdict (bench/README.md).",
             ),
         ),
     ),

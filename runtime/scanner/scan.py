@@ -7,9 +7,11 @@ condition recorded for iChecker is the ``fstat`` taken before reading, so a file
 while it is read is scanned again next time.
 
 Parallelism: worker processes forked after the engine is loaded share its compiled database
-copy-on-write (the same model as aveserver's pre-forked workers).  Going through a running
-aveserver with descriptor passing was measured slower (bench/README.md, "kavscanner"): it adds a
-round trip per file and the clamd ``FILDES`` answer carries only one name per file.  Each worker
+copy-on-write (the same model as aveserver's pre-forked workers).  Passing descriptors to a
+running aveserver with clamd's ``FILDES`` measured faster (bench/README.md, "kavscanner"), but its
+answer is one word and one name: no member list (object vs container rules, ``%LIST%``, the 6.8.1
+extended format) and no disinfected bytes, so it cannot serve kavscanner until aveserver has a verb
+that takes a descriptor and returns the whole verdict.  Each worker
 checks the load average before every file (6.3.2) and waits while it is above ``MaxLoadAvg``.
 """
 
