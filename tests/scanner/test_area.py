@@ -145,12 +145,18 @@ def test_no_recursion_and_cross_fs(kit, tmp_path: Path) -> None:
     write(tmp_path / "sub" / "deep.com", EICAR)
     objs = report_objects(kit.scan("-r", str(tmp_path)).stdout)
     assert str(tmp_path / "top.com") in objs and str(tmp_path / "sub" / "deep.com") not in objs
-    # /dev is its own file system (devtmpfs): -l keeps a walk of / out of it when named through /
-    area = Area(["/"], cross_fs=False)
-    assert not area.cross_fs
-    found_other = next((e for e in Area(["/dev/.."], cross_fs=False).walk()
-                        if e.kind == "excluded" and e.what == "other file system"), None)
-    assert found_other is not None
+    # -l (CrossFs=no): a file system mounted below the area (/proc, /dev, /sys...) is not entered
+    root_dev = os.stat("/").st_dev
+    mounts = [f"/{d}" for d in sorted(os.listdir("/"))
+              if os.path.isdir(f"/{d}") and not os.path.islink(f"/{d}") and os.stat(f"/{d}").st_dev != root_dev]
+    if not mounts:
+        pytest.skip("no file system mounted directly below /")
+    others = [f"/{d}" for d in os.listdir("/") if f"/{d}" != mounts[0]]
+    stay = [(e.path, e.kind, e.what) for e in Area(["/"], cross_fs=False, exclude_dirs=others).walk()
+            if e.path not in others]
+    assert stay == [(mounts[0], "excluded", "other file system")]
+    cross = Area(["/"], cross_fs=True, exclude_dirs=others).walk()  # -L: entered (first entry is enough)
+    assert next(e for e in cross if e.path not in others).path.startswith(mounts[0] + "/")
 
 
 def test_a_report_path_planted_as_a_link_is_refused(kit, tmp_path: Path) -> None:
