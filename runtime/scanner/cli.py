@@ -44,10 +44,10 @@ EXIT_INTERRUPTED = 130
 EXIT_HELP = """\
 exit codes (aveclient's, guide chapter 8; the worst result of the run decides):
   0  nothing found              5  everything found was disinfected
-  1  fatal: database or config  6  password-protected object(s)
-     could not be loaded        7  scan error / an action failed
+  1  fatal: the anti-virus      6  password-protected object(s)
+     database cannot be loaded  7  scan error / an action failed
   2  suspicious object(s)       8  corrupted object(s) or unreadable file(s)
-  3  warning (modified virus)   9  bad parameters
+  3  warning (modified virus)   9  bad parameters or configuration
   4  infected object(s)       130  interrupted
 """
 
