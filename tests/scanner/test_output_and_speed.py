@@ -40,6 +40,9 @@ def test_exit_codes_cured_protected_bad_parameters_and_help(kit, tmp_path: Path)
     assert kit.scan("-i7", str(tmp_path)).returncode == 9
     assert kit.scan("-mXq", str(tmp_path)).returncode == 9
     assert kit.scan("-c", str(tmp_path / "missing.conf")).returncode == 9
+    nodb = kit.config(path={"BasesPath": str(tmp_path / "no-such-bases")})
+    fatal = kit.scan(str(tmp_path), conf=nodb)
+    assert fatal.returncode == 1 and "F] cannot load the anti-virus database" in fatal.stdout
     help_text = kit.scan("--help").stdout
     assert "4  infected" in help_text and "9  bad parameters" in help_text
 
