@@ -1,9 +1,12 @@
 """``kavsetup``: the installer's single front door.
 
-Each sub-command lives in its own module exposing ``register(subparsers)``; the module
-sets ``func`` on its parser with ``set_defaults(func=...)``.  The function returns the
-process exit code.  Keeping commands in separate modules keeps this file from growing
-into a second copy of every feature.
+Each sub-command lives in its own module exposing ``register(subparsers)``; the module sets
+``func`` on its parser with ``set_defaults(func=...)``, and the function returns the process exit
+code.  Which module implements which command is the table in kavsetup/commands/__init__.py.
+
+Start-up: only the module of the command being run is imported; the others are listed from the
+table (name and help) without importing them, so ``kavsetup detect`` does not load the installer
+and ``kavsetup --help`` loads nothing (``python -X importtime -m kavsetup.cli --help``).
 """
 
 from __future__ import annotations
@@ -13,37 +16,40 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-#: Command modules, in the order ``kavsetup --help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = (
-    "kavsetup.commands.config",
-    "kavsetup.commands.detect",
-    "kavsetup.commands.install",
-    "kavsetup.commands.demo",
-)
+from kavsetup.commands import COMMANDS
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command(argv: Sequence[str]) -> str | None:
+    """The sub-command named in ``argv`` (the first word that is not an option), if known."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in COMMANDS else None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv``: full for the command it names, a one-line entry for every other
+    one.  Without ``argv`` every command is registered in full (tests, documentation)."""
     parser = argparse.ArgumentParser(
         prog="kavsetup",
         description="Install, configure and integrate kav4mailservers with the local MTA.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            # A command whose module is not built yet is simply not offered; any other
-            # import failure is a real bug and must surface.
-            if exc.name != name:
-                raise
+    wanted = _command(argv) if argv is not None else None
+    registered: set[str] = set()
+    for name, (module_name, help_text) in COMMANDS.items():
+        if module_name in registered:
             continue
-        module.register(sub)
+        if argv is None or (wanted is not None and COMMANDS[wanted][0] == module_name):
+            importlib.import_module(module_name).register(sub)
+            registered.add(module_name)
+        else:
+            sub.add_parser(name, help=help_text)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -13,7 +13,7 @@ from typing import Any
 
 import jinja2
 
-from runtime.config import schema as S
+from runtime.config import schema
 from runtime.config.editor import normalise
 
 #: The default group body used by front-ends of the time (format notes), which matches the
@@ -21,7 +21,7 @@ from runtime.config.editor import normalise
 DEFAULT_GROUP: dict[str, Any] = {
     "Check": True,
     "AdminAddress": "postmaster@localhost",
-    "QuarantinePath": f"{S.DB_DIR}/quarantine",
+    "QuarantinePath": f"{schema.DB_DIR}/quarantine",
     "Quarantine": False,
     "AddXHeaders": True,
     "AdminNotify": True,
@@ -57,13 +57,13 @@ _GROUP_PREAMBLE = {
     "default": [
         "Everybody not in an earlier group (6.1). Generic keys (RecipientAction, AdminNotify, ...)",
         "apply to every status; <Status><Key> overrides them for one status, Status being one of",
-        ", ".join(S.STATUSES) + ".",
+        ", ".join(schema.STATUSES) + ".",
         "Check=yes plus any Cured* key turns cure mode on (6.1.2).",
     ],
 }
 
 
-def _key_comment(spec: S.Key) -> str:
+def _key_comment(spec: schema.Key) -> str:
     text = spec.doc
     if spec.note:
         text += f" Default: {spec.note}"
@@ -71,11 +71,11 @@ def _key_comment(spec: S.Key) -> str:
 
 
 def _group_items(body: Mapping[str, Any]) -> list[dict[str, str]]:
-    schema = S.SECTION_INDEX["smtpscan.group:NAME"]
+    group_spec = schema.SECTION_INDEX["smtpscan.group:NAME"]
     items = []
     for key, value in body.items():
         a = normalise("smtpscan.group:x", key, value)
-        spec = schema.key(a.key)
+        spec = group_spec.key(a.key)
         assert spec is not None
         items.append(
             {
@@ -92,7 +92,7 @@ def _group_items(body: Mapping[str, Any]) -> list[dict[str, str]]:
 def build_sections(settings: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
     settings = dict(settings or {})
     out: list[dict[str, Any]] = []
-    for section in S.SECTIONS:
+    for section in schema.SECTIONS:
         if section.pattern:
             continue
         overrides = {
@@ -123,7 +123,7 @@ def build_sections(settings: Mapping[str, Mapping[str, Any]] | None = None) -> l
                     }
                 )
     for name, body in settings.items():  # notify ROLE.EVENT sections and other pattern sections
-        if S.section_schema(name) is None:
+        if schema.section_schema(name) is None:
             raise KeyError(f"unknown section [{name}]")
         out.append(
             {
@@ -148,6 +148,6 @@ def render_config(settings: Mapping[str, Mapping[str, Any]] | None = None, origi
         undefined=jinja2.StrictUndefined,
     )
     text = env.get_template("kav4mailservers.conf.j2").render(
-        product=S.PRODUCT_NAME, version=S.PRODUCT_VERSION, origin=origin, sections=build_sections(settings)
+        product=schema.PRODUCT_NAME, version=schema.PRODUCT_VERSION, origin=origin, sections=build_sections(settings)
     )
     return text.rstrip("\n") + "\n"

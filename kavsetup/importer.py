@@ -22,9 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runtime.config import Message
-from runtime.config import schema as S
-from runtime.config import values as V
+from runtime.config import Message, schema, values
 from runtime.config.lexer import Document
 from runtime.config.values import compile_posix
 
@@ -111,19 +109,19 @@ def import_50(path: Path) -> Imported:
             result.messages.append(Message(fname, e.lineno, e.section, None, f"cannot parse {e.value!r}; not imported"))
         if e.kind != "key" or e.section is None:
             continue
-        section, _ = S.canonical_section(e.section)
-        schema = S.section_schema(section)
-        if schema is None:
+        section, _ = schema.canonical_section(e.section)
+        section_spec = schema.section_schema(section)
+        if section_spec is None:
             result.messages.append(Message(fname, e.lineno, e.section, e.name, "section unknown to 5.5; not imported"))
             continue
-        spec = schema.key(e.name)
+        spec = section_spec.key(e.name)
         if spec is None:
             result.messages.append(Message(fname, e.lineno, section, e.name, "key unknown to 5.5; not imported"))
             continue
         raw = e.value
         if spec.name in MASK_KEYS:
-            raw = ",".join(convert_mask(m) for m in V.split_list(raw))
-        if isinstance(spec.type, V.Path) and raw and _is_old_path(raw):
+            raw = ",".join(convert_mask(m) for m in values.split_list(raw))
+        if isinstance(spec.type, values.Path) and raw and _is_old_path(raw):
             result.messages.append(
                 Message(fname, e.lineno, section, spec.name, f"{raw} belongs to the old installation; 5.5 default kept")
             )
@@ -164,7 +162,7 @@ def import_4x(ini: Path) -> Imported:
         if old.lower() in obj:
             raw, line, _ = obj[old.lower()]
             try:
-                result.put("scanner.options", new, V.Bool().parse(raw))
+                result.put("scanner.options", new, values.Bool().parse(raw))
             except ValueError as exc:
                 result.messages.append(Message(str(profile), line, "Object", old, f"{exc}; not imported"))
     # InfectedAction: 0 report only, 1 ask (no console in a daemon: report), 2 cure, 3 delete.

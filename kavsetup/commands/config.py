@@ -7,12 +7,13 @@ import json
 import sys
 from typing import Any
 
+from kavsetup.commands import add_parser
 from kavsetup.conffile import render_config
 from runtime.config import ConfigError, load_config, parse_assignment, set_values
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("config", help="compile, check, show and edit kav4mailservers.conf")
+    p = add_parser(sub, "config")
     csub = p.add_subparsers(dest="config_command", metavar="ACTION")
     csub.required = True
 

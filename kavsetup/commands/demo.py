@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 
+from kavsetup.commands import add_parser
 from kavsetup.conffile import render_config
 from runtime.config import load_config
 
@@ -49,8 +50,7 @@ SENDER, RCPT = "alice@example.com", "bob@example.com"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = subparsers.add_parser("demo", help="run aveserver + smtpscanner against a local sink and show the results",
-                              description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p = add_parser(subparsers, "demo", description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--keep", action="store_true", help="keep the scratch root (config, logs, quarantine)")
     p.add_argument("--dir", type=Path, help="scratch root to use (default: a new temporary directory)")
     p.set_defaults(func=run)

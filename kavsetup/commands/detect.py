@@ -13,12 +13,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from kavsetup.commands import add_parser
 from kavsetup.detect import EXIT_UNSUPPORTED, GateResult, MTAInfo, MTAKind, System, check_version, detect
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = subparsers.add_parser(
-        "detect", help="report the OS, mail server(s), versions and files (read-only)",
+    parser = add_parser(
+        subparsers, "detect",
         description="Find the operating system, the installed MTAs, which one is active, their "
                     "versions (checked against guide 1.2) and configuration files.")
     parser.add_argument("--root", type=Path, default=Path("/"), metavar="DIR",

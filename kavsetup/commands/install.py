@@ -14,22 +14,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kavsetup.commands import add_parser
 from kavsetup.detect import check_version, detect
-from kavsetup.detect.model import MTAInfo, MTAKind
-from kavsetup.integrate.compile import compile_plan
 from kavsetup.integrate.edits import EditError
 from kavsetup.integrate.files import Root, View
 from kavsetup.integrate.journal import JournalError
-from kavsetup.integrate.settings import Settings, SettingsError, load_answers, validate
-from kavsetup.integrate.target import choose_mta, site_settings
+from kavsetup.integrate.settings import IntegrationSettings, SettingsError, load_answers, validate
 from kavsetup.integrate.transaction import LockBusy, Outcome, Transaction, root_lock
-from kavsetup.integrate.verify import verify
-from kavsetup.mta_patches import exim, sendmail
-from kavsetup.mta_patches.common import CompileError
+from kavsetup.mta import CompileError
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("install", help="integrate kav4mailservers with the mail server (guide 4.4)")
+    p = add_parser(sub, "install")
     p.add_argument("--root", default="/", help="operate on DIR as if it were / (default: /)")
     p.add_argument("--mta", default="auto", choices=["auto", "postfix", "sendmail", "exim", "qmail"])
     p.add_argument("--dry-run", action="store_true", help="print the plan and a unified diff; change nothing")
@@ -39,14 +35,14 @@ def register(sub: Any) -> None:
     p.add_argument("--chain", action="store_true", help="keep an existing Postfix content_filter after ours")
     p.add_argument("--force", action="store_true", help="integrate even an MTA version the guide does not support")
     p.set_defaults(func=cmd_install)
-    u = sub.add_parser("uninstall", help="undo the integration (guide chapter 7)")
+    u = add_parser(sub, "uninstall")
     u.add_argument("--root", default="/")
     u.add_argument("--dry-run", action="store_true")
     u.set_defaults(func=cmd_uninstall)
-    s = sub.add_parser("status", help="is kav4mailservers integrated, and with what")
+    s = add_parser(sub, "status")
     s.add_argument("--root", default="/")
     s.set_defaults(func=cmd_status)
-    r = sub.add_parser("recover", help="finish or roll back an interrupted install/uninstall")
+    r = add_parser(sub, "recover")
     r.add_argument("--root", default="/")
     r.set_defaults(func=cmd_recover)
 
@@ -88,7 +84,7 @@ def _report(out: Outcome) -> int:
     return 0 if out.ok else 1
 
 
-def _ask(settings: Settings) -> Settings:
+def _ask(settings: IntegrationSettings) -> IntegrationSettings:
     """Console questions (guide 3.4); empty answer keeps the default shown."""
     def q(prompt: str, default: str) -> str:
         try:
@@ -108,17 +104,14 @@ def _recover_first(tx: Transaction) -> None:
         _report(tx.recover())
 
 
-def extra_facts(mta: MTAInfo, settings: Settings) -> dict[str, str]:
-    facts = {"conf_file": settings.conf_file}
-    if mta.kind is MTAKind.SENDMAIL:
-        facts["listen_config"] = sendmail.listen_path(mta)
-    if mta.kind is MTAKind.EXIM:
-        facts["listen_config"] = exim.listen_path(mta)
-    return facts
-
-
 @_exit_codes
 def run_install(args: argparse.Namespace, *, fail_after: int | None = None, crash: Any = None) -> int:
+    # Imported here, not at the top: uninstall, status and recover (same module) need none of
+    # the compiler, the site facts or the configuration loader, and start faster without them.
+    from kavsetup.integrate.plan import compile_plan
+    from kavsetup.integrate.site import choose_mta, site_settings
+    from kavsetup.integrate.verify import verify
+
     root = Root(args.root)
     if not root.path.is_dir():
         _err(f"{args.root}: not a directory")
@@ -137,7 +130,7 @@ def run_install(args: argparse.Namespace, *, fail_after: int | None = None, cras
         if not gate.ok and not args.force:
             _err(gate.message)
             return 2
-        settings = Settings(chain=args.chain)
+        settings = IntegrationSettings(chain=args.chain)
         if args.answers:
             settings = load_answers(args.answers, settings)
         if not args.non_interactive and not args.answers and sys.stdin.isatty() and not args.dry_run:
@@ -153,8 +146,7 @@ def run_install(args: argparse.Namespace, *, fail_after: int | None = None, cras
             sys.stdout.write(diff)
             print("dry run: nothing changed")
             return 0
-        facts = extra_facts(mta, settings)
-        out = tx.apply(plan, verify=lambda: verify(root, mta, facts))
+        out = tx.apply(plan, verify=lambda: verify(root, mta, settings))
         code = _report(out)
         if out.ok:
             print(tx.journal.doc.get("verification", ""))

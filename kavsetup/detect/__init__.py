@@ -1,7 +1,7 @@
 """Read-only detection of the OS, the MTA(s), their versions and files (guide 3.4, 1.2).
 
 ``detect(root)`` looks at a live system (``root=/``) or any tree treated as ``/`` and returns a
-frozen ``System`` (see ``model.py``, the contract consumed by ``kavsetup/mta_patches``).  It
+frozen ``System`` (see ``model.py``, the contract consumed by ``kavsetup/mta``).  It
 never writes, and it never raises for a bad file: unreadable configuration, broken symlinks and
 unknown systems become ``System.problems`` entries.
 """
@@ -38,16 +38,6 @@ from kavsetup.detect.model import (
 EXIT_UNSUPPORTED = 2
 
 
-def install_gate(mta: MTAInfo, *, force: bool = False) -> str | None:
-    """For ``kavsetup install``: None when it may proceed, else the one-line refusal to print
-    (then exit with ``EXIT_UNSUPPORTED``).  Guide 3.4: setup compares the MTA version with the
-    requirements (1.2) before touching anything; ``--force`` overrides."""
-    gate = check_version(mta)
-    if gate.ok or force:
-        return None
-    return f"kavsetup: refusing to integrate: {gate.message}"
-
-
 def detect(root: Path | str = Path("/"), *, run_binaries: bool = True) -> System:
     """Detect everything under ``root``.  ``run_binaries=False`` forbids running the MTA's own
     tools (postconf, exim -bV) even where they could run, e.g. for reproducible fixture tests."""
@@ -60,5 +50,5 @@ __all__ = [
     "SCHEMA_VERSION", "EximInfo", "GateResult", "GateVerdict", "GroupEntry", "InitSystem",
     "MTADetails", "MTAInfo", "MTAKind", "OSFamily", "OSInfo", "PackageFormat", "PostfixInfo",
     "Problem", "QmailInfo", "SendmailInfo", "System", "UserEntry", "Users", "Version",
-    "EXIT_UNSUPPORTED", "check_version", "detect", "install_gate",
+    "EXIT_UNSUPPORTED", "check_version", "detect",
 ]

@@ -1,6 +1,6 @@
-"""Typed facts about a system, as found by ``kavsetup.detect`` — the contract for kavsetup/mta_patches.
+"""Typed facts about a system, as found by ``kavsetup.detect`` — the contract for kavsetup/mta.
 
-``compile(System, Settings) -> Plan`` (issue 4) reads these values and nothing else, so the
+``compile_plan(System, IntegrationSettings) -> Plan`` (issue 4) reads these values and nothing else, so the
 installer never re-parses a file that detection already understood and never passes dicts of
 strings around.  Everything here is a frozen dataclass or an enum: a ``System`` is a snapshot
 that can be compared, hashed into a plan and printed as JSON (``System.to_dict``/``to_json``,
@@ -18,11 +18,11 @@ supported; ``kavsetup detect`` and ``kavsetup install`` both call it (exit 2 on 
 
 Import from the package, not from this module's neighbours::
 
-    from kavsetup.detect import detect, check_version, install_gate, EXIT_UNSUPPORTED, System, ...
+    from kavsetup.detect import detect, check_version, EXIT_UNSUPPORTED, System, ...
     system = detect(root)                   # root: Path, "/" for the live system
-    mta = system.active                     # or system.mta(MTAKind.EXIM); None if none
-    if (why := install_gate(mta, force=args.force)):
-        print(why, file=sys.stderr); return EXIT_UNSUPPORTED
+    mta = system.active                     # or system.mta("exim"); None if none
+    if not (gate := check_version(mta)).ok and not args.force:
+        print(gate.message, file=sys.stderr); return EXIT_UNSUPPORTED
     main_cf = system.host_path(mta.postfix.main_cf)   # on-disk path under --root
 
 ``MTAInfo.postfix/.sendmail/.exim/.qmail`` return the typed details (assert on the wrong kind).
@@ -255,6 +255,15 @@ class MTAInfo:
     package: str | None
     details: MTADetails
     files: tuple[PurePosixPath, ...] = ()
+
+    @classmethod
+    def configured(cls, details: MTADetails, config_file: PurePosixPath, version: Version | None = None,
+                   version_source: str = "") -> MTAInfo:
+        """An MTA known only from the configuration file the administrator named
+        (``--mta-config``): installed and active by their word, its kind from ``details``."""
+        kind = {PostfixInfo: MTAKind.POSTFIX, SendmailInfo: MTAKind.SENDMAIL, EximInfo: MTAKind.EXIM,
+                QmailInfo: MTAKind.QMAIL}[type(details)]
+        return cls(kind, True, True, version, version_source, None, config_file, None, details)
 
     @property
     def postfix(self) -> PostfixInfo:

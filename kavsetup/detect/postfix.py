@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath
 
+from kavsetup import postfix_cf
 from kavsetup.detect.context import Context
 from kavsetup.detect.model import MTAInfo, MTAKind, OSFamily, PostfixInfo, Version
 from kavsetup.detect.runner import run_in_root
@@ -31,22 +32,10 @@ _WANTED = ("mail_version", "config_directory", "daemon_directory", "command_dire
 
 
 def parse_main_cf(text: str) -> list[tuple[str, str]]:
-    """``name = value`` pairs in file order; continuation lines (leading whitespace) joined, as
-    postconf(5) describes.  Later duplicates are kept: the last one wins when read."""
-    logical: list[str] = []
-    for raw in text.splitlines():
-        if not raw.strip() or raw.lstrip().startswith("#"):
-            continue
-        if raw[0] in " \t" and logical:
-            logical[-1] += " " + raw.strip()
-        else:
-            logical.append(raw.strip())
-    pairs = []
-    for line in logical:
-        name, sep, value = line.partition("=")
-        if sep and re.fullmatch(r"[A-Za-z0-9_.-]+", name.strip()):
-            pairs.append((name.strip(), value.strip()))
-    return pairs
+    """``name = value`` pairs in file order, read by kavsetup's one main.cf reader (postfix_cf:
+    postconf(5) logical lines).  Later duplicates are kept: the last one wins when read."""
+    return [(e.name, e.value) for e in postfix_cf.entries(text)
+            if "=" in e.text and re.fullmatch(r"[A-Za-z0-9_.-]+", e.name)]
 
 
 def _postconf(ctx: Context, binary: str, config_dir: str) -> dict[str, str]:

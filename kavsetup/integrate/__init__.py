@@ -1,6 +1,7 @@
 """MTA integration that can be undone (issue 4): compile -> plan -> journaled apply -> verify.
 
-``compile(System, Settings) -> Plan`` is pure (compile.py); ``Transaction`` applies a Plan under a
-journal and reverses it (transaction.py, journal.py); Edits describe, apply and reverse one change
-each (edits.py).  See docs/integration.md.
+``compile_plan(System, IntegrationSettings) -> Plan`` is pure (plan.py) and asks the MTA's module
+(kavsetup/mta/<name>.py) for the edits; site.py gathers the site facts it needs; ``Transaction``
+applies a Plan under a journal and reverses it (transaction.py, journal.py); Edits describe, apply
+and reverse one change each (edits.py); verify.py checks the result.  See docs/integration.md.
 """

@@ -19,12 +19,10 @@ import difflib
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar
+from typing import Any
 
+from kavsetup import postfix_cf
 from kavsetup.integrate.files import ABSENT, Image, View
-from kavsetup.mta_patches import postfix_cf as pcf
-from runtime.config.editor import apply_assignments, normalise
-from runtime.config.schema import canonical_section, section_schema
 
 MARK = "kav4mailservers"
 
@@ -108,8 +106,6 @@ def edit_from_json(doc: dict[str, Any]) -> Edit:
 @dataclass(frozen=True)
 class Edit:
     """Base class; subclasses are frozen dataclasses of JSON-able fields."""
-
-    type_name: ClassVar[str] = ""
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -209,7 +205,7 @@ class DeriveFile(Edit):
                 # (e.g. an Exim main option before the first "begin").
                 m = re.search(fallback[0], text, flags=re.M)
                 if m:
-                    nl = pcf.newline_of(text)
+                    nl = postfix_cf.newline_of(text)
                     text = text[:m.start()] + repl + nl + text[m.start():]
                     n = 1
             if n == 0:
@@ -233,7 +229,7 @@ def _markers(block_id: str, comment: str) -> tuple[str, str]:
 def find_block(text: str, block_id: str, comment: str = "#") -> tuple[int, int] | None:
     """Line span (start, end-exclusive) of our marked block, markers included."""
     begin, end = _markers(block_id, comment)
-    lines = pcf.split_lines(text)
+    lines = postfix_cf.split_lines(text)
     start = None
     for i, line in enumerate(lines):
         s = line.rstrip("\r\n")
@@ -245,12 +241,12 @@ def find_block(text: str, block_id: str, comment: str = "#") -> tuple[int, int] 
 
 
 def insert_block(text: str, block_id: str, block: str, anchor: str, comment: str, where: str) -> str:
-    nl = pcf.newline_of(text)
+    nl = postfix_cf.newline_of(text)
     begin, end = _markers(block_id, comment)
     body = [ln + nl for ln in block.rstrip("\n").split("\n")] if block else []
     new = [begin + nl, *body, end + nl]
     span = find_block(text, block_id, comment)
-    lines = pcf.split_lines(text)
+    lines = postfix_cf.split_lines(text)
     if span is not None:
         return "".join(lines[:span[0]] + new + lines[span[1]:])
     if not anchor:
@@ -301,7 +297,7 @@ class InsertBlock(Edit):
         span = find_block(text, self.block_id, self.comment)
         if span is None:
             return Undo(None, (f"{path}: our {self.block_id!r} block markers are gone; left as it is",))
-        lines = pcf.split_lines(text)
+        lines = postfix_cf.split_lines(text)
         result = _fix_tail("".join(lines[:span[0]] + lines[span[1]:]), before.text())
         if before.kind == "absent" and result == "":
             return Undo(ABSENT)
@@ -325,7 +321,7 @@ class SetParams(Edit):
         before = _need_file(view, self.path)
         text = before.text()
         for name, value in self.params:
-            text = pcf.set_param(text, name, value)
+            text = postfix_cf.set_param(text, name, value)
         return [Change(PurePosixPath(self.path), before, before.with_text(text))]
 
     def unapply(self, path: PurePosixPath, current: Image, before: Image) -> Undo:
@@ -334,18 +330,18 @@ class SetParams(Edit):
         text, btext = current.text(), before.text()
         notes: list[str] = []
         for name, ours in reversed(self.params):
-            e = pcf.last_param(text, name)
+            e = postfix_cf.last_param(text, name)
             if e is None:
                 notes.append(f"{path}: {name} was removed since install; nothing to undo")
                 continue
             if e.value != ours:
                 notes.append(f"{path}: {name} was changed since install to {e.value!r}; kept")
                 continue
-            old = pcf.last_param(btext, name)
+            old = postfix_cf.last_param(btext, name)
             if old is None:
-                text = pcf.remove_span(text, e)
+                text = postfix_cf.remove_span(text, e)
             else:
-                text = pcf.restore_span(text, e, pcf.span_text(btext, old))
+                text = postfix_cf.restore_span(text, e, postfix_cf.span_text(btext, old))
         return Undo(current.with_text(_fix_tail(text, btext)), tuple(notes))
 
 
@@ -368,104 +364,48 @@ class MasterServices(Edit):
     def compute(self, view: View) -> list[Change]:
         before = _need_file(view, self.path)
         text = before.text()
-        nl = pcf.newline_of(text)
+        nl = postfix_cf.newline_of(text)
         for key, entry in self.services:
             lines = [ln + nl for ln in entry.rstrip("\n").split("\n")]
-            e = pcf.find_service(text, key)
+            e = postfix_cf.find_service(text, key)
             if e is None:
                 if text and not text.endswith("\n"):
                     text += nl
                 text += "".join(lines)
-            elif pcf.span_text(text, e) != "".join(lines):
-                text = pcf.restore_span(text, e, "".join(lines))
+            elif postfix_cf.span_text(text, e) != "".join(lines):
+                text = postfix_cf.restore_span(text, e, "".join(lines))
         return [Change(PurePosixPath(self.path), before, before.with_text(text))]
 
     def unapply(self, path: PurePosixPath, current: Image, before: Image) -> Undo:
         if current.kind != "file":
             return Undo(None, (f"{path}: gone since install; nothing to undo",))
         text, btext = current.text(), before.text()
-        nl = pcf.newline_of(text)
+        nl = postfix_cf.newline_of(text)
         notes: list[str] = []
         for key, entry in reversed(self.services):
             ours = "".join(ln + nl for ln in entry.rstrip("\n").split("\n"))
-            e = pcf.find_service(text, key)
+            e = postfix_cf.find_service(text, key)
             if e is None:
                 notes.append(f"{path}: service {key} was removed since install; nothing to undo")
                 continue
-            if pcf.span_text(text, e) != ours:
+            if postfix_cf.span_text(text, e) != ours:
                 notes.append(f"{path}: service {key} was changed since install; kept")
                 continue
-            old = pcf.find_service(btext, key)
-            text = pcf.remove_span(text, e) if old is None else pcf.restore_span(text, e, pcf.span_text(btext, old))
+            old = postfix_cf.find_service(btext, key)
+            if old is None:
+                text = postfix_cf.remove_span(text, e)
+            else:
+                text = postfix_cf.restore_span(text, e, postfix_cf.span_text(btext, old))
         return Undo(current.with_text(_fix_tail(text, btext)), tuple(notes))
-
-
-_SECTION_RE = re.compile(r"^\s*\[([^\]]+)\]\s*$")
-_KEY_RE = re.compile(r"^\s*([A-Za-z0-9_.]+)\s*=(.*)$")
-
-
-def _same_key(section: str, written: str, key: str) -> bool:
-    """Whether ``written`` names ``key`` in ``section`` as the loader reads it: case and the
-    spellings the guide prints (``EHL0...``, ``LicenseDomain``) included."""
-    if written == key:
-        return True
-    schema = section_schema(section)
-    spec = schema.key(written) if schema is not None else None
-    return spec is not None and spec.name == key
-
-
-def _ini_find(lines: list[str], section: str, key: str) -> tuple[int | None, int | None]:
-    """(index of the key's line in section, index after the section's last non-blank line).
-    Sections are compared in canonical form (``[smtpscanner.group:x]`` is ``[smtpscan.group:x]``)."""
-    cur = None
-    key_at = None
-    sec_end = None
-    for i, line in enumerate(lines):
-        m = _SECTION_RE.match(line.rstrip("\r\n"))
-        if m:
-            cur = canonical_section(m.group(1).strip())[0]
-            if cur == section:
-                sec_end = i + 1
-            continue
-        if cur == section:
-            km = _KEY_RE.match(line)
-            if km and key and _same_key(section, km.group(1), key):
-                key_at = i
-            if line.strip() and not line.lstrip().startswith("#"):
-                sec_end = i + 1
-    return key_at, sec_end
 
 
 def ini_set(text: str, section: str, key: str, value: str) -> str:
     """Set one key through the configuration editor, so the value is validated against the
     schema and aliases, repeated keys and line endings are handled exactly as
     ``kavsetup config set`` handles them."""
+    from runtime.config.editor import apply_assignments, normalise  # see IniValues.unapply
+
     return apply_assignments(text, [normalise(section, key, value)])
-
-
-def _drop_empty_section(text: str, section: str) -> str:
-    """Remove a section header we added (and the blank line we put before it) once no key is
-    left in it; comments the admin wrote under it stay."""
-    lines = pcf.split_lines(text)
-    head = next((i for i, ln in enumerate(lines)
-                 if (m := _SECTION_RE.match(ln.rstrip("\r\n"))) and m.group(1).strip() == section), None)
-    if head is None:
-        return text
-    for ln in lines[head + 1:]:
-        if _SECTION_RE.match(ln.rstrip("\r\n")):
-            break
-        if _KEY_RE.match(ln) and not ln.lstrip().startswith("#"):
-            return text
-    del lines[head]
-    if head > 0 and lines[head - 1].strip() == "":
-        del lines[head - 1]
-    return "".join(lines)
-
-
-def ini_get(text: str, section: str, key: str) -> str | None:
-    lines = pcf.split_lines(text)
-    key_at, _ = _ini_find(lines, section, key)
-    return None if key_at is None else lines[key_at].split("=", 1)[1].strip()
 
 
 @dataclass(frozen=True)
@@ -501,23 +441,22 @@ class IniValues(Edit):
                                "kept (delete it yourself if no longer wanted)",))
         if current.kind != "file":
             return Undo(None, (f"{path}: gone since install; nothing to undo",))
+        # Imported on use: loading the schema costs ~0.1 s, and a journal whose files are still
+        # as we wrote them is reversed byte for byte without it.
+        from runtime.config import editor
+
         text, btext = current.text(), before.text()
         notes: list[str] = []
         for section, key, ours in reversed(self.values):
-            lines = pcf.split_lines(text)
-            at, _ = _ini_find(lines, section, key)
-            if at is None or lines[at].split("=", 1)[1].strip() != ours:
+            # The runtime's own reader decides what the key holds now (continuations, quotes,
+            # ``;`` comments, spellings), and its lines are put back whole from the before-image.
+            now = editor.key_value(text, section, key)
+            if now is None or now not in (ours, editor.normalise(section, key, ours).value):
                 notes.append(f"{path}: [{section}] {key} changed since install; kept")
                 continue
-            bl = pcf.split_lines(btext)
-            bat, _ = _ini_find(bl, section, key)
-            if bat is None:
-                del lines[at]
-            else:
-                lines[at] = bl[bat]
-            text = "".join(lines)
-            if _ini_find(bl, section, "")[1] is None:
-                text = _drop_empty_section(text, section)
+            text = editor.replace_key(text, section, key, editor.key_lines(btext, section, key))
+            if not editor.has_section(btext, section):
+                text = editor.drop_section_if_empty(text, section)
         return Undo(current.with_text(_fix_tail(text, btext)), tuple(notes))
 
 
@@ -601,7 +540,7 @@ class AccountLine(Edit):
     def unapply(self, path: PurePosixPath, current: Image, before: Image) -> Undo:
         if current.kind != "file":
             return Undo(None, (f"{path}: gone since install",))
-        lines = pcf.split_lines(current.text())
+        lines = postfix_cf.split_lines(current.text())
         keep = [ln for ln in lines if ln.rstrip("\n") != self.line]
         if len(keep) == len(lines):
             if any(ln.split(":", 1)[0] == self.name for ln in lines):
@@ -667,7 +606,7 @@ class Symlink(Edit):
 
 @dataclass(frozen=True)
 class Plan:
-    """What compile() returns: the ordered edits plus what the installer should tell the admin
+    """What compile_plan() returns: the ordered edits plus what the installer should tell the admin
     (chosen ports, decisions, warnings).  Nothing is written until a Transaction applies it."""
 
     mta: str

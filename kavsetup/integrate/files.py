@@ -103,6 +103,11 @@ class Root:
         raise OSError(f"{path}: not a regular file, directory or symlink; refusing to touch it")
 
     # -- writing ----------------------------------------------------------------------
+    def text(self, path: PurePosixPath | str) -> str:
+        """A regular file's text (surrogate-escaped), '' when it is absent or not a file."""
+        img = self.read(path)
+        return img.text() if img.kind == "file" else ""
+
     def put(self, path: PurePosixPath | str, image: Image) -> None:
         """Make ``path`` be ``image``, atomically where the kind allows."""
         host = self.host(path)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 from kavsetup.integrate.files import Image, Root, write_atomic
@@ -124,7 +124,3 @@ class Journal:
             except OSError as exc:
                 raise JournalError(f"{path}: before-image missing: {exc}") from exc
         return Image(fp["kind"], data, int(fp["mode"]), int(fp["uid"]), int(fp["gid"]), str(fp["target"]))
-
-
-def journal_host_dir(root: Path) -> Path:
-    return Root(root).host(JOURNAL_DIR)

@@ -1,6 +1,6 @@
-"""Settings: the administrator's choices plus site facts that detection does not model.
+"""IntegrationSettings: the administrator's choices plus site facts that detection does not model.
 
-``compile(System, Settings)`` is pure, so anything it needs beyond ``System`` must be in here:
+``compile_plan(System, IntegrationSettings)`` is pure, so anything it needs beyond ``System`` must be in here:
 the answers (defaults <- answers file <- console prompts, guide 3.4) and a few facts read once
 by the command layer (ports already taken, the postmaster aliases for kavadministrators,
 whether shadow files exist).  Everything is a plain value so the journal can store it.
@@ -22,7 +22,10 @@ class SettingsError(Exception):
 
 
 @dataclass(frozen=True)
-class Settings:
+class IntegrationSettings:
+    """How to integrate (answers) and what the site holds (facts); unrelated to the engine's
+    runtime settings."""
+
     # answers (guide 4.4.5, 6.6)
     protocol: str = "lmtp"              # [smtpscan.general] Protocol: how the MTA talks to smtpscanner
     postfix_mode: str = "spawn"          # spawn (guide 4.4.3) | daemon (smtpscanner listens itself)
@@ -53,7 +56,7 @@ class Settings:
         doc.pop("conf_default_text", None)
         return doc
 
-    def with_(self, **kw: Any) -> Settings:
+    def with_(self, **kw: Any) -> IntegrationSettings:
         return replace(self, **kw)
 
 
@@ -61,7 +64,7 @@ ANSWER_KEYS = ("protocol", "postfix_mode", "filter_host", "filter_port", "reinje
                "chain", "notify_from", "admin_address", "user", "group", "spool")
 
 
-def validate(s: Settings) -> Settings:
+def validate(s: IntegrationSettings) -> IntegrationSettings:
     if s.protocol not in ("lmtp", "smtp"):
         raise SettingsError(f"protocol: {s.protocol!r} is not lmtp or smtp (guide 6.6.4)")
     if s.postfix_mode not in ("spawn", "daemon"):
@@ -81,7 +84,7 @@ def validate(s: Settings) -> Settings:
     return s
 
 
-def load_answers(path: Path, base: Settings) -> Settings:
+def load_answers(path: Path, base: IntegrationSettings) -> IntegrationSettings:
     """YAML answers file (``--answers``): keys as in ANSWER_KEYS; unknown keys are errors."""
     from ruamel.yaml import YAML, YAMLError
 
@@ -93,7 +96,7 @@ def load_answers(path: Path, base: Settings) -> Settings:
         return base
     if not isinstance(doc, dict):
         raise SettingsError(f"{path}: expected a mapping of answers")
-    types = {f.name: f.type for f in fields(Settings)}
+    types = {f.name: f.type for f in fields(IntegrationSettings)}
     out: dict[str, Any] = {}
     for key, value in doc.items():
         if key not in ANSWER_KEYS:

@@ -148,3 +148,71 @@ def set_values(path: str | Path, assignments: list[Assignment] | dict[str, Any])
     loads_config(new, filename=str(p))  # validate the whole result before it replaces the file
     atomic_write(p, new.encode("utf-8"))
     return True
+
+
+# -- span operations: find, remove and restore one key; drop a section left empty ----------------
+# kavsetup's uninstall reverses its own edits with these (issue 10: one model of the format), so a
+# continued value, a ``;`` comment, CRLF or a missing final newline is read exactly as the
+# runtime reads it.  All are pure functions of the text.
+
+
+def key_entries(doc: Document, section: str, key: str) -> list[Entry]:
+    """Every occurrence of ``key`` in ``section`` (both canonical), spelled as the loader reads it:
+    section aliases (``[smtpscanner.general]``), key case and the guide's spellings included."""
+    return _matching_keys(doc, section, key) if S.section_schema(section) is not None else []
+
+
+def key_value(text: str, section: str, key: str) -> str | None:
+    """The key's value as the loader joins it (continuations, quotes, repeats), None when unset."""
+    found = key_entries(Document.parse(text), section, key)
+    return ",".join(e.value for e in found) if found else None
+
+
+def key_lines(text: str, section: str, key: str) -> list[str]:
+    """The physical lines (endings included) of every occurrence of the key, in file order."""
+    doc = Document.parse(text)
+    return [line for e in key_entries(doc, section, key) for line in doc.lines[e.first : e.last + 1]]
+
+
+def replace_key(text: str, section: str, key: str, lines: list[str]) -> str:
+    """Remove every occurrence of the key and put ``lines`` (physical lines, e.g. from
+    :func:`key_lines` of an older image; empty: remove only) where the first one was."""
+    doc = Document.parse(text)
+    found = key_entries(doc, section, key)
+    if not found:
+        return text
+    at = found[0].first
+    for e in reversed(found):
+        del doc.lines[e.first : e.last + 1]
+    new = list(lines)
+    if new and not new[-1].endswith(("\n", "\r")) and at < len(doc.lines):
+        new[-1] += doc.eol()  # it was the last line of its file; here more follows
+    doc.lines[at:at] = new
+    return doc.text()
+
+
+def has_section(text: str, section: str) -> bool:
+    """Whether a header of ``section`` (canonical) is written in the text."""
+    return any(e.kind == "section" and S.canonical_section(e.name)[0] == section
+               for e in Document.parse(text).entries)
+
+
+def drop_section_if_empty(text: str, section: str) -> str:
+    """Remove the first ``[section]`` header when no key is left under it, with the blank line
+    before it (:func:`apply_assignments` adds both for a new section); comments under it stay."""
+    doc = Document.parse(text)
+    entries = doc.entries
+    head = next((i for i, e in enumerate(entries)
+                 if e.kind == "section" and S.canonical_section(e.name)[0] == section), None)
+    if head is None:
+        return text
+    for e in entries[head + 1 :]:
+        if e.kind == "section":
+            break
+        if e.kind == "key":
+            return text
+    at = entries[head].first
+    del doc.lines[at]
+    if at > 0 and not doc.lines[at - 1].strip():
+        del doc.lines[at - 1]
+    return doc.text()

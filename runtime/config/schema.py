@@ -198,6 +198,22 @@ SECTIONS: tuple[Section, ...] = (
         (
             K("BasesPath", v.Path(), f"{DB_DIR}/bases", "4.2", "Anti-virus database directory (.hdb/.hsb/.ndb)."),
             K("LicensePath", v.Path(), f"{DB_DIR}/licenses", "5.4.3", "Directory of product key files."),
+            K(
+                "LicensePublishersPath",
+                v.Path(),
+                f"{ETC_DIR}/publishers",
+                "5.4",
+                "Extra trusted key publishers (*.pub), beside the ones the package ships.",
+                note="Not in the guide: keys are ed25519-signed; a site that issues its own keys adds its .pub here.",
+            ),
+            K(
+                "LicenseStatePath",
+                v.Path(),
+                f"{DB_DIR}/licensing",
+                "5.4.1",
+                "Licence accounting store (users, traffic, notices); owned by the filter's user.",
+                note="Not in the guide: the state directory of the accounting smtpscanner keeps.",
+            ),
             K("LocalSocketPath", v.Path(), "/var/run/aveserver", "6.4", "aveserver's UNIX socket."),
             K("AVSpidPATH", v.Path(), "/var/run/aveserver.pid", "6.4.2", "aveserver's pid file."),
             K(
@@ -438,6 +454,14 @@ SECTIONS: tuple[Section, ...] = (
             K("UseUpdateServerUrl", _BOOL, False, "5.1.1", "Use UpdateServerUrl."),
             K("UpdateServerUrl", v.String(), "", "5.1.1", "Own update source (URL or directory)."),
             K("UseUpdateServerUrlOnly", _BOOL, False, "5.1.1", "Do not fall back to the server list."),
+            K(
+                "RequireKey",
+                _BOOL,
+                False,
+                "5.4",
+                "The update source requires a valid product key: refuse to update without one.",
+                note="Off: the project's sources are open; a site whose service is an entitlement sets it.",
+            ),
             K("RegionSettings", v.String(), "", "5.1", "Region hint for server choice."),
             K(
                 "PostUpdateCmd",

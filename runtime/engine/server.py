@@ -456,6 +456,9 @@ def main(argv: list[str] | None = None) -> int:
             tell("OK\n")
         master = Master(args.config, settings, log)
         log.info(f"aveserver {os.getpid()}: configuration {args.config}")
+        from runtime.license.info import log_key_info  # 5.4.2: key information at start; never raises
+
+        log_key_info(log, cfg)
         master.engine = master.load_engine(settings)
         master.db_date = database_date(settings.bases)
         master.socks = bind_sockets(settings)

@@ -158,6 +158,7 @@ def serve_prefork(cfg: KavConfig, log: EventLog, listen: str, processes: int) ->
 async def serve_daemon(cfg: KavConfig, log: EventLog, listen: str, sock: socket.socket | None = None,
                        processes: int = 1) -> int:
     proc, features = build(cfg, log, processes)
+    await proc.licence.at_start(os.getppid() if sock is not None else os.getpid())  # 5.4.1, 5.4.2
     handler = FilterHandler(proc, features.lmtp)
     loop = asyncio.get_running_loop()
 

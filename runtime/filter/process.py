@@ -27,6 +27,7 @@ from runtime.filter import mimeedit
 from runtime.filter.avescan import AsyncAveClient, AveServerError, AveServerUnavailable
 from runtime.filter.envelope import Envelope, Recipient
 from runtime.filter.forward import ForwardError, ForwardMailer, Outgoing, Reply
+from runtime.filter.licence import LicenceHook
 from runtime.filter.mimeedit import WHOLE, Finding
 from runtime.filter.notify import VERSION_TEXT, Notifier, message_part, one_line, report_part
 from runtime.filter.quarantine import Quarantine
@@ -154,6 +155,7 @@ class Processor:
         self.temp = cfg.get("path", "TempPath")
         self.show_ok = cfg.get("smtpscan.report", "ShowOk")
         self.last: list[PartOutcome] = []
+        self.licence = LicenceHook(self)  # 5.4.1 accounting and notices
 
     # -- helpers -------------------------------------------------------------------------
     def locale(self, key: str) -> str:
@@ -219,6 +221,7 @@ class Processor:
                                    "(answered 4xx: the MTA keeps it)")
                 replies.update(out.replies)
             self._log(env, msgid, outcomes)
+            await self.licence.after_message(env, data, msgid, subject, outcomes)  # never raises
         except Exception as exc:  # noqa: BLE001 - whatever went wrong, the MTA must keep the mail
             self.log.error(f"message from <{env.sender}>: internal error {exc.__class__.__name__}: {exc} "
                            "(answered 4xx)")

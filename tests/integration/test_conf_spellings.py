@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kavint_helpers import diff_snapshots, snapshot
-
 from kavsetup.integrate.edits import IniValues, Plan
 from kavsetup.integrate.files import Root
 from kavsetup.integrate.transaction import Transaction
 from runtime.config import load_config
+from tests.support.integration import diff_snapshots, snapshot
 
 ADMIN_FILE = "# my notes\r\n[smtpscanner.general]\r\nEHL0supportXFORWARD=no\r\nProtocol=lmtp\r\n"
 

@@ -9,7 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from kavint_helpers import (
+
+from tests.support import corpus
+from tests.support.integration import (
     CORPUS,
     Overlay,
     cached_root,
@@ -35,7 +37,9 @@ CASES = {
 }
 
 
+@pytest.mark.corpus
 def test_every_corpus_directory_is_covered() -> None:
+    corpus.require()
     assert sorted(p.name for p in (CORPUS / "exim").iterdir() if p.is_dir()) == sorted(CASES)
 
 
@@ -59,7 +63,8 @@ def _files(case: str) -> dict[str, Path | bytes | str]:
     return {f"{where}/{f.relative_to(d)}": f for f in d.rglob("*") if f.is_file()}
 
 
-ALL = sorted(CASES) + sorted(DEBIAN)
+_IN_CORPUS = pytest.mark.skipif(not corpus.available(), reason=corpus.SKIP_REASON)
+ALL = [pytest.param(c, marks=[pytest.mark.corpus, _IN_CORPUS]) for c in sorted(CASES)] + sorted(DEBIAN)
 
 
 def _args(root: Path, case: str, *extra: str) -> list[str]:
@@ -132,11 +137,13 @@ def test_debian_root_real_exim(tmp_path: Path, flavour: str) -> None:
         assert diff_snapshots(original, snapshot_paths(root, WATCH)) == []
 
 
+@pytest.mark.corpus
 @pytest.mark.parametrize("case", ["07-public__prol.etari.at-documentation", "08-Donearm__configs",
                                   "11-renich__fedora-configs"])
 def test_corpus_listen_config_passes_real_exim_when_original_does(tmp_path: Path, case: str) -> None:
     """Real exim4 (from a Debian root) reads the original and the derived file: what we add
     must not turn a configuration it accepts into one it rejects."""
+    corpus.require()
     lower = cached_root("trixie-exim4-split") or cached_root("bookworm-exim4-split")
     if lower is None:
         pytest.skip("no Debian exim4 root in ~/.cache/kav4ms/roots (built by tests/distro-matrix)")
@@ -174,10 +181,13 @@ def test_admin_line_in_trusted_configs_survives_uninstall(tmp_path: Path) -> Non
         assert not (root / "etc/exim4/exim4.conf.listen").exists()
 
 
+@pytest.mark.corpus
 def test_start_scripts_keep_the_reinjection_interface_one_argument(tmp_path: Path) -> None:
     """``-oX '<; 127.0.0.1.10026'`` holds a space and a ``<``: unquoted, systemd splits it in two
     and sh reads ``<`` as a redirection, and the delivering Exim never starts."""
     import shlex
+
+    corpus.require()
 
     case = "01-Exim4U__src"
     root = make_root(tmp_path, _files(case))

@@ -12,17 +12,23 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from kavint_helpers import CORPUS, diff_snapshots, kav, make_root, snapshot, step_count
 
-from kavsetup.mta_patches import postfix_cf as pcf
+from kavsetup import postfix_cf as pcf
+from tests.support import corpus
+from tests.support.integration import CORPUS, diff_snapshots, kav, make_root, snapshot, step_count
 
 pytestmark = pytest.mark.root
 
-CORPUS_PAIRS = sorted(p for p in (CORPUS / "postfix").iterdir() if (p / "main.cf").exists())
+def _has_main_cf(p: Path) -> bool:
+    return (p / "main.cf").exists()
+
+
+CORPUS_PAIRS = corpus.params("postfix", _has_main_cf)
 
 
 def _debian(suite: str) -> tuple[Path, Path]:
@@ -52,7 +58,7 @@ def _case_files(case: str) -> tuple[Path | bytes, Path | bytes]:
     return d / "main.cf", d / "master.cf"
 
 
-CASES = ["debian-bookworm", "debian-trixie", "host-postinst", "crlf-nofinalnl"] + [p.name for p in CORPUS_PAIRS]
+CASES = ["debian-bookworm", "debian-trixie", "host-postinst", "crlf-nofinalnl", *CORPUS_PAIRS]
 
 
 def _root(tmp_path: Path, case: str) -> Path:
@@ -211,7 +217,7 @@ def test_changed_content_filter_is_kept_and_reported(tmp_path: Path) -> None:
     assert mp.read_text() == pcf.set_param(orig, "content_filter", "smtp:[10.0.0.9]:10024")
 
 
-@pytest.mark.parametrize("case", ["debian-bookworm", "crlf-nofinalnl", *[p.name for p in CORPUS_PAIRS]])
+@pytest.mark.parametrize("case", ["debian-bookworm", "crlf-nofinalnl", *CORPUS_PAIRS])
 def test_crash_after_every_step_then_recover(tmp_path: Path, case: str) -> None:
     probe = _root(tmp_path / "probe", case)
     assert kav(*_install_args(probe, *_flags(probe)))[0] == 0
@@ -240,7 +246,7 @@ def test_real_kill_via_env_hook_then_next_command_recovers(tmp_path: Path) -> No
     root = _root(tmp_path, "debian-bookworm")
     original = snapshot(root)
     env = dict(os.environ, KAVSETUP_FAIL_AFTER_STEP="12")
-    p = subprocess.run(["python3", "-m", "kavsetup.cli", *_install_args(root)], env=env, capture_output=True,
+    p = subprocess.run([sys.executable, "-m", "kavsetup.cli", *_install_args(root)], env=env, capture_output=True,
                        text=True, check=False)
     assert p.returncode == 75, p.stdout + p.stderr
     assert diff_snapshots(original, snapshot(root)) != []
@@ -250,7 +256,9 @@ def test_real_kill_via_env_hook_then_next_command_recovers(tmp_path: Path) -> No
     assert diff_snapshots(original, snapshot(root)) == []
 
 
+@pytest.mark.corpus
 def test_existing_content_filter_refused_without_chain(tmp_path: Path) -> None:
+    corpus.require()
     root = _root(tmp_path, "02-fonylew__config-mailgateway")
     original = snapshot(root)
     code, out = kav(*_install_args(root))
@@ -314,7 +322,7 @@ def test_uninstall_when_nothing_installed(tmp_path: Path) -> None:
 def test_debian_root_real_postfix_check(tmp_path: Path, suite: str) -> None:
     """Auto-detection, install, the root's own ``postfix check`` (run by install's verify step
     through chroot), uninstall — on a Debian root with postfix really installed."""
-    from kavint_helpers import Overlay, cached_root, snapshot_paths
+    from tests.support.integration import Overlay, cached_root, snapshot_paths
 
     lower = cached_root(f"{suite}-postfix")
     if lower is None:
@@ -356,9 +364,9 @@ def test_listening_socket_on_live_system_moves_the_ports() -> None:
 
     from kavsetup.detect.model import MTAInfo, MTAKind, PostfixInfo
     from kavsetup.integrate.files import Root
-    from kavsetup.integrate.settings import Settings
-    from kavsetup.integrate.target import taken_ports
-    from kavsetup.mta_patches.postfix import choose_ports
+    from kavsetup.integrate.settings import IntegrationSettings as Settings
+    from kavsetup.integrate.site import taken_ports
+    from kavsetup.mta.common import choose_ports
 
     d = PurePosixPath("/nonexistent-kav-test")
     info = PostfixInfo(None, d, None, None, None, d / "main.cf", d / "master.cf", False, False, "postfix",
@@ -381,7 +389,7 @@ def test_interactive_questions(tmp_path: Path) -> None:
 
     root = _root(tmp_path, "debian-bookworm")
     args = [a for a in _install_args(root) if a != "--non-interactive"]
-    child = pexpect.spawn("python3", ["-m", "kavsetup.cli", *args], cwd=str(Path(__file__).parents[2]),
+    child = pexpect.spawn(sys.executable, ["-m", "kavsetup.cli", *args], cwd=str(Path(__file__).parents[2]),
                           timeout=60, encoding="utf-8")
     child.expect(r"Protocol between the MTA and smtpscanner \(lmtp/smtp\) \[lmtp\]: ")
     child.sendline("smtp")

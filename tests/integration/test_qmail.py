@@ -8,12 +8,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from kavint_helpers import CORPUS, diff_snapshots, kav, make_root, snapshot, step_count
+
+from tests.support import corpus
+from tests.support.integration import CORPUS, diff_snapshots, kav, make_root, snapshot, step_count
 
 pytestmark = pytest.mark.root
 
 STANDIN = Path(__file__).parent / "qmail_standin" / "qmail-queue"
-QMAILQ, QMAIL = 205, 201  # kavint_helpers.PASSWD / GROUP
+QMAILQ, QMAIL = 205, 201  # tests.support.integration.PASSWD / GROUP
 
 # Where each corpus file lives on a qmail system (Debian's qmail-run layout / s6 services).
 PLACES = {
@@ -34,7 +36,7 @@ def _corpus_files(case: str) -> dict[str, Path | bytes | str]:
     return out
 
 
-CASES = ["plain"] + sorted(p.name for p in (CORPUS / "qmail").iterdir() if p.is_dir())
+CASES = ["plain", *corpus.params("qmail")]
 
 
 def _root(tmp_path: Path, case: str) -> Path:

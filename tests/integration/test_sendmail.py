@@ -7,7 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from kavint_helpers import (
+
+from tests.support import corpus
+from tests.support.integration import (
     CORPUS,
     Overlay,
     cached_root,
@@ -21,7 +23,11 @@ from kavint_helpers import (
 
 pytestmark = pytest.mark.root
 
-CASES = sorted(p.name for p in (CORPUS / "sendmail").iterdir() if (p / "sendmail.cf").exists())
+def _has_cf(p: Path) -> bool:
+    return (p / "sendmail.cf").exists()
+
+
+CASES = corpus.params("sendmail", _has_cf)
 
 
 def _root(tmp_path: Path, case: str) -> Path:
@@ -63,7 +69,8 @@ def test_round_trip(tmp_path: Path, case: str) -> None:
 
 
 def test_admin_edit_of_generated_listen_file_is_kept(tmp_path: Path) -> None:
-    root = _root(tmp_path, CASES[0])
+    corpus.require()
+    root = _root(tmp_path, corpus.cases("sendmail", _has_cf)[0])
     assert kav(*_args(root))[0] == 0
     listen = root / "etc/mail/sendmail.cf.listen"
     listen.write_text(listen.read_text("utf-8", "surrogateescape") + "# admin note\n", "utf-8", "surrogateescape")
@@ -107,7 +114,9 @@ def test_debian_root_real_sendmail_verifies(tmp_path: Path, suite: str) -> None:
         assert diff_snapshots(original, snapshot_paths(root, WATCH)) == []
 
 
+@pytest.mark.corpus
 def test_too_old_sendmail_refused_in_one_line(tmp_path: Path) -> None:
+    corpus.require()
     root = _root(tmp_path, "05-AudensAurantius__etckeeper")
     cf = root / "etc/mail/sendmail.cf"
     cf.write_text(cf.read_text().replace("DZ8.17.1.9/Debian-2+deb12u2", "DZ7.3"))

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-from kavint_helpers import diff_snapshots, kav, make_root, snapshot
 
 from kavsetup.integrate.edits import (
     AccountLine,
@@ -24,6 +23,7 @@ from kavsetup.integrate.edits import (
 )
 from kavsetup.integrate.files import Root, View
 from kavsetup.integrate.transaction import SimulatedCrash, Transaction
+from tests.support.integration import diff_snapshots, kav, make_root, snapshot
 
 pytestmark = pytest.mark.root
 

@@ -21,15 +21,18 @@ write the MTA queue (it goes through the MSP and back into the listening instanc
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import PurePosixPath
+from typing import Any
 
-from kavsetup.detect.model import InitSystem, MTAInfo, System
+from kavsetup.detect.model import InitSystem, MTAInfo, SendmailInfo, System
+from kavsetup.detect.sendmail import dz_version
 from kavsetup.integrate.edits import DeriveFile, Edit, EnsureDir, WriteFile
-from kavsetup.integrate.settings import Settings
-from kavsetup.mta_patches import common
-from kavsetup.mta_patches.common import CompileError
-from kavsetup.mta_patches.postfix import choose_ports
-from kavsetup.mta_patches.templates import render
+from kavsetup.integrate.files import Root
+from kavsetup.integrate.settings import IntegrationSettings
+from kavsetup.mta import CompileError, checker, common
+from kavsetup.mta.common import choose_ports
+from kavsetup.mta.templates import render
 
 LISTEN_QUEUE = "/var/spool/mqueue-kav"
 LISTEN_PID = "/run/sendmail-kav-listen.pid"
@@ -40,7 +43,7 @@ def listen_path(mta: MTAInfo) -> str:
     return str(mta.sendmail.sendmail_cf) + ".listen"
 
 
-def mailer(s: Settings) -> str:
+def mailer(s: IntegrationSettings) -> str:
     flags = "PCXmz9" if s.protocol == "lmtp" else "PCXm9"
     return (f"Msmtpscanner,\tP={s.prefix}/bin/smtpscanner, F={flags}, S=EnvFromSMTP/HdrFromSMTP, "
             f"R=EnvToSMTP, E=\\r\\n, L=2040,\n"
@@ -51,7 +54,7 @@ def mailer(s: Settings) -> str:
 RULE = "R$*\t\t\t$#smtpscanner $@ localhost $: $1\t\tkav4mailservers: scan all mail"
 
 
-def plan(system: System, mta: MTAInfo, s: Settings) -> tuple[list[Edit], list[str]]:
+def plan(system: System, mta: MTAInfo, s: IntegrationSettings) -> tuple[list[Edit], list[str]]:
     info = mta.sendmail
     if not info.sendmail_cf_exists:
         raise CompileError(f"sendmail: {info.sendmail_cf} not found; give it with --mta-config")
@@ -89,3 +92,30 @@ def plan(system: System, mta: MTAInfo, s: Settings) -> tuple[list[Edit], list[st
     notes = [f"sendmail: start the two instances with {script} start (or the systemd units "
              f"{', '.join(units)}) instead of the sendmail service"]
     return edits, notes
+
+
+def from_config(root: Root, config: str, detected: MTAInfo | None) -> MTAInfo:
+    p = PurePosixPath(config)
+    if detected is not None:
+        info = dataclasses.replace(detected.sendmail, sendmail_cf=p, sendmail_cf_exists=True)
+        return dataclasses.replace(detected, config_file=p, details=info)
+    version = dz_version(root.text(p))
+    submit = p.parent / "submit.cf"
+    info = SendmailInfo(version, p, True, submit if root.read(submit).exists else None, None, None, p.parent)
+    return MTAInfo.configured(info, p, version, "--mta-config" if version else "")
+
+
+def site_facts(root: Root, mta: MTAInfo) -> dict[str, Any]:
+    return {"postmasters": common.read_postmasters(root.text("/etc/aliases").splitlines())}
+
+
+def verify(root: Root, mta: MTAInfo, s: IntegrationSettings) -> tuple[bool, str]:
+    """``sendmail -bt`` with the listening configuration must route a recipient to smtpscanner."""
+    listen = listen_path(mta)
+    argv, why = checker.runner(root, "/usr/sbin/sendmail")
+    if argv is None:
+        return True, f"verification skipped: {why}"
+    code, out = checker.run([*argv, "-bt", "-C", listen], "3,0 postmaster@example.com\n")
+    if "smtpscanner" not in out:
+        return False, f"sendmail -bt -C {listen} does not route to smtpscanner: {checker.last_line(out, code)}"
+    return True, "sendmail -bt routes mail to smtpscanner"

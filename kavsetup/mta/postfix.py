@@ -20,29 +20,23 @@ and the reinjection smtpd gets the full override set so mail is not checked twic
 
 from __future__ import annotations
 
-from kavsetup.detect.model import MTAInfo, System, Version
+import dataclasses
+from pathlib import PurePosixPath
+from typing import Any
+
+from kavsetup import postfix_cf
+from kavsetup.detect.model import MTAInfo, PostfixInfo, System, Version
 from kavsetup.integrate.edits import Edit, EnsureDir, MasterServices, SetParams
-from kavsetup.integrate.settings import Settings
-from kavsetup.mta_patches import common
-from kavsetup.mta_patches.common import CompileError
+from kavsetup.integrate.files import Root
+from kavsetup.integrate.settings import IntegrationSettings
+from kavsetup.mta import CompileError, checker, common
+from kavsetup.mta.common import choose_ports
 
 TRANSPORT = "kavscan"
 
 
 def _at_least(v: Version | None, *parts: int) -> bool:
     return v is None or v.parts[: len(parts)] >= parts
-
-
-def choose_ports(s: Settings) -> tuple[int, int]:
-    """Filter and reinjection ports, moved up together past any taken port."""
-    taken = set(s.taken_ports)
-    f = s.filter_port
-    while f in taken:
-        f += 1
-    r = s.reinject_port if s.reinject_port != f else f + 1
-    while r in taken or r == f:
-        r += 1
-    return f, r
 
 
 def is_ours(value: str) -> bool:
@@ -80,7 +74,7 @@ def _entry(head: list[str], options: list[str]) -> str:
     return "\n".join([line, *(f"  {o}" for o in options)]) + "\n"
 
 
-def plan(system: System, mta: MTAInfo, s: Settings) -> tuple[list[Edit], list[str]]:
+def plan(system: System, mta: MTAInfo, s: IntegrationSettings) -> tuple[list[Edit], list[str]]:
     info = mta.postfix
     if not info.main_cf_exists or not info.master_cf_exists:
         raise CompileError(f"postfix: {info.main_cf} or {info.master_cf} not found; "
@@ -137,3 +131,61 @@ def plan(system: System, mta: MTAInfo, s: Settings) -> tuple[list[Edit], list[st
     edits.append(MasterServices(str(info.master_cf), tuple(services)))
     edits.append(SetParams(str(info.main_cf), (("content_filter", f"{TRANSPORT}:[{host}]:{fport}"),)))
     return edits, notes
+
+
+# -- site facts ----------------------------------------------------------------------------------
+
+def _info(root: Root, main_cf: PurePosixPath) -> PostfixInfo:
+    """PostfixInfo from main.cf alone (``--mta-config`` on a root detection could not read)."""
+    d = main_cf.parent
+    text = root.text(main_cf)
+    return PostfixInfo(None, d, None, None, None, main_cf, d / "master.cf",
+                       root.read(main_cf).kind == "file", root.read(d / "master.cf").kind == "file",
+                       postfix_cf.get_param(text, "mail_owner") or "postfix",
+                       postfix_cf.get_param(text, "setgid_group") or "postdrop",
+                       postfix_cf.get_param(text, "content_filter") or "")
+
+
+def from_config(root: Root, config: str, detected: MTAInfo | None) -> MTAInfo:
+    p = PurePosixPath(config)
+    info = _info(root, p)
+    if detected is None:
+        return MTAInfo.configured(info, p)
+    info = dataclasses.replace(info, daemon_directory=detected.postfix.daemon_directory,
+                               command_directory=detected.postfix.command_directory)
+    return dataclasses.replace(detected, config_file=p, details=info)
+
+
+def filter_overrides(master_text: str) -> tuple[str, ...]:
+    """Services that set their own ``-o content_filter=...`` (non-empty): mail they receive never
+    sees main.cf's content_filter, i.e. would not be scanned."""
+    out = []
+    for e in postfix_cf.services(master_text):
+        for f in e.fields[8:]:
+            if f.startswith("content_filter=") and f != "content_filter=":
+                out.append(f"{e.service_key} ({f})")
+    return tuple(out)
+
+
+def site_facts(root: Root, mta: MTAInfo) -> dict[str, Any]:
+    master = root.text(mta.postfix.master_cf)
+    return {"taken_ports": tuple(sorted(postfix_cf.inet_ports(master))),
+            "postmasters": common.read_postmasters(root.text("/etc/aliases").splitlines()),
+            "filter_overrides": filter_overrides(master)}
+
+
+def verify(root: Root, mta: MTAInfo, s: IntegrationSettings) -> tuple[bool, str]:
+    """``postconf -M`` (master.cf parses) and ``postfix check`` on the configuration directory."""
+    cfg = str(mta.postfix.config_directory)
+    argv, why = checker.runner(root, "/usr/sbin/postfix")
+    if argv is None:
+        return True, f"verification skipped: {why}"
+    pc, _ = checker.runner(root, "/usr/sbin/postconf")
+    if pc is not None:
+        code, out = checker.run([*pc, "-c", cfg, "-M"])
+        if code != 0 or "fatal" in out:
+            return False, f"postconf -M: {checker.last_line(out, code)}"
+    code, out = checker.run([*argv, "-c", cfg, "check"])
+    if code != 0:
+        return False, f"postfix check: {checker.last_line(out, code)}"
+    return True, "postfix check passed"

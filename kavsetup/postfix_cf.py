@@ -170,10 +170,3 @@ def inet_ports(master_text: str) -> set[int]:
             continue
         taken.add(int(m.group("port")))
     return taken
-
-
-def service_lines(fields: list[str], options: list[str], nl: str = "\n") -> list[str]:
-    """Render a master.cf service in the layout Postfix's own master.cf uses."""
-    head = f"{fields[0]:<10} {fields[1]:<5} " + "  ".join(f"{f:<5}" for f in fields[2:7]).rstrip()
-    head = head.rstrip() + "  " + " ".join(fields[7:])
-    return [head + nl] + [f"  {o}{nl}" for o in options]

@@ -11,17 +11,23 @@ the swap is the wrapper itself and would loop.
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import PurePosixPath
+from typing import Any
+
 from kavsetup.detect.model import MTAInfo, System
+from kavsetup.detect.qmail import ORIGINAL_NAME, qmail_info
+from kavsetup.detect.rootfs import RootFS
 from kavsetup.integrate.edits import Edit, SwapIn
-from kavsetup.integrate.settings import Settings
-from kavsetup.mta_patches import common
-from kavsetup.mta_patches.common import CompileError
-from kavsetup.mta_patches.templates import render
+from kavsetup.integrate.files import Root
+from kavsetup.integrate.settings import IntegrationSettings
+from kavsetup.mta import CompileError, common
+from kavsetup.mta.templates import render
 
 
-def plan(system: System, mta: MTAInfo, s: Settings) -> tuple[list[Edit], list[str]]:
+def plan(system: System, mta: MTAInfo, s: IntegrationSettings) -> tuple[list[Edit], list[str]]:
     info = mta.qmail
-    aside = info.home / "bin" / "queue.kav55"
+    aside = info.home / "bin" / ORIGINAL_NAME
     if info.already_wrapped:
         raise CompileError(f"qmail: {info.qmail_queue} is already wrapped ({aside} exists or it is not "
                            "qmail's own program); refusing to wrap it twice")
@@ -40,3 +46,26 @@ def plan(system: System, mta: MTAInfo, s: Settings) -> tuple[list[Edit], list[st
     edits += common.conf_edits(s, f"qmail:({aside})", "", max(gid, 0), mode=0o644)
     edits.append(SwapIn(str(info.qmail_queue), str(aside), wrapper, 0o755, 0o4711, uid, gid))
     return edits, notes
+
+
+def from_config(root: Root, config: str, detected: MTAInfo | None) -> MTAInfo:
+    """``--mta-config`` names qmail's home (``/var/qmail``) or a file two levels below it."""
+    p = PurePosixPath(config)
+    home = p if root.read(p).kind == "dir" else p.parent.parent
+    info = qmail_info(RootFS(root.path), home)
+    if detected is not None:
+        return dataclasses.replace(detected, details=info)
+    return MTAInfo.configured(info, p)
+
+
+def site_facts(root: Root, mta: MTAInfo) -> dict[str, Any]:
+    """Guide 6.1.1: the administrators behind ``postmaster`` are in qmail's .qmail-postmaster."""
+    return {"postmasters": mta.qmail.postmaster_targets}
+
+
+def verify(root: Root, mta: MTAInfo, s: IntegrationSettings) -> tuple[bool, str]:
+    """qmail has no configuration checker: check that the original is set aside, set-uid."""
+    img = root.read(mta.qmail.home / "bin" / ORIGINAL_NAME)
+    if img.kind != "file" or not img.mode & 0o4000:
+        return False, f"{ORIGINAL_NAME} is not the set-uid original qmail-queue"
+    return True, f"verification: {ORIGINAL_NAME} holds the original qmail-queue (set-uid); no qmail checker exists"

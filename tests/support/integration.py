@@ -1,4 +1,4 @@
-"""Shared helpers for the integration tests: throw-away roots, tree snapshots, in-process CLI.
+"""Helpers for the integration tests (tests/integration): throw-away roots, tree snapshots, in-process CLI.
 
 A test root is a small tree holding only what integration touches: the MTA's configuration and
 the account files (passwd/group/shadow/gshadow with Debian's system accounts).  Snapshots cover
@@ -18,9 +18,9 @@ from pathlib import Path
 from kavsetup.cli import build_parser
 from kavsetup.commands.install import run_install
 from kavsetup.integrate.transaction import SimulatedCrash
+from tests.support.corpus import CORPUS as CORPUS
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = REPO.parent / "shared" / "corpus"
 
 PASSWD = """root:x:0:0:root:/root:/bin/bash
 daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
@@ -173,3 +173,19 @@ def snapshot_paths(root: Path, paths: list[str]) -> dict[str, tuple[object, ...]
         else:
             out[p] = ("absent",)
     return out
+
+
+JOURNALS = REPO / "tests" / "fixtures" / "journals"
+
+
+def unpack_journal_fixture(base: Path, mta: str) -> tuple[Path, Path]:
+    """(before, installed) roots of tests/fixtures/journals/<mta>.tar.gz unpacked under ``base``:
+    our own archive, so set-uid bits and numeric owners are kept as written."""
+    import tarfile
+
+    with tarfile.open(JOURNALS / f"{mta}.tar.gz") as tar:
+        if hasattr(tarfile, "fully_trusted_filter"):  # Python >= 3.11.4: say so, as 3.14 will require
+            tar.extractall(base, filter="fully_trusted")
+        else:  # pragma: no cover - Debian bookworm's 3.11.2
+            tar.extractall(base)  # noqa: S202 - our own fixture
+    return base / "before", base / "installed"

@@ -10,11 +10,8 @@ from pathlib import PurePosixPath
 from kavsetup.detect.model import System
 from kavsetup.integrate.edits import AccountLine, EnsureDir, IniValues
 from kavsetup.integrate.edits import Edit as Edit
-from kavsetup.integrate.settings import Settings
-
-
-class CompileError(Exception):
-    """The system cannot be integrated as asked; the message is one line for the admin."""
+from kavsetup.integrate.settings import IntegrationSettings
+from kavsetup.mta import CompileError
 
 
 def free_id(used: frozenset[int] | set[int], lo: int = 100, hi: int = 999) -> int:
@@ -25,6 +22,18 @@ def free_id(used: frozenset[int] | set[int], lo: int = 100, hi: int = 999) -> in
     raise CompileError(f"no free system id between {lo} and {hi}")
 
 
+def choose_ports(s: IntegrationSettings) -> tuple[int, int]:
+    """Filter and reinjection ports, moved up together past any taken port."""
+    taken = set(s.taken_ports)
+    f = s.filter_port
+    while f in taken:
+        f += 1
+    r = s.reinject_port if s.reinject_port != f else f + 1
+    while r in taken or r == f:
+        r += 1
+    return f, r
+
+
 def parent_dirs(path: str) -> list[Edit]:
     """EnsureDir(only_create) for each ancestor, so files can be written into a bare root and
     the directories we had to make are removed again on uninstall."""
@@ -33,7 +42,7 @@ def parent_dirs(path: str) -> list[Edit]:
             for d in reversed(p.parents) if str(d) != "/"]
 
 
-def accounts(system: System, s: Settings, home: str) -> tuple[list[Edit], int, int]:
+def accounts(system: System, s: IntegrationSettings, home: str) -> tuple[list[Edit], int, int]:
     """The ``kluser`` user in the ``filter`` group (guide 4.4.3 steps 4-5), only if missing."""
     edits: list[Edit] = []
     users = system.users
@@ -72,7 +81,7 @@ def admin_masks(addresses: tuple[str, ...]) -> str:
     return ",".join(masks)
 
 
-def conf_edits(s: Settings, forward: str, listen: str, gid: int, mode: int = 0o640) -> list[Edit]:
+def conf_edits(s: IntegrationSettings, forward: str, listen: str, gid: int, mode: int = 0o640) -> list[Edit]:
     """kav4mailservers.conf keys that must match the MTA side (guide 4.4.5).  Created 0640
     root:<filter group> so only the filter reads it, unless the caller says otherwise."""
     values: list[tuple[str, str, str]] = [
@@ -110,14 +119,3 @@ def read_postmasters(lines: list[str]) -> tuple[str, ...]:
             return tuple(t.strip().strip('"') for t in rest.split(",") if t.strip()
                          and not t.strip().startswith(("|", "/", ":include:")))
     return ()
-
-
-def read_qmail_postmaster(lines: list[str]) -> tuple[str, ...]:
-    """Forward targets of qmail's alias/.qmail-postmaster (``&addr`` or bare addresses)."""
-    out = []
-    for line in lines:
-        s = line.strip()
-        if not s or s.startswith(("#", "|", "/", ".")):
-            continue
-        out.append(s[1:] if s.startswith("&") else s)
-    return tuple(out)

@@ -24,15 +24,17 @@ TRUSTED_CONFIG_LIST (Debian: ``/etc/exim4/trusted_configs``): we add ours there.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import PurePosixPath
+from typing import Any
 
-from kavsetup.detect.model import InitSystem, MTAInfo, System
+from kavsetup.detect.model import EximInfo, InitSystem, MTAInfo, System
 from kavsetup.integrate.edits import DeriveFile, Edit, EnsureDir, InsertBlock, WriteFile
-from kavsetup.integrate.settings import Settings
-from kavsetup.mta_patches import common
-from kavsetup.mta_patches.common import CompileError
-from kavsetup.mta_patches.postfix import choose_ports
-from kavsetup.mta_patches.templates import render
+from kavsetup.integrate.files import Root
+from kavsetup.integrate.settings import IntegrationSettings
+from kavsetup.mta import CompileError, checker, common
+from kavsetup.mta.common import choose_ports
+from kavsetup.mta.templates import render
 
 LISTEN_PID = "/run/exim-kav-listen.pid"
 DELIVER_PID = "/run/exim-kav-deliver.pid"
@@ -56,7 +58,7 @@ def source_config(mta: MTAInfo) -> str:
     return str(info.config_file)
 
 
-def plan(system: System, mta: MTAInfo, s: Settings) -> tuple[list[Edit], list[str]]:
+def plan(system: System, mta: MTAInfo, s: IntegrationSettings) -> tuple[list[Edit], list[str]]:
     info = mta.exim
     src = source_config(mta)
     listen = listen_path(mta)
@@ -105,3 +107,28 @@ def plan(system: System, mta: MTAInfo, s: Settings) -> tuple[list[Edit], list[st
     notes.append(f"exim: start the two instances with {script} start (or the kav4ms-exim-*.service "
                  "units) instead of the exim service")
     return edits, notes
+
+
+def from_config(root: Root, config: str, detected: MTAInfo | None) -> MTAInfo:
+    p = PurePosixPath(config)
+    if detected is not None:
+        return dataclasses.replace(detected, config_file=p, details=dataclasses.replace(detected.exim, config_file=p))
+    info = EximInfo(PurePosixPath("/usr/sbin/exim"), None, p, None, None)
+    return MTAInfo.configured(info, p)
+
+
+def site_facts(root: Root, mta: MTAInfo) -> dict[str, Any]:
+    return {"postmasters": common.read_postmasters(root.text("/etc/aliases").splitlines())}
+
+
+def verify(root: Root, mta: MTAInfo, s: IntegrationSettings) -> tuple[bool, str]:
+    """``exim -bV -C <listening configuration>`` parses what we derived."""
+    listen = listen_path(mta)
+    binary = str(mta.exim.binary)
+    argv, why = checker.runner(root, binary)
+    if argv is None:
+        return True, f"verification skipped: {why}"
+    code, out = checker.run([*argv, "-bV", "-C", listen])
+    if code != 0:
+        return False, f"exim -bV -C {listen}: {checker.last_line(out, code)}"
+    return True, "exim -bV passed"
