@@ -32,6 +32,7 @@ from runtime.filter.forward import ForwardMailer
 from runtime.filter.process import Processor
 from runtime.filter.smtpd import Features, FilterHandler, KavSMTP
 from runtime.filter.stats import Statistics
+from runtime.filter.statstore import StatStore
 from runtime.report import EventLog
 
 CONFIG_ENV = "KAV_CONFIG"
@@ -58,7 +59,10 @@ def build(cfg: KavConfig, log: EventLog, processes: int = 1) -> tuple[Processor,
     client = AsyncAveClient(cfg.get("path", "LocalSocketPath"), timeout=max_check, pool_size=slots)
     mailer = ForwardMailer(gen["ForwardMailer"], timeout=max_check, helo=socket.getfqdn() or "localhost")
     stats_path = cfg.get("smtpscan.report", "AVStatistics")
-    stats = Statistics(stats_path, cfg.get("smtpscan.report", "ReportFilePermission")) if stats_path else None
+    store_path = cfg.get("console", "StatisticsStore")
+    store = StatStore(store_path, int(cfg.get("console", "StatisticsKeepDays"))) if store_path else None
+    stats = (Statistics(stats_path, cfg.get("smtpscan.report", "ReportFilePermission"), store)
+             if stats_path or store else None)
     proc = Processor(cfg, log, client, mailer, stats)
     features = Features(
         lmtp=gen["Protocol"] == "lmtp",

@@ -194,6 +194,7 @@ class Processor:
     # -- one message ---------------------------------------------------------------------
     async def process(self, env: Envelope, data: bytes, per_recipient: bool = True) -> dict[str, str]:
         """Per-recipient SMTP reply lines; never raises."""
+        started, size = time.monotonic(), len(data)
         spool = None
         outcomes: list[PartOutcome] = []
         replies: dict[str, str] = {}
@@ -234,6 +235,8 @@ class Processor:
                 except OSError:
                     pass
         self.last = outcomes
+        if self.stats is not None:  # the console's statistics store (stats.py, guide 6.8.3)
+            self.stats.observe(outcomes, env.sender, size, time.monotonic() - started)
         return {rc.address: replies.get(rc.address, "451 4.3.0 not processed") for rc in env.recipients}
 
     def _spool(self, data: bytes) -> str:
