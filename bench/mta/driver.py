@@ -36,6 +36,9 @@ class ProbeSink(socketserver.StreamRequestHandler):
     """Just enough SMTP to take Postfix's delivery of a probe (one message per connection or many)."""
 
     def handle(self) -> None:
+        # Replies to pipelined commands are small separate writes: without TCP_NODELAY the second
+        # waits for the peer's delayed ACK (40 ms) and the probe measures that, not the filter.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         w = self.wfile.write
         w(b"220 probe ESMTP\r\n")
         while line := self.rfile.readline():
@@ -115,13 +118,17 @@ def main() -> int:
     stop = threading.Event()
     prober = threading.Thread(target=probe_loop, args=(body, stop, sent, args.probes), daemon=True)
     t0 = time.perf_counter()
-    procs = [subprocess.Popen([*base, "-s", str(s_good), "-m", str(args.messages - n_bad), "-F", str(args.clean),
-                               "127.0.0.1:25"], stderr=subprocess.PIPE)]
+    procs = []
+    if args.messages:
+        procs.append(subprocess.Popen([*base, "-s", str(s_good), "-m", str(args.messages - n_bad), "-F",
+                                       str(args.clean), "127.0.0.1:25"], stderr=subprocess.PIPE))
     if n_bad:
         procs.append(subprocess.Popen([*base, "-s", str(s_bad), "-m", str(n_bad), "-F", str(args.eicar),
                                        "127.0.0.1:25"], stderr=subprocess.PIPE))
     if args.probes:
         prober.start()
+    if not args.messages:  # idle: the probe alone, one session, one message at a time
+        prober.join()
     errors = ""
     for p in procs:
         errors += p.communicate()[1].decode(errors="replace")
