@@ -52,12 +52,13 @@ import psutil
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "distro-matrix"))
 
-from bench.filter.run import EICAR, make_message, signatures  # noqa: E402
 from distro_matrix import units  # noqa: E402
 from distro_matrix.mta import CONTROLS  # noqa: E402
 from distro_matrix.roots import ensure_root  # noqa: E402
 from distro_matrix.sandbox import Sandbox  # noqa: E402
 from distro_matrix.spec import FLAVOURS, RootSpec  # noqa: E402
+
+from bench.filter.run import EICAR, make_message, signatures  # noqa: E402
 
 CONF = "/etc/kav/5.5/kav4mailservers/kav4mailservers.conf"
 ANSWERS = "/etc/kav/5.5/setup.yaml"
@@ -140,14 +141,14 @@ def master_append(sb: Sandbox, text: str) -> None:
 
 
 REINJECT = (
-    "127.0.0.1:10026 inet n - n - {n} smtpd\n"
+    f"127.0.0.1:10026 inet n - n - {MAXPROC} smtpd\n"
     "  -o content_filter=\n"
     "  -o receive_override_options=no_unknown_recipient_checks,no_header_body_checks,no_milters\n"
     "  -o smtpd_helo_restrictions=\n  -o smtpd_client_restrictions=\n  -o smtpd_sender_restrictions=\n"
     "  -o smtpd_relay_restrictions=\n"
     "  -o smtpd_recipient_restrictions=permit_mynetworks,reject\n"
     "  -o mynetworks=127.0.0.0/8\n  -o smtpd_authorized_xforward_hosts=127.0.0.0/8\n"
-).format(n=MAXPROC)
+)
 
 
 # -- contenders ------------------------------------------------------------------------------------
@@ -409,7 +410,8 @@ def main() -> int:
 
 def report(results: dict[str, dict[int, Row]], levels: list[int]) -> None:
     ceiling = results.get("postfix (no filter)", {})
-    print("\n| contender | sessions | msgs/s | added p50 ms | added p99 ms | CPU ms/msg | filter peak RSS MiB | errors |")
+    print("\n| contender | sessions | msgs/s | added p50 ms | added p99 ms | CPU ms/msg | filter peak RSS MiB "
+          "| errors |")
     print("|---|---|---|---|---|---|---|---|")
     for name, rows in results.items():
         for lvl, r in rows.items():
@@ -418,8 +420,8 @@ def report(results: dict[str, dict[int, Row]], levels: list[int]) -> None:
             a99 = (r["p99"] - b["p99"]) * 1000 if b else float("nan")
             if name == "postfix (no filter)":
                 a50, a99 = r["p50"] * 1000, r["p99"] * 1000  # the ceiling row shows its own (absolute) latency
-            print(f"| {name} | {lvl or '1, no load'} | {r['rate']:.1f} | {a50:.1f} | {a99:.1f} | {r['cpu'] * 1000:.2f} | "
-                  f"{r['rss']:.1f} | {int(r['errors'] + r['deferred'])} |")
+            print(f"| {name} | {lvl or '1, no load'} | {r['rate']:.1f} | {a50:.1f} | {a99:.1f} | "
+                  f"{r['cpu'] * 1000:.2f} | {r['rss']:.1f} | {int(r['errors'] + r['deferred'])} |")
     print("(postfix (no filter) row: absolute probe latency, not added)")
     best = {n: max(r["rate"] for lvl, r in rows.items() if lvl) for n, rows in results.items()}
     kav = {n: v for n, v in best.items() if n.startswith("kav")}
