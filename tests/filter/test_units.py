@@ -1,8 +1,9 @@
 """The shipped systemd unit starts smtpscanner with arguments smtpscanner accepts.
 
-The unit once said ``--foreground`` (aveserver's flag), which smtpscanner's parser rejects: the
-Postfix daemon form, Exim and Sendmail (all of which run smtpscanner as this service) then had no
-filter at all. Found by bench.mta, which is the first thing that started the unit.
+The unit once said ``--foreground`` (aveserver's flag), which smtpscanner's parser rejects: in
+Postfix's daemon form (the one form that runs smtpscanner as this service; spawn, Exim and Sendmail
+start ``smtpscanner --stdio`` themselves) nothing listened and mail waited in the queue. Found by
+bench.mta, the first thing that started the unit.
 """
 
 from __future__ import annotations
