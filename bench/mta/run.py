@@ -361,6 +361,11 @@ def run_contender(c: Contender, root: Path, work: Path, levels: list[int], messa
         finally:
             if os.environ.get("BENCH_DEBUG"):
                 print(sb.log_tail(20), file=sys.stderr)
+            syslog = sb.path("/var/log/matrix-syslog")
+            if syslog.exists():  # say why mail was deferred (a 4xx is not a loss, but it is a cost)
+                for line in syslog.read_text(errors="replace").splitlines():
+                    if "status=deferred" in line or "status=bounced" in line:
+                        log(f"{c.name}: {line[-300:]}")
             CONTROLS["postfix"].stop_in(sb)
             c.teardown()
     return rows
