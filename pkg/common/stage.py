@@ -69,11 +69,11 @@ LAYOUTS: dict[str, Layout] = {
     # RHEL/Fedora: %{_unitdir} is /usr/lib/systemd/system; otherwise as Debian.
     "rpm": Layout("rpm", "usr", "usr/lib/systemd/system", "/usr/bin/python3", "pkg/common/stage.py",
                   "var/lib/kav/5.5/kav4mailservers", links=(("var/db/kav", "../lib/kav"),), relative_links=True),
-    # FreeBSD ports: everything under /usr/local, state in /var/db (hier(7); the guide's own path),
-    # python from ports; /etc/kav links to /usr/local/etc/kav because kavsetup writes /etc/kav/5.5.
+    # FreeBSD ports: programs, man pages and rc.d under /usr/local, python from ports, state in
+    # /var/db (hier(7); the guide's own path). The configuration stays where kavsetup writes it on
+    # every OS (/etc/kav/5.5), see docs/packaging.md.
     "freebsd": Layout("freebsd", "usr/local", None, "/usr/local/bin/python3", "pkg/common/stage.py",
-                      "var/db/kav/5.5/kav4mailservers", links=(("etc/kav", "../usr/local/etc/kav"),),
-                      etc="usr/local/etc/kav/5.5/kav4mailservers"),
+                      "var/db/kav/5.5/kav4mailservers"),
 }
 
 #: What each command is, for its man page's NAME line and the guide section it implements.
