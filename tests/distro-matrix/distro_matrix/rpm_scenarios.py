@@ -15,6 +15,8 @@ rpm-upgrade  `rpm -U` to the same tree rebuilt with Release 2: the MTA's configu
              under systemd) and mail flows with X-Anti-Virus
 rpm-erase    `rpm -e`: %preun's `kavsetup uninstall` restores the MTA configuration byte for byte
              (contents, modes, owners); kavsetup's MTA units gone; the MTA delivers without us
+rpm-refuse   (Postfix, own sandbox) another content_filter is set: %post fails and says which
+             command to run, the MTA configuration is byte-identical, and `rpm -e` still works
 
 The rpm columns run in their own sandbox (a fresh copy of the cell's root), after the .deb's.
 """
@@ -39,7 +41,7 @@ from .spec import HOSTNAME
 if TYPE_CHECKING:
     from .scenarios import Cell
 
-RPM_SCENARIOS: tuple[str, ...] = ("rpm-install", "rpm-clean", "rpm-eicar", "rpm-upgrade", "rpm-erase")
+RPM_SCENARIOS: tuple[str, ...] = ("rpm-install", "rpm-clean", "rpm-eicar", "rpm-upgrade", "rpm-erase", "rpm-refuse")
 #: The MTAs the issue asks the rpm columns for (the qmail stand-in has the .deb columns).
 RPM_KINDS: tuple[str, ...] = ("postfix", "exim", "sendmail")
 NEEDS: dict[str, tuple[str, ...]] = {
@@ -167,6 +169,25 @@ class RpmRun:
         sent = c._deliver_clean(expect_header=True)
         return f"Release 2 installed; integration and conf unchanged; daemons restarted; {sent.token} scanned"
 
+    def refuse(self) -> str:
+        c, sb = self.c, self.sb
+        sb.run(["postconf", "-e", "content_filter=smtp:[127.0.0.1]:10024"]).check()
+        before = snapshot.take(sb.root, c.spec.flavour.config_paths)
+        rpm1, _ = build_rpms()
+        shutil.copyfile(rpm1, sb.path("/tmp/kav4mailservers-1.rpm"))
+        r = self._rpm("-i", "--nodeps", "/tmp/kav4mailservers-1.rpm")
+        assert r.returncode != 0, "rpm -i accepted a Postfix that already has another content_filter"
+        assert "content_filter" in r.stderr, f"%post failed without saying why:\n{r.stderr[-1500:]}"
+        assert "then run 'kavsetup install --non-interactive" in r.stderr, f"%post did not say what to run:\n{r.stderr}"
+        diff = snapshot.compare(before, snapshot.take(sb.root, c.spec.flavour.config_paths))
+        assert not diff, "failed %post changed the MTA configuration:\n" + "\n".join(diff[:30])
+        e = self._rpm("-e", "--nodeps", PACKAGE)
+        assert e.returncode == 0, f"rpm -e of the unintegrated package failed:\n{e.stderr[-1500:]}"
+        diff = snapshot.compare(before, snapshot.take(sb.root, c.spec.flavour.config_paths))
+        assert not diff, "rpm -e of the unintegrated package changed the MTA configuration:\n" + "\n".join(diff[:30])
+        reason = next(line.strip() for line in r.stderr.splitlines() if "content_filter" in line)
+        return f"refused, said what to run, config untouched, rpm -e clean: {reason[:140]}"
+
     def erase(self) -> str:
         c, sb = self.c, self.sb
         c._stop_all()  # guide 7: aveserver and the mail service stopped before removal
@@ -211,7 +232,7 @@ def run_rpm(cell: Cell, root: Path, only: tuple[str, ...], log: Callable[[str], 
         steps = {"rpm-install": run.install, "rpm-clean": run.clean, "rpm-eicar": run.eicar,
                  "rpm-upgrade": run.upgrade, "rpm-erase": run.erase}
         for name in RPM_SCENARIOS:
-            if name not in wanted:
+            if name not in wanted or name not in steps:
                 continue
             blocker = next((n for n in NEEDS.get(name, ())
                             if cell.outcomes.get(n, Outcome("fail", 0)).status != "pass"), None)
@@ -231,3 +252,13 @@ def run_rpm(cell: Cell, root: Path, only: tuple[str, ...], log: Callable[[str], 
             cell.outcomes[name] = outcome
             log(f"{cell.spec.name} {name}: {outcome.status} ({outcome.seconds:.1f}s)")
         run.c._stop_all()
+    if "rpm-refuse" in wanted and cell.spec.flavour.kind == "postfix":
+        started = time.monotonic()
+        with Sandbox(root, cell.spec.name + "-rpm-refuse") as sb:
+            try:
+                outcome = Outcome("pass", 0.0, RpmRun(cell, sb).refuse())
+            except (AssertionError, SandboxError, OSError, TimeoutError, RuntimeError) as exc:
+                outcome = Outcome("fail", 0.0, f"{exc}\n{sb.log_tail(25)}")
+        outcome.seconds = time.monotonic() - started
+        cell.outcomes["rpm-refuse"] = outcome
+        log(f"{cell.spec.name} rpm-refuse: {outcome.status} ({outcome.seconds:.1f}s)")

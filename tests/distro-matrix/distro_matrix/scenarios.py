@@ -37,7 +37,8 @@ from .spec import ADMIN_USER, HOSTNAME, MAIL_USER, RootSpec
 SCENARIOS: tuple[str, ...] = ("baseline", "install", "clean", "eicar", "queue", "remove", "purge", "refuse",
                               *RPM_SCENARIOS)
 #: Scenarios that only make sense for some MTA kinds.
-ONLY_FOR: dict[str, tuple[str, ...]] = {"refuse": ("postfix",), **{s: RPM_KINDS for s in RPM_SCENARIOS}}
+ONLY_FOR: dict[str, tuple[str, ...]] = {"refuse": ("postfix",), **{s: RPM_KINDS for s in RPM_SCENARIOS},
+                                         "rpm-refuse": ("postfix",)}
 PACKAGE = "kav4mailservers"
 CONF = "/etc/kav/5.5/kav4mailservers/kav4mailservers.conf"
 ANSWERS = "/etc/kav/5.5/setup.yaml"
