@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from kavsetup.commands import add_parser
-from kavsetup.detect import check_version, detect
+from kavsetup.detect import detect
 from kavsetup.integrate.edits import EditError
 from kavsetup.integrate.files import Root, View
 from kavsetup.integrate.journal import JournalError
-from kavsetup.integrate.settings import IntegrationSettings, SettingsError, load_answers, validate
+from kavsetup.integrate.settings import IntegrationSettings, SettingsError
 from kavsetup.integrate.transaction import LockBusy, Outcome, Transaction, root_lock
 from kavsetup.mta import CompileError
 
@@ -30,10 +30,13 @@ def register(sub: Any) -> None:
     p.add_argument("--mta", default="auto", choices=["auto", "postfix", "sendmail", "exim", "qmail"])
     p.add_argument("--dry-run", action="store_true", help="print the plan and a unified diff; change nothing")
     p.add_argument("--non-interactive", action="store_true", help="never ask; use defaults and --answers")
-    p.add_argument("--answers", type=Path, help="YAML file of answers (keys: see docs/integration.md)")
+    p.add_argument("--answers", type=Path, action="append",
+                   help="answers file, YAML or autoanswers.conf (keys: docs/setup.md); repeated: later files win")
     p.add_argument("--mta-config", default="", help="the MTA's main configuration file (in-root path)")
     p.add_argument("--chain", action="store_true", help="keep an existing Postfix content_filter after ours")
     p.add_argument("--force", action="store_true", help="integrate even an MTA version the guide does not support")
+    p.add_argument("--save-answers", type=Path, metavar="FILE", help="on a terminal: write the answers given (YAML)")
+    p.add_argument("--yes", action="store_true", help="on a terminal: apply without the final confirmation")
     p.set_defaults(func=cmd_install)
     u = add_parser(sub, "uninstall")
     u.add_argument("--root", default="/")
@@ -84,19 +87,6 @@ def _report(out: Outcome) -> int:
     return 0 if out.ok else 1
 
 
-def _ask(settings: IntegrationSettings) -> IntegrationSettings:
-    """Console questions (guide 3.4); empty answer keeps the default shown."""
-    def q(prompt: str, default: str) -> str:
-        try:
-            ans = input(f"{prompt} [{default}]: ").strip()
-        except EOFError:
-            return default
-        return ans or default
-    proto = q("Protocol between the MTA and smtpscanner (lmtp/smtp)", settings.protocol)
-    admin = q("Administrator address for notifications (empty: keep default)", settings.admin_address)
-    return validate(settings.with_(protocol=proto, admin_address=admin))
-
-
 def _recover_first(tx: Transaction) -> None:
     state = tx.pending_state()
     if state and state != "installed":
@@ -108,10 +98,13 @@ def _recover_first(tx: Transaction) -> None:
 def run_install(args: argparse.Namespace, *, fail_after: int | None = None, crash: Any = None) -> int:
     # Imported here, not at the top: uninstall, status and recover (same module) need none of
     # the compiler, the site facts or the configuration loader, and start faster without them.
+    from kavsetup.commands.setup import given_answers, interactive, run_setup
+    from kavsetup.conversation import converse
     from kavsetup.integrate.plan import compile_plan
-    from kavsetup.integrate.site import choose_mta, site_settings
     from kavsetup.integrate.verify import verify
 
+    if interactive(args) and fail_after is None:
+        return run_setup(args)    # guide 3.4: on a terminal, the console setup asks what is missing
     root = Root(args.root)
     if not root.path.is_dir():
         _err(f"{args.root}: not a directory")
@@ -125,17 +118,14 @@ def run_install(args: argparse.Namespace, *, fail_after: int | None = None, cras
             print(f"already integrated with {doc['mta']} (since {doc['started']}); nothing to do")
             return 0
         system = detect(root.path)
-        mta = choose_mta(system, root, args.mta, args.mta_config)
-        gate = check_version(mta)
-        if not gate.ok and not args.force:
-            _err(gate.message)
-            return 2
-        settings = IntegrationSettings(chain=args.chain)
-        if args.answers:
-            settings = load_answers(args.answers, settings)
-        if not args.non_interactive and not args.answers and sys.stdin.isatty() and not args.dry_run:
-            settings = _ask(settings)
-        settings = site_settings(root, mta, settings)
+        # No terminal (or --non-interactive): defaults where safe, exit 2 naming what is missing.
+        result = converse(root, system, given_answers(args), None, base=IntegrationSettings(chain=args.chain),
+                          force=args.force)
+        mta, settings = result.mta, result.settings
+        if args.save_answers:
+            from kavsetup.answers import save_yaml
+
+            save_yaml(args.save_answers, {**given_answers(args), **result.answers})
         plan = compile_plan(system, settings, mta)
         for n in plan.notes:
             print(f"note: {n}")
