@@ -30,7 +30,7 @@ import os
 import shutil
 import sys
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 PACKAGES = ("kavsetup", "runtime")
@@ -212,8 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("dest", help="staging root")
     ap.add_argument("--layout", choices=sorted(LAYOUTS), default="debian")
     ap.add_argument("--units", type=Path, help="directory holding the systemd unit files")
+    ap.add_argument("--python", help="interpreter the wrappers name (default: the layout's; ports: PYTHON_CMD)")
     args = ap.parse_args(argv)
-    stage(args.src, args.dest, LAYOUTS[args.layout], args.units)
+    layout = LAYOUTS[args.layout]
+    if args.python:
+        layout = replace(layout, python=args.python)
+    stage(args.src, args.dest, layout, args.units)
     return 0
 
 

@@ -19,6 +19,7 @@ fields, and its scripts and rc.d scripts run under sh in FreeBSD-layout roots (t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -83,7 +84,7 @@ def plist_entries(values: dict[str, str], extra: list[str]) -> list[tuple[str, s
 
 def stage_tree(dest: Path, values: dict[str, str], v: dict[str, str]) -> list[str]:
     """Stage the payload; returns the rc.d entries USE_RC_SUBR adds to the plist."""
-    layout = stage.LAYOUTS["freebsd"]
+    layout = dataclasses.replace(stage.LAYOUTS["freebsd"], python=values["PYTHON_CMD"])  # as do-install's --python
     stage.stage(TOP, dest, layout)
     for man in sorted((dest / layout.man8).glob("*.8")):  # the framework compresses man pages
         with open(man, "rb") as src, gzip.GzipFile(str(man) + ".gz", "wb", mtime=0) as gz:

@@ -74,6 +74,9 @@ def test_manifest_has_pkg_create_fields_and_the_payload_agrees(pkg: Path, manife
                    'command_interpreter="/usr/local/bin/python3.11"', 'extra_commands="reload"', "run_rc_command"):
         assert needle in text
     assert "%%" not in text
+    with tarfile.open(pkg) as tar:
+        wrapper = tar.extractfile("/usr/local/sbin/aveserver").read().decode()  # type: ignore[union-attr]
+    assert wrapper.startswith("#!/usr/local/bin/python3.11\n") and '"/usr/local/lib/kav4mailservers"' in wrapper
 
 
 def _rewrite(pkg: Path, out: Path, change: str) -> Path:

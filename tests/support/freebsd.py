@@ -94,7 +94,7 @@ def relocate(root: Path) -> None:
     lib = root / "usr/local/lib/kav4mailservers"
     for wrapper in (root / "usr/local/sbin").iterdir():
         text = wrapper.read_text()
-        text = text.replace("#!/usr/local/bin/python3\n", f"#!{sys.executable}\n", 1)
+        text = text.replace(f"#!{FREEBSD_PYTHON}\n", f"#!{sys.executable}\n", 1)
         wrapper.write_text(text.replace('"/usr/local/lib/kav4mailservers"', f'"{lib}"'))
     for script in (root / "usr/local/etc/rc.d").iterdir():
         text = script.read_text()
