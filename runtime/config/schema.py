@@ -10,7 +10,6 @@ Where the guide gives no default we chose the safe one and say why in ``note``.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -660,12 +659,3 @@ def section_schema(name: str) -> Section | None:
     if len(parts) == 4 and parts[:2] == ["smtpscan", "notify"] and parts[2] in ROLES and parts[3] in EVENTS:
         return SECTION_INDEX["smtpscan.notify.ROLE.EVENT"]
     return None
-
-
-def group_defaults() -> dict[str, Any]:
-    """Defaults of the group keys that have one (per-status keys inherit instead)."""
-    return {k.name: k.default for k in GROUP_KEYS if k.default is not None}
-
-
-def cpu_count() -> int:
-    return os.cpu_count() or 1

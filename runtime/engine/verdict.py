@@ -14,6 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def safe_name(name: str) -> str:
+    """A member name fit for a report line: no control characters, no quotes, bounded length.
+
+    Here rather than in containers.py, which names members with it: the mail filter names MIME
+    parts the same way and should not load the unpackers (tarfile, zipfile, lzma) to do so."""
+    cleaned = "".join(ch if ch.isprintable() and ch != '"' else "?" for ch in name)
+    return cleaned[:255] or "?"
+
+
 class Status(enum.StrEnum):
     """The result words of guide 6.8.1 (CLEAN is written ``OK`` in reports)."""
 
