@@ -18,12 +18,13 @@ import shutil
 import signal
 import smtplib
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.filter.filterhelp import EICAR, Sink, Stack, eicar_mail
 from tests.support import corpus, fixture_roots
+from tests.support.filter import EICAR, Sink, Stack, eicar_mail
 from tests.support.freebsd import (
     build_pkg,
     kavsetup_shim,
@@ -179,7 +180,7 @@ def _rc(root: Path, name: str, arg: str, rc_conf: Path) -> tuple[int, str]:
     import subprocess
 
     r = subprocess.run(["/bin/sh", str(root / "usr/local/etc/rc.d" / name), arg], capture_output=True, text=True,
-                       env={**os.environ, "RC_CONF_STANDIN": str(rc_conf)}, timeout=60)
+                       env={**os.environ, "RC_CONF_STANDIN": str(rc_conf)}, timeout=180)
     return r.returncode, r.stdout + r.stderr
 
 
@@ -238,12 +239,18 @@ def test_rc_scripts_start_status_reload_stop_the_real_daemons(pkg: Path, tmp_pat
         assert any(b"quarterly numbers" in d for d in decoded), "the clean message was not delivered"
         assert not any(EICAR in d for d in decoded), "EICAR passed the filter the rc.d scripts started"
 
-        for name, pidfile, conf in (("kav4ms_aveserver", None, rc_conf), ("kav4ms_smtpscanner", scanner_pid, rc_conf)):
+        # rc.d's shutdown order (rcorder reversed): smtpscanner, which REQUIREs aveserver, stops first.
+        for name, pidfile, conf in (("kav4ms_smtpscanner", scanner_pid, rc_conf), ("kav4ms_aveserver", None, rc_conf)):
             prefix = "" if pidfile is None else "one"
             the_pid = ave_pid if pidfile is None else pid
             rc, out = _rc(root, name, f"{prefix}reload", conf)
             assert rc == 0 and f"Reloading {name} config files." in out, out
             assert _alive(the_pid), f"{name} died on reload"
+            # Let the reload finish (the daemon serves again) before stopping: a SIGTERM that lands
+            # while aveserver is still handling SIGHUP is a daemon matter, not the rc.d script's.
+            time.sleep(1)
+            wait_for(lambda p=pidfile: can_connect(stack.sock) if p is None else can_connect(("127.0.0.1", stack.port)),
+                     what=f"{name} serving after reload")
             rc, out = _rc(root, name, f"{prefix}stop", conf)
             assert rc == 0, out
             wait_for(lambda p=the_pid: not _alive(p), what=f"{name} to exit after rc.d stop")
