@@ -177,6 +177,10 @@ class RpmRun:
         assert _wait(ave_gone, 30), "the old aveserver did not exit within 30s of SIGTERM"
         sb.path("/var/run/aveserver").unlink(missing_ok=True)
         c._start_product()
+        # The socket file appears at bind(); wait until aveserver accepts, as systemd's readiness
+        # would, or the first message meets a 4xx and waits for the MTA's retry time (not lost).
+        probe = "import socket; s = socket.socket(socket.AF_UNIX); s.connect('/run/aveserver')"
+        assert _wait(lambda: sb.run(["python3", "-c", probe]).returncode == 0, 30), "aveserver does not accept"
         # A standing smtpscanner must listen again before mail arrives, or the MTA records a retry
         # time for it (Exim: ~15 min) and the message waits in its queue: not lost, but not "flowing".
         m = re.search(r"^\s*ListenAddress\s*=\s*inet:[^:]*:(\d+)", sb.path(CONF).read_text(), re.M)
