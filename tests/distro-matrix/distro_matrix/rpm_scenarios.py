@@ -175,7 +175,10 @@ class RpmRun:
             return not pid or sb.run(["kill", "-0", pid]).returncode != 0
 
         assert _wait(ave_gone, 30), "the old aveserver did not exit within 30s of SIGTERM"
-        sb.path("/var/run/aveserver").unlink(missing_ok=True)
+        # Its exit removes the socket path; starting the new one before that, the old one's cleanup
+        # would remove the NEW socket (systemd's restart waits for the whole stop, as this does).
+        _wait(lambda: not sb.path("/run/aveserver").exists(), 30)
+        sb.path("/run/aveserver").unlink(missing_ok=True)  # left only by a master that was SIGKILLed
         c._start_product()
         # The socket file appears at bind(); wait until aveserver accepts, as systemd's readiness
         # would, or the first message meets a 4xx and waits for the MTA's retry time (not lost).
