@@ -174,13 +174,33 @@ def stage(src_dir: str | Path, dest_dir: str | Path, layout: Layout = LAYOUTS["d
                                           generator=layout.generator, libdir=layout.libdir))
         wrapper.chmod(0o755)
         about, sections = ABOUT.get(name, ("kav4mailservers command", "1-9"))
+        written = src / "docs" / "man" / f"{name}.8"  # a full page where one is written (kavscanner)
         (man8 / f"{name}.8").write_text(
-            MANPAGE.format(name=name, upper=name.upper(), about=about, sections=sections)
+            written.read_text() if written.is_file()
+            else MANPAGE.format(name=name, upper=name.upper(), about=about, sections=sections)
         )
         target = f"/{layout.prefix}/sbin/{name}"
         if layout.relative_links:
             target = os.path.relpath(target, "/" + GUIDE_BIN)
         (guide_bin / name).symlink_to(target)
+
+    # contrib/vox.sh (5.3.3.1) under the library, and at the guide's /opt path as a link.
+    contrib = dest / layout.libdir / "contrib"
+    contrib.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src / "pkg" / "common" / "vox.sh", contrib / "vox.sh")
+    os.chmod(contrib / "vox.sh", 0o755)  # noqa: S103 - a script run by root and by admins
+    guide_contrib = dest / "opt/kav/5.5/kav4mailservers/contrib"
+    guide_contrib.mkdir(parents=True, exist_ok=True)
+    vox = f"/{layout.libdir}/contrib/vox.sh"
+    (guide_contrib / "vox.sh").symlink_to(os.path.relpath(vox, "/" + str(guide_contrib.relative_to(dest)))
+                                          if layout.relative_links else vox)
+
+    # Examples the guide describes, installed commented out (5.3.2: the kavscanner cron schedule).
+    examples = dest / layout.prefix / "share/doc/kav4mailservers/examples"
+    for example in sorted((src / "pkg" / "common").glob("*.cron")):
+        examples.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(example, examples / example.name)
+        os.chmod(examples / example.name, 0o644)
 
     units_src = units_src or Path(__file__).resolve().parents[1] / "deb/debian/units"
     if layout.unit_dir:

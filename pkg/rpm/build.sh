@@ -20,7 +20,7 @@ mkdir -p "$work"/{SOURCES,SPECS,BUILD,RPMS,SRPMS}
 src="$work/kav4mailservers-$version"
 mkdir -p "$src"
 tar -C "$top" --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' \
-    -cf - pyproject.toml kavsetup runtime | tar -C "$src" -xf -
+    -cf - pyproject.toml kavsetup runtime docs/man pkg/common | tar -C "$src" -xf -
 cp "$top/pkg/common/stage.py" "$src/stage.py"
 cp -r "$top/pkg/deb/debian/units" "$src/units"
 cp "$here/kav4mailservers.sysusers" "$here/kav4mailservers.tmpfiles" "$src/"
