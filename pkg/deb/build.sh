@@ -30,6 +30,8 @@ mkdir -p "$src"
 tar -C "$top" --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' \
     -cf - pyproject.toml kavsetup runtime | tar -C "$src" -xf -
 cp -r "$here/debian" "$src/debian"
+# The LSB init scripts (pkg/sysvinit, shared with other packagings) for debian/rules' dh_installinit.
+cp -r "$top/pkg/sysvinit" "$src/debian/sysvinit"
 
 (cd "$src" && PYTHONDONTWRITEBYTECODE=1 dpkg-buildpackage -b -us -uc >"$work/build.log" 2>&1) || {
     tail -40 "$work/build.log" >&2

@@ -140,7 +140,10 @@ def main(src_dir: str, dest_dir: str) -> int:
 
     # bases/ exists from the start: aveserver refuses a missing database directory, and the built-in
     # test signatures (guide 8) work with an empty one until keepup2date or the admin fills it.
-    state_dirs = ("var/lib/kav/5.5/kav4mailservers", "var/lib/kav/5.5/kav4mailservers/bases")
+    # quarantine/ and licensing/ are the filter's (postinst gives them to kluser); the state tree
+    # above them stays root's (docs/security.md).
+    state_dirs = ("var/lib/kav/5.5/kav4mailservers", "var/lib/kav/5.5/kav4mailservers/bases",
+                  "var/lib/kav/5.5/kav4mailservers/quarantine", "var/lib/kav/5.5/kav4mailservers/licensing")
     for d in ("etc/kav/5.5/kav4mailservers", *state_dirs, "var/log/kav/5.5/kav4mailservers"):
         (dest / d).mkdir(parents=True, exist_ok=True)
     (dest / "var/db").mkdir(parents=True, exist_ok=True)
