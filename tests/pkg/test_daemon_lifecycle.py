@@ -247,3 +247,74 @@ def test_init_scripts_are_lsb_and_named_like_the_units() -> None:
         for action in ("start", "stop", "restart", "reload", "force-reload", "status"):
             assert f"    {action})" in text or f"|{action})" in text or f"{action}|" in text, (command, action)
         assert subprocess.run(["sh", "-n", str(script)]).returncode == 0
+
+
+def _kavsetup_run(st: Scratch) -> subprocess.Popen[bytes]:
+    st.wrapper("aveserver")
+    st.wrapper("smtpscanner")
+    env = dict(os.environ, PATH=f"{st.root}/sbin:{os.environ['PATH']}")
+    return subprocess.Popen([sys.executable, "-m", "kavsetup.cli", "run", "-c", str(st.conf), "--user", USER,
+                             "--group", "nogroup"], env=env, cwd=REPO, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _children_of(pid: int) -> list[int]:
+    from tests.support.procs import children
+
+    return children(pid)
+
+
+def test_kavsetup_run_keeps_both_daemons_in_the_foreground_and_stops_them(scratch: Scratch) -> None:
+    """The one command for a container without init: both daemons, HUP passed on, TERM stops all."""
+    st = scratch
+    proc = _kavsetup_run(st)
+    try:
+        wait_for(lambda: (st.listening("aveserver") and st.listening("smtpscanner")) or proc.poll() is not None,
+                 timeout=60, what="kavsetup run")
+        assert proc.poll() is None, proc.stderr.read().decode()  # type: ignore[union-attr]
+        kids = _children_of(proc.pid)
+        assert len(kids) == 2
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert proc.poll() is None and all(_alive(k) for k in kids)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(40) == 0
+        wait_for(lambda: not any(_alive(k) for k in kids), timeout=20, what="daemons stopped")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()  # type: ignore[union-attr]
+
+
+def test_kavsetup_run_exits_non_zero_when_a_daemon_dies(scratch: Scratch) -> None:
+    st = scratch
+    proc = _kavsetup_run(st)
+    try:
+        wait_for(lambda: (st.listening("aveserver") and st.listening("smtpscanner")) or proc.poll() is not None,
+                 timeout=60, what="kavsetup run")
+        kids = _children_of(proc.pid)
+        ave = next(k for k in kids if b"runtime.engine.server" in Path(f"/proc/{k}/cmdline").read_bytes())
+        os.kill(ave, signal.SIGKILL)
+        code = proc.wait(40)
+        assert code != 0
+        assert "aveserver exited" in proc.stderr.read().decode()  # type: ignore[union-attr]
+        wait_for(lambda: not any(_alive(k) for k in kids), timeout=20, what="smtpscanner stopped too")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()  # type: ignore[union-attr]
+
+
+def test_kavsetup_run_starts_only_aveserver_when_the_mta_spawns_smtpscanner(scratch: Scratch) -> None:
+    st = scratch
+    st.write_conf("stdio")
+    proc = _kavsetup_run(st)
+    try:
+        wait_for(lambda: st.listening("aveserver") or proc.poll() is not None, timeout=60, what="kavsetup run")
+        assert len(_children_of(proc.pid)) == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(40) == 0
+        proc.stderr.close()  # type: ignore[union-attr]
