@@ -12,8 +12,9 @@ dialogue  (Postfix) integration undone, then `kavsetup setup` answered through a
           mail flows through the filter again
 reconfigure (Postfix) debconf preseeding + `dpkg-reconfigure kav4mailservers` with other ports: one
           journaled change (`kavsetup reconfigure`), mail still flows through the filter
-remove    `dpkg -r` with the MTA running: MTA configuration identical to the snapshot (bytes, modes,
-          owners); no process of ours left (prerm stopped them); MTA delivers
+remove    `dpkg -r`: MTA configuration identical to the snapshot (bytes, modes, owners); no process of
+          ours left (prerm stopped them); MTA delivers. Postfix: a message deferred while aveserver
+          was down is delivered after `dpkg -r` with the MTA running, with no manual step
 purge     `dpkg --purge`: no file, user, group or process of ours is left
 refuse    (Postfix) another content_filter is set: postinst fails, says why, and the MTA's
           configuration is byte-identical; `dpkg --purge` then leaves nothing (own sandbox)
@@ -584,12 +585,36 @@ class Cell:
         sent = self._deliver_clean(expect_header=True)
         return f"filter moved to {port} by dpkg-reconfigure; {sent.token} delivered with X-Anti-Virus"
 
+    def _strand_one(self) -> mail.Sent | None:
+        """Issue 11 item 7 (Postfix): with the MTA running, aveserver down, a message waits in the
+        queue for our transport; `dpkg -r` must get it delivered with no manual step."""
+        if self.spec.flavour.kind != "postfix" or not self.integrated or not self._has_initd(AVESERVER_UNIT):
+            return None
+        sb = self._sb()
+        if "mta" not in self.running:
+            self._start_mta()
+        self._product_stop(AVESERVER_UNIT)
+        sent = mail.send(sb, mail.local(MAIL_USER))
+        assert sent.accepted, f"MTA refused mail while aveserver was down: {sent.last_reply}"
+        assert _wait(lambda: self._queued() >= 1, 30) and not mail.find(sb, MAIL_USER, sent.token), (
+            "the message was not deferred while aveserver was down")
+        return sent
+
     def remove(self) -> str:
         sb = self._sb()
-        # The MTA stopped by the harness; our daemons are left running for prerm to stop (issue 11).
-        self._stop_all(keep_package_services=True)
+        stranded = self._strand_one()
+        # Our daemons are left running for prerm to stop (issue 11); so is Postfix when a message
+        # waits in its queue (the running MTA must be reloaded and the mail requeued by the package).
+        if stranded is None:
+            self._stop_all(keep_package_services=True)
         r = sb.run(["dpkg", "-r", PACKAGE], timeout=300)
         assert r.returncode == 0, f"dpkg -r failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+        if stranded is not None:
+            got = mail.wait_for(sb, MAIL_USER, stranded.token, 60)
+            assert got, (f"{stranded.token} deferred while aveserver was down is still not delivered 60s after "
+                         f"dpkg -r (queue: {self._queued()}):\n{r.stdout[-1500:]}{r.stderr[-1500:]}")
+            assert stranded.token in got[0].as_string(), "the deferred message was not delivered intact"
+            self._stop_all(keep_package_services=True)
         self.running[:] = [n for n in self.running if not n.startswith("initd:")]
         _wait(lambda: not self._our_processes(), 20)
         left_procs = self._our_processes()
@@ -605,6 +630,8 @@ class Cell:
         finally:
             self._stop_mta()
         detail = f"config identical ({len(self.config_before)} entries); {sent.token} delivered"
+        if stranded is not None:
+            detail += f"; {stranded.token}, deferred while aveserver was down, delivered after dpkg -r unaided"
         if not self.integrated:
             raise Partial(f"package removal only, integration was not installed\n{detail}")
         return detail
