@@ -72,13 +72,17 @@ def ere_escape(text: str) -> str:
 
 def admin_masks(addresses: tuple[str, ...]) -> str:
     """Recipients of ``[smtpscan.group:kavadministrators]``: postmaster and every address it
-    is an alias of (guide 6.1.1).  A bare local name matches that user at any domain."""
-    masks: list[str] = ["postmaster@.*"]
+    is an alias of (guide 6.1.1).  A bare local name matches that user at any domain.
+
+    Anchored (``^...$``, issue 11): masks are matched like regexec(3), a search, and this group
+    receives viruses unchanged, so an unanchored ``postmaster@.*`` or ``root@.*`` would also take in
+    ``malice@``/``groot@`` and ``alice@example.com.evil.org``."""
+    masks: list[str] = ["^postmaster@.*$"]
     for a in addresses:
         a = a.strip()
         if not a:
             continue
-        m = ere_escape(a) if "@" in a else f"{ere_escape(a)}@.*"
+        m = f"^{ere_escape(a)}$" if "@" in a else f"^{ere_escape(a)}@.*$"
         if m not in masks:
             masks.append(m)
     return ",".join(masks)
