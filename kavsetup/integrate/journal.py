@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import time
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kavsetup.integrate.files import Image, Root, write_atomic
@@ -132,6 +133,8 @@ class Journal:
         (self.dir / "blobs").mkdir(mode=0o700, exist_ok=True)
         # Before-images of /etc/shadow go here: never into a directory someone else controls.
         check_trusted_dirs(self.dir / "blobs", private=2)
+        self.doc = {}
+        self.sweep_temporaries()  # a run killed while saving its first journal
         self.doc = {"format": FORMAT, "product": "kav4mailservers 5.5", "state": "installing",
                     "mta": mta, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "settings": settings, "notes": notes, "created_dirs": created, "steps": []}
@@ -140,9 +143,60 @@ class Journal:
     def save(self) -> None:
         write_atomic(self.file, json.dumps(self.doc, indent=1, sort_keys=True).encode(), 0o600)
 
+    def sweep_temporaries(self) -> list[str]:
+        """Remove the temporary files a killed run left behind (issue 11 item 13): the journal's own
+        ``.journal.json.*.tmp``/``blobs/.*.tmp`` (write_atomic) and, beside every path a step
+        recorded, ``.<name>.*.kavtmp``/``.<name>.kavtmp<pid>`` (Root.put). Only names our own writers
+        make, only regular files and symlinks (never followed), only in directories the journal names:
+        a kill -9 between the temporary's creation and its rename leaves exactly these."""
+        removed: list[str] = []
+
+        def drop(path: Path) -> None:
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                return
+            if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+                os.unlink(path)
+                removed.append(str(path))
+
+        for d in (self.dir, self.dir / "blobs"):
+            if d.is_dir() and not d.is_symlink():
+                for f in d.iterdir():
+                    if f.name.startswith(".") and f.name.endswith(".tmp"):
+                        drop(f)
+        for step in self.doc.get("steps", []):
+            for ch in step.get("changes", []):
+                host = self.root.host(ch["path"])
+                parent = host.parent
+                if not parent.is_dir() or parent.is_symlink():
+                    continue
+                ours = re.compile(rf"\.{re.escape(host.name)}\.(.+\.kavtmp|kavtmp\d+)")
+                for f in parent.iterdir():
+                    if ours.fullmatch(f.name):
+                        drop(f)
+        return removed
+
+    def sweep_unsaved(self) -> bool:
+        """A run killed while saving its very first journal leaves ``journal/`` (and ``blobs/``)
+        holding only a temporary: nothing was changed yet. Remove them; True if anything was found.
+        The state directory above them is the package's and stays."""
+        if not self.dir.is_dir() or self.dir.is_symlink() or self.file.exists():
+            return False
+        check_trusted_dirs(self.dir)
+        found = bool(self.sweep_temporaries())
+        for d in (self.dir / "blobs", self.dir):
+            try:
+                os.rmdir(d)
+                found = True
+            except OSError:
+                pass
+        return found
+
     def remove(self) -> list[str]:
         """Delete the journal and the directories created for it (if empty).  Returns notes."""
         notes: list[str] = []
+        self.sweep_temporaries()
         blobs = self.dir / "blobs"
         if blobs.is_dir():
             for f in blobs.iterdir():
