@@ -145,8 +145,9 @@ class Journal:
 
     def sweep_temporaries(self) -> list[str]:
         """Remove the temporary files a killed run left behind (issue 11 item 13): the journal's own
-        ``.journal.json.*.tmp``/``blobs/.*.tmp`` (write_atomic) and, beside every path a step
-        recorded, ``.<name>.*.kavtmp``/``.<name>.kavtmp<pid>`` (Root.put). Only names our own writers
+        ``.journal.json.*.tmp``/``blobs/.*.tmp`` and, beside every path a step recorded,
+        ``.<name>.*.tmp`` (runtime.fsutil.atomic_write), ``.<name>.*.kavtmp`` (older versions) and
+        ``.<name>.kavtmp<pid>`` (Root.put's symlinks). Only names our own writers
         make, only regular files and symlinks (never followed), only in directories the journal names:
         a kill -9 between the temporary's creation and its rename leaves exactly these."""
         removed: list[str] = []
@@ -171,7 +172,7 @@ class Journal:
                 parent = host.parent
                 if not parent.is_dir() or parent.is_symlink():
                     continue
-                ours = re.compile(rf"\.{re.escape(host.name)}\.(.+\.kavtmp|kavtmp\d+)")
+                ours = re.compile(rf"\.{re.escape(host.name)}\.([a-z0-9_]{{8}}\.(tmp|kavtmp)|kavtmp\d+)")
                 for f in parent.iterdir():
                     if ours.fullmatch(f.name):
                         drop(f)

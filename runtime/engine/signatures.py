@@ -319,8 +319,8 @@ def load_signatures(bases: Path | str, cache_dir: Path | None = None) -> Signatu
     and SHA-256, so a restart or reload of unchanged files skips the text parsing.
     """
     import json
-    import os
-    import tempfile
+
+    from runtime.fsutil import atomic_write
 
     bases = Path(bases)
     sigs = SignatureSet()
@@ -346,10 +346,7 @@ def load_signatures(bases: Path | str, cache_dir: Path | None = None) -> Signatu
         if cached is not None:
             try:
                 cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".tmp-")
-                with os.fdopen(fd, "w") as fh:
-                    json.dump(_to_json(part), fh)
-                os.replace(tmp, cached)
+                atomic_write(cached, json.dumps(_to_json(part)).encode(), mode=0o600)
             except OSError:
                 pass
     sigs.digest = h.hexdigest()

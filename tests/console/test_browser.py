@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.filter.filterhelp import EICAR, eicar_mail
 from tests.support.console import browser, screenshot
+from tests.support.filter import EICAR, eicar_mail
 from tests.support.procs import wait_for
 
 PW = "correct horse battery"

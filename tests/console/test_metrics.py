@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.filter.filterhelp import eicar_mail, free_port
+from tests.support.filter import eicar_mail, free_port
 from tests.support.procs import children
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.filter.filterhelp import REPO
 from tests.support.console import Client
+from tests.support.filter import REPO
 from tests.support.procs import can_connect, wait_for
 
 UNIT = REPO / "pkg/deb/debian/units/kav4mailservers-console.service"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
-from tests.filter.filterhelp import eicar_mail
 from tests.support.console import Client, chown_tree
+from tests.support.filter import eicar_mail
 from tests.support.license import Publisher
 
 PW = "correct horse battery"

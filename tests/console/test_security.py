@@ -10,8 +10,8 @@ import os
 import stat
 import subprocess
 
-from tests.filter.filterhelp import eicar_mail
 from tests.support.console import Client
+from tests.support.filter import eicar_mail
 
 PW = "correct horse battery"
 

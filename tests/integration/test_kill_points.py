@@ -2,7 +2,7 @@
 not yet renamed it into place (the journal's `.journal.json.*.tmp`, a blob's, `/etc/.group.*.kavtmp`
 and the like), then `recover`: the tree is exactly as before, with no temporary left behind.
 
-Each kill is real: a child process applies the plan with os.rename wrapped so that the N-th call
+Each kill is real: a child process applies the plan with os.rename/os.replace wrapped so that the N-th call
 sends SIGKILL to the process itself, for N = 1, 2, ... until a run completes."""
 
 from __future__ import annotations
@@ -29,16 +29,17 @@ from kavsetup.integrate.transaction import Transaction
 
 kill_at = int(sys.argv[2])
 calls = 0
-real_rename = os.rename
 
-def rename(src, dst, *a, **kw):
-    global calls
-    calls += 1
-    if calls == kill_at:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return real_rename(src, dst, *a, **kw)
+def killing(real):
+    def rename(src, dst, *a, **kw):
+        global calls
+        calls += 1
+        if calls == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(src, dst, *a, **kw)
+    return rename
 
-os.rename = rename
+os.rename, os.replace = killing(os.rename), killing(os.replace)
 plan = Plan("test", (
     AccountLine("/etc/group", "filter", "filter:x:150:"),
     EnsureDir("/var/spool/filter", 0o750, 0, 150),

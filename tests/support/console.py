@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.filter.filterhelp import REPO, Sink, Stack, _stop, free_port
+from tests.support.filter import REPO, Sink, Stack, _stop, free_port
 from tests.support.procs import can_connect, wait_for
 
 USER = "nobody"
@@ -59,7 +59,7 @@ def chown_tree(path: Path, user: str = USER) -> None:
 
 
 class ConsoleStack(Stack):
-    """filterhelp.Stack plus kavconsole; everything under a /tmp root that nobody owns."""
+    """tests.support.filter.Stack plus kavconsole; everything under a /tmp root that nobody owns."""
 
     console: subprocess.Popen[bytes] | None = None
     console_port: int = 0
