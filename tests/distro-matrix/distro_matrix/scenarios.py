@@ -444,6 +444,11 @@ class Cell:
         for unit_name in wanted:
             # smtpscanner re-reads what the admin just changed (quarantine): restart, not start
             self._product_start(unit_name, "restart" if unit_name == SMTPSCANNER_UNIT else "start")
+        listen = self._listen_address()
+        if SMTPSCANNER_UNIT in wanted and listen.startswith("unix:"):  # the qmail-queue client's socket
+            assert _wait(lambda: sb.path(listen[5:]).exists(), 30), f"smtpscanner did not open {listen[5:]}"
+        elif SMTPSCANNER_UNIT in wanted and listen.startswith("inet:"):
+            assert sb.wait_port(int(listen.rsplit(":", 1)[1]), timeout=30), f"smtpscanner not listening on {listen}"
         _wait(lambda: sb.path("/run/aveserver").exists() or not self._aveserver_alive(), 30)
         if not sb.path("/run/aveserver").exists():
             state = "exited" if not self._aveserver_alive() else "running, no socket after 30s"
@@ -451,12 +456,16 @@ class Cell:
             last = (out.read_text(errors="replace").strip().splitlines() or ["(no output)"])[-1] if out.exists() else ""
             raise AssertionError(f"aveserver did not open /run/aveserver ({state}): {last}")
 
-    def _scanner_listens(self) -> bool:
-        """smtpscanner is a standing daemon unless the MTA spawns it (`ListenAddress=stdio`, guide 4.4.3)."""
+    def _listen_address(self) -> str:
         conf = self._sb().path(CONF)
         text = conf.read_text(errors="replace") if conf.exists() else ""
         m = re.search(r"^\s*ListenAddress\s*=\s*(\S+)", text, re.M)
-        return bool(m) and m.group(1) != "stdio"
+        return m.group(1) if m else ""
+
+    def _scanner_listens(self) -> bool:
+        """smtpscanner is a standing daemon unless the MTA spawns it (`ListenAddress=stdio`, guide 4.4.3)."""
+        listen = self._listen_address()
+        return bool(listen) and listen != "stdio"
 
     def _admin_configures_quarantine(self) -> Path:
         """What an admin does after installing (guide 6.1.3): keep infected mail in quarantine."""
