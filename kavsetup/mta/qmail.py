@@ -18,15 +18,11 @@ from typing import Any
 from kavsetup.detect.model import MTAInfo, System
 from kavsetup.detect.qmail import ORIGINAL_NAME, qmail_info
 from kavsetup.detect.rootfs import RootFS
-from kavsetup.integrate.edits import Edit, EnsureDir, SwapIn
+from kavsetup.integrate.edits import Edit, SwapIn
 from kavsetup.integrate.files import Root
 from kavsetup.integrate.settings import IntegrationSettings
 from kavsetup.mta import CompileError, common
 from kavsetup.mta.templates import render
-
-#: smtpscanner's socket for the qmail-queue client (the unit's RuntimeDirectory, world-connectable
-#: like qmail-queue itself: anyone who may queue mail may hand it to the filter).
-SOCKET = "/run/kav4mailservers/qmail-queue.sock"
 
 #: What the setup dialogue (kavsetup/conversation.py) asks for this MTA (see postfix.SETUP):
 #: qmail's "configuration" is its home directory.
@@ -46,19 +42,12 @@ def plan(system: System, mta: MTAInfo, s: IntegrationSettings) -> tuple[list[Edi
     gid = group.gid if group else -1
     notes = [] if qmailq and group else ["qmail: user qmailq or group qmail not found; keeping the "
                                          "current owner of qmail-queue"]
-    wrapper = render("qmail-queue.sh", prefix=s.prefix, aside=str(aside), socket=SOCKET)
+    wrapper = render("qmail-queue.sh", prefix=s.prefix, aside=str(aside))
     edits: list[Edit] = []
     # The wrapper runs as whoever queues mail (qmaild for qmail-smtpd, any local user through
-    # qmail-inject) and reads nothing of ours: it talks to the standing smtpscanner, which runs as
-    # the filter's account like on every other MTA (issue 11), so the configuration stays 0640.
-    acct, _uid, filter_gid = common.accounts(system, s, s.spool)
-    edits += acct
-    edits += common.parent_dirs(s.spool)
-    edits.append(EnsureDir(s.spool, 0o750, _uid, filter_gid))
-    edits += common.conf_edits(s, f"qmail:({aside})", f"unix:{SOCKET}", filter_gid)
+    # qmail-inject), so the configuration it reads must be world-readable here.
+    edits += common.conf_edits(s, f"qmail:({aside})", "", max(gid, 0), mode=0o644)
     edits.append(SwapIn(str(info.qmail_queue), str(aside), wrapper, 0o755, 0o4711, uid, gid))
-    notes.append(f"qmail: smtpscanner runs as a daemon on unix:{SOCKET} (the package starts it: "
-                 "kav4mailservers-smtpscanner); qmail-queue is its client")
     return edits, notes
 
 
