@@ -38,7 +38,7 @@ DEFAULT_GROUP: dict[str, Any] = {
 #: 6.1.1: administrators receive what is addressed to them unchanged (they may be sent infected
 #: copies on purpose); the installer fills Recipients from the postmaster aliases.
 ADMIN_GROUP: dict[str, Any] = {
-    "Recipients": ["postmaster@localhost"],
+    "Recipients": ["^postmaster@localhost$"],  # anchored: see kavsetup.mta.common.admin_masks
     "Check": True,
     "AddXHeaders": True,
     "AdminNotify": False,

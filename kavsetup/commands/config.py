@@ -60,9 +60,31 @@ def cmd_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _report(exc)
     if not args.quiet:
-        for w in cfg.warnings:
+        for w in [*cfg.warnings, *admin_mask_warnings(cfg)]:
             print(f"{w} (warning)", file=sys.stderr)
     return 0
+
+
+#: The group whose mail passes unchanged (guide 6.1.1): membership must be exact.
+ADMIN_GROUP = "kavadministrators"
+
+
+def admin_mask_warnings(cfg: Any) -> list[str]:
+    """An admin-group mask that is not anchored matches more than it says (issue 11): masks are
+    searched like regexec(3), so ``root@.*`` also takes ``groot@...``. The guide's own examples
+    keep that meaning (they are not rewritten); the admin is told, file, line and key."""
+    out: list[str] = []
+    section = f"smtpscan.group:{ADMIN_GROUP}"
+    for key, setting in cfg.sections.get(section, {}).items():
+        if key not in ("Recipients", "Senders"):
+            continue
+        for mask in setting.value:
+            if not (mask.startswith("^") and mask.endswith("$") and not mask.endswith("\\$")):
+                line = setting.lines[0] if setting.lines else None
+                where = f"{cfg.filename}:{line}:" if line else f"{cfg.filename}:"
+                out.append(f"{where} [{section}] {key}: mask {mask!r} is not anchored: it also matches addresses "
+                           f"that merely contain it (write '^{mask.lstrip('^').rstrip('$')}$')")
+    return out
 
 
 def _text(value: Any) -> str:

@@ -4,12 +4,15 @@ the kav4mailservers.conf keys that must agree with what was set in the MTA (guid
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import PurePosixPath
 
 from kavsetup.detect.model import System
 from kavsetup.integrate.edits import AccountLine, EnsureDir, IniValues
 from kavsetup.integrate.edits import Edit as Edit
+from kavsetup.integrate.files import Root
 from kavsetup.integrate.settings import IntegrationSettings
 from kavsetup.mta import CompileError
 
@@ -69,13 +72,17 @@ def ere_escape(text: str) -> str:
 
 def admin_masks(addresses: tuple[str, ...]) -> str:
     """Recipients of ``[smtpscan.group:kavadministrators]``: postmaster and every address it
-    is an alias of (guide 6.1.1).  A bare local name matches that user at any domain."""
-    masks: list[str] = ["postmaster@.*"]
+    is an alias of (guide 6.1.1).  A bare local name matches that user at any domain.
+
+    Anchored (``^...$``, issue 11): masks are matched like regexec(3), a search, and this group
+    receives viruses unchanged, so an unanchored ``postmaster@.*`` or ``root@.*`` would also take in
+    ``malice@``/``groot@`` and ``alice@example.com.evil.org``."""
+    masks: list[str] = ["^postmaster@.*$"]
     for a in addresses:
         a = a.strip()
         if not a:
             continue
-        m = ere_escape(a) if "@" in a else f"{ere_escape(a)}@.*"
+        m = f"^{ere_escape(a)}$" if "@" in a else f"^{ere_escape(a)}@.*$"
         if m not in masks:
             masks.append(m)
     return ",".join(masks)
@@ -135,3 +142,41 @@ def read_postmasters(lines: list[str]) -> tuple[str, ...]:
             return tuple(t.strip().strip('"') for t in rest.split(",") if t.strip()
                          and not t.strip().startswith(("|", "/", ":include:")))
     return ()
+
+
+# -- the running MTA after a change (issue 11 item 7) ---------------------------------------------
+# Each module decides whether its MTA is running and what reloads it and requeues the mail that was
+# held for our transport; these helpers only run the commands (argv lists, never a shell) and word
+# the notes, the same way for every MTA.
+
+def pid_alive(root: Root, pidfile: str) -> bool:
+    """Whether the first number in ``pidfile`` names a live process (only on the live system)."""
+    if not root.is_live:
+        return False
+    try:
+        pid = int(root.host(pidfile).read_text().split()[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
+
+
+def run_commands(commands: list[list[str]], what: str) -> list[str]:
+    """Run each command; notes saying what was done, or exactly what failed and what to run."""
+    notes: list[str] = []
+    for argv in commands:
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            notes.append(f"{what}: `{' '.join(argv)}` could not run ({exc}); run it yourself")
+            continue
+        if r.returncode != 0:
+            why = (r.stderr or r.stdout).strip().splitlines()
+            notes.append(f"{what}: `{' '.join(argv)}` failed ({why[-1] if why else r.returncode}); run it yourself")
+        else:
+            notes.append(f"{what}: ran `{' '.join(argv)}`")
+    return notes
+
+
+def not_running(what: str, commands: list[list[str]]) -> list[str]:
+    return [f"{what} is not running here: after starting it, run " + "; ".join(f"`{' '.join(c)}`" for c in commands)]

@@ -136,3 +136,20 @@ def verify(root: Root, mta: MTAInfo, s: IntegrationSettings) -> tuple[bool, str]
     if code != 0:
         return False, f"exim -bV -C {listen}: {checker.last_line(out, code)}"
     return True, "exim -bV passed"
+
+
+# -- the running Exim after install/uninstall (issue 11 item 7) --------------------------------------
+#: The system daemon's pid files (Debian's exim4, then the upstream default).
+SYSTEM_PIDS = ("/run/exim4/exim.pid", "/var/spool/exim/exim-daemon.pid")
+
+
+def after_change(root: Root, phase: str) -> list[str]:
+    """Exim re-reads its configuration on SIGHUP (it re-execs); ``-qff`` then retries everything
+    that waited, frozen messages included. After install the listening/delivering pair replaces the
+    system daemon (see the plan's notes)."""
+    binary = "exim4" if root.host("/usr/sbin/exim4").exists() else "exim"
+    pidfile = next((p for p in (DELIVER_PID, *SYSTEM_PIDS) if common.pid_alive(root, p)), None)
+    if pidfile is None:
+        return common.not_running("exim", [["sh", "-c", f"kill -HUP $(cat {SYSTEM_PIDS[0]})"], [binary, "-qff"]])
+    pid = root.host(pidfile).read_text().split()[0]
+    return common.run_commands([["kill", "-HUP", pid], [binary, "-qff"]], "exim")

@@ -196,3 +196,61 @@ def verify(root: Root, mta: MTAInfo, s: IntegrationSettings) -> tuple[bool, str]
     if code != 0:
         return False, f"postfix check: {checker.last_line(out, code)}"
     return True, "postfix check passed"
+
+
+# -- the running Postfix after install/uninstall (issue 11 item 7) -----------------------------------
+def _postfix_running(root: Root) -> bool:
+    import subprocess
+
+    if not root.is_live:
+        return False
+    try:
+        return subprocess.run(["postfix", "status"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def held_for_us(queues: tuple[str, ...] = ("deferred", "hold", "active", "incoming")) -> list[str]:
+    """Queue ids of messages whose recorded content filter is our transport.
+
+    Postfix records content_filter in the queue file when cleanup accepts the message, so mail
+    deferred while the filter was down keeps asking for ``kavscan:`` after uninstall ("mail
+    transport unavailable") until it is requeued; mail for anything else is left alone."""
+    import json
+    import subprocess
+
+    ids: list[str] = []
+    out = subprocess.run(["postqueue", "-j"], capture_output=True, text=True, timeout=120, check=False)
+    for line in out.stdout.splitlines():
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if msg.get("queue_name") not in queues:
+            continue
+        qid = str(msg.get("queue_id", ""))
+        if not qid.isalnum():
+            continue
+        env = subprocess.run(["postcat", "-e", "-q", qid], capture_output=True, text=True, timeout=60, check=False)
+        if any(ln.startswith("content_filter: ") and is_ours(ln.split(": ", 1)[1].strip())
+               for ln in env.stdout.splitlines()):
+            ids.append(qid)
+    return ids
+
+
+def after_change(root: Root, phase: str) -> list[str]:
+    """Reload a running Postfix after ``install``/``uninstall``; after uninstall also requeue the
+    mail held for our transport so it is delivered with no one running anything. Notes."""
+    manual = [["postfix", "reload"]]
+    if phase == "uninstall":
+        manual.append(["postsuper", "-r", "ALL", "deferred"])
+    if not _postfix_running(root):
+        return common.not_running("postfix", manual)
+    notes = common.run_commands([["postfix", "reload"]], "postfix")
+    if phase == "uninstall":
+        ids = held_for_us()
+        if ids:
+            # -r: back through cleanup, which no longer adds our content_filter; then a queue run
+            notes += common.run_commands([["postsuper", "-r", qid] for qid in ids] + [["postqueue", "-f"]], "postfix")
+            notes.append(f"postfix: requeued {len(ids)} message(s) held for the {TRANSPORT} transport")
+    return notes

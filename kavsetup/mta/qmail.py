@@ -72,3 +72,9 @@ def verify(root: Root, mta: MTAInfo, s: IntegrationSettings) -> tuple[bool, str]
     if img.kind != "file" or not img.mode & 0o4000:
         return False, f"{ORIGINAL_NAME} is not the set-uid original qmail-queue"
     return True, f"verification: {ORIGINAL_NAME} holds the original qmail-queue (set-uid); no qmail checker exists"
+
+
+def after_change(root: Root, phase: str) -> list[str]:
+    """Nothing to reload: qmail-smtpd runs qmail-queue afresh for every message, so the swapped
+    program is in force at once, and mail is never queued for a transport of ours."""
+    return []

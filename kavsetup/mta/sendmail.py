@@ -123,3 +123,19 @@ def verify(root: Root, mta: MTAInfo, s: IntegrationSettings) -> tuple[bool, str]
     if "smtpscanner" not in out:
         return False, f"sendmail -bt -C {listen} does not route to smtpscanner: {checker.last_line(out, code)}"
     return True, "sendmail -bt routes mail to smtpscanner"
+
+
+# -- the running Sendmail after install/uninstall (issue 11 item 7) ----------------------------------
+#: The system daemon's pid files (Debian's, then the classic one).
+SYSTEM_PIDS = ("/run/sendmail/mta/sendmail.pid", "/var/run/sendmail.pid")
+
+
+def after_change(root: Root, phase: str) -> list[str]:
+    """Sendmail re-reads sendmail.cf on SIGHUP; a queue run then retries what waited. After
+    install the listening/delivering pair replaces the system daemon (see the plan's notes)."""
+    pidfile = next((p for p in (DELIVER_PID, *SYSTEM_PIDS) if common.pid_alive(root, p)), None)
+    manual = [["sh", "-c", f"kill -HUP $(head -1 {SYSTEM_PIDS[0]})"], ["sendmail", "-q"]]
+    if pidfile is None:
+        return common.not_running("sendmail", manual)
+    pid = root.host(pidfile).read_text().split()[0]
+    return common.run_commands([["kill", "-HUP", pid], ["sendmail", "-q"]], "sendmail")

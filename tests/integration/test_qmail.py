@@ -91,7 +91,7 @@ def test_round_trip_and_envelope_through_queue_kav55(tmp_path: Path, case: str) 
     assert "smtpscanner qmail-queue" in wrapper
     conf = (root / "etc/kav/5.5/kav4mailservers/kav4mailservers.conf").read_text()
     assert "ForwardMailer=qmail:(/var/qmail/bin/queue.kav55)" in conf
-    assert "Recipients=postmaster@.*,hostmaster@example\\.org,root@.*" in conf
+    assert "Recipients=^postmaster@.*$,^hostmaster@example\\.org$,^root@.*$" in conf
     # The renamed original still queues mail exactly as qmail-queue(8) says.
     assert queue_through(aside, b"Subject: t\n\nhello\n", b"Fa@example.org\0Tb@example.org\0\0") == 0
     todo = list((root / "var/qmail/queue/todo").iterdir())
