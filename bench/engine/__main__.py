@@ -88,7 +88,7 @@ def run_aveserver(db: Path, files: list[Path], work: Path, cold: bool) -> dict[s
     conf = work / "kav.conf"
     conf.write_text(
         f"[path]\nBasesPath={db}\nLocalSocketPath={work}/ave.sock\nAVSpidPATH={work}/ave.pid\n\n"
-        "[aveserver.options]\nDetachFromTerminal=no\nWorkers=0\nStreamMaxLength=2000000000\n\n"
+        "[aveserver.options]\nDetachFromTerminal=no\nWorkers=0\nUser=root\nStreamMaxLength=2000000000\n\n"
         f"[aveserver.limits]\nMaxUnpackedSize=2000000000\nMaxScanTime=600\n\n"
         f"[aveserver.report]\nReportFileName={work}/ave.log\nReportLevel=3\n"
     )

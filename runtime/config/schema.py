@@ -262,7 +262,23 @@ SECTIONS: tuple[Section, ...] = (
                 "fast: detach after reading the config; normal: after loading databases and keys.",
                 note="normal: a start that cannot load its databases fails visibly instead of silently.",
             ),
-            K("LocalSocketPermission", _PERM, 0o666, "6.4", "Permission of the UNIX socket (guide default 0666)."),
+            K(
+                "LocalSocketPermission",
+                _PERM,
+                0o660,
+                "6.4",
+                "Permission of the UNIX socket; owner User, group User's group (filter).",
+                note="The guide printed 0666: any local user could then SCAN, RELOAD and SHUTDOWN. 0660 lets "
+                "only aveserver's account and its group (smtpscanner's) connect.",
+            ),
+            K(
+                "User",
+                v.String(),
+                "kluser",
+                "6.4",
+                "Account the workers serve as after root bound the socket ('root' keeps root: not recommended).",
+                note="Not in the guide (it ran aveserver as root); like clamd's User clamav.",
+            ),
             K(
                 "Workers",
                 v.Int(minimum=0, maximum=256),

@@ -24,17 +24,20 @@ import argparse
 import contextlib
 import gc
 import os
+import pwd
 import select
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.config import CONFIG_FILE, ConfigError, KavConfig, load_config
-from runtime.prefork import StartupError, Supervisor, clean_stale_pid, clean_stale_socket, write_pid
+from runtime.prefork import StartupError, Supervisor, clean_stale_pid, clean_stale_socket, resolve_user, write_pid
 from runtime.report import EventLog
 
 from .capacity import SCANS_PER_WORKER, THREADS_PER_WORKER
@@ -60,6 +63,7 @@ class ServerSettings:
     tcp_addr: str
     stream_max: int
     limits: Limits
+    user: str
 
     @classmethod
     def from_config(cls, cfg: KavConfig) -> ServerSettings:
@@ -77,6 +81,7 @@ class ServerSettings:
             tcp_addr=cfg.get(opt, "ClamdTcpAddress"),
             stream_max=cfg.get(opt, "StreamMaxLength"),
             limits=Limits.from_config(cfg),
+            user=cfg.get(opt, "User"),
         )
 
 
@@ -87,7 +92,10 @@ def clean_stale(settings: ServerSettings, log: EventLog) -> None:
     clean_stale_socket(settings.socket_path, log)
 
 
-def bind_sockets(settings: ServerSettings) -> list[socket.socket]:
+def bind_sockets(settings: ServerSettings, run_as: pwd.struct_passwd | None = None) -> list[socket.socket]:
+    """Bind as root (when started so), then hand the UNIX socket to the account the workers serve
+    as: owner that account, group its primary group (``filter`` for kluser), mode
+    LocalSocketPermission (0660 by default, not the guide's 0666)."""
     settings.socket_path.parent.mkdir(parents=True, exist_ok=True)
     unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)  # never world-accessible between bind and chmod
@@ -95,6 +103,8 @@ def bind_sockets(settings: ServerSettings) -> list[socket.socket]:
         unix.bind(str(settings.socket_path))
     finally:
         os.umask(old)
+    if run_as is not None:
+        os.chown(settings.socket_path, run_as.pw_uid, run_as.pw_gid)
     os.chmod(settings.socket_path, settings.socket_perm)
     unix.listen(128)
     socks = [unix]
@@ -109,13 +119,24 @@ def bind_sockets(settings: ServerSettings) -> list[socket.socket]:
     return socks
 
 
+def peer_uid(conn: socket.socket) -> int | None:
+    """The uid of the process at the other end of a UNIX socket (SO_PEERCRED); None over TCP,
+    where nobody can be trusted to be anyone."""
+    if conn.family != socket.AF_UNIX or not hasattr(socket, "SO_PEERCRED"):
+        return None
+    _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                          struct.calcsize("3i")))
+    return uid
+
+
 # -- worker ---------------------------------------------------------------------------------------
 class Worker:
     """One worker process: a few threads accept and serve connections."""
 
     def __init__(self, socks: list[socket.socket], engine: Engine, settings: ServerSettings, log: EventLog,
-                 db_date: str) -> None:
+                 db_date: str, ask_master: Callable[[str], None]) -> None:
         self.socks = socks
+        self.ask_master = ask_master
         self.engine = engine
         self.settings = settings
         self.log = log
@@ -129,14 +150,13 @@ class Worker:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        master = os.getppid()
         state = ServerState(
             engine=lambda: self.engine,
             log=self.log,
             stream_max=self.settings.stream_max,
             terminating=lambda: self.terminating,
-            reload=lambda: os.kill(master, signal.SIGHUP),
-            shutdown=lambda: os.kill(master, signal.SIGTERM),
+            reload=lambda: self.ask_master("reload"),
+            shutdown=lambda: self.ask_master("stop"),
             db_date=self.db_date,
             scan_slots=threading.BoundedSemaphore(SCANS_PER_WORKER),
         )
@@ -176,7 +196,7 @@ class Worker:
                     return
                 conn.setblocking(True)
                 try:
-                    Connection(conn, state).serve()
+                    Connection(conn, state, peer_uid=peer_uid(conn)).serve()
                 except Exception as exc:  # noqa: BLE001 - one bad connection must not cost a serving thread
                     self.log.error(f"connection failed: {type(exc).__name__}: {exc}")
                 break
@@ -189,7 +209,8 @@ class Master(Supervisor):
 
     def __init__(self, config_path: str, settings: ServerSettings, log: EventLog) -> None:
         super().__init__("aveserver", log, self.serve, settings.workers, on_hup=self.reload,
-                         owned=(settings.socket_path, settings.pid_path))
+                         owned=(settings.socket_path, settings.pid_path),
+                         run_as=resolve_user(settings.user, "[aveserver.options]"))
         self.config_path = config_path
         self.settings = settings
         self.engine: Engine | None = None
@@ -214,7 +235,7 @@ class Master(Supervisor):
     # workers -------------------------------------------------------------------------------
     def serve(self) -> int:
         assert self.engine is not None
-        return Worker(self.socks, self.engine, self.settings, self.log, self.db_date).run()
+        return Worker(self.socks, self.engine, self.settings, self.log, self.db_date, self.ask_master).run()
 
     def spawn_generation(self) -> None:
         gc.collect()
@@ -331,12 +352,16 @@ def main(argv: list[str] | None = None) -> int:
             tell("OK\n")
         master = Master(args.config, settings, log)
         log.info(f"aveserver {os.getpid()}: configuration {args.config}")
+        if master.run_as is not None:
+            log.info(f"workers serve as {master.run_as.pw_name} (uid {master.run_as.pw_uid})")
+        elif os.geteuid() == 0:
+            log.warning("[aveserver.options] User=root: workers serve clients as root (not recommended)")
         from runtime.license.info import log_key_info  # 5.4.2: key information at start; never raises
 
         log_key_info(log, cfg)
         master.engine = master.load_engine(settings)
         master.db_date = database_date(settings.bases)
-        master.socks = bind_sockets(settings)
+        master.socks = bind_sockets(settings, master.run_as)
         if detach and notify_fd < 0:
             _, notify_fd = _daemonize()
         write_pid(settings.pid_path)

@@ -219,7 +219,7 @@ class Stack:
         sections: dict[str, dict[str, object]] = {
             "path": {"BasesPath": self.root / "bases", "LocalSocketPath": self.sock,
                      "AVSpidPATH": self.root / "run" / "aveserver.pid", "TempPath": self.temp},
-            "aveserver.options": {"DetachFromTerminal": False, "Workers": 1},
+            "aveserver.options": {"DetachFromTerminal": False, "Workers": 1, "User": "root"},
             "aveserver.report": {"ReportFileName": self.root / "log" / "aveserver.log"},
             "smtpscan.general": {"Protocol": "smtp", "ListenAddress": f"inet:127.0.0.1:{self.port}",
                                  "ForwardMailer": f"smtp:127.0.0.1:{self.sink.port}",
