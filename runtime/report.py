@@ -9,7 +9,9 @@ worker processes of aveserver can share one log without interleaving lines.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import sys
 import threading
 import time
@@ -71,16 +73,37 @@ class EventLog:
         )
 
     def _open(self) -> None:
+        """Open the report file so that whoever can write its directory cannot aim it elsewhere.
+
+        aveserver opens its log as root, possibly in a directory the filter's account owns: a
+        symlink planted there is refused (O_NOFOLLOW), a FIFO does not block (O_NONBLOCK), a
+        hard link to another file (st_nlink > 1) or anything but a regular file is refused, and
+        ``Append=no`` truncates only after those checks, never by O_TRUNC at open time."""
         assert self.path
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-        if self._truncate_pending:
-            flags |= os.O_TRUNC
-            self._truncate_pending = False
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        existed = os.path.exists(self.path)
-        fd = os.open(self.path, flags, self.permission)
-        if not existed:
-            os.fchmod(fd, self.permission)  # the umask must not widen or narrow the admin's choice
+        existed = os.path.lexists(self.path)
+        try:
+            fd = os.open(self.path, flags, self.permission)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OSError(exc.errno, "is a symbolic link; refusing to write a log through it", self.path) from None
+            raise
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise OSError(errno.EINVAL, "is not a regular file; refusing to write a log to it", self.path)
+            if st.st_nlink > 1:
+                raise OSError(errno.EMLINK, "has other hard links; refusing to write a log to it", self.path)
+            os.set_blocking(fd, True)
+            if self._truncate_pending:
+                os.ftruncate(fd, 0)
+                self._truncate_pending = False
+            if not existed:
+                os.fchmod(fd, self.permission)  # the umask must not widen or narrow the admin's choice
+        except BaseException:
+            os.close(fd)
+            raise
         self._fd = fd
 
     def reopen(self) -> None:
