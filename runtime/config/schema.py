@@ -43,7 +43,10 @@ GROUP_ATTRS: tuple[str, ...] = (
 ROLES: tuple[str, ...] = ("admin", "sender", "recipient")
 EVENTS: tuple[str, ...] = tuple(s.lower() for s in STATUSES)
 
-PRODUCT_NAME = "Kaspersky Anti-Virus for Unix Mail Servers"
+# Honest identity (issue 11): X-Anti-Virus headers and notices name THIS project in the guide's
+# format ("<name> version 5.5/RELEASE"); the guide printed "Kaspersky Anti-Virus for Unix Mail
+# Servers", which would make recipients believe a Kaspersky product scanned their mail.
+PRODUCT_NAME = "kav4mailservers"
 PRODUCT_VERSION = "5.5"
 
 # FHS-style locations of 5.5 on Linux (format notes "Paths of 5.5").

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime.config.schema import PRODUCT_NAME
 from runtime.report import EventLog
 
 from . import ave1
@@ -26,7 +27,7 @@ from .verdict import Status, Verdict
 from .wire import ConnectionClosed, LineTooLong, Reader
 
 VERSION = "5.5.0"
-PRODUCT = "Kaspersky Anti-Virus for Linux Mail Servers (kav4mailservers clean-room)"
+PRODUCT = f"{PRODUCT_NAME} aveserver"  # this project's name, never the product it re-creates
 MAX_LINE = 65536  # a clamd command line
 CLAMD_COMMANDS = (
     "SCAN QUIT RELOAD PING CONTSCAN VERSIONCOMMANDS VERSION END SHUTDOWN MULTISCAN FILDES STATS "
@@ -353,10 +354,13 @@ class Connection:
         return True
 
 
-def database_date(bases: Path) -> str:
-    """Newest modification time of the database files, clamd-style, for VERSION."""
+def database_date(bases: Path, records: int) -> str:
+    """Newest modification time of the database files, clamd-style, for VERSION; empty for an
+    empty database, which has no date (a made-up one would say the bases are current)."""
+    if records == 0:
+        return ""
     try:
         newest = max((p.stat().st_mtime for p in bases.iterdir()), default=0.0)
     except OSError:
         newest = 0.0
-    return time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(newest or time.time()))
+    return time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(newest)) if newest else ""

@@ -230,6 +230,9 @@ class Master(Supervisor):
             f"{len(engine.sigs.files)} files, {time.monotonic() - t0:.2f} s"
             + (" (compiled matcher from cache)" if engine.matcher.from_cache else "")
         )
+        if engine.record_count == 0:
+            self.log.warning(f"the anti-virus database in {settings.bases} is empty: nothing will be detected "
+                             "until it is filled (keepup2date); scanned mail carries no bases date")
         return engine
 
     # workers -------------------------------------------------------------------------------
@@ -263,7 +266,7 @@ class Master(Supervisor):
         self.log.reopen()
         self.settings, self.engine = new, engine
         self.size = new.workers
-        self.db_date = database_date(new.bases)
+        self.db_date = database_date(new.bases, engine.record_count)
         gc.unfreeze()
         self.new_generation(signal.SIGUSR2)
         self.log.info(f"reload complete: {len(self.current)} workers serve {engine.record_count} records")
@@ -319,7 +322,7 @@ def _daemonize() -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="aveserver", description="Kaspersky Anti-Virus scanning daemon (guide 6.4)")
+    ap = argparse.ArgumentParser(prog="aveserver", description="kav4mailservers scanning daemon (guide 6.4)")
     ap.add_argument("-c", "--config", default=CONFIG_FILE, help="configuration file (default %(default)s)")
     ap.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground (DetachFromTerminal=no)")
     args = ap.parse_args(argv)
@@ -360,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
 
         log_key_info(log, cfg)
         master.engine = master.load_engine(settings)
-        master.db_date = database_date(settings.bases)
+        master.db_date = database_date(settings.bases, master.engine.record_count)
         master.socks = bind_sockets(settings, master.run_as)
         if detach and notify_fd < 0:
             _, notify_fd = _daemonize()

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if os.path.basename(sys.argv[0]) == "qmail-queue" and argv[:1] != ["qmail-queue"]:
         argv.insert(0, "qmail-queue")
-    ap = argparse.ArgumentParser(prog="smtpscanner", description="Kaspersky Anti-Virus mail filter (guide 2.1, 6.1)")
+    ap = argparse.ArgumentParser(prog="smtpscanner", description="kav4mailservers mail filter (guide 2.1, 6.1)")
     ap.add_argument("-c", "--config", default=os.environ.get(CONFIG_ENV, CONFIG_FILE),
                     help="configuration file (default %(default)s; env KAV_CONFIG)")
     mode = ap.add_mutually_exclusive_group()

@@ -207,8 +207,11 @@ class Processor:
         """6.8.4: product and version, bases date and record count, check date and status."""
         try:
             v = await self.client.version()
-            when = time.strptime(str(v.get("date", "")), "%a %b %d %H:%M:%S %Y")
-            bases = f"{time.strftime('%Y%m%d', when)} #{v.get('records', 0)}"
+            date = str(v.get("date", ""))
+            if date:
+                bases = f"{time.strftime('%Y%m%d', time.strptime(date, '%a %b %d %H:%M:%S %Y'))} #{v.get('records', 0)}"
+            else:  # an empty database has no date; never print one
+                bases = f"none #{v.get('records', 0)}"
         except (AveServerUnavailable, ValueError, OSError):
             if status != "not_checked":
                 raise
