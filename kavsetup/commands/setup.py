@@ -20,7 +20,7 @@ from typing import Any
 
 from kavsetup.answers import BY_KEY
 from kavsetup.commands import add_parser
-from kavsetup.commands.install import _err, _exit_codes, _recover_first, _report
+from kavsetup.commands.outcome import err, exit_codes, recover_first, report
 from kavsetup.conversation import Cancelled, Console, Result, converse, post_actions
 from kavsetup.detect import detect
 from kavsetup.integrate.files import Root, View
@@ -101,21 +101,21 @@ def _finish(root: Root, tx: Transaction, res: Result, code: int) -> int:
     return 1 if failures else 0
 
 
-@_exit_codes
+@exit_codes
 def run_setup(args: argparse.Namespace) -> int:
     from kavsetup.integrate.plan import compile_plan
     from kavsetup.integrate.verify import verify
 
     root = Root(args.root)
     if not root.path.is_dir():
-        _err(f"{args.root}: not a directory")
+        err(f"{args.root}: not a directory")
         return 2
     given = given_answers(args)
     console = Console() if interactive(args) else None
     with root_lock(root):
         tx = Transaction(root)
         if not args.dry_run:
-            _recover_first(tx)
+            recover_first(tx)
         if tx.pending_state() == "installed":
             doc = tx.journal.doc
             print(f"already integrated with {doc['mta']} (since {doc['started']}); nothing to do "
@@ -137,17 +137,17 @@ def run_setup(args: argparse.Namespace) -> int:
                 print("not applied: nothing was changed")
                 return 1
         except Cancelled:
-            _err("setup cancelled: nothing was changed")
+            err("setup cancelled: nothing was changed")
             return 130
         out = tx.apply(plan, verify=lambda: verify(root, res.mta, res.settings))
-        return _finish(root, tx, res, _report(out))
+        return _finish(root, tx, res, report(out))
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
     return run_setup(args)
 
 
-@_exit_codes
+@exit_codes
 def cmd_reconfigure(args: argparse.Namespace) -> int:
     from kavsetup.integrate import reconfigure
     from kavsetup.integrate.plan import compile_plan
@@ -159,7 +159,7 @@ def cmd_reconfigure(args: argparse.Namespace) -> int:
         tx = Transaction(root)
         state = tx.pending_state()
         if state != "installed":
-            _err("not integrated (no completed journal here); run 'kavsetup setup' first"
+            err("not integrated (no completed journal here); run 'kavsetup setup' first"
                  if not state else f"an interrupted run (journal state {state!r}): run 'kavsetup recover' first")
             return 2
         doc = tx.journal.load()
@@ -194,7 +194,7 @@ def cmd_reconfigure(args: argparse.Namespace) -> int:
                 print("not applied: nothing was changed")
                 return 1
         except Cancelled:
-            _err("reconfigure cancelled: nothing was changed")
+            err("reconfigure cancelled: nothing was changed")
             return 130
         out = reconfigure.apply(tx, plan, verify=lambda: verify(root, res.mta, res.settings))
-        return _finish(root, tx, res, _report(out))
+        return _finish(root, tx, res, report(out))

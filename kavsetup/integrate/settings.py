@@ -9,7 +9,6 @@ whether shadow files exist).  Everything is a plain value so the journal can sto
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 PREFIX = "/opt/kav/5.5/kav4mailservers"
@@ -99,12 +98,3 @@ def validate(s: IntegrationSettings) -> IntegrationSettings:
         if not v.replace("-", "").replace("_", "").isalnum():
             raise SettingsError(f"{name}: {v!r} is not a valid account name")
     return s
-
-
-def load_answers(path: Path, base: IntegrationSettings) -> IntegrationSettings:
-    """Answers file (``--answers``, YAML or autoanswers.conf: kavsetup/answers.py) applied to
-    ``base``; keys that are not integration settings (mta, key_file ...) are ignored here."""
-    from kavsetup import answers
-
-    given = answers.load(path)
-    return validate(replace(base, **{k: v for k, v in given.items() if k in ANSWER_KEYS}))

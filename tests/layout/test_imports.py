@@ -114,24 +114,11 @@ def test_relative_and_function_level_imports_are_read(tmp_path: Path) -> None:
     assert _imports("runtime.engine.x", mod, modules) == {"runtime.engine.server", "runtime.config"}
 
 
-#: Cycles that exist on main and are not fixed yet, each owned by the kavsetup work (issue 10,
-#: item 5).  The test fails on any other cycle, and also once one of these is gone, so the entry
-#: is removed with the fix and the list can only shrink.
-KNOWN_CYCLES = [
-    # the answers file loader and the settings it fills import each other (a function-level import)
-    ["kavsetup.answers", "kavsetup.integrate.settings"],
-    # install calls setup's dialogue; setup reuses install's private _err/_exit_codes/_recover_first/_report
-    ["kavsetup.commands.install", "kavsetup.commands.setup"],
-]
-
-
 def test_no_import_cycle_between_modules() -> None:
     graph = _graph()
     assert len(graph) > 50
     cycles = _cycles(graph)
-    assert [c for c in cycles if c not in KNOWN_CYCLES] == [], "a new import cycle"
-    assert [c for c in KNOWN_CYCLES if c not in cycles] == [], "fixed: remove it from KNOWN_CYCLES"
-    assert not any(m.startswith("runtime") for c in cycles for m in c), "runtime/ has no cycle at all"
+    assert cycles == [], f"import cycles: {cycles}"
 
 
 def test_runtime_never_imports_kavsetup_and_filter_never_reaches_back_from_engine() -> None:
