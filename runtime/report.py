@@ -154,3 +154,29 @@ class EventLog:
 
     def debug(self, message: str) -> None:
         self.log(DEBUG, message)
+
+
+# -- syslog ---------------------------------------------------------------------------------------
+SYSLOG_SOCKET = os.environ.get("KAV_SYSLOG_SOCKET", "/dev/log")  # elsewhere in a chroot or container
+LOG_MAIL, LOG_ERR = 2, 3  # facility and severity numbers of RFC 3164
+
+
+def to_syslog(ident: str, message: str, severity: int = LOG_ERR, path: str | None = None) -> bool:
+    """Send one line to the system log (facility mail) without the stdlib ``syslog`` module, whose
+    socket is fixed and whose failures are silent; False when no syslog daemon listens.
+
+    For what must reach the administrator even when our own report file cannot be opened (a
+    spawned smtpscanner refusing a session because kav4mailservers.conf is broken)."""
+    import socket
+
+    line = f"<{LOG_MAIL * 8 + severity}>{ident}[{os.getpid()}]: {_one_line(message)}".encode("utf-8", "replace")
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        try:
+            with socket.socket(socket.AF_UNIX, kind) as s:
+                s.settimeout(1.0)
+                s.connect(path or SYSLOG_SOCKET)
+                s.sendall(line if kind == socket.SOCK_DGRAM else line + b"\n")
+            return True
+        except OSError:
+            continue
+    return False

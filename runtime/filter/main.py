@@ -67,10 +67,15 @@ def main(argv: list[str] | None = None) -> int:
         if name == "release":
             p.add_argument("--keep", action="store_true", help="keep the entry after release")
     args = ap.parse_args(argv)
+    spawned = args.command is None and (args.stdio or (not args.daemon and not args.listen and stdin_is_channel()))
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
+        if spawned:  # the MTA reads our stdout: tell it why instead of dropping the connection
+            from runtime.filter.refusal import refuse_session
+
+            return refuse_session(str(exc), args.config)
         return 55 if args.command == "qmail-queue" else 1
     if args.command == "quarantine":
         from runtime.filter.quarantine_cli import run
@@ -80,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         log = EventLog.from_config(cfg, "smtpscan.report")
     except OSError as exc:
         print(f"smtpscanner: cannot open event log: {exc}", file=sys.stderr)
+        if spawned:
+            from runtime.filter.refusal import refuse_session
+
+            return refuse_session(f"cannot open event log: {exc}", args.config)
         return 55 if args.command == "qmail-queue" else 1
     if args.command == "qmail-queue":
         from runtime.filter.qmailqueue import run_qmail_queue
