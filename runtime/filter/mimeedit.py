@@ -124,6 +124,16 @@ def build_copy(data: bytes, findings: list[Finding], action_of: Callable[[str], 
         setattr(res, what, getattr(res, what) + 1)
     if res.kept == len(plan) and report is None:
         return res
+    if any(f.index == WHOLE and what != "kept" for f, what in plan):
+        # the whole message goes: keep its headers, never parse its body (it may be the reason
+        # it could not be scanned: nested too deep for the parser, too many parts)
+        msg = _headers_only(data)
+        f = next(f for f, what in plan if f.index == WHOLE and what != "kept")
+        _replace_with_text(msg, removed_text(f))
+        if report is not None:
+            msg = _with_report(msg, report)
+        res.data = serialize(msg)
+        return res
     msg = parse(data)
     parts = dict(leaves(msg))
     for f, what in plan:
@@ -140,6 +150,11 @@ def build_copy(data: bytes, findings: list[Finding], action_of: Callable[[str], 
         msg = _with_report(msg, report)
     res.data = serialize(msg)
     return res
+
+
+def _headers_only(data: bytes) -> Message:
+    end = data.find(b"\n\n")
+    return parse(data if end < 0 else data[: end + 1] + b"\n")
 
 
 def _with_report(msg: Message, report: str) -> Message:
