@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
+from email.parser import BytesHeaderParser
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
@@ -89,7 +90,8 @@ class Got:
 
     @property
     def notice(self) -> str:
-        return str(self.msg.get("X-Anti-Virus-Notice", ""))
+        # headers only: a delivered message may be nested too deep for the full parser
+        return str(BytesHeaderParser(policy=email.policy.compat32).parsebytes(self.data).get("X-Anti-Virus-Notice", ""))
 
 
 class _SinkSMTP(AioSMTP):
