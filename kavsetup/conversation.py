@@ -288,6 +288,10 @@ def converse(root: Root, system: System, given: dict[str, Any], console: Console
     for key in setup["ports"]:
         default = getattr(s, key)
         busy = default in taken
+        if busy and console is None and key not in given:
+            # No one to ask: the plan moves both ports up together past the taken ones and says
+            # so in a note (kavsetup/mta/common.choose_ports), as a non-interactive install always did.
+            continue
         if busy:
             say(f"Port {default} ({key}) is already in use here.")
             others = {getattr(s, k) for k in setup["ports"]} | set(changes.values())

@@ -80,6 +80,7 @@ class EventLog:
         hard link to another file (st_nlink > 1) or anything but a regular file is refused, and
         ``Append=no`` truncates only after those checks, never by O_TRUNC at open time."""
         assert self.path
+        # also the guide's /tmp/logfile.log, where anyone could plant a link to /etc/shadow
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         existed = os.path.lexists(self.path)

@@ -1,7 +1,7 @@
 """The one schema of ``kav4mailservers.conf``.
 
 Every section and key the guide names (4.1, 4.4.5, 5.1-5.4, 6.1-6.8) plus those attested by
-third-party tools of the time (design/kav55-format-notes.md), each with its type, default and
+third-party tools of the time (docs/formats.md), each with its type, default and
 the guide section it comes from.  The runtime loads through this module and the installer renders
 its template from it, so defaults live in exactly one place.
 
@@ -513,6 +513,15 @@ SECTIONS: tuple[Section, ...] = (
             K("MailBases", _BOOL, True, "6.2.1", "Scan mailbox files."),
             K("MailPlain", _BOOL, True, "6.2.1", "Scan plain mail messages."),
             K("CrossFs", _BOOL, False, "6.2.1", "Cross file-system boundaries."),
+            K("FollowSymlinks", _BOOL, False, "6.2.1", "Follow symbolic links found inside the scanning area."),
+            K(
+                "Workers",
+                v.Int(minimum=0),
+                0,
+                "6.3",
+                "Files scanned in parallel; 0 = one per core.",
+                note="Forked in-process workers; aveserver's FILDES answer lacks the full verdict (bench/README.md).",
+            ),
         ),
     ),
     *(
@@ -525,6 +534,8 @@ SECTIONS: tuple[Section, ...] = (
                 K("OnSuspicion", v.ScanAction(), [], "6.2.3", "Action on suspicious objects."),
                 K("OnWarning", v.ScanAction(), [], "6.2.3", "Action on warning objects."),
                 K("OnCorrupted", v.ScanAction(), [], "6.2.3", "Action on corrupted objects."),
+                K("OnProtected", v.ScanAction(), [], "6.2.3", "Action on password-protected objects."),
+                K("OnError", v.ScanAction(), [], "6.2.3", "Action on objects that could not be scanned."),
             ),
         )
         for name, what in (("scanner.object", "simple objects"), ("scanner.container", "containers"))

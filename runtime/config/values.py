@@ -428,13 +428,13 @@ class XforwardAttrs(ValueType):
         return " ".join(value) if isinstance(value, list | tuple) else str(value)
 
 
-_ACTION_VERBS = ("remove", "move", "movepath", "exec")
+_ACTION_VERBS = ("report", "cure", "remove", "move", "movepath", "quarantine", "exec")
 
 
 @dataclass(frozen=True)
 class ScanAction(ValueType):
-    """kavscanner object actions (guide 5.3.3-5.3.4, 6.2.3): ``remove``, ``move DIR``,
-    ``movePath DIR``, ``exec CMD``, several joined with ``;``.
+    """kavscanner object actions (guide 5.3.3-5.3.4, 6.2.3): ``report``, ``cure``, ``remove``,
+    ``move DIR``, ``movePath DIR``, ``quarantine [DIR]``, ``exec CMD``, several joined with ``;``.
 
     A ``;`` followed by something that is not a verb continues the previous ``exec`` command, as
     in the guide's own ``exec mv ...; chmod -x ...`` example.
@@ -457,24 +457,28 @@ class ScanAction(ValueType):
             elif actions and actions[-1][0] == "exec":
                 actions[-1] = ("exec", actions[-1][1] + "; " + piece)
             else:
-                raise ValueError(f"unknown action {verb!r} (use remove, move DIR, movePath DIR or exec CMD)")
+                raise ValueError(f"unknown action {verb!r} (use report, cure, remove, move DIR, movePath DIR, "
+                                 "quarantine [DIR] or exec CMD)")
         for verb, arg in actions:
             if verb in ("move", "movepath") and not arg.startswith("/"):
                 raise ValueError(f"{verb} needs an absolute directory, got {arg!r}")
             if verb == "exec" and not arg:
                 raise ValueError("exec needs a command")
-            if verb == "remove" and arg:
-                raise ValueError(f"remove takes no argument, got {arg!r}")
+            if verb in ("remove", "report", "cure") and arg:
+                raise ValueError(f"{verb} takes no argument, got {arg!r}")
+            if verb == "quarantine" and arg and not arg.startswith("/"):
+                raise ValueError(f"quarantine needs an absolute directory, got {arg!r}")
         return actions
 
     def format(self, value: Any) -> str:
         if isinstance(value, str):
             return value
-        names = {"remove": "remove", "move": "move", "movepath": "movePath", "exec": "exec"}
+        names = {"report": "report", "cure": "cure", "remove": "remove", "move": "move", "movepath": "movePath",
+                 "quarantine": "quarantine", "exec": "exec"}
         return "; ".join((names[v] + (" " + a if a else "")) for v, a in value)
 
     def describe(self) -> str:
-        return "remove | move DIR | movePath DIR | exec CMD, joined with ;"
+        return "report | cure | remove | move DIR | movePath DIR | quarantine [DIR] | exec CMD, joined with ;"
 
 
 @dataclass(frozen=True)
