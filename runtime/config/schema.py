@@ -216,6 +216,14 @@ SECTIONS: tuple[Section, ...] = (
                 "Licence accounting store (users, traffic, notices); owned by the filter's user.",
                 note="Not in the guide: the state directory of the accounting smtpscanner keeps.",
             ),
+            K(
+                "CachePath",
+                v.Path(),
+                "/var/cache/kav4mailservers",
+                "4.2",
+                "aveserver's cache of the compiled database (root-owned; removed on purge).",
+                note="Not in the guide: FHS /var/cache, not root's ~/.cache where a purge would leave it.",
+            ),
             K("LocalSocketPath", v.Path(), "/var/run/aveserver", "6.4", "aveserver's UNIX socket."),
             K("AVSpidPATH", v.Path(), "/var/run/aveserver.pid", "6.4.2", "aveserver's pid file."),
             K(

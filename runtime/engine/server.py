@@ -28,6 +28,7 @@ import pwd
 import select
 import signal
 import socket
+import stat
 import struct
 import sys
 import threading
@@ -43,7 +44,6 @@ from runtime.report import EventLog
 from .capacity import SCANS_PER_WORKER, THREADS_PER_WORKER
 from .engine import DatabaseError, Engine
 from .limits import Limits
-from .matcher import default_cache_dir
 from .protocol import Connection, ServerState, database_date
 
 
@@ -64,6 +64,7 @@ class ServerSettings:
     stream_max: int
     limits: Limits
     user: str
+    cache: Path
 
     @classmethod
     def from_config(cls, cfg: KavConfig) -> ServerSettings:
@@ -82,7 +83,25 @@ class ServerSettings:
             stream_max=cfg.get(opt, "StreamMaxLength"),
             limits=Limits.from_config(cfg),
             user=cfg.get(opt, "User"),
+            cache=Path(os.environ.get("KAV_ENGINE_CACHE") or Path(cfg.get("path", "CachePath")) / "engine"),
         )
+
+
+def trusted_cache(path: Path, log: EventLog) -> Path | None:
+    """The compiled-database cache directory, or None (no cache: slower start, same results).
+
+    The master reads it as root and the blobs are deserialised, so a directory another account
+    could write (a planted blob, a signature removed from the parsed form) is not used."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = os.stat(path, follow_symlinks=False)
+    except OSError as exc:
+        log.warning(f"database cache {path} unusable ({exc.strerror}); compiling without a cache")
+        return None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        log.warning(f"database cache {path} is not a directory only this account can write; not used")
+        return None
+    return path
 
 
 # -- stale files ----------------------------------------------------------------------------------
@@ -220,7 +239,7 @@ class Master(Supervisor):
     # database ------------------------------------------------------------------------------
     def load_engine(self, settings: ServerSettings) -> Engine:
         t0 = time.monotonic()
-        engine = Engine.load(settings.bases, settings.limits, default_cache_dir())
+        engine = Engine.load(settings.bases, settings.limits, trusted_cache(settings.cache, self.log))
         for err in engine.sigs.errors[:50]:
             self.log.error(f"database: {err} (line skipped)")
         if len(engine.sigs.errors) > 50:

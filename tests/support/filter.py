@@ -220,7 +220,8 @@ class Stack:
         (self.root / "bases" / "local.ndb").write_text("Test.Body.Sig:0:*:6b61763474657374{2-8}7369676e\n")
         sections: dict[str, dict[str, object]] = {
             "path": {"BasesPath": self.root / "bases", "LocalSocketPath": self.sock,
-                     "AVSpidPATH": self.root / "run" / "aveserver.pid", "TempPath": self.temp},
+                     "AVSpidPATH": self.root / "run" / "aveserver.pid", "TempPath": self.temp,
+                     "CachePath": self.root / "cache"},
             "aveserver.options": {"DetachFromTerminal": False, "Workers": 1, "User": "root"},
             "aveserver.report": {"ReportFileName": self.root / "log" / "aveserver.log"},
             "smtpscan.general": {"Protocol": "smtp", "ListenAddress": f"inet:127.0.0.1:{self.port}",
