@@ -216,9 +216,10 @@ class Supervisor:
         (``retire_signal``); they exit on their own once their connections are done.  New
         before old: the listening socket never goes unserved.
 
-        At most one retired generation lingers: workers retired by an earlier reload and still
-        holding a connection are told to stop (SIGTERM: finish the request in flight), so any
-        number of reloads leaves at most twice ``size`` workers, not one more per reload."""
+        At most one retired generation keeps serving: workers retired by an earlier reload and
+        still holding a connection are told to stop (SIGTERM: finish the request in flight, then
+        exit), so reloads cannot pile up workers (20 sessions each asking for a RELOAD used to
+        leave 21 generations running)."""
         for pid in self.retired:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
