@@ -96,7 +96,9 @@ def test_default_socket_is_0660_owned_by_the_serving_account(root_server: Server
     assert stat.S_IMODE(st.st_mode) == 0o660
     assert (st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid)
     workers = children(root_server.proc.pid)
-    assert workers and all(_uid(w) == nobody.pw_uid for w in workers)
+    assert workers
+    # a worker drops right after its fork, before it accepts; the log line may come first
+    wait_for(lambda: all(_uid(w) == nobody.pw_uid for w in workers), timeout=10, what="workers to drop to nobody")
     assert "workers serve as nobody" in root_server.log.read_text()
 
 
