@@ -12,14 +12,21 @@ here, once:
 * generations: a reload may start a new set of workers and retire the old one (aveserver keeps
   serving the open connections of the retired workers until they close);
 * :meth:`Supervisor.enter_worker`: what every worker does right after the fork, before it
-  serves.  It is the single place for per-worker hardening (privilege dropping, resource limits),
-  so both daemons get it the same way.
+  serves.  It is the single place for per-worker hardening: a master started by root keeps root
+  only to bind, write the pid file and remove both at the end; every worker drops to the daemon's
+  account (``run_as``) before it reads a byte from a client (the privilege model, design.md "Who
+  runs as whom").
+* the control pipe: a worker that no longer runs as root cannot signal its root master, so the
+  requests a client may make of the master (reload, stop; already checked by the worker against
+  the client's credentials) travel over a pipe the master reads in its loop.
 """
 
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
+import pwd
 import select
 import signal
 import socket
@@ -91,6 +98,33 @@ def write_pid(path: Path) -> None:
     atomic_write(path, f"{os.getpid()}\n".encode(), mode=0o644)
 
 
+def resolve_user(user: str, what: str) -> pwd.struct_passwd | None:
+    """The account a daemon started by root serves as; None when it keeps the current uid.
+
+    Not root: nothing to drop (the administrator already runs it as the account of their choice).
+    ``root`` is accepted only as an explicit opt-out; an account that does not exist is a start-up
+    error, never a silent fall-back to root."""
+    if os.geteuid() != 0 or user == "root":
+        return None
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        raise StartupError(f"{what} User {user!r} does not exist; refusing to serve as root "
+                           "(create the account or set User=root explicitly)") from None
+    return None if pw.pw_uid == 0 else pw
+
+
+def drop_privileges(pw: pwd.struct_passwd) -> None:
+    """Become ``pw`` for good: supplementary groups, gid, then uid (the order that leaves no way
+    back); verified, because a process that still has root after this must not serve."""
+    groups = sorted({pw.pw_gid, *(g.gr_gid for g in grp.getgrall() if pw.pw_name in g.gr_mem)})
+    os.setgroups(groups)
+    os.setgid(pw.pw_gid)
+    os.setuid(pw.pw_uid)
+    if os.getuid() == 0 or os.geteuid() == 0:
+        raise SystemExit("could not drop root privileges")
+
+
 def die_with_parent() -> None:
     """Linux: have the kernel send SIGTERM to this worker when the master dies (kill -9)."""
     try:
@@ -116,9 +150,13 @@ class Supervisor:
     YOUNG = 5.0  # a worker that lived less than this counts as dying young
     GRACE = 30.0  # SIGTERM: seconds the workers get to finish what they are doing
 
+    CONTROL = {b"H": signal.SIGHUP, b"T": signal.SIGTERM}  # control pipe byte -> the signal it stands for
+
     def __init__(self, name: str, log: EventLog, work: Callable[[], int], size: int,
-                 on_hup: Callable[[], None] | None = None, owned: tuple[Path, ...] = ()) -> None:
+                 on_hup: Callable[[], None] | None = None, owned: tuple[Path, ...] = (),
+                 run_as: pwd.struct_passwd | None = None) -> None:
         self.name = name
+        self.run_as = run_as
         self.log = log
         self.work = work
         self.size = size
@@ -130,16 +168,29 @@ class Supervisor:
         self.stopping = False
         self.backoff = self.RESPAWN_FIRST
         self.respawn_at: list[float] = []  # monotonic times at which a replacement is due
+        self.control_r, self.control_w = os.pipe()  # workers -> master: reload / stop requests
+        os.set_blocking(self.control_r, False)
+        os.set_blocking(self.control_w, False)
 
     # workers ---------------------------------------------------------------------------------
     def enter_worker(self) -> None:
         """Run in every worker right after the fork: default signal dispositions, die with the
-        master.  Privilege dropping and resource limits belong here too (one place for both
-        daemons)."""
+        master, drop to ``run_as`` (one place for both daemons).  Nothing a client sends is read
+        before this returns."""
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
+        os.close(self.control_r)
         die_with_parent()
+        if self.run_as is not None:
+            drop_privileges(self.run_as)
+            die_with_parent()  # setuid clears PR_SET_PDEATHSIG
+
+    def ask_master(self, request: str) -> None:
+        """From a worker: ``reload`` or ``stop`` (the caller has checked the client may ask)."""
+        byte = {"reload": b"H", "stop": b"T"}[request]
+        with contextlib.suppress(BlockingIOError):
+            os.write(self.control_w, byte)
 
     def spawn(self) -> int:
         pid = os.fork()
@@ -163,7 +214,15 @@ class Supervisor:
     def new_generation(self, retire_signal: int) -> None:
         """Start a fresh set of workers, then tell the old ones to stop accepting
         (``retire_signal``); they exit on their own once their connections are done.  New
-        before old: the listening socket never goes unserved."""
+        before old: the listening socket never goes unserved.
+
+        At most one retired generation keeps serving: workers retired by an earlier reload and
+        still holding a connection are told to stop (SIGTERM: finish the request in flight, then
+        exit), so reloads cannot pile up workers (20 sessions each asking for a RELOAD used to
+        leave 21 generations running)."""
+        for pid in self.retired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         old, self.current = set(self.current), {}
         self.spawn_generation()
         for pid in old:
@@ -224,9 +283,13 @@ class Supervisor:
             while True:
                 wait = min([1.0, *(t - time.monotonic() for t in self.respawn_at)])
                 with contextlib.suppress(InterruptedError):
-                    select.select([rfd], [], [], max(0.0, wait))
+                    select.select([rfd, self.control_r], [], [], max(0.0, wait))
                 with contextlib.suppress(BlockingIOError):
                     os.read(rfd, 512)
+                with contextlib.suppress(BlockingIOError):
+                    # many requests queued meanwhile are one reload: the pipe's bytes are a set
+                    self.flags |= {self.CONTROL[bytes([b])] for b in os.read(self.control_r, 4096)
+                                   if bytes([b]) in self.CONTROL}
                 flags, self.flags = self.flags, set()
                 if signal.SIGCHLD in flags:
                     self.reap()

@@ -90,7 +90,7 @@ def run_aveserver(db: Path, files: list[Path], work: Path, cold: bool, key: Path
     keyline = f"BasesPublicKey={key}\n" if key else ""
     conf.write_text(
         f"[path]\nBasesPath={db}\nLocalSocketPath={work}/ave.sock\nAVSpidPATH={work}/ave.pid\n{keyline}\n"
-        "[aveserver.options]\nDetachFromTerminal=no\nWorkers=0\nStreamMaxLength=2000000000\n\n"
+        "[aveserver.options]\nDetachFromTerminal=no\nWorkers=0\nUser=root\nStreamMaxLength=2000000000\n\n"
         f"[aveserver.limits]\nMaxUnpackedSize=2000000000\nMaxScanTime=600\n\n"
         f"[aveserver.report]\nReportFileName={work}/ave.log\nReportLevel=3\n"
     )

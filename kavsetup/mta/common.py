@@ -57,7 +57,7 @@ def accounts(system: System, s: IntegrationSettings, home: str) -> tuple[list[Ed
         edits.append(AccountLine("/etc/gshadow", s.group, f"{s.group}:!::"))
     if user is None:
         uid = free_id(users.uids)
-        gecos = "Kaspersky Anti-Virus for Mail Servers"
+        gecos = "kav4mailservers mail filter"
         edits.append(AccountLine("/etc/passwd", s.user, f"{s.user}:x:{uid}:{gid}:{gecos}:{home}:{s.nologin}"))
         edits.append(AccountLine("/etc/shadow", s.user, ":".join([s.user, "!*", "", "", "", "", "", "", ""])))
     else:

@@ -337,9 +337,40 @@ def loads_config(text: str, filename: str = "<string>", path: Path | None = None
                             filename, s.lines[0], name, s.key.name, "has no effect without Quarantine=yes", "warning"
                         )
                     )
+    warnings += _limit_conflicts(filename, sections)
     if errors:
         raise ConfigError(errors)
     return KavConfig(path, filename, doc, sections, section_lines, warnings)
+
+
+def _limit_conflicts(filename: str, sections: dict[str, dict[str, Setting]]) -> list[Message]:
+    """Limit combinations that cannot work as the administrator probably expects (issue 11):
+    mail smtpscanner accepts but aveserver refuses to scan, scans smtpscanner stops waiting for."""
+
+    def value(section: str, key: str) -> tuple[Any, int | None]:
+        found = sections.get(section, {}).get(key)
+        if found is not None:
+            return found.value, found.lines[0]
+        spec = schema.SECTION_INDEX[section].key(key)
+        assert spec is not None
+        return spec.default, None
+
+    out: list[Message] = []
+    size, size_line = value("smtpscan.limits", "MaxMessageSize")
+    stream, stream_line = value("aveserver.options", "StreamMaxLength")
+    if size == 0 or size > stream:
+        what = "no limit" if size == 0 else f"{size} bytes"
+        out.append(Message(filename, size_line or stream_line, "smtpscan.limits", "MaxMessageSize",
+                           f"{what} lets in messages larger than [aveserver.options] StreamMaxLength ({stream}), "
+                           "which cannot be scanned: they get each group's Error rules and, when removed, a copy in "
+                           "the quarantine; set MaxMessageSize to at most StreamMaxLength", "warning"))
+    check, check_line = value("smtpscan.limits", "MaxCheckTime")
+    scan, scan_line = value("aveserver.limits", "MaxScanTime")
+    if check < scan:
+        out.append(Message(filename, check_line or scan_line, "smtpscan.limits", "MaxCheckTime",
+                           f"{check}s is shorter than [aveserver.limits] MaxScanTime ({scan}s): a slow scan is "
+                           "deferred (4xx) again at every retry instead of being decided", "warning"))
+    return out
 
 
 def load_config(path: str | Path) -> KavConfig:

@@ -43,7 +43,10 @@ GROUP_ATTRS: tuple[str, ...] = (
 ROLES: tuple[str, ...] = ("admin", "sender", "recipient")
 EVENTS: tuple[str, ...] = tuple(s.lower() for s in STATUSES)
 
-PRODUCT_NAME = "Kaspersky Anti-Virus for Unix Mail Servers"
+# Honest identity (issue 11): X-Anti-Virus headers and notices name THIS project in the guide's
+# format ("<name> version 5.5/RELEASE"); the guide printed "Kaspersky Anti-Virus for Unix Mail
+# Servers", which would make recipients believe a Kaspersky product scanned their mail.
+PRODUCT_NAME = "kav4mailservers"
 PRODUCT_VERSION = "5.5"
 
 # FHS-style locations of 5.5 on Linux (format notes "Paths of 5.5").
@@ -216,6 +219,14 @@ SECTIONS: tuple[Section, ...] = (
                 "Licence accounting store (users, traffic, notices); owned by the filter's user.",
                 note="Not in the guide: the state directory of the accounting smtpscanner keeps.",
             ),
+            K(
+                "CachePath",
+                v.Path(),
+                "/var/cache/kav4mailservers",
+                "4.2",
+                "aveserver's cache of the compiled database (root-owned; removed on purge).",
+                note="Not in the guide: FHS /var/cache, not root's ~/.cache where a purge would leave it.",
+            ),
             K("LocalSocketPath", v.Path(), "/var/run/aveserver", "6.4", "aveserver's UNIX socket."),
             K("AVSpidPATH", v.Path(), "/var/run/aveserver.pid", "6.4.2", "aveserver's pid file."),
             K(
@@ -265,7 +276,23 @@ SECTIONS: tuple[Section, ...] = (
                 "fast: detach after reading the config; normal: after loading databases and keys.",
                 note="normal: a start that cannot load its databases fails visibly instead of silently.",
             ),
-            K("LocalSocketPermission", _PERM, 0o666, "6.4", "Permission of the UNIX socket (guide default 0666)."),
+            K(
+                "LocalSocketPermission",
+                _PERM,
+                0o660,
+                "6.4",
+                "Permission of the UNIX socket; owner User, group User's group (filter).",
+                note="The guide printed 0666: any local user could then SCAN, RELOAD and SHUTDOWN. 0660 lets "
+                "only aveserver's account and its group (smtpscanner's) connect.",
+            ),
+            K(
+                "User",
+                v.String(),
+                "kluser",
+                "6.4",
+                "Account the workers serve as after root bound the socket ('root' keeps root: not recommended).",
+                note="Not in the guide (it ran aveserver as root); like clamd's User clamav.",
+            ),
             K(
                 "Workers",
                 v.Int(minimum=0, maximum=256),

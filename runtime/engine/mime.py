@@ -88,3 +88,64 @@ def serialize(msg: Message) -> bytes:
     buf = io.BytesIO()
     BytesGenerator(buf, mangle_from_=False, maxheaderlen=0).flatten(msg)
     return buf.getvalue()
+
+
+# -- bounded structure check (issue 11 item 11) ---------------------------------------------------
+_CT_MULTI = re.compile(rb"^content-type:\s*multipart/[^;\s]*(.*)$", re.IGNORECASE | re.DOTALL)
+_CT_RFC822 = re.compile(rb"^content-type:\s*message/rfc822", re.IGNORECASE)
+_BOUNDARY = re.compile(rb"""boundary\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s;]+))""", re.IGNORECASE)
+
+
+def structure_problem(data: bytes, max_depth: int, max_parts: int) -> str | None:
+    """Why a message is too deeply nested or has too many parts to be parsed, or None.
+
+    The standard library's parser and generator recurse once per nesting level (RecursionError
+    near 1000 levels, and minutes of work for 200 000 parts), so before anything parses a message
+    this reads its lines once, iteratively, keeping a stack of the open multipart boundaries:
+    linear time, constant stack.  MIME nesting (multiparts and message/rfc822) counts toward
+    ``[aveserver.limits] MaxDepth``, parts toward ``MaxFiles``."""
+    lines = data.split(b"\n")
+    stack: list[bytes | None] = []  # open multipart boundaries and (None) message/rfc822 levels
+    parts = 0
+    in_header = True
+    header: list[bytes] = []
+    for raw in lines:
+        line = raw.rstrip(b"\r")
+        if in_header:
+            if line and line[:1] in b" \t" and header:
+                header[-1] += b" " + line.strip()
+                continue
+            if line:
+                header.append(line)
+                continue
+            in_header = False
+            for h in header:
+                m = _CT_MULTI.match(h)
+                if m:
+                    b = _BOUNDARY.search(m.group(1))
+                    if b:
+                        stack.append((b.group(1) if b.group(1) is not None else b.group(2)).strip())
+                elif _CT_RFC822.match(h):
+                    stack.append(None)
+                    in_header = True  # the body is another message: its header block follows at once
+            header = []
+            if len(stack) > max_depth:
+                return f"MIME nesting deeper than MaxDepth ({max_depth})"
+            continue
+        if not line.startswith(b"--"):
+            continue
+        tail = line[2:].rstrip(b" \t")
+        closing = tail.endswith(b"--") and tail[:-2] in stack
+        name = tail[:-2] if closing else tail
+        if not name or name not in stack:
+            continue
+        while stack[-1] != name:  # what was opened inside the part ends with its boundary
+            stack.pop()
+        if closing:
+            stack.pop()
+            continue
+        parts += 1
+        if parts > max_parts:
+            return f"more than MaxFiles ({max_parts}) MIME parts"
+        in_header = True
+    return None

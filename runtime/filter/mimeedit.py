@@ -9,6 +9,7 @@ are addressed by their position in ``walk()`` order, which is stable for the sam
 from __future__ import annotations
 
 import email
+import email.parser
 import email.policy
 import io
 import re
@@ -124,8 +125,11 @@ def build_copy(data: bytes, findings: list[Finding], action_of: Callable[[str], 
         setattr(res, what, getattr(res, what) + 1)
     if res.kept == len(plan) and report is None:
         return res
-    msg = parse(data)
-    parts = dict(leaves(msg))
+    # A finding about the whole message never parses its body (it may be why it could not be
+    # scanned: nested too deep for the parser, too many parts): headers parsed, body kept raw.
+    whole = any(f.index == WHOLE for f in findings)
+    msg = _shallow(data) if whole else parse(data)
+    parts = {} if whole else dict(leaves(msg))
     for f, what in plan:
         target = msg if f.index == WHOLE else parts.get(f.index)
         if target is None or what == "kept":
@@ -140,6 +144,11 @@ def build_copy(data: bytes, findings: list[Finding], action_of: Callable[[str], 
         msg = _with_report(msg, report)
     res.data = serialize(msg)
     return res
+
+
+def _shallow(data: bytes) -> Message:
+    """Headers parsed, the body one raw string (the generator writes it back unchanged)."""
+    return email.parser.BytesParser(policy=email.policy.compat32).parsebytes(data, headersonly=True)
 
 
 def _with_report(msg: Message, report: str) -> Message:

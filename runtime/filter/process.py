@@ -23,6 +23,7 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 
 from runtime.config import Group, KavConfig
+from runtime.engine.mime import structure_problem
 from runtime.engine.verdict import SEVERITY, Status, Verdict
 from runtime.filter import mimeedit
 from runtime.filter.avescan import AsyncAveClient, AveServerError, AveServerUnavailable
@@ -91,23 +92,36 @@ class TempFail(Exception):
 
 
 class Scanner:
-    """One message's scans, shared by its group parts (a scan is done once per cure mode)."""
+    """One message's scans, shared by its group parts (a scan is done once per cure mode).
 
-    def __init__(self, client: AsyncAveClient, data: bytes) -> None:
+    Parsing and per-part work run in a thread, never on the event loop that serves every other
+    session; and only after :func:`structure_problem` has bounded them: a message nested deeper
+    than MaxDepth or with more than MaxFiles parts is never parsed, it is one object that could
+    not be scanned (status Error), decided by the group's rules like any other."""
+
+    def __init__(self, client: AsyncAveClient, data: bytes, max_depth: int = 16, max_parts: int = 10000) -> None:
         self.client = client
         self.data = data
+        self.max_depth = max_depth
+        self.max_parts = max_parts
         self._whole: Verdict | None = None
         self._leaves: dict[bool, list[Leaf]] = {}
         self._msg = None
+        self._problem: str | None | bool = False  # False: not checked yet
 
-    @property
-    def msg(self):  # noqa: ANN201
+    async def problem(self) -> str | None:
+        if self._problem is False:
+            self._problem = await asyncio.to_thread(structure_problem, self.data, self.max_depth, self.max_parts)
+        return self._problem  # type: ignore[return-value]
+
+    async def _parsed(self):  # noqa: ANN202
         if self._msg is None:
-            self._msg = mimeedit.parse(self.data)
+            self._msg = await asyncio.to_thread(mimeedit.parse, self.data)
         return self._msg
 
-    def leaf_names(self) -> list[Leaf]:
-        return [Leaf(i, *mimeedit.leaf_name(i, p)) for i, p in mimeedit.leaves(self.msg)]
+    async def leaf_names(self) -> list[Leaf]:
+        msg = await self._parsed()
+        return await asyncio.to_thread(lambda: [Leaf(i, *mimeedit.leaf_name(i, p)) for i, p in mimeedit.leaves(msg)])
 
     async def whole(self) -> Verdict:
         if self._whole is None:
@@ -117,9 +131,10 @@ class Scanner:
     async def leaves(self, cure: bool) -> list[Leaf]:
         if cure not in self._leaves:
             out = []
-            for i, part in mimeedit.leaves(self.msg):
-                name, real = mimeedit.leaf_name(i, part)
-                payload = part.get_payload(decode=True) or b""
+            msg = await self._parsed()
+            decoded = await asyncio.to_thread(lambda: [(i, *mimeedit.leaf_name(i, p), p.get_payload(decode=True) or b"")
+                                                       for i, p in mimeedit.leaves(msg)])
+            for i, name, real, payload in decoded:
                 try:
                     v: Verdict | None = await self.client.scan(payload, name if real else f"part{i}", cure=cure)
                     err = ""
@@ -130,10 +145,14 @@ class Scanner:
         return self._leaves[cure]
 
     async def findings(self, group: Group) -> list[Finding]:
+        problem = await self.problem()
+        if problem is not None:
+            return [Finding(WHOLE, "message", "Error", [problem])]
         filter_names = bool(group.get("FilterByName"))
         filtered = set()
         if filter_names:
-            filtered = {leaf.index for leaf in self.leaf_names() if leaf.real_name and group.filtered_name(leaf.name)}
+            filtered = {leaf.index for leaf in await self.leaf_names()
+                        if leaf.real_name and group.filtered_name(leaf.name)}
         try:
             whole = await self.whole()
         except AveServerError as exc:
@@ -142,7 +161,7 @@ class Scanner:
             return []
         found: list[Finding] = []
         if whole.clean:
-            for leaf in self.leaf_names():
+            for leaf in await self.leaf_names():
                 if leaf.index in filtered:
                     found.append(Finding(leaf.index, leaf.name, "Filtered"))
             return found
@@ -207,8 +226,11 @@ class Processor:
         """6.8.4: product and version, bases date and record count, check date and status."""
         try:
             v = await self.client.version()
-            when = time.strptime(str(v.get("date", "")), "%a %b %d %H:%M:%S %Y")
-            bases = f"{time.strftime('%Y%m%d', when)} #{v.get('records', 0)}"
+            date = str(v.get("date", ""))
+            if date:
+                bases = f"{time.strftime('%Y%m%d', time.strptime(date, '%a %b %d %H:%M:%S %Y'))} #{v.get('records', 0)}"
+            else:  # an empty database has no date; never print one
+                bases = f"none #{v.get('records', 0)}"
         except (AveServerUnavailable, ValueError, OSError):
             if status != "not_checked":
                 raise
@@ -233,7 +255,8 @@ class Processor:
             for rc in env.recipients:
                 g = self.cfg.select_group(env.sender, rc.address)
                 parts.setdefault(g.name, (g, []))[1].append(rc)
-            scanner = Scanner(self.client, data)
+            scanner = Scanner(self.client, data, self.cfg.get("aveserver.limits", "MaxDepth"),
+                              self.cfg.get("aveserver.limits", "MaxFiles"))
             msg = Incoming(env, data, head, msgid, subject, per_recipient)
             for group, rcpts in parts.values():
                 out = PartOutcome(group.name, [r.address for r in rcpts])
@@ -303,12 +326,20 @@ class Processor:
             if findings:
                 statuses = list(dict.fromkeys(f.status for f in findings))
                 attach = any(group.setting(s, "RecipientAttachReport") for s in statuses)
-                rc_copy = mimeedit.build_copy(
-                    data, findings, lambda s: group.setting(s, "RecipientAction"), self.removed_text,
-                    self.report_text(findings, group, "RecipientAction") if attach else None)
+                rc_copy = await asyncio.to_thread(
+                    mimeedit.build_copy, data, findings, lambda s: group.setting(s, "RecipientAction"),
+                    self.removed_text, self.report_text(findings, group, "RecipientAction") if attach else None)
                 copy = rc_copy.data
                 out.action = self.locale(rc_copy.action)
-                if any(group.setting(s, "Quarantine") for s in statuses):
+                # An object that could not be scanned (our limits: size, nesting, parts, time) is
+                # never destroyed without a copy: removed from the recipient's copy, it is kept
+                # in the quarantine even where the group does not quarantine Error objects.
+                keep = [f for f in findings if f.status == "Error" and mimeedit.outcome(
+                    f.status, group.setting(f.status, "RecipientAction"), f.deleted) == "removed"]
+                if keep and not any(group.setting(s, "Quarantine") for s in statuses):
+                    self.log.warning(f"message {msgid}: {', '.join(f.name for f in keep)} could not be scanned "
+                                     "and is removed from the recipient's copy: keeping a copy in the quarantine")
+                if keep or any(group.setting(s, "Quarantine") for s in statuses):
                     try:
                         q = Quarantine(group.get("QuarantinePath"))
                         out.quarantined = await asyncio.to_thread(
@@ -317,7 +348,7 @@ class Processor:
                             group=group.name, status=status, names=out.names, msgid=msgid, subject=msg.subject)
                     except OSError as exc:
                         raise TempFail(f"cannot write quarantine: {exc}") from None
-                notices = self._notices(msg, group, findings, rc_copy.action, out)
+                notices = await asyncio.to_thread(self._notices, msg, group, findings, rc_copy.action, out)
         copy = mimeedit.set_x_header(copy, xh)
         outgoing = Outgoing(env.sender, rcpts, copy, env.mail_params, env.xforward,
                             all_or_nothing=not msg.per_recipient)
