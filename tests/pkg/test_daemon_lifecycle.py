@@ -76,7 +76,7 @@ class Scratch:
         r = self.root
         self.conf.write_text(
             f"[path]\nBasesPath={r}/bases\nLocalSocketPath={self.sock}\nAVSpidPATH={r}/run/aveserver.pid\n"
-            f"TempPath={r}/tmp\n[aveserver.options]\nWorkers=1\n"
+            f"TempPath={r}/tmp\n[aveserver.options]\nWorkers=1\nUser=nobody\n"
             f"[aveserver.report]\nReportFileName={r}/log/aveserver.log\n"
             f"[smtpscan.general]\nProtocol=smtp\nListenAddress={listen}\nForwardMailer=smtp:127.0.0.1:9\n"
             f"[smtpscan.report]\nReportFileName={r}/log/smtpscanner.log\n"

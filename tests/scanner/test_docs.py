@@ -37,7 +37,7 @@ def test_man_page_renders_without_warnings() -> None:
 
 def test_package_stages_the_man_page_and_the_commented_cron_example(tmp_path: Path) -> None:
     dest = tmp_path / "pkg"
-    subprocess.run([sys.executable, str(REPO / "pkg/deb/debian/stage.py"), str(REPO), str(dest)], check=True,
+    subprocess.run([sys.executable, str(REPO / "pkg/common/stage.py"), str(REPO), str(dest)], check=True,
                    capture_output=True)
     assert (dest / "usr/share/man/man8/kavscanner.8").read_text() == MAN.read_text()
     cron = (dest / "usr/share/doc/kav4mailservers/examples/kavscanner.cron").read_text()
