@@ -189,6 +189,7 @@ def _update(cfg: object, bases: Path, key_path: str, override: str | None, ctx: 
         backup = Path(cfg.get("updater.path", "BackUpPath"))  # type: ignore[attr-defined]
         install.switch(staging, bases, backup, sorted(got.files))
         swap = time.monotonic() - t0
+        shutil.rmtree(install.partial_dir(bases), ignore_errors=True)
         validators_all.setdefault(src.name, {}).update(got.validators)
         install.save_json(state / "validators.json", validators_all)
     finally:
@@ -277,6 +278,7 @@ def _mirror(cfg: object, bases: Path, rdir: Path, override: str | None, ctx: Con
         for name in sorted(got.cdiffs) + sorted(got.files):
             shutil.move(staging / name, rdir / f".{name}.tmp")
             os.replace(rdir / f".{name}.tmp", rdir / name)
+        shutil.rmtree(install.partial_dir(bases), ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if not got.files:

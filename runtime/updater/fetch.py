@@ -161,7 +161,7 @@ class Source:
         except urllib.error.URLError as exc:
             raise self._fail(name, _reason(exc.reason)) from None
         except TimeoutError:
-            raise self._fail(name, f"no answer within {self.opts.connect_timeout:g} s (ConnectTimeout)") from None
+            raise self._fail(name, f"timed out: no answer within {self.opts.connect_timeout:g} s (ConnectTimeout)") from None
         except (OSError, http.client.HTTPException) as exc:
             raise self._fail(name, _reason(exc)) from None
 
@@ -244,6 +244,18 @@ class Source:
             return dest
         part = dest.with_name(dest.name + ".part")
         meta = dest.with_name(dest.name + ".part.json")
+        done = dest.with_name(dest.name + ".json")
+        kept = _read_meta(done)
+        if dest.exists() and kept.get("url") == self._url(name) and (kept.get("etag") or kept.get("last_modified")):
+            # complete from an earlier run that failed later on: reuse it unless the source changed
+            cond = ({"If-None-Match": kept["etag"]} if kept.get("etag")
+                    else {"If-Modified-Since": kept["last_modified"]})
+            try:
+                resp = self._open(name, cond)
+            except urllib.error.HTTPError:  # 304
+                return dest
+            resp.close()
+        dest.unlink(missing_ok=True)
         have = part.stat().st_size if part.exists() else 0
         saved = _read_meta(meta)
         headers: dict[str, str] = {}
@@ -278,7 +290,7 @@ class Source:
                 try:
                     got = _copy(resp, out, got, progress)
                 except TimeoutError:
-                    raise self._fail(name, f"truncated: no data for {self.opts.receive_timeout:g} s "
+                    raise self._fail(name, f"timed out: truncated, no data for {self.opts.receive_timeout:g} s "
                                      f"(ReceiveTimeout) after {got} bytes; will resume") from None
                 except http.client.IncompleteRead as exc:
                     raise self._fail(name, f"truncated download: connection closed after "
@@ -291,7 +303,7 @@ class Source:
             if total is not None and got != total:
                 raise self._fail(name, f"truncated download: {got} of {total} bytes; will resume")
         os.replace(part, dest)
-        meta.unlink(missing_ok=True)
+        os.replace(meta, done)
         return dest
 
 

@@ -10,7 +10,7 @@ and the next source is tried; nothing from it has touched BasesPath.
 
 from __future__ import annotations
 
-import shutil
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,7 +94,7 @@ def stage_from(src: Source, ctx: Context, have: dict[str, install.Installed], st
                 ctx.log.activity(f"{src}: {name} unchanged since the last check (conditional request)")
                 continue
             try:
-                remote = parse_header(head, f"{src.name}/{name}").version
+                remote = parse_header(head, f"{src.name.rstrip('/')}/{name}").version
             except ContainerError as exc:
                 raise Refused(f"{exc}{_html_hint(head)}") from None
             out.validators[db] = newval
@@ -158,7 +158,7 @@ def _full(src: Source, ctx: Context, db: str, local: install.Installed | None, a
         box = read_container(path, ctx.key)
     except ContainerError as exc:
         path.unlink(missing_ok=True)  # never resume from a file that failed verification
-        raise Refused(f"{src}: {exc}") from None
+        raise Refused(f"{src}: {str(exc).replace(str(path), name)}") from None
     version = box.header.version
     if local is not None and version <= local.version:
         path.unlink(missing_ok=True)
@@ -167,7 +167,7 @@ def _full(src: Source, ctx: Context, db: str, local: install.Installed | None, a
     if announced is not None and version < announced:
         ctx.log.warning(f"{src}: {name} is version {version}, DNS announced {announced} (mirror lagging)")
     size = path.stat().st_size
-    shutil.move(path, staging / name)
+    os.link(path, staging / name)  # the verified download stays for a later run if this one fails
     out.files[name] = version
     out.downloaded += size
     out.via[db] = f"{db} {local.version if local else 'none'} -> {version} full container ({size} bytes, " \
