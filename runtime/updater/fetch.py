@@ -161,7 +161,8 @@ class Source:
         except urllib.error.URLError as exc:
             raise self._fail(name, _reason(exc.reason)) from None
         except TimeoutError:
-            raise self._fail(name, f"timed out: no answer within {self.opts.connect_timeout:g} s (ConnectTimeout)") from None
+            raise self._fail(name, f"timed out: no answer within {self.opts.connect_timeout:g} s "
+                             "(ConnectTimeout)") from None
         except (OSError, http.client.HTTPException) as exc:
             raise self._fail(name, _reason(exc)) from None
 
