@@ -155,6 +155,9 @@ class Source:
             if code == 407:
                 raise self._fail(name, "the proxy refused authentication (HTTP 407): check ProxyAddress "
                                  "user and password") from None
+            if code == 401 and self.opts.proxy:  # tinyproxy answers wrong credentials with 401, not 407
+                raise self._fail(name, "HTTP 401 Unauthorized through the proxy: the proxy (or the server) refused "
+                                 "the credentials; check ProxyAddress user and password") from None
             if code == 404:
                 raise self._fail(name, "not found (HTTP 404)", missing=True) from None
             raise self._fail(name, f"HTTP {code} {exc.reason}") from None

@@ -81,7 +81,7 @@ def stage_from(src: Source, ctx: Context, have: dict[str, install.Installed], st
         name = f"{db}.cvd"
         if announced is not None:
             remote = announced.get(db)
-            if remote is None:
+            if not remote:  # not announced (0: the record has no such database)
                 continue
         else:
             try:
@@ -108,7 +108,13 @@ def stage_from(src: Source, ctx: Context, have: dict[str, install.Installed], st
             got = _by_cdiff(src, ctx, db, local, remote, staging, out)
             if got:
                 continue
-        _full(src, ctx, db, local, remote if announced is not None else None, staging, partial, out)
+        try:
+            _full(src, ctx, db, local, remote if announced is not None else None, staging, partial, out)
+        except FetchError as exc:
+            if not (exc.missing and db not in install.REQUIRED):
+                raise
+            ctx.log.warning(f"{exc}: {db} is optional, skipped")
+            continue
         if mirror and local is not None and remote - local.version <= MAX_CDIFF_CHAIN:
             _collect_cdiffs(src, ctx, db, local.version, remote, out)
     return out
