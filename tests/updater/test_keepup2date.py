@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import io
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -310,3 +311,15 @@ def test_help_documents_exit_codes() -> None:
     man = (REPO / "docs/man/keepup2date.8").read_text()
     for code in range(7):
         assert f".B {code}\n" in man
+
+
+def test_report_file_level_and_quiet(tmp_path: Path, server: MirrorServer, keyfile: Path) -> None:
+    conf, bases = setup_conf(tmp_path, keyfile, {"updater.report": {"ReportLevel": "1", "Append": "no"}})
+    report = tmp_path / "updates.log"
+    r = run(conf, "-l", str(report), "-q", "-g", server.url("hang"))
+    assert r.returncode == 2 and r.stdout == "" and r.stderr == ""  # -q: only the report speaks
+    lines = report.read_text().splitlines()
+    assert lines and all(re.fullmatch(r"\[\d\d/\d\d/\d\d \d\d:\d\d:\d\d [FE]\] .+", ln) for ln in lines), lines
+    r = run(conf, "-l", str(report), "-g", server.url())
+    assert r.returncode == 0
+    assert "timed out" not in report.read_text()  # Append=no: the report starts afresh each run
