@@ -323,3 +323,15 @@ def test_report_file_level_and_quiet(tmp_path: Path, server: MirrorServer, keyfi
     r = run(conf, "-l", str(report), "-g", server.url())
     assert r.returncode == 0
     assert "timed out" not in report.read_text()  # Append=no: the report starts afresh each run
+
+
+def test_a_source_requiring_a_key_stops_without_one(tmp_path: Path, server: MirrorServer, keyfile: Path) -> None:
+    licences = tmp_path / "licences"
+    licences.mkdir()
+    conf, bases = setup_conf(tmp_path, keyfile, {"path": {"LicensePath": str(licences)},
+                                                 "updater.options": {"RequireKey": "yes"}})
+    server.hits.clear()
+    r = run(conf, "-g", server.url())
+    assert r.returncode == 4 and "update stopped" in r.stderr and "(5.4)" in r.stderr, r.stderr
+    assert server.hits == [] and not any(bases.glob("*.cvd"))
+    assert "no product key installed" in (tmp_path / "keepup2date.log").read_text()
