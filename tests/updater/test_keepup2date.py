@@ -335,3 +335,30 @@ def test_a_source_requiring_a_key_stops_without_one(tmp_path: Path, server: Mirr
     assert r.returncode == 4 and "update stopped" in r.stderr and "(5.4)" in r.stderr, r.stderr
     assert server.hits == [] and not any(bases.glob("*.cvd"))
     assert "no product key installed" in (tmp_path / "keepup2date.log").read_text()
+
+
+def test_progress_only_on_a_terminal(tmp_path: Path, server: MirrorServer, keyfile: Path) -> None:
+    import pty
+
+    conf, bases = setup_conf(tmp_path, keyfile, {"updater.report": {"ReportFileName": ""}})
+    leader, follower = pty.openpty()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-m", "runtime.updater.cli", "-c", str(conf), "-g", server.url()],
+                          env=env, stderr=follower, stdout=subprocess.DEVNULL, timeout=120, check=False)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            block = os.read(leader, 65536)
+        except OSError:
+            break
+        if not block:
+            break
+        seen += block
+    os.close(leader)
+    assert proc.returncode == 0
+    assert b"main.cvd: 100% (" in seen
+    conf2, bases2 = setup_conf(tmp_path, keyfile, {"updater.report": {"ReportFileName": ""}}, name="b.conf",
+                               bases=tmp_path / "bases2")
+    r = run(conf2, "-g", server.url())  # not a terminal: the report only, no progress line
+    assert r.returncode == 0 and "databases updated" in r.stderr and "%" not in r.stderr
