@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint unit deb matrix bench clean
+.PHONY: setup demo test lint unit deb webmin matrix bench clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,13 @@ test: lint unit
 
 deb: setup
 	bash pkg/deb/build.sh
+
+# The Webmin module (guide 4.3): a tar.gz of pkg/webmin/kav4mailservers, as Webmin installs modules.
+WBM := dist/kav4mailservers.wbm.gz
+webmin:
+	mkdir -p dist
+	tar -C pkg/webmin --owner=0 --group=0 --sort=name -czf $(WBM) kav4mailservers
+	@echo "built $(WBM)"
 
 matrix: setup deb
 	$(BIN)/python tests/distro-matrix/run.py

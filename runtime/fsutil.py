@@ -19,14 +19,19 @@ def atomic_write(
     """Replace ``path`` with ``data`` atomically.
 
     ``mode``/``owner`` apply to a new file; an existing file keeps its own unless they are given.
+    An ``owner`` given explicitly is always applied (failing if this process may not); a kept
+    owner only when running as root.  The directory entry itself is replaced: a symlink at
+    ``path`` becomes a regular file, its target is never written.
     """
     target = Path(path)
     directory = target.parent
-    try:
-        st = target.stat()
-        keep_mode, keep_owner = st.st_mode & 0o7777, (st.st_uid, st.st_gid)
-    except FileNotFoundError:
-        keep_mode, keep_owner = 0o644, None
+    keep_mode, keep_owner = 0o644, None
+    if mode is None or owner is None:
+        try:
+            st = target.stat()
+            keep_mode, keep_owner = st.st_mode & 0o7777, (st.st_uid, st.st_gid)
+        except FileNotFoundError:
+            pass
     final_mode = keep_mode if mode is None else mode
     final_owner = owner if owner is not None else keep_owner
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
@@ -34,9 +39,10 @@ def atomic_write(
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fchmod(fh.fileno(), final_mode)
-            if final_owner is not None and os.geteuid() == 0:
+            if final_owner is not None and (owner is not None or os.geteuid() == 0):
                 os.fchown(fh.fileno(), *final_owner)
+            # chmod after chown: chown clears set-id bits (qmail's 04711 queue.kav55).
+            os.fchmod(fh.fileno(), final_mode)
             os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException:

@@ -72,7 +72,9 @@ class EventLog:
 
     def _open(self) -> None:
         assert self.path
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+        # O_NOFOLLOW: root writes reports to paths like the guide's /tmp/logfile.log, where anyone
+        # could plant a link to /etc/shadow; a log is never reached through a symbolic link.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
         if self._truncate_pending:
             flags |= os.O_TRUNC
             self._truncate_pending = False

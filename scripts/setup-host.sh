@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian/Ubuntu packages the demo, the tests and the benchmarks talk to for real:
 # Postfix's smtp-source/smtp-sink and postconf, swaks, ClamAV's peers, packaging tools and
-# mmdebstrap for the distro matrix.  Idempotent and quiet when everything is present.
+# mmdebstrap for the distro matrix, headless Chromium and its driver for the console's browser tests.
+# Idempotent and quiet when everything is present.
 #
 # An MTA is only installed when none is: on a machine that already runs Exim or Sendmail we
 # never replace it (tests that need Postfix's tools then skip and say why).
@@ -11,7 +12,8 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 pkgs=(python3 python3-venv python3-dev swaks mmdebstrap debootstrap iproute2 procps
-      clamav clamav-daemon clamdscan clamsmtp tinyproxy dnsmasq-base dpkg-dev debhelper fakeroot lintian m4 sendmail-cf)
+      clamav clamav-daemon clamdscan clamsmtp tinyproxy dnsmasq-base dpkg-dev debhelper fakeroot lintian m4 sendmail-cf
+      chromium chromium-driver sqlite3)
 
 has_mta() { dpkg-query -W -f='${Status}\n' postfix exim4-base sendmail-bin 2>/dev/null | grep -q "install ok installed"; }
 has_mta || pkgs+=(postfix)
@@ -23,7 +25,7 @@ done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "setup-host: installing ${missing[*]}" >&2
-# No package's postinst may start a daemon on this machine's network (design/testing.md).
+# No package's postinst may start a daemon on this machine's network (docs/packaging.md: the roots do the same).
 policy=/usr/sbin/policy-rc.d
 created_policy=0
 if [ ! -e "$policy" ]; then

@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("kavsetup.commands.config", "compile, check, show and edit kav4mailservers.conf"),
     "detect": ("kavsetup.commands.detect", "report the OS, mail server(s), versions and files (read-only)"),
     "install": ("kavsetup.commands.install", "integrate kav4mailservers with the mail server (guide 4.4)"),
+    "setup": ("kavsetup.commands.setup", "the console setup: ask, show the diff, confirm, integrate (guide 3.3, 3.4)"),
+    "reconfigure": ("kavsetup.commands.setup", "change the setup answers on an integrated system, as one change"),
     "uninstall": ("kavsetup.commands.install", "undo the integration (guide chapter 7)"),
     "status": ("kavsetup.commands.install", "is kav4mailservers integrated, and with what"),
     "recover": ("kavsetup.commands.install", "finish or roll back an interrupted install/uninstall"),

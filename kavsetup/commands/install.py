@@ -8,20 +8,17 @@ lock.
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from kavsetup.commands import add_parser
-from kavsetup.detect import check_version, detect
-from kavsetup.integrate.edits import EditError
+from kavsetup.commands.outcome import err, exit_codes, recover_first, report
+from kavsetup.detect import detect
 from kavsetup.integrate.files import Root, View
 from kavsetup.integrate.journal import JournalError
-from kavsetup.integrate.settings import IntegrationSettings, SettingsError, load_answers, validate
-from kavsetup.integrate.transaction import LockBusy, Outcome, Transaction, root_lock
-from kavsetup.mta import CompileError
+from kavsetup.integrate.settings import IntegrationSettings
+from kavsetup.integrate.transaction import Transaction, root_lock
 
 
 def register(sub: Any) -> None:
@@ -30,10 +27,13 @@ def register(sub: Any) -> None:
     p.add_argument("--mta", default="auto", choices=["auto", "postfix", "sendmail", "exim", "qmail"])
     p.add_argument("--dry-run", action="store_true", help="print the plan and a unified diff; change nothing")
     p.add_argument("--non-interactive", action="store_true", help="never ask; use defaults and --answers")
-    p.add_argument("--answers", type=Path, help="YAML file of answers (keys: see docs/integration.md)")
+    p.add_argument("--answers", type=Path, action="append",
+                   help="answers file, YAML or autoanswers.conf (keys: docs/setup.md); repeated: later files win")
     p.add_argument("--mta-config", default="", help="the MTA's main configuration file (in-root path)")
     p.add_argument("--chain", action="store_true", help="keep an existing Postfix content_filter after ours")
     p.add_argument("--force", action="store_true", help="integrate even an MTA version the guide does not support")
+    p.add_argument("--save-answers", type=Path, metavar="FILE", help="on a terminal: write the answers given (YAML)")
+    p.add_argument("--yes", action="store_true", help="on a terminal: apply without the final confirmation")
     p.set_defaults(func=cmd_install)
     u = add_parser(sub, "uninstall")
     u.add_argument("--root", default="/")
@@ -47,95 +47,38 @@ def register(sub: Any) -> None:
     r.set_defaults(func=cmd_recover)
 
 
-def _err(msg: str) -> None:
-    print(f"kavsetup: {msg}", file=sys.stderr)
-
-
-#: Exit status per failure, first match wins (docs/integration.md): 3 another run holds the lock,
-#: 2 refused before anything was touched, 1 failed (and rolled back where it had started).
-EXIT_CODES: tuple[tuple[tuple[type[Exception], ...], int], ...] = (
-    ((LockBusy,), 3),
-    ((CompileError, SettingsError), 2),
-    ((EditError, JournalError, OSError), 1),
-)
-
-
-def _exit_codes(command: Callable[..., int]) -> Callable[..., int]:
-    """Turn the installer's expected failures into one line on stderr and the exit status above,
-    the same way for every command that takes the lock."""
-
-    @functools.wraps(command)
-    def run(*args: Any, **kwargs: Any) -> int:
-        try:
-            return command(*args, **kwargs)
-        except tuple(t for types, _ in EXIT_CODES for t in types) as exc:
-            _err(str(exc))
-            return next(code for types, code in EXIT_CODES if isinstance(exc, types))
-
-    return run
-
-
-def _report(out: Outcome) -> int:
-    if out.diff:
-        sys.stdout.write(out.diff)
-    for n in out.notes:
-        print(f"note: {n}")
-    (print if out.ok else _err)(out.message)
-    return 0 if out.ok else 1
-
-
-def _ask(settings: IntegrationSettings) -> IntegrationSettings:
-    """Console questions (guide 3.4); empty answer keeps the default shown."""
-    def q(prompt: str, default: str) -> str:
-        try:
-            ans = input(f"{prompt} [{default}]: ").strip()
-        except EOFError:
-            return default
-        return ans or default
-    proto = q("Protocol between the MTA and smtpscanner (lmtp/smtp)", settings.protocol)
-    admin = q("Administrator address for notifications (empty: keep default)", settings.admin_address)
-    return validate(settings.with_(protocol=proto, admin_address=admin))
-
-
-def _recover_first(tx: Transaction) -> None:
-    state = tx.pending_state()
-    if state and state != "installed":
-        print(f"found an interrupted run (journal state {state!r}); recovering first")
-        _report(tx.recover())
-
-
-@_exit_codes
+@exit_codes
 def run_install(args: argparse.Namespace, *, fail_after: int | None = None, crash: Any = None) -> int:
     # Imported here, not at the top: uninstall, status and recover (same module) need none of
     # the compiler, the site facts or the configuration loader, and start faster without them.
+    from kavsetup.commands.setup import given_answers, interactive, run_setup
+    from kavsetup.conversation import converse
     from kavsetup.integrate.plan import compile_plan
-    from kavsetup.integrate.site import choose_mta, site_settings
     from kavsetup.integrate.verify import verify
 
+    if interactive(args) and fail_after is None:
+        return run_setup(args)    # guide 3.4: on a terminal, the console setup asks what is missing
     root = Root(args.root)
     if not root.path.is_dir():
-        _err(f"{args.root}: not a directory")
+        err(f"{args.root}: not a directory")
         return 2
     with root_lock(root):
         tx = Transaction(root, fail_after=fail_after, crash=crash)
         if not args.dry_run:
-            _recover_first(tx)
+            recover_first(tx)
         if tx.pending_state() == "installed":
             doc = tx.journal.doc
             print(f"already integrated with {doc['mta']} (since {doc['started']}); nothing to do")
             return 0
         system = detect(root.path)
-        mta = choose_mta(system, root, args.mta, args.mta_config)
-        gate = check_version(mta)
-        if not gate.ok and not args.force:
-            _err(gate.message)
-            return 2
-        settings = IntegrationSettings(chain=args.chain)
-        if args.answers:
-            settings = load_answers(args.answers, settings)
-        if not args.non_interactive and not args.answers and sys.stdin.isatty() and not args.dry_run:
-            settings = _ask(settings)
-        settings = site_settings(root, mta, settings)
+        # No terminal (or --non-interactive): defaults where safe, exit 2 naming what is missing.
+        result = converse(root, system, given_answers(args), None, base=IntegrationSettings(chain=args.chain),
+                          force=args.force)
+        mta, settings = result.mta, result.settings
+        if args.save_answers:
+            from kavsetup.answers import save_yaml
+
+            save_yaml(args.save_answers, {**given_answers(args), **result.answers})
         plan = compile_plan(system, settings, mta)
         for n in plan.notes:
             print(f"note: {n}")
@@ -147,7 +90,7 @@ def run_install(args: argparse.Namespace, *, fail_after: int | None = None, cras
             print("dry run: nothing changed")
             return 0
         out = tx.apply(plan, verify=lambda: verify(root, mta, settings))
-        code = _report(out)
+        code = report(out)
         if out.ok:
             print(tx.journal.doc.get("verification", ""))
             print("restart the mail system to use the new configuration (guide 3.4)")
@@ -158,15 +101,15 @@ def cmd_install(args: argparse.Namespace) -> int:
     return run_install(args)
 
 
-@_exit_codes
+@exit_codes
 def cmd_uninstall(args: argparse.Namespace) -> int:
     root = Root(args.root)
     with root_lock(root):
         tx = Transaction(root)
         state = tx.pending_state()
         if state and state != "installed" and not args.dry_run:
-            return _report(tx.recover())
-        return _report(tx.uninstall(dry_run=args.dry_run))
+            return report(tx.recover())
+        return report(tx.uninstall(dry_run=args.dry_run))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -175,7 +118,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         state = tx.pending_state()
     except JournalError as exc:
-        _err(str(exc))
+        err(str(exc))
         return 1
     if not state:
         print("not integrated: no kav4mailservers journal in this root")
@@ -196,8 +139,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-@_exit_codes
+@exit_codes
 def cmd_recover(args: argparse.Namespace) -> int:
     root = Root(args.root)
     with root_lock(root):
-        return _report(Transaction(root).recover())
+        return report(Transaction(root).recover())

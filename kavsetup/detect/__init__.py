@@ -9,6 +9,7 @@ unknown systems become ``System.problems`` entries.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kavsetup.detect.model import (
     SCHEMA_VERSION,
@@ -38,12 +39,17 @@ from kavsetup.detect.model import (
 EXIT_UNSUPPORTED = 2
 
 
-def detect(root: Path | str = Path("/"), *, run_binaries: bool = True) -> System:
+if TYPE_CHECKING:
+    from kavsetup.detect.rootfs import RootFS
+
+def detect(root: Path | str = Path("/"), *, run_binaries: bool = True, fs: RootFS | None = None) -> System:
     """Detect everything under ``root``.  ``run_binaries=False`` forbids running the MTA's own
-    tools (postconf, exim -bV) even where they could run, e.g. for reproducible fixture tests."""
+    tools (postconf, exim -bV) even where they could run, e.g. for reproducible fixture tests.
+    ``fs`` reads the tree another way (``kavsetup reconfigure`` sees it as it was before our
+    integration: kavsetup/integrate/reconfigure.py)."""
     from kavsetup.detect.system import detect_system
 
-    return detect_system(Path(root), run_binaries=run_binaries)
+    return detect_system(Path(root), run_binaries=run_binaries, fs=fs)
 
 
 __all__ = [

@@ -44,9 +44,9 @@ def _guarded(fs: RootFS, what: str, step: Callable[[], T], fallback: T) -> T:
         return fallback
 
 
-def detect_system(root: Path, *, run_binaries: bool = True) -> System:
+def detect_system(root: Path, *, run_binaries: bool = True, fs: RootFS | None = None) -> System:
     root = Path(root).resolve()
-    fs = RootFS(root)
+    fs = fs or RootFS(root)
     if not root.is_dir():
         fs.problem(str(root), "root is not a directory")
     unknown = OSInfo("unknown", "", OSFamily.UNKNOWN, InitSystem.UNKNOWN, PackageFormat.UNKNOWN,

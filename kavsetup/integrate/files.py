@@ -5,7 +5,7 @@ same code computes the ``--dry-run`` diff, the real apply and the journal's befo
 records, and "is this file still what we wrote?" is one equality test (content hash, kind,
 mode, owner).  Writes go through ``put`` only: temp file in the same directory, fsync, chmod,
 chown, rename, fsync of the directory — a reader (the MTA) sees the old file or the new one,
-never half of either (RULES.md: temp + fsync + rename).
+never half of either (temp + fsync + rename: runtime.fsutil.atomic_write).
 
 Paths handled here are in-system ``PurePosixPath``s ("/etc/postfix/main.cf"); ``Root`` maps them
 under ``--root`` without ever following an absolute symlink out of the tree for writes (writes
@@ -17,10 +17,11 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Literal
+
+from runtime.fsutil import atomic_write
 
 Kind = Literal["absent", "file", "dir", "symlink"]
 
@@ -141,21 +142,7 @@ class Root:
             os.rename(tmp, host)
             _fsync_dir(host.parent)
             return
-        fd, tmpname = tempfile.mkstemp(prefix=f".{host.name}.", suffix=".kavtmp", dir=host.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(image.data)
-                fh.flush()
-                os.fchown(fh.fileno(), image.uid, image.gid)
-                # chmod after chown: chown clears set-id bits (qmail's 04711 queue.kav55).
-                os.fchmod(fh.fileno(), image.mode)
-                os.fsync(fh.fileno())
-            os.rename(tmpname, host)
-        except BaseException:
-            if os.path.lexists(tmpname):
-                os.unlink(tmpname)
-            raise
-        _fsync_dir(host.parent)
+        atomic_write(host, image.data, mode=image.mode, owner=(image.uid, image.gid))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -171,19 +158,7 @@ def _fsync_dir(path: Path) -> None:
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     """temp + fsync + rename for the journal's own files (host paths)."""
-    fd, tmpname = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fchmod(fh.fileno(), mode)
-            os.fsync(fh.fileno())
-        os.rename(tmpname, path)
-    except BaseException:
-        if os.path.lexists(tmpname):
-            os.unlink(tmpname)
-        raise
-    _fsync_dir(path.parent)
+    atomic_write(path, data, mode=mode)
 
 
 class View:

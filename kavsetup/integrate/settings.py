@@ -8,8 +8,7 @@ whether shadow files exist).  Everything is a plain value so the journal can sto
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 PREFIX = "/opt/kav/5.5/kav4mailservers"
@@ -36,6 +35,11 @@ class IntegrationSettings:
     chain: bool = False                  # keep an existing content_filter behind ours
     notify_from: str = ""                # NotifyFromAddress ("" keeps the default)
     admin_address: str = ""              # [smtpscan.group:default] AdminAddress ("" keeps the default)
+    domains: str = ""                    # [smtpscan.license] LicenseDomains, guide 5.4.1 ("" keeps .*)
+    update_source: str = ""              # [updater.options] UpdateServerUrl, guide 5.1.1 ("" keeps the list)
+    proxy: str = ""                      # [updater.options] ProxyAddress, guide 5.1.5 ("" none)
+    mta_config: str = ""                 # the MTA's main file as answered (reconfigure starts from it)
+    import_from: str = ""                # a 5.0/4.x configuration whose settings seed kav4mailservers.conf
     prefix: str = PREFIX
     conf_file: str = CONF_FILE
     user: str = "kluser"
@@ -61,7 +65,8 @@ class IntegrationSettings:
 
 
 ANSWER_KEYS = ("protocol", "postfix_mode", "filter_host", "filter_port", "reinject_port", "maxproc",
-               "chain", "notify_from", "admin_address", "user", "group", "spool")
+               "chain", "notify_from", "admin_address", "user", "group", "spool", "domains", "update_source",
+               "proxy", "import_from")
 
 
 def validate(s: IntegrationSettings) -> IntegrationSettings:
@@ -77,36 +82,19 @@ def validate(s: IntegrationSettings) -> IntegrationSettings:
         v = getattr(s, name)
         if any(c in v for c in "\r\n\0 ,"):
             raise SettingsError(f"{name}: {v!r} is not a single mail address")
+    if s.domains:
+        from runtime.config.values import RegexList
+
+        try:
+            RegexList().parse(s.domains)
+        except ValueError as exc:
+            raise SettingsError(f"domains: {exc} (POSIX regexes, guide 5.4.1)") from None
+    for name in ("update_source", "proxy", "import_from"):
+        v = getattr(s, name)
+        if any(c in v for c in "\r\n\0 "):
+            raise SettingsError(f"{name}: {v!r} must be one word without spaces")
     for name in ("user", "group"):
         v = getattr(s, name)
         if not v.replace("-", "").replace("_", "").isalnum():
             raise SettingsError(f"{name}: {v!r} is not a valid account name")
     return s
-
-
-def load_answers(path: Path, base: IntegrationSettings) -> IntegrationSettings:
-    """YAML answers file (``--answers``): keys as in ANSWER_KEYS; unknown keys are errors."""
-    from ruamel.yaml import YAML, YAMLError
-
-    try:
-        doc = YAML(typ="safe").load(path.read_text())
-    except (OSError, YAMLError) as exc:
-        raise SettingsError(f"{path}: {exc}".splitlines()[0]) from exc
-    if doc is None:
-        return base
-    if not isinstance(doc, dict):
-        raise SettingsError(f"{path}: expected a mapping of answers")
-    types = {f.name: f.type for f in fields(IntegrationSettings)}
-    out: dict[str, Any] = {}
-    for key, value in doc.items():
-        if key not in ANSWER_KEYS:
-            raise SettingsError(f"{path}: {key}: unknown answer (known: {', '.join(ANSWER_KEYS)})")
-        want = types[key]
-        if want == "int" and not isinstance(value, int):
-            raise SettingsError(f"{path}: {key}: expected a number, got {value!r}")
-        if want == "bool" and not isinstance(value, bool):
-            raise SettingsError(f"{path}: {key}: expected yes/no, got {value!r}")
-        if want == "str":
-            value = str(value)
-        out[key] = value
-    return validate(replace(base, **out))

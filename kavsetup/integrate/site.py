@@ -63,5 +63,19 @@ def site_settings(root: Root, mta: MTAInfo, s: IntegrationSettings) -> Integrati
     facts = dict(integration(mta.kind).site_facts(root, mta))
     facts["taken_ports"] = tuple(sorted(set(facts.get("taken_ports", ())) | _listening(root, s)))
     nologin = "/usr/sbin/nologin" if root.read("/usr/sbin/nologin").exists else "/bin/false"
-    return s.with_(**facts, nologin=nologin,
-                   conf_default_text=s.conf_default_text or render_config(None, origin="kavsetup install"))
+    return s.with_(**facts, nologin=nologin, conf_default_text=s.conf_default_text or default_conf_text(root, s))
+
+
+def default_conf_text(root: Root, s: IntegrationSettings) -> str:
+    """The kav4mailservers.conf written when none exists: the schema's defaults, or, when the
+    setup answered ``import_from``, the earlier installation's settings converted (guide 3.2;
+    kavsetup/importer.py, as ``kavsetup config import``)."""
+    if not s.import_from:
+        return render_config(None, origin="kavsetup install")
+    from kavsetup import importer
+
+    host = root.host(s.import_from)
+    if not host.is_file():
+        raise CompileError(f"import_from: {s.import_from}: no such file in {root.path}")
+    result = importer.import_4x(host) if host.suffix.lower() == ".ini" else importer.import_50(host)
+    return render_config(result.settings, origin=f"imported from {result.version} {s.import_from}")

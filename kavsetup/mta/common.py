@@ -99,10 +99,26 @@ def conf_edits(s: IntegrationSettings, forward: str, listen: str, gid: int, mode
         values.append(("smtpscan.group:default", "AdminAddress", s.admin_address))
         values.append(("smtpscan.group:default", "AdminNotify", "yes"))
     values.append(("smtpscan.group:kavadministrators", "Recipients", admin_masks(s.postmasters)))
+    values.extend(setup_values(s))
     default = s.conf_default_text or (
         "# kav4mailservers.conf: written by kavsetup install (guide 4.4.5).\n"
         "# Keys not listed here take their built-in defaults.\n")
     return [*parent_dirs(s.conf_file), IniValues(s.conf_file, tuple(values), default, mode, 0, gid)]
+
+
+def setup_values(s: IntegrationSettings) -> list[tuple[str, str, str]]:
+    """The setup dialogue's answers that live in kav4mailservers.conf (guide 3.3, 5.1.1, 5.1.5,
+    5.4.1); an empty answer leaves the key at its default."""
+    values: list[tuple[str, str, str]] = []
+    if s.domains:
+        values.append(("smtpscan.license", "LicenseDomains", s.domains))
+    if s.update_source:
+        values.append(("updater.options", "UpdateServerUrl", s.update_source))
+        values.append(("updater.options", "UseUpdateServerUrl", "yes"))
+    if s.proxy:
+        values.append(("updater.options", "ProxyAddress", s.proxy))
+        values.append(("updater.options", "UseProxy", "yes"))
+    return values
 
 
 def read_postmasters(lines: list[str]) -> tuple[str, ...]:

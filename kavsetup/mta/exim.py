@@ -40,6 +40,10 @@ LISTEN_PID = "/run/exim-kav-listen.pid"
 DELIVER_PID = "/run/exim-kav-deliver.pid"
 
 
+#: What the setup dialogue (kavsetup/conversation.py) asks for this MTA (see postfix.SETUP).
+SETUP = {"config": "/etc/exim4/exim4.conf", "config_is": r"^[ \t]*begin[ \t]+(routers|transports)\b",
+         "config_not": "", "choices": (), "ports": ("reinject_port",)}
+
 def _debian(mta: MTAInfo) -> bool:
     return mta.exim.debian_split is not None or str(mta.exim.binary).endswith("exim4")
 

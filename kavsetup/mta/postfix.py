@@ -35,6 +35,13 @@ from kavsetup.mta.common import choose_ports
 TRANSPORT = "kavscan"
 
 
+#: What the setup dialogue (kavsetup/conversation.py) asks for this MTA: its usual main file,
+#: patterns a file must (and must not) show to be that file, the answers that are a real choice
+#: here, and the port answers it uses.
+SETUP = {"config": "/etc/postfix/main.cf", "config_is": r"^[a-z][a-z0-9_]*[ \t]*=",
+         "config_not": r"^[ \t]*begin[ \t]+(routers|transports|acl)\b|^V[0-9]+/",
+         "choices": ("postfix_mode", "protocol"), "ports": ("filter_port", "reinject_port")}
+
 def _at_least(v: Version | None, *parts: int) -> bool:
     return v is None or v.parts[: len(parts)] >= parts
 

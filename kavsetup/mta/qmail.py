@@ -24,6 +24,9 @@ from kavsetup.integrate.settings import IntegrationSettings
 from kavsetup.mta import CompileError, common
 from kavsetup.mta.templates import render
 
+#: What the setup dialogue (kavsetup/conversation.py) asks for this MTA (see postfix.SETUP):
+#: qmail's "configuration" is its home directory.
+SETUP = {"config": "/var/qmail", "config_is": "", "config_not": "", "choices": (), "ports": ()}
 
 def plan(system: System, mta: MTAInfo, s: IntegrationSettings) -> tuple[list[Edit], list[str]]:
     info = mta.qmail

@@ -39,6 +39,10 @@ LISTEN_PID = "/run/sendmail-kav-listen.pid"
 DELIVER_PID = "/run/sendmail-kav-deliver.pid"
 
 
+#: What the setup dialogue (kavsetup/conversation.py) asks for this MTA (see postfix.SETUP).
+SETUP = {"config": "/etc/mail/sendmail.cf", "config_is": r"^(V[0-9]+/|DZ|O [A-Z])", "config_not": "",
+         "choices": ("protocol",), "ports": ("reinject_port",)}
+
 def listen_path(mta: MTAInfo) -> str:
     return str(mta.sendmail.sendmail_cf) + ".listen"
 

@@ -28,7 +28,7 @@ src="$work/kav4mailservers-$version"
 mkdir -p "$src"
 # Only what the package installs; never caches, eggs or the developer's venv.
 tar -C "$top" --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' \
-    -cf - pyproject.toml kavsetup runtime | tar -C "$src" -xf -
+    -cf - pyproject.toml kavsetup runtime docs/man pkg/common | tar -C "$src" -xf -
 cp -r "$here/debian" "$src/debian"
 
 (cd "$src" && PYTHONDONTWRITEBYTECODE=1 dpkg-buildpackage -b -us -uc >"$work/build.log" 2>&1) || {

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runtime.config import schema as S
+from runtime.config import schema
 from runtime.config.lexer import Document, Entry
 from runtime.config.values import compile_posix
 
@@ -51,7 +51,7 @@ class ConfigError(Exception):
 class Setting:
     """One key as found in the file: its typed value and where it was."""
 
-    key: S.Key
+    key: schema.Key
     value: Any
     raw: str
     lines: list[int]  # 1-based lines (several for a repeated list key)
@@ -100,7 +100,7 @@ class Group:
         return self.check and any(k.startswith("Cured") for k in self.explicit)
 
     def get(self, key: str) -> Any:
-        spec = S.SECTION_INDEX["smtpscan.group:NAME"].key(key)
+        spec = schema.SECTION_INDEX["smtpscan.group:NAME"].key(key)
         if spec is None:
             raise KeyError(f"no group key {key!r}")
         if spec.name in self.explicit:
@@ -121,22 +121,22 @@ class Group:
 
     def setting(self, status: str, attr: str) -> Any:
         """The effective ``<Status><Attr>`` (guide 5.2.1: per-status keys beat generic ones)."""
-        if status not in S.STATUSES:
-            raise KeyError(f"unknown status {status!r}; known: {', '.join(S.STATUSES)}")
-        if attr not in S.GROUP_ATTRS:
-            raise KeyError(f"unknown attribute {attr!r}; known: {', '.join(S.GROUP_ATTRS)}")
+        if status not in schema.STATUSES:
+            raise KeyError(f"unknown status {status!r}; known: {', '.join(schema.STATUSES)}")
+        if attr not in schema.GROUP_ATTRS:
+            raise KeyError(f"unknown attribute {attr!r}; known: {', '.join(schema.GROUP_ATTRS)}")
         # 6.2.2: CureFailed objects "are treated according to the rules defined for infected objects".
         chain = [status, "Infected"] if status == "CureFailed" else [status]
         if attr == "Quarantine":
             # Quarantine is the group's switch; <Status>Quarantine picks the statuses (6.1.3, 5.2.5).
-            return bool(self.get("Quarantine")) and bool(s_set(self.explicit, chain, attr))
+            return bool(self.get("Quarantine")) and bool(first_explicit(self.explicit, chain, attr))
         for s in chain:
             if s + attr in self.explicit:
                 return self.explicit[s + attr]
         if attr in self.explicit:
             return self.explicit[attr]
         if attr in self.NOTIFY_ATTRS and any(
-            st + attr in self.explicit and self.explicit[st + attr] for st in S.STATUSES
+            st + attr in self.explicit and self.explicit[st + attr] for st in schema.STATUSES
         ):
             # 6.1.4: with per-status notify keys, "notification will only be sent regarding the
             # objects with the specified status".
@@ -147,10 +147,10 @@ class Group:
 
     def resolved(self) -> dict[str, dict[str, Any]]:
         """The whole status x attribute matrix, as ``config show`` prints it."""
-        return {status: {attr: self.setting(status, attr) for attr in S.GROUP_ATTRS} for status in S.STATUSES}
+        return {status: {attr: self.setting(status, attr) for attr in schema.GROUP_ATTRS} for status in schema.STATUSES}
 
 
-def s_set(explicit: dict[str, Any], chain: list[str], attr: str) -> bool | None:
+def first_explicit(explicit: dict[str, Any], chain: list[str], attr: str) -> bool | None:
     """First explicitly set value of ``<status><attr>`` along a fallback chain."""
     for s in chain:
         if s + attr in explicit:
@@ -171,10 +171,10 @@ class KavConfig:
 
     # -- plain sections ----------------------------------------------------------------------
     def get(self, section: str, key: str) -> Any:
-        schema = S.section_schema(section)
-        if schema is None:
+        section_spec = schema.section_schema(section)
+        if section_spec is None:
             raise KeyError(f"unknown section [{section}]")
-        spec = schema.key(key)
+        spec = section_spec.key(key)
         if spec is None:
             raise KeyError(f"unknown key {key!r} in [{section}]")
         found = self.sections.get(section, {}).get(spec.name)
@@ -185,13 +185,14 @@ class KavConfig:
         return spec.default
 
     def section(self, section: str) -> dict[str, Any]:
-        schema = S.section_schema(section)
-        if schema is None:
+        section_spec = schema.section_schema(section)
+        if section_spec is None:
             raise KeyError(f"unknown section [{section}]")
-        if schema.name == "smtpscan.group:NAME":
+        if section_spec.name == "smtpscan.group:NAME":
             group = self.group(section.split(":", 1)[1])
-            return {k.name: group.get(k.name) for k in schema.keys if k.default is not None} | dict(group.explicit)
-        return {k.name: self.get(section, k.name) for k in schema.keys}
+            defaults = {k.name: group.get(k.name) for k in section_spec.keys if k.default is not None}
+            return defaults | dict(group.explicit)
+        return {k.name: self.get(section, k.name) for k in section_spec.keys}
 
     def notify(self, role: str, event: str) -> dict[str, str]:
         """Template and subject for a role/event, falling back to ``[smtpscan.notify]``."""
@@ -239,7 +240,7 @@ class KavConfig:
     def effective(self) -> dict[str, Any]:
         """Every section with its effective values; groups with their resolved matrix."""
         out: dict[str, Any] = {}
-        for sec in S.SECTIONS:
+        for sec in schema.SECTIONS:
             if sec.pattern:
                 continue
             out[sec.name] = self.section(sec.name)
@@ -261,7 +262,7 @@ def loads_config(text: str, filename: str = "<string>", path: Path | None = None
     warnings: list[Message] = []
     sections: dict[str, dict[str, Setting]] = {}
     section_lines: dict[str, int] = {}
-    known_sections = [s.name for s in S.SECTIONS if not s.pattern] + ["smtpscan.group:default"]
+    known_sections = [s.name for s in schema.SECTIONS if not s.pattern] + ["smtpscan.group:default"]
     # Per section: canonical name per header entry (aliases resolved)
     canon_of: dict[str, tuple[str, bool]] = {}
 
@@ -273,11 +274,11 @@ def loads_config(text: str, filename: str = "<string>", path: Path | None = None
 
     for e in doc.entries:
         if e.kind == "section":
-            canon, aliased = S.canonical_section(e.name)
+            canon, aliased = schema.canonical_section(e.name)
             canon_of[e.name] = (canon, aliased)
             if aliased:
                 warn(e, e.name, None, f"accepted as [{canon}] (the canonical spelling)")
-            if S.section_schema(canon) is None:
+            if schema.section_schema(canon) is None:
                 hint = _did_you_mean(canon, known_sections)
                 if canon.startswith("smtpscan.notify."):
                     hint = hint or " (use smtpscan.notify.ROLE.EVENT with ROLE admin|sender|recipient)"
@@ -295,12 +296,12 @@ def loads_config(text: str, filename: str = "<string>", path: Path | None = None
                 err(e, None, e.name, "key outside any [section]")
                 continue
             canon, _ = canon_of.get(e.section, (e.section, False))
-            schema = S.section_schema(canon)
-            if schema is None:
+            section_spec = schema.section_schema(canon)
+            if section_spec is None:
                 continue  # the section itself was reported
-            spec = schema.key(e.name)
+            spec = section_spec.key(e.name)
             if spec is None:
-                err(e, canon, e.name, f"unknown key{_did_you_mean(e.name, schema.key_names())}")
+                err(e, canon, e.name, f"unknown key{_did_you_mean(e.name, section_spec.key_names())}")
                 continue
             if e.name != spec.name:
                 if e.name.lower() in (a.lower() for a in spec.aliases):
@@ -328,7 +329,7 @@ def loads_config(text: str, filename: str = "<string>", path: Path | None = None
         if not name.startswith("smtpscan.group:"):
             continue
         if "Quarantine" not in settings or not settings["Quarantine"].value:
-            for status in S.STATUSES:
+            for status in schema.STATUSES:
                 s = settings.get(status + "Quarantine")
                 if s is not None and s.value:
                     warnings.append(

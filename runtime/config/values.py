@@ -293,18 +293,59 @@ class Address(ValueType):
         return text
 
 
-@dataclass(frozen=True)
-class AddressList(StrList):
-    name: str = "address list"
-
-    def parse(self, raw: str) -> list[str]:
-        return [Address().parse(item) for item in split_list(raw)]
-
-
 _MAILER_RE = re.compile(
     r"^(?P<proto>smtp|lmtp|qmail)\s*:\s*(?:\((?P<cmd>[^)]*)\)|(?P<host>\[[^\]]+\]|[^:\s]+)(?::(?P<port>\d+))?)$",
     re.IGNORECASE,
 )
+
+
+class MailerSpec(str):
+    """A parsed ``ForwardMailer`` (guide 4.4.5): the text as written (so the configuration writes
+    it back and compares as the admin typed it) plus the fields the filter connects with.
+
+    ``proto`` is ``smtp``/``lmtp``/``qmail``; either ``host``/``port`` (TCP) or ``argv`` (a program
+    spoken to over its stdin/stdout, or the original qmail-queue) is set.
+    """
+
+    proto: str
+    host: str | None
+    port: int | None
+    argv: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, raw: str) -> MailerSpec:
+        import shlex
+
+        text = " ".join(raw.split())
+        m = _MAILER_RE.match(text)
+        if not m:
+            raise ValueError(
+                f"{raw!r} is not protocol:host:port or protocol:(command) "
+                "(e.g. smtp:127.0.0.1:10026 or smtp:(/usr/sbin/sendmail -bs))"
+            )
+        spec = cls(text)
+        spec.proto = m.group("proto").lower()
+        spec.host, spec.port, spec.argv = None, None, ()
+        if m.group("cmd") is not None:
+            if not m.group("cmd").strip():
+                raise ValueError("the command in parentheses is empty")
+            spec.argv = tuple(shlex.split(m.group("cmd")))
+            return spec
+        if spec.proto == "qmail":
+            raise ValueError("qmail takes a program: qmail:(/var/qmail/bin/qmail-queue)")
+        port = m.group("port")
+        if port is not None and not 0 < int(port) < 65536:
+            raise ValueError(f"port {port} is out of range")
+        spec.host = m.group("host").strip("[]")
+        spec.port = int(port or (25 if spec.proto == "smtp" else 24))
+        return spec
+
+    @property
+    def canonical(self) -> str:
+        """One spelling for logs: ``proto:(argv)`` or ``proto:host:port``."""
+        if self.argv:
+            return f"{self.proto}:({' '.join(self.argv)})"
+        return f"{self.proto}:{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -313,23 +354,8 @@ class Mailer(ValueType):
 
     name: str = "mailer"
 
-    def parse(self, raw: str) -> str:
-        text = " ".join(raw.split())
-        m = _MAILER_RE.match(text)
-        if not m:
-            raise ValueError(
-                f"{raw!r} is not protocol:host:port or protocol:(command) "
-                "(e.g. smtp:127.0.0.1:10026 or smtp:(/usr/sbin/sendmail -bs))"
-            )
-        proto = m.group("proto").lower()
-        if proto == "qmail" and m.group("cmd") is None:
-            raise ValueError("qmail takes a program: qmail:(/var/qmail/bin/qmail-queue)")
-        if m.group("cmd") is not None and not m.group("cmd").strip():
-            raise ValueError("the command in parentheses is empty")
-        port = m.group("port")
-        if port is not None and not 0 < int(port) < 65536:
-            raise ValueError(f"port {port} is out of range")
-        return text
+    def parse(self, raw: str) -> MailerSpec:
+        return MailerSpec.parse(raw)
 
     def describe(self) -> str:
         return "smtp|lmtp:host[:port] or smtp|lmtp|qmail:(command)"
@@ -341,20 +367,42 @@ _LISTEN_RE = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class Listen(ValueType):
-    """Where smtpscanner accepts mail: ``inet:host:port``, ``unix:/path`` or ``stdio`` (spawned)."""
+class ListenAddress(str):
+    """A parsed ``ListenAddress``: the text as written plus ``kind`` (``inet``, ``unix`` or
+    ``stdio``) and ``host``/``port`` or ``path``."""
 
-    name: str = "listen address"
+    kind: str
+    host: str
+    port: int
+    path: str
 
-    def parse(self, raw: str) -> str:
+    @classmethod
+    def parse(cls, raw: str) -> ListenAddress:
         text = raw.strip()
         m = _LISTEN_RE.match(text)
         if not m:
             raise ValueError(f"{raw!r} is not inet:host:port, unix:/path or stdio")
         if m.group("port") is not None and not 0 < int(m.group("port")) < 65536:
             raise ValueError(f"port {m.group('port')} is out of range")
-        return text
+        addr = cls(text)
+        addr.host, addr.port, addr.path = "", 0, ""
+        if m.group("unix"):
+            addr.kind, addr.path = "unix", m.group("path")
+        elif m.group("inet"):
+            addr.kind, addr.host, addr.port = "inet", m.group("host").strip("[]"), int(m.group("port"))
+        else:
+            addr.kind = "stdio"
+        return addr
+
+
+@dataclass(frozen=True)
+class Listen(ValueType):
+    """Where smtpscanner accepts mail: ``inet:host:port``, ``unix:/path`` or ``stdio`` (spawned)."""
+
+    name: str = "listen address"
+
+    def parse(self, raw: str) -> ListenAddress:
+        return ListenAddress.parse(raw)
 
     def describe(self) -> str:
         return "inet:host:port | unix:/path | stdio"
@@ -380,13 +428,13 @@ class XforwardAttrs(ValueType):
         return " ".join(value) if isinstance(value, list | tuple) else str(value)
 
 
-_ACTION_VERBS = ("remove", "move", "movepath", "exec")
+_ACTION_VERBS = ("report", "cure", "remove", "move", "movepath", "quarantine", "exec")
 
 
 @dataclass(frozen=True)
 class ScanAction(ValueType):
-    """kavscanner object actions (guide 5.3.3-5.3.4, 6.2.3): ``remove``, ``move DIR``,
-    ``movePath DIR``, ``exec CMD``, several joined with ``;``.
+    """kavscanner object actions (guide 5.3.3-5.3.4, 6.2.3): ``report``, ``cure``, ``remove``,
+    ``move DIR``, ``movePath DIR``, ``quarantine [DIR]``, ``exec CMD``, several joined with ``;``.
 
     A ``;`` followed by something that is not a verb continues the previous ``exec`` command, as
     in the guide's own ``exec mv ...; chmod -x ...`` example.
@@ -409,24 +457,28 @@ class ScanAction(ValueType):
             elif actions and actions[-1][0] == "exec":
                 actions[-1] = ("exec", actions[-1][1] + "; " + piece)
             else:
-                raise ValueError(f"unknown action {verb!r} (use remove, move DIR, movePath DIR or exec CMD)")
+                raise ValueError(f"unknown action {verb!r} (use report, cure, remove, move DIR, movePath DIR, "
+                                 "quarantine [DIR] or exec CMD)")
         for verb, arg in actions:
             if verb in ("move", "movepath") and not arg.startswith("/"):
                 raise ValueError(f"{verb} needs an absolute directory, got {arg!r}")
             if verb == "exec" and not arg:
                 raise ValueError("exec needs a command")
-            if verb == "remove" and arg:
-                raise ValueError(f"remove takes no argument, got {arg!r}")
+            if verb in ("remove", "report", "cure") and arg:
+                raise ValueError(f"{verb} takes no argument, got {arg!r}")
+            if verb == "quarantine" and arg and not arg.startswith("/"):
+                raise ValueError(f"quarantine needs an absolute directory, got {arg!r}")
         return actions
 
     def format(self, value: Any) -> str:
         if isinstance(value, str):
             return value
-        names = {"remove": "remove", "move": "move", "movepath": "movePath", "exec": "exec"}
+        names = {"report": "report", "cure": "cure", "remove": "remove", "move": "move", "movepath": "movePath",
+                 "quarantine": "quarantine", "exec": "exec"}
         return "; ".join((names[v] + (" " + a if a else "")) for v, a in value)
 
     def describe(self) -> str:
-        return "remove | move DIR | movePath DIR | exec CMD, joined with ;"
+        return "report | cure | remove | move DIR | movePath DIR | quarantine [DIR] | exec CMD, joined with ;"
 
 
 @dataclass(frozen=True)

@@ -10,22 +10,13 @@ from __future__ import annotations
 import json
 import os
 import socket
-import urllib.parse
 
+from . import ave1
+from .ave1 import AveServerError, AveServerUnavailable
 from .verdict import Verdict
 from .wire import ConnectionClosed, LineTooLong, Reader
 
-
-class AveServerUnavailable(Exception):
-    """aveserver could not be reached or did not answer in time (temporary failure)."""
-
-
-class AveServerError(Exception):
-    """aveserver answered with an error for this request (e.g. object too large, unreadable file)."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(f"{code} {message}")
-        self.code = code
+__all__ = ["AveClient", "AveServerError", "AveServerUnavailable"]
 
 
 class AveClient:
@@ -75,7 +66,7 @@ class AveClient:
             assert self._sock is not None
             try:
                 self._sock.sendall(head + body)
-                line = reader.read_until(b"\n", 65536).decode("utf-8", "replace")
+                line = reader.read_until(b"\n", ave1.MAX_LINE).decode("utf-8", "replace")
                 return line, reader
             except (ConnectionClosed, BrokenPipeError, ConnectionResetError) as exc:
                 self.close()
@@ -89,44 +80,34 @@ class AveClient:
         raise AveServerUnavailable("unreachable")  # pragma: no cover
 
     def _result(self, line: str, reader: Reader) -> Verdict:
-        parts = line.split(" ")
-        if len(parts) >= 3 and parts[1] != "200":
-            raise AveServerError(int(parts[1]) if parts[1].isdigit() else 500, " ".join(parts[2:]))
-        if len(parts) != 5 or parts[2] != "RESULT" or not parts[3].isdigit():
-            self.close()
-            raise AveServerUnavailable(f"unexpected reply from aveserver: {line[:200]!r}")
         try:
-            doc = json.loads(reader.readexact(int(parts[3])))
-            cured = None if parts[4] == "-" else reader.readexact(int(parts[4]))
+            head = ave1.parse_result(line)
+        except AveServerUnavailable:
+            self.close()
+            raise
+        try:
+            doc = json.loads(reader.readexact(head.doc_len))
+            cured = None if head.cured_len is None else reader.readexact(head.cured_len)
             return Verdict.from_json(doc, cured)
         except (ConnectionClosed, TimeoutError, OSError, ValueError, KeyError) as exc:
             self.close()
             raise AveServerUnavailable(f"incomplete reply from aveserver: {exc!r}") from None
 
-    @staticmethod
-    def _flags(cure: bool, all_objects: bool) -> str:
-        return ("c" if cure else "") + ("a" if all_objects else "") or "-"
-
     # -- API --------------------------------------------------------------------------------
     def ping(self) -> bool:
-        line, _ = self._request(b"AVE/1 PING\n")
-        return line == "AVE/1 200 PONG"
+        line, _ = self._request(ave1.PING)
+        return ave1.is_pong(line)
 
     def version(self) -> dict[str, object]:
-        line, _ = self._request(b"AVE/1 VERSION\n")
-        if not line.startswith("AVE/1 200 "):
-            raise AveServerUnavailable(f"unexpected reply from aveserver: {line[:200]!r}")
-        return json.loads(line[len("AVE/1 200 "):])
+        line, _ = self._request(ave1.VERSION)
+        return ave1.parse_version(line)
 
     def scan_bytes(self, data: bytes, filename: str = "stream", cure: bool = False,
                    all_objects: bool = False) -> Verdict:
         """Scan an object sent over the socket; with ``cure`` the verdict carries cured bytes."""
-        name = urllib.parse.quote(filename, safe="/")
-        head = f"AVE/1 SCANDATA {self._flags(cure, all_objects)} {len(data)} {name}\n".encode()
-        return self._result(*self._request(head, data))
+        return self._result(*self._request(ave1.scan_data(len(data), filename, cure, all_objects), data))
 
     def scan_file(self, path: str | os.PathLike[str], cure: bool = False, all_objects: bool = False) -> Verdict:
         """Have aveserver read and scan a file (it must be readable by aveserver's user)."""
-        name = urllib.parse.quote(os.path.abspath(os.fspath(path)), safe="/")
-        head = f"AVE/1 SCANFILE {self._flags(cure, all_objects)} {name}\n".encode()
+        head = ave1.scan_file(os.path.abspath(os.fspath(path)), cure, all_objects)
         return self._result(*self._request(head))

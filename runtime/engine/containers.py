@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .limits import Budget, Corrupted, LimitExceeded, Protected
+from .verdict import safe_name
 
 CHUNK = 1 << 20
 
@@ -31,12 +32,6 @@ class Member:
     name: str
     data: bytes = b""
     error: Exception | None = None
-
-
-def safe_name(name: str) -> str:
-    """A member name fit for a report line: no control characters, no quotes, bounded length."""
-    cleaned = "".join(ch if ch.isprintable() and ch != '"' else "?" for ch in name)
-    return cleaned[:255] or "?"
 
 
 _UU_BEGIN = re.compile(rb"^begin(?:-base64)? [0-7]{3,4} ([^\r\n]+)\r?$", re.M)

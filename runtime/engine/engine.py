@@ -32,6 +32,7 @@ class _Scan:
     cure: bool
     all_objects: bool
     objects: list[ObjectResult] = field(default_factory=list)
+    skip_kinds: frozenset[str] = frozenset()
     scanned: int = 0
 
     def record(self, path: str, status: Status, name: str = "") -> Status:
@@ -93,9 +94,14 @@ class Engine:
         return self.sigs.count
 
     # -- public -----------------------------------------------------------------------------
-    def scan(self, data: bytes, name: str = "stream", cure: bool = False, all_objects: bool = False) -> Verdict:
-        """Scan one top-level object; with ``cure`` return the disinfected bytes when possible."""
-        ctx = _Scan(Budget(self.limits), cure, all_objects)
+    def scan(self, data: bytes, name: str = "stream", cure: bool = False, all_objects: bool = False,
+             skip_kinds: frozenset[str] = frozenset()) -> Verdict:
+        """Scan one top-level object; with ``cure`` return the disinfected bytes when possible.
+
+        ``skip_kinds`` names container kinds not to look into (kavscanner's ``-e`` object types,
+        guide 6.2.1): such an object is still matched as a whole, only not unpacked.
+        """
+        ctx = _Scan(Budget(self.limits), cure, all_objects, skip_kinds=skip_kinds)
         try:
             out = self._scan(data, name, 0, ctx, can_cure=True)
         except _Stop as stop:
@@ -170,7 +176,7 @@ class Engine:
         kind = identify(data)
         if kind in (None, "uue") and mime.looks_like_mail(data):
             kind = "mime"
-        if kind is None:
+        if kind is None or kind in ctx.skip_kinds:
             ctx.record(path, Status.CLEAN)
             return _Outcome(Status.CLEAN)
         if depth >= self.limits.max_depth:

@@ -27,7 +27,6 @@ import hashlib
 import os
 import re
 import threading
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -383,7 +382,3 @@ def _automaton(words: dict[str, list[tuple[int, int]]]) -> Any:
 def _collect(sig_id: int, _from: int, _to: int, _flags: int, ctx: list[int]) -> None:
     ctx.append(sig_id)
 
-
-def names_of(found: Iterable[str]) -> list[str]:
-    """Deduplicate names keeping the first-seen order."""
-    return list(dict.fromkeys(found))

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from email.generator import BytesGenerator
 from email.message import Message
 
-from .containers import safe_name
+from .verdict import safe_name
 
 _HEADER_LINE = re.compile(rb"^(?:[!-9;-~]+:|From |[ \t])")
 _KNOWN = (b"content-type:", b"mime-version:", b"received:", b"subject:", b"from:", b"to:",

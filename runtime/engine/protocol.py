@@ -7,27 +7,25 @@ anything else is read as clamd commands (``zCMD\\0``, ``nCMD\\n`` or a bare ``CM
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import struct
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime.report import EventLog
 
+from . import ave1
 from .engine import Engine
 from .verdict import Status, Verdict
 from .wire import ConnectionClosed, LineTooLong, Reader
 
 VERSION = "5.5.0"
 PRODUCT = "Kaspersky Anti-Virus for Linux Mail Servers (kav4mailservers clean-room)"
-AVE_MAGIC = b"AVE/1 "
-MAX_LINE = 65536
+MAX_LINE = 65536  # a clamd command line
 CLAMD_COMMANDS = (
     "SCAN QUIT RELOAD PING CONTSCAN VERSIONCOMMANDS VERSION END SHUTDOWN MULTISCAN FILDES STATS "
     "IDSESSION INSTREAM ALLMATCHSCAN"
@@ -94,7 +92,7 @@ class Connection:
     def serve(self) -> None:
         try:
             first = self.reader.peek(1)
-            if first == b"A" and self.reader.peek(len(AVE_MAGIC)) == AVE_MAGIC:
+            if first == b"A" and self.reader.peek(len(ave1.MAGIC)) == ave1.MAGIC:
                 self._serve_ave()
             else:
                 self._serve_clamd()
@@ -118,58 +116,47 @@ class Connection:
     # -- AVE/1 ----------------------------------------------------------------------------
     def _serve_ave(self) -> None:
         while not self.state.terminating():
-            line = self.reader.read_until(b"\n", MAX_LINE)
+            line = self.reader.read_until(b"\n", ave1.MAX_LINE)
             self._begin()
             try:
-                self._ave_request(line.rstrip(b"\r").decode("utf-8", "replace"))
+                self._ave_request(line.decode("utf-8", "replace"))
             finally:
                 self._end()
 
     def _send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
-    def _ave_error(self, code: int, msg: str) -> None:
-        self._send(f"AVE/1 {code} {msg}\n".encode())
-
-    def _ave_result(self, v: Verdict) -> None:
-        doc = v.dumps()
-        cured = "-" if v.cured is None else str(len(v.cured))
-        self._send(f"AVE/1 200 RESULT {len(doc)} {cured}\n".encode() + doc + (v.cured or b""))
-
     def _ave_request(self, line: str) -> None:
-        parts = line.split(" ")
-        if len(parts) < 2 or parts[0] != "AVE/1":
-            self._ave_error(400, "bad request line")
-            raise ConnectionClosed()
-        verb, args = parts[1].upper(), parts[2:]
-        if verb == "PING":
-            self._send(b"AVE/1 200 PONG\n")
-        elif verb == "VERSION":
+        try:
+            req = ave1.parse_request(line)
+        except ave1.BadRequest as exc:
+            self._send(ave1.error(400, str(exc)))
+            if exc.close:
+                raise ConnectionClosed() from None
+            return
+        if req.verb == "PING":
+            self._send(ave1.PONG)
+        elif req.verb == "VERSION":
             eng = self.state.engine()
-            doc = json.dumps({"product": PRODUCT, "version": VERSION, "records": eng.record_count,
-                              "database": eng.sigs.digest[:16], "date": self.state.db_date})
-            self._send(f"AVE/1 200 {doc}\n".encode())
-        elif verb == "SCANFILE" and len(args) == 2:
-            flags, path = args[0], urllib.parse.unquote(args[1])
+            self._send(ave1.version_reply({"product": PRODUCT, "version": VERSION, "records": eng.record_count,
+                                           "database": eng.sigs.digest[:16], "date": self.state.db_date}))
+        elif req.verb == "SCANFILE":
             try:
-                v = scan_path(self.state, path, cure="c" in flags, all_objects="a" in flags)
+                v = scan_path(self.state, req.name, cure=req.cure, all_objects=req.all_objects)
             except OSError as exc:
-                self._ave_error(404, f"cannot read {urllib.parse.quote(path)}: {exc.strerror}")
+                self._send(ave1.cannot_read(req.name, str(exc.strerror)))
                 return
-            self._ave_result(v)
-        elif verb == "SCANDATA" and len(args) == 3 and args[1].isdigit():
-            flags, size, name = args[0], int(args[1]), urllib.parse.unquote(args[2])
-            if size > self.state.stream_max:
-                self._ave_error(413, f"object larger than StreamMaxLength ({self.state.stream_max})")
+            self._send(ave1.result(v.dumps(), v.cured))
+        elif req.verb == "SCANDATA":
+            if req.size > self.state.stream_max:
+                self._send(ave1.error(413, f"object larger than StreamMaxLength ({self.state.stream_max})"))
                 raise ConnectionClosed()  # the body that follows is not read: the stream is unusable
-            data = self.reader.readexact(size)
-            v = self.state.scan(data, name, cure="c" in flags, all_objects="a" in flags)
+            data = self.reader.readexact(req.size)
+            v = self.state.scan(data, req.name, cure=req.cure, all_objects=req.all_objects)
             log_verdict(self.state.log, v)
-            self._ave_result(v)
-        elif verb == "QUIT":
+            self._send(ave1.result(v.dumps(), v.cured))
+        else:  # QUIT
             raise ConnectionClosed()
-        else:
-            self._ave_error(400, f"unknown or malformed command {verb}")
 
     # -- clamd ----------------------------------------------------------------------------
     def _serve_clamd(self) -> None:

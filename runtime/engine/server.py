@@ -12,6 +12,10 @@ close them, then exit, so no connection is dropped and the listening socket neve
 new database is refused and logged; the old workers keep serving.  SIGTERM: workers finish the
 request in flight, the master removes the socket and the pid file.  A socket or pid file left
 behind by ``kill -9`` is recognised as stale at the next start and removed.
+
+The master is :class:`runtime.prefork.Supervisor` (shared with smtpscanner) plus what is
+aveserver's own: the database and the reload into a new generation.  This module is aveserver's
+entry point and the only one that loads the matcher (Hyperscan): nothing else imports it.
 """
 
 from __future__ import annotations
@@ -30,20 +34,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.config import CONFIG_FILE, ConfigError, KavConfig, load_config
+from runtime.prefork import StartupError, Supervisor, clean_stale_pid, clean_stale_socket, write_pid
 from runtime.report import EventLog
 
 from .bases import key_from_config, list_bases, list_viruses
+from .capacity import SCANS_PER_WORKER, THREADS_PER_WORKER
 from .engine import DatabaseError, Engine
 from .limits import Limits
 from .matcher import default_cache_dir
 from .protocol import Connection, ServerState, database_date
 
-THREADS_PER_WORKER = 16  # connections served at once; idle ones cost only a thread
-SCANS_PER_WORKER = 1  # objects held in memory and scanned at once
-
 
 @dataclass
-class Settings:
+class ServerSettings:
     """The keys aveserver uses, read once per (re)load."""
 
     config: KavConfig
@@ -60,7 +63,7 @@ class Settings:
     limits: Limits
 
     @classmethod
-    def from_config(cls, cfg: KavConfig) -> Settings:
+    def from_config(cls, cfg: KavConfig) -> ServerSettings:
         opt = "aveserver.options"
         return cls(
             config=cfg,
@@ -78,54 +81,14 @@ class Settings:
         )
 
 
-class StartupError(Exception):
-    """aveserver cannot start; the message is what the administrator needs to read."""
-
-
 # -- stale files ----------------------------------------------------------------------------------
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True
-    return b"aveserver" in cmdline or b"runtime.engine" in cmdline
-
-
-def clean_stale(settings: Settings, log: EventLog) -> None:
+def clean_stale(settings: ServerSettings, log: EventLog) -> None:
     """Refuse to start next to a live aveserver; remove what a killed one left behind (6.4.2)."""
-    pid_path, sock_path = settings.pid_path, settings.socket_path
-    if pid_path.exists():
-        try:
-            pid = int(pid_path.read_text().strip() or "0")
-        except (OSError, ValueError):
-            pid = 0
-        if pid > 0 and pid != os.getpid() and _pid_alive(pid):
-            raise StartupError(f"aveserver is already running (pid {pid}, pid file {pid_path})")
-        log.warning(f"removing stale pid file {pid_path} (pid {pid} is not running)")
-        pid_path.unlink(missing_ok=True)
-    if sock_path.exists() or sock_path.is_symlink():
-        if not sock_path.is_socket():
-            raise StartupError(f"{sock_path} exists and is not a socket; refusing to remove it")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        probe.settimeout(2)
-        try:
-            probe.connect(str(sock_path))
-        except OSError:
-            log.warning(f"removing stale socket {sock_path}")
-            sock_path.unlink(missing_ok=True)
-        else:
-            raise StartupError(f"another server is listening on {sock_path}")
-        finally:
-            probe.close()
+    clean_stale_pid(settings.pid_path, "aveserver", (b"aveserver", b"runtime.engine"), log)
+    clean_stale_socket(settings.socket_path, log)
 
 
-def bind_sockets(settings: Settings) -> list[socket.socket]:
+def bind_sockets(settings: ServerSettings) -> list[socket.socket]:
     settings.socket_path.parent.mkdir(parents=True, exist_ok=True)
     unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)  # never world-accessible between bind and chmod
@@ -147,33 +110,11 @@ def bind_sockets(settings: Settings) -> list[socket.socket]:
     return socks
 
 
-def write_pid(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _die_with_parent() -> None:
-    """Linux: have the kernel send SIGTERM to this worker when the master dies (kill -9)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # elsewhere the accept loop notices the new parent within half a second
-
-
 # -- worker ---------------------------------------------------------------------------------------
 class Worker:
     """One worker process: a few threads accept and serve connections."""
 
-    def __init__(self, socks: list[socket.socket], engine: Engine, settings: Settings, log: EventLog,
+    def __init__(self, socks: list[socket.socket], engine: Engine, settings: ServerSettings, log: EventLog,
                  db_date: str) -> None:
         self.socks = socks
         self.engine = engine
@@ -190,7 +131,6 @@ class Worker:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         master = os.getppid()
-        _die_with_parent()
         state = ServerState(
             engine=lambda: self.engine,
             log=self.log,
@@ -244,21 +184,21 @@ class Worker:
 
 
 # -- master ---------------------------------------------------------------------------------------
-class Master:
-    def __init__(self, config_path: str, settings: Settings, log: EventLog) -> None:
+class Master(Supervisor):
+    """The pre-fork supervisor plus what is aveserver's own: the database its workers inherit and
+    the SIGHUP reload into a new generation of workers."""
+
+    def __init__(self, config_path: str, settings: ServerSettings, log: EventLog) -> None:
+        super().__init__("aveserver", log, self.serve, settings.workers, on_hup=self.reload,
+                         owned=(settings.socket_path, settings.pid_path))
         self.config_path = config_path
         self.settings = settings
-        self.log = log
         self.engine: Engine | None = None
         self.db_date = ""
         self.socks: list[socket.socket] = []
-        self.current: set[int] = set()  # workers of the current generation
-        self.retired: set[int] = set()
-        self.flags: set[int] = set()
-        self.stopping = False
 
     # database ------------------------------------------------------------------------------
-    def load_engine(self, settings: Settings) -> Engine:
+    def load_engine(self, settings: ServerSettings) -> Engine:
         t0 = time.monotonic()
         try:
             key = key_from_config(settings.config)
@@ -279,51 +219,21 @@ class Master:
         return engine
 
     # workers -------------------------------------------------------------------------------
-    def spawn(self) -> int:
+    def serve(self) -> int:
         assert self.engine is not None
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                signal.set_wakeup_fd(-1)
-                code = Worker(self.socks, self.engine, self.settings, self.log, self.db_date).run()
-            except BaseException as exc:  # noqa: BLE001 - a worker must never return into the master's code
-                with contextlib.suppress(Exception):
-                    self.log.error(f"worker {os.getpid()} failed: {exc}")
-            finally:
-                os._exit(code)
-        self.current.add(pid)
-        return pid
+        return Worker(self.socks, self.engine, self.settings, self.log, self.db_date).run()
 
     def spawn_generation(self) -> None:
         gc.collect()
         gc.freeze()  # keep the database's pages shared with the workers (copy-on-write)
-        for _ in range(self.settings.workers):
-            self.spawn()
-
-    def reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            if pid in self.retired:
-                self.retired.discard(pid)
-            elif pid in self.current:
-                self.current.discard(pid)
-                if not self.stopping:
-                    self.log.error(f"worker {pid} exited unexpectedly (status {status}); starting a new one")
-                    time.sleep(0.2)
-                    self.spawn()
+        super().spawn_generation()
 
     # signals -------------------------------------------------------------------------------
     def reload(self) -> None:
         self.log.info(f"SIGHUP: reloading configuration {self.config_path} and the anti-virus database")
         try:
             cfg = load_config(self.config_path)
-            new = Settings.from_config(cfg)
+            new = ServerSettings.from_config(cfg)
         except (ConfigError, KeyError) as exc:
             self.log.error(f"reload refused, configuration unusable, still serving the previous one: {exc}")
             return
@@ -337,65 +247,30 @@ class Master:
             self.log.warning("LocalSocketPath/ClamdTcpPort changes take effect at the next restart")
             new.socket_path, new.tcp_port = self.settings.socket_path, self.settings.tcp_port
         self.log.reopen()
-        old = self.current
         self.settings, self.engine = new, engine
+        self.size = new.workers
         self.db_date = database_date(new.bases)
-        self.current = set()
         gc.unfreeze()
-        self.spawn_generation()
-        for pid in old:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGUSR2)
-        self.retired |= old
+        self.new_generation(signal.SIGUSR2)
         self.log.info(f"reload complete: {len(self.current)} workers serve {engine.record_count} records")
 
     def run(self, ready: callable | None = None) -> int:  # type: ignore[valid-type]
-        rfd, wfd = os.pipe()
-        os.set_blocking(wfd, False)
-        os.set_blocking(rfd, False)
-        signal.set_wakeup_fd(wfd)
-        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
-            signal.signal(sig, lambda s, _f: self.flags.add(s))
-        self.spawn_generation()
-        self.log.info(f"aveserver started, pid {os.getpid()}, {self.settings.workers} workers, socket "
-                      f"{self.settings.socket_path}" + (f", clamd TCP {self.settings.tcp_addr}:{self.settings.tcp_port}"
-                                                        if self.settings.tcp_port else ""))
-        if ready is not None:
-            ready()
-        while True:
-            with contextlib.suppress(InterruptedError):
-                select.select([rfd], [], [], 1.0)
-            with contextlib.suppress(BlockingIOError):
-                os.read(rfd, 512)
-            flags, self.flags = self.flags, set()
-            if signal.SIGCHLD in flags:
-                self.reap()
-            if signal.SIGTERM in flags or signal.SIGINT in flags:
-                return self.shutdown()
-            if signal.SIGHUP in flags:
-                self.reload()
+        def started() -> None:
+            self.log.info(f"aveserver started, pid {os.getpid()}, {self.settings.workers} workers, socket "
+                          f"{self.settings.socket_path}" + (f", clamd TCP {self.settings.tcp_addr}:"
+                                                            f"{self.settings.tcp_port}" if self.settings.tcp_port
+                                                            else ""))
+            if ready is not None:
+                ready()
+
+        return super().run(ready=started)
 
     def shutdown(self) -> int:
         self.stopping = True
         self.log.info("SIGTERM: finishing scans in progress and stopping")
         for s in self.socks:
             s.close()
-        for pid in self.current | self.retired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while (self.current | self.retired) and time.monotonic() < deadline:
-            try:
-                pid, _ = os.waitpid(-1, 0)
-            except ChildProcessError:
-                break
-            self.current.discard(pid)
-            self.retired.discard(pid)
-        for pid in self.current | self.retired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        self.settings.socket_path.unlink(missing_ok=True)
-        self.settings.pid_path.unlink(missing_ok=True)
+        super().shutdown()
         self.log.info("aveserver stopped")
         return 0
 
@@ -438,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         cfg = load_config(args.config)
-        settings = Settings.from_config(cfg)
+        settings = ServerSettings.from_config(cfg)
     except (ConfigError, KeyError) as exc:  # KeyError: a key this aveserver needs is not in the schema
         sys.stderr.write(f"aveserver: {exc}\n")
         return 1
@@ -492,12 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return master.run(ready=lambda: tell("OK\n"))
     finally:
-        if master.stopping is False:
-            # an exception escaped the loop: do not leave a socket nobody answers
-            with contextlib.suppress(OSError):
-                settings.socket_path.unlink()
-            with contextlib.suppress(OSError):
-                settings.pid_path.unlink()
+        if not master.stopping:
+            master.remove_owned()  # an exception escaped the loop: no socket nobody answers
 
 
 if __name__ == "__main__":

@@ -14,6 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def safe_name(name: str) -> str:
+    """A member name fit for a report line: no control characters, no quotes, bounded length.
+
+    Here rather than in containers.py, which names members with it: the mail filter names MIME
+    parts the same way and should not load the unpackers (tarfile, zipfile, lzma) to do so."""
+    cleaned = "".join(ch if ch.isprintable() and ch != '"' else "?" for ch in name)
+    return cleaned[:255] or "?"
+
+
 class Status(enum.StrEnum):
     """The result words of guide 6.8.1 (CLEAN is written ``OK`` in reports)."""
 
@@ -50,7 +59,7 @@ SEVERITY = {
     Status.INFECTED: 8,
 }
 
-# aveclient's historical exit codes (kav55-format-notes.md).  Chapter 8 calls SUSP- "unknown
+# aveclient's historical exit codes (docs/formats.md).  Chapter 8 calls SUSP- "unknown
 # viral code" and WARN- "modified code of a known virus", hence SUSPICIOUS -> 2, WARNING -> 3.
 EXIT_CODES = {
     Status.CLEAN: 0,

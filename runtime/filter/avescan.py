@@ -12,9 +12,9 @@ import asyncio
 import contextlib
 import json
 import time
-import urllib.parse
 
-from runtime.engine.client import AveServerError, AveServerUnavailable
+from runtime.engine import ave1
+from runtime.engine.ave1 import AveServerError, AveServerUnavailable
 from runtime.engine.verdict import Verdict
 
 __all__ = ["AsyncAveClient", "AveServerError", "AveServerUnavailable"]
@@ -77,19 +77,15 @@ class AsyncAveClient:
             return await self._scan(data, name, cure)
 
     async def _scan(self, data: bytes, name: str, cure: bool) -> Verdict:
-        quoted = urllib.parse.quote(name or "stream", safe="/")
-        head = f"AVE/1 SCANDATA {'c' if cure else '-'} {len(data)} {quoted}\n".encode()
-        line, reader, writer = await self._request(head, data)
-        parts = line.split(" ")
-        if len(parts) >= 3 and parts[0] == "AVE/1" and parts[1] != "200":
-            writer.close()
-            raise AveServerError(int(parts[1]) if parts[1].isdigit() else 500, " ".join(parts[2:]))
-        if len(parts) != 5 or parts[2] != "RESULT" or not parts[3].isdigit():
-            writer.close()
-            raise AveServerUnavailable(f"unexpected reply from aveserver: {line[:200]!r}")
+        line, reader, writer = await self._request(ave1.scan_data(len(data), name, cure), data)
         try:
-            doc = json.loads(await reader.readexactly(int(parts[3])))
-            cured = None if parts[4] == "-" else await reader.readexactly(int(parts[4]))
+            head = ave1.parse_result(line)
+        except (AveServerError, AveServerUnavailable):
+            writer.close()
+            raise
+        try:
+            doc = json.loads(await reader.readexactly(head.doc_len))
+            cured = None if head.cured_len is None else await reader.readexactly(head.cured_len)
             verdict = Verdict.from_json(doc, cured)
         except (OSError, asyncio.IncompleteReadError, ValueError, KeyError) as exc:
             writer.close()
@@ -109,12 +105,13 @@ class AsyncAveClient:
             return await self._get_version(now)
 
     async def _get_version(self, now: float) -> dict[str, object]:
-        line, reader, writer = await self._request(b"AVE/1 VERSION\n")
-        if not line.startswith("AVE/1 200 "):
+        line, reader, writer = await self._request(ave1.VERSION)
+        try:
+            doc = ave1.parse_version(line)
+        except (AveServerUnavailable, ValueError):
             writer.close()
-            raise AveServerUnavailable(f"unexpected reply from aveserver: {line[:200]!r}")
+            raise
         self._keep(reader, writer)
-        doc = json.loads(line[len("AVE/1 200 "):])
         self._version = (now, doc)
         return doc
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import shlex
 import socket
 import subprocess
 from dataclasses import dataclass, field
 
+from runtime.config.values import MailerSpec
 from runtime.filter.envelope import Recipient
 
 
@@ -59,12 +59,6 @@ class Outgoing:
     all_or_nothing: bool = False
 
 
-_MAILER = re.compile(
-    r"^(?P<proto>smtp|lmtp|qmail)\s*:\s*(?:\((?P<cmd>[^)]*)\)|(?P<host>\[[^\]]+\]|[^:\s]+)(?::(?P<port>\d+))?)$",
-    re.IGNORECASE,
-)
-
-
 def to_crlf(data: bytes) -> bytes:
     out = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     return out if out.endswith(b"\r\n") or not out else out + b"\r\n"
@@ -76,35 +70,6 @@ def dot_stuff(data: bytes) -> bytes:
     if body.startswith(b"."):
         body = b"." + body
     return body + b".\r\n"
-
-
-@dataclass(frozen=True)
-class MailerSpec:
-    proto: str  # smtp | lmtp | qmail
-    host: str | None = None
-    port: int | None = None
-    argv: tuple[str, ...] = ()
-
-    @classmethod
-    def parse(cls, text: str) -> MailerSpec:
-        m = _MAILER.match(" ".join(text.split()))
-        if not m:
-            raise ValueError(f"bad ForwardMailer {text!r}")
-        proto = m.group("proto").lower()
-        if m.group("cmd") is not None:
-            argv = tuple(shlex.split(m.group("cmd")))
-            if not argv:
-                raise ValueError("ForwardMailer command is empty")
-            return cls(proto, argv=argv)
-        if proto == "qmail":
-            raise ValueError("qmail takes a program: qmail:(/var/qmail/bin/queue.kav55)")
-        host = m.group("host").strip("[]")
-        return cls(proto, host=host, port=int(m.group("port") or (25 if proto == "smtp" else 24)))
-
-    def __str__(self) -> str:
-        if self.argv:
-            return f"{self.proto}:({' '.join(self.argv)})"
-        return f"{self.proto}:{self.host}:{self.port}"
 
 
 class Connection:
@@ -141,17 +106,17 @@ class Connection:
                     with contextlib.suppress(OSError):
                         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except (OSError, TimeoutError) as exc:
-            raise ForwardError(f"cannot connect to {self.spec}: {exc or 'timeout'}") from None
+            raise ForwardError(f"cannot connect to {self.spec.canonical}: {exc or 'timeout'}") from None
         greet = await self.reply()
         if greet.code != 220:
-            raise ForwardError(f"{self.spec} greeted with {greet}")
+            raise ForwardError(f"{self.spec.canonical} greeted with {greet}")
         await self.write(f"{'LHLO' if self.lmtp else 'EHLO'} {self.helo}\r\n".encode())
         ehlo = await self.reply(lines=True)
         if not ehlo.ok and not self.lmtp:
             await self.write(f"HELO {self.helo}\r\n".encode())
             ehlo = await self.reply(lines=True)
         if not ehlo.ok:
-            raise ForwardError(f"{self.spec} refused {'LHLO' if self.lmtp else 'EHLO'}: {ehlo}")
+            raise ForwardError(f"{self.spec.canonical} refused {'LHLO' if self.lmtp else 'EHLO'}: {ehlo}")
         for line in ehlo.text.split("\n")[1:]:
             word, _, arg = line.strip().partition(" ")
             self.ext[word.upper()] = arg
@@ -163,7 +128,7 @@ class Connection:
             await asyncio.wait_for(self.writer.drain(), self.timeout)
         except (OSError, TimeoutError, RuntimeError) as exc:
             self.broken = True
-            raise ForwardError(f"{self.spec}: write failed: {exc or 'timeout'}") from None
+            raise ForwardError(f"{self.spec.canonical}: write failed: {exc or 'timeout'}") from None
 
     async def reply(self, lines: bool = False) -> Reply:
         """Read one (possibly multi-line) reply; ``lines`` keeps every line in ``text``."""
@@ -174,14 +139,14 @@ class Connection:
                 raw = await asyncio.wait_for(self.reader.readline(), self.timeout)
             except (OSError, TimeoutError, asyncio.LimitOverrunError, ValueError) as exc:
                 self.broken = True
-                raise ForwardError(f"{self.spec}: no reply: {exc or 'timeout'}") from None
+                raise ForwardError(f"{self.spec.canonical}: no reply: {exc or 'timeout'}") from None
             if not raw:
                 self.broken = True
-                raise ForwardError(f"{self.spec} closed the connection")
+                raise ForwardError(f"{self.spec.canonical} closed the connection")
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             if len(line) < 3 or not line[:3].isdigit():
                 self.broken = True
-                raise ForwardError(f"{self.spec}: garbled reply {line[:80]!r}")
+                raise ForwardError(f"{self.spec.canonical}: garbled reply {line[:80]!r}")
             texts.append(line[4:])
             if len(line) == 3 or line[3] != "-":
                 code = int(line[:3])
@@ -228,7 +193,7 @@ class Connection:
             if attrs:
                 r = await self.command("XFORWARD " + " ".join(attrs))
                 if not r.ok:
-                    raise ForwardError(f"{self.spec} refused XFORWARD: {r}")
+                    raise ForwardError(f"{self.spec.canonical} refused XFORWARD: {r}")
         params = self._mail_params(msg)
         cmds = [f"MAIL FROM:<{msg.sender}>" + "".join(" " + p for p in params)]
         for rc in msg.recipients:
@@ -318,7 +283,7 @@ class QmailQueue:
         if os.path.basename(prog) == "qmail-queue":
             original = os.path.join(os.path.dirname(prog), "queue.kav55")
             if os.path.exists(original):
-                spec = MailerSpec(spec.proto, argv=(original, *spec.argv[1:]))
+                spec = MailerSpec.parse(f"{spec.proto}:({shlex.join((original, *spec.argv[1:]))})")
         self.spec = spec
         self.timeout = timeout
 
@@ -334,7 +299,7 @@ class QmailQueue:
         except OSError as exc:
             os.close(env_r)
             os.close(env_w)
-            raise ForwardError(f"cannot run {self.spec}: {exc}") from None
+            raise ForwardError(f"cannot run {self.spec.canonical}: {exc}") from None
         os.close(env_r)
         try:
             assert proc.stdin is not None
@@ -350,7 +315,7 @@ class QmailQueue:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            raise ForwardError(f"{self.spec} timed out") from None
+            raise ForwardError(f"{self.spec.canonical} timed out") from None
         finally:
             if env_w >= 0:
                 os.close(env_w)
@@ -362,7 +327,7 @@ class QmailQueue:
         elif 11 <= code <= 40:  # qmail-queue(8): permanent failures
             reply = Reply(554, f"qmail-queue permanent failure (exit {code})")
         else:
-            raise ForwardError(f"{self.spec} failed temporarily (exit {code})")
+            raise ForwardError(f"{self.spec.canonical} failed temporarily (exit {code})")
         return {r.address: reply for r in msg.recipients}
 
 

@@ -18,6 +18,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass, field
+from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
@@ -58,6 +59,29 @@ class PartOutcome:
     replies: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Leaf:
+    """One MIME leaf of the message and, once scanned, its verdict."""
+
+    index: int
+    name: str
+    real_name: bool  # the message names it (a file name); otherwise ``partN``
+    verdict: Verdict | None = None
+    error: str = ""  # why there is no verdict (e.g. larger than StreamMaxLength)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """The received message as every group part sees it."""
+
+    env: Envelope
+    data: bytes  # LF line endings
+    head: Message
+    msgid: str
+    subject: str
+    per_recipient: bool  # LMTP: one reply per recipient; SMTP/qmail-queue: one for all
+
+
 class TempFail(Exception):
     """Answer 4xx for the recipients concerned; ``code`` is the enhanced status text."""
 
@@ -73,7 +97,7 @@ class Scanner:
         self.client = client
         self.data = data
         self._whole: Verdict | None = None
-        self._leaves: dict[bool, list[tuple[int, str, bool, Verdict | None, str]]] = {}
+        self._leaves: dict[bool, list[Leaf]] = {}
         self._msg = None
 
     @property
@@ -82,15 +106,15 @@ class Scanner:
             self._msg = mimeedit.parse(self.data)
         return self._msg
 
-    def leaf_names(self) -> list[tuple[int, str, bool]]:
-        return [(i, *mimeedit.leaf_name(i, p)) for i, p in mimeedit.leaves(self.msg)]
+    def leaf_names(self) -> list[Leaf]:
+        return [Leaf(i, *mimeedit.leaf_name(i, p)) for i, p in mimeedit.leaves(self.msg)]
 
     async def whole(self) -> Verdict:
         if self._whole is None:
             self._whole = await self.client.scan(self.data, "message", cure=False)
         return self._whole
 
-    async def leaves(self, cure: bool) -> list[tuple[int, str, bool, Verdict | None, str]]:
+    async def leaves(self, cure: bool) -> list[Leaf]:
         if cure not in self._leaves:
             out = []
             for i, part in mimeedit.leaves(self.msg):
@@ -101,7 +125,7 @@ class Scanner:
                     err = ""
                 except AveServerError as exc:  # e.g. larger than StreamMaxLength: it cannot be scanned
                     v, err = None, str(exc)
-                out.append((i, name, real, v, err))
+                out.append(Leaf(i, name, real, v, err))
             self._leaves[cure] = out
         return self._leaves[cure]
 
@@ -109,7 +133,7 @@ class Scanner:
         filter_names = bool(group.get("FilterByName"))
         filtered = set()
         if filter_names:
-            filtered = {i for i, name, real in self.leaf_names() if real and group.filtered_name(name)}
+            filtered = {leaf.index for leaf in self.leaf_names() if leaf.real_name and group.filtered_name(leaf.name)}
         try:
             whole = await self.whole()
         except AveServerError as exc:
@@ -118,13 +142,14 @@ class Scanner:
             return []
         found: list[Finding] = []
         if whole.clean:
-            for i, name, _ in self.leaf_names():
-                if i in filtered:
-                    found.append(Finding(i, name, "Filtered"))
+            for leaf in self.leaf_names():
+                if leaf.index in filtered:
+                    found.append(Finding(leaf.index, leaf.name, "Filtered"))
             return found
-        for i, name, _, v, err in await self.leaves(group.cure):
+        for leaf in await self.leaves(group.cure):
+            i, name, v = leaf.index, leaf.name, leaf.verdict
             if v is None:
-                found.append(Finding(i, name, "Error", [err]))
+                found.append(Finding(i, name, "Error", [leaf.error]))
                 continue
             status = v.status.config_name
             if status in ("Clean", "Cured") and i in filtered:
@@ -154,7 +179,6 @@ class Processor:
         self.scan_slots = asyncio.Semaphore(cfg.get("smtpscan.limits", "MaxScanners"))
         self.temp = cfg.get("path", "TempPath")
         self.show_ok = cfg.get("smtpscan.report", "ShowOk")
-        self.last: list[PartOutcome] = []
         self.licence = LicenceHook(self)  # 5.4.1 accounting and notices
 
     # -- helpers -------------------------------------------------------------------------
@@ -194,6 +218,7 @@ class Processor:
     # -- one message ---------------------------------------------------------------------
     async def process(self, env: Envelope, data: bytes, per_recipient: bool = True) -> dict[str, str]:
         """Per-recipient SMTP reply lines; never raises."""
+        started, size = time.monotonic(), len(data)
         spool = None
         outcomes: list[PartOutcome] = []
         replies: dict[str, str] = {}
@@ -209,11 +234,12 @@ class Processor:
                 g = self.cfg.select_group(env.sender, rc.address)
                 parts.setdefault(g.name, (g, []))[1].append(rc)
             scanner = Scanner(self.client, data)
+            msg = Incoming(env, data, head, msgid, subject, per_recipient)
             for group, rcpts in parts.values():
                 out = PartOutcome(group.name, [r.address for r in rcpts])
                 outcomes.append(out)
                 try:
-                    await self._part(env, data, head, msgid, subject, scanner, group, rcpts, out, per_recipient)
+                    await self._part(msg, scanner, group, rcpts, out)
                 except TempFail as exc:
                     for r in rcpts:
                         out.replies[r.address] = exc.reply
@@ -233,7 +259,8 @@ class Processor:
                     os.unlink(spool)
                 except OSError:
                     pass
-        self.last = outcomes
+        if self.stats is not None:  # the console's statistics store (stats.py, guide 6.8.3)
+            self.stats.observe(outcomes, env.sender, size, time.monotonic() - started)
         return {rc.address: replies.get(rc.address, "451 4.3.0 not processed") for rc in env.recipients}
 
     def _spool(self, data: bytes) -> str:
@@ -253,9 +280,9 @@ class Processor:
             except AveServerUnavailable as exc:
                 raise TempFail(f"aveserver unavailable: {exc}", "451 4.7.1") from None
 
-    async def _part(self, env: Envelope, data: bytes, head, msgid: str, subject: str,  # noqa: ANN001
-                    scanner: Scanner, group: Group, rcpts: list[Recipient], out: PartOutcome,
-                    per_recipient: bool = True) -> None:
+    async def _part(self, msg: Incoming, scanner: Scanner, group: Group, rcpts: list[Recipient],
+                    out: PartOutcome) -> None:
+        env, data, msgid = msg.env, msg.data, msg.msgid
         add_x = bool(group.get("AddXHeaders"))
         notices: list[Outgoing] = []
         if not group.check:
@@ -287,13 +314,13 @@ class Processor:
                         out.quarantined = await asyncio.to_thread(
                             q.store, env.sender, out.recipients, data,
                             "; ".join(self.describe(f) for f in findings),
-                            group=group.name, status=status, names=out.names, msgid=msgid, subject=subject)
+                            group=group.name, status=status, names=out.names, msgid=msgid, subject=msg.subject)
                     except OSError as exc:
                         raise TempFail(f"cannot write quarantine: {exc}") from None
-                notices = self._notices(env, data, head, msgid, subject, group, findings, statuses,
-                                        rc_copy.action, out)
+                notices = self._notices(msg, group, findings, rc_copy.action, out)
         copy = mimeedit.set_x_header(copy, xh)
-        outgoing = Outgoing(env.sender, rcpts, copy, env.mail_params, env.xforward, all_or_nothing=not per_recipient)
+        outgoing = Outgoing(env.sender, rcpts, copy, env.mail_params, env.xforward,
+                            all_or_nothing=not msg.per_recipient)
         try:
             async with self.mailer.session() as session:
                 for n in notices:
@@ -315,18 +342,20 @@ class Processor:
                 out.replies[rc.address] = f"451 4.3.0 next hop said: {one_line(str(r), 300)}"
                 self.log.error(f"message {msgid}: next hop refused <{rc.address}>: {r} (answered 4xx)")
 
-    def _notices(self, env: Envelope, data: bytes, head, msgid: str, subject: str, group: Group,  # noqa: ANN001
-                 findings: list[Finding], statuses: list[str], rc_action: str, out: PartOutcome) -> list[Outgoing]:
+    def _notices(self, msg: Incoming, group: Group, findings: list[Finding], rc_action: str,
+                 out: PartOutcome) -> list[Outgoing]:
+        env, data = msg.env, msg.data
+        statuses = list(dict.fromkeys(f.status for f in findings))
         event = worst(statuses).lower()
-        headers = "".join(f"{k}: {one_line(str(v), 2000)}\n" for k, v in head.items())
+        headers = "".join(f"{k}: {one_line(str(v), 2000)}\n" for k, v in msg.head.items())
         macros = {
             "VERSION": VERSION_TEXT,
             "SENDER": env.sender or "<>",
             "RECIPIENT": "\n".join(out.recipients),
-            "MSGID": msgid,
+            "MSGID": msg.msgid,
             "VIRUSNAME": "\n".join(self.describe(f) for f in findings),
             "SHORTNAME": ", ".join(out.names) or self.locale(worst(statuses)),
-            "SUBJECT": subject,
+            "SUBJECT": msg.subject,
             "DATETIME": self.notifier.datetime(),
             "HEADERS": headers,
             "ACTION": self.locale(rc_action),

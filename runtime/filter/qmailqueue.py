@@ -13,6 +13,7 @@ import os
 
 from runtime.config import KavConfig
 from runtime.filter.envelope import Envelope, Recipient
+from runtime.filter.wiring import build
 from runtime.report import EventLog
 
 EXIT_OK = 0
@@ -49,8 +50,6 @@ def parse_envelope(raw: bytes) -> tuple[str, list[str]]:
 
 
 def run_qmail_queue(cfg: KavConfig, log: EventLog) -> int:
-    from runtime.filter.main import _close, build
-
     try:
         message = _read_all(0)
         raw_env = _read_all(1)
@@ -64,11 +63,12 @@ def run_qmail_queue(cfg: KavConfig, log: EventLog) -> int:
         return EXIT_ENVELOPE
 
     async def go() -> dict[str, str]:
-        proc, _ = build(cfg, log)
+        parts = build(cfg, log)
         try:
-            return await proc.process(Envelope(sender, [Recipient(r) for r in rcpts]), message, per_recipient=False)
+            return await parts.processor.process(Envelope(sender, [Recipient(r) for r in rcpts]), message,
+                                                 per_recipient=False)
         finally:
-            await _close(proc)
+            await parts.close()
 
     try:
         replies = asyncio.run(go())

@@ -15,10 +15,20 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING
 
 from runtime.fsutil import atomic_write
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+
+def _aesgcm() -> type[AESGCM]:
+    """The cipher class, imported on first use: most smtpscanner processes (one per spawned
+    ``--stdio`` session) never quarantine, and ``cryptography`` is a large share of start-up."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM
 
 MAGIC = b"KAVQ1\n"
 KEY_FILE = ".quarantine.key"
@@ -55,7 +65,7 @@ class Quarantine:
         except FileNotFoundError:
             if not create:
                 raise QuarantineError(f"{kf}: no quarantine key") from None
-            key = AESGCM.generate_key(bit_length=256)
+            key = _aesgcm().generate_key(bit_length=256)
             tmp = kf.with_name(f".{KEY_FILE}.{os.getpid()}")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as fh:
@@ -85,7 +95,7 @@ class Quarantine:
         head = json.dumps(meta, ensure_ascii=True).encode()
         plain = len(head).to_bytes(4, "big") + head + message
         nonce = os.urandom(12)
-        blob = MAGIC + nonce + AESGCM(self._key(create=True)).encrypt(nonce, plain, MAGIC)
+        blob = MAGIC + nonce + _aesgcm()(self._key(create=True)).encrypt(nonce, plain, MAGIC)
         # Never half-written, 0600 whatever the umask: a reader sees the old set or the new file.
         atomic_write(self.path / (qid + SUFFIX), blob, mode=0o600)
         return qid
@@ -106,7 +116,7 @@ class Quarantine:
         if not blob.startswith(MAGIC):
             raise QuarantineError(f"{f}: not a quarantine file")
         try:
-            plain = AESGCM(self._key(create=False)).decrypt(blob[6:18], blob[18:], MAGIC)
+            plain = _aesgcm()(self._key(create=False)).decrypt(blob[6:18], blob[18:], MAGIC)
         except Exception as exc:  # noqa: BLE001 - InvalidTag and friends
             raise QuarantineError(f"{f}: cannot decrypt ({exc.__class__.__name__})") from None
         n = int.from_bytes(plain[:4], "big")

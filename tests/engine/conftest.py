@@ -1,4 +1,4 @@
-"""Fixtures for the engine tests (helpers live in enginehelp.py)."""
+"""Fixtures for the engine tests (helpers live in tests/support/engine.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from enginehelp import Server
 
 from runtime.engine.engine import Engine
+from tests.support.engine import Server
 
 
 @pytest.fixture(autouse=True)
@@ -18,7 +18,7 @@ def _engine_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Engine:
-    from enginehelp import make_engine
+    from tests.support.engine import make_engine
 
     return make_engine(tmp_path)
 

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from enginehelp import REPO, Server
 
 from runtime.engine.client import AveClient, AveServerError, AveServerUnavailable
 from runtime.engine.eicar import EICAR
 from runtime.engine.verdict import Status
+from tests.support.engine import REPO, Server
 from tests.support.procs import can_connect, wait_for
 from tests.support.procs import children as _children
 

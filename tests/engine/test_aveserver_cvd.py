@@ -9,10 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from enginehelp import REPO, Server
-
 from runtime.engine.client import AveClient
 from tests.support.clamav import build_cvd, make_test_key
+from tests.support.engine import REPO, Server
 from tests.support.procs import wait_for
 
 MAIN = {"main.info": b"x\n", "main.ndb": b"Main.Sig:0:*:6d61696e736967\n",

@@ -10,9 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from enginehelp import Server
 
 from runtime.engine.eicar import EICAR
+from tests.support.engine import Server
 from tests.support.procs import wait_for
 
 

@@ -12,11 +12,10 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from enginehelp import REPO, make_engine
-
 from runtime.engine.eicar import EICAR
 from runtime.engine.limits import Limits, MiB
 from runtime.engine.verdict import Status
+from tests.support.engine import REPO, make_engine
 
 
 def _zip(members: dict[str, bytes]) -> bytes:

@@ -6,11 +6,11 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from enginehelp import make_engine
 
 from runtime.engine.engine import DatabaseError, Engine
 from runtime.engine.signatures import load_signatures
 from runtime.engine.verdict import Status
+from tests.support.engine import make_engine
 
 BODY = [
     # (signature, bytes that match, bytes that must not match)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from filterhelp import Sink, Stack  # noqa: E402
+from tests.support.filter import Sink, Stack
 
 
 @pytest.fixture(autouse=True)

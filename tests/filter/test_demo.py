@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from filterhelp import REPO
+from tests.support.filter import REPO
 
 
 def test_kavsetup_demo_runs_and_keeps_its_promises(tmp_path) -> None:  # noqa: ANN001

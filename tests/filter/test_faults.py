@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from filterhelp import EICAR, FakeAve, Sink, eicar_mail, mail
+from tests.support.filter import EICAR, FakeAve, Sink, eicar_mail, mail
 
 BOB = "bob@example.com"
 GROUP = {"default": {"AdminAddress": "admin@example.com"}}

@@ -11,7 +11,7 @@ import io
 import stat
 import zipfile
 
-from filterhelp import EICAR, PREFIXES, eicar_mail, mail
+from tests.support.filter import EICAR, PREFIXES, eicar_mail, mail
 
 ADMIN = "admin@example.com"
 SENDER = "alice@example.com"

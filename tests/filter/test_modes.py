@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from filterhelp import EICAR, REPO, eicar_mail, mail
+from tests.support.filter import EICAR, REPO, eicar_mail, mail
 
 BOB = "bob@example.com"
 
@@ -211,7 +211,7 @@ def test_forward_over_lmtp_to_postfix_smtp_sink(make_stack, tmp_path) -> None:  
     import shutil
     import time
 
-    from filterhelp import free_port
+    from tests.support.filter import free_port
 
     if shutil.which("smtp-sink") is None:  # pragma: no cover - Postfix is installed here
         import pytest

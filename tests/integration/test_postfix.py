@@ -384,19 +384,15 @@ def test_listening_socket_on_live_system_moves_the_ports() -> None:
 
 
 def test_interactive_questions(tmp_path: Path) -> None:
-    """Without --non-interactive on a terminal, install asks (guide 3.4) and uses the answers."""
-    import pexpect
+    """Without --non-interactive on a terminal, install runs the console setup (guide 3.4,
+    tests/setup) and uses the answers."""
+    from tests.support.setup import answer_all, finish, spawn
 
     root = _root(tmp_path, "debian-bookworm")
     args = [a for a in _install_args(root) if a != "--non-interactive"]
-    child = pexpect.spawn(sys.executable, ["-m", "kavsetup.cli", *args], cwd=str(Path(__file__).parents[2]),
-                          timeout=60, encoding="utf-8")
-    child.expect(r"Protocol between the MTA and smtpscanner \(lmtp/smtp\) \[lmtp\]: ")
-    child.sendline("smtp")
-    child.expect(r"Administrator address .*: ")
-    child.sendline("av@example.org")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 0, child.before
+    child = spawn(*args)
+    asked = answer_all(child, {"protocol": "smtp", "admin_address": "av@example.org"})
+    assert finish(child) == 0
+    assert asked[:4] == ["postfix_mode", "protocol", "domains", "admin_address"]
     conf = (root / "etc/kav/5.5/kav4mailservers/kav4mailservers.conf").read_text()
     assert "Protocol=smtp" in conf and "AdminAddress=av@example.org" in conf

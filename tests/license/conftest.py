@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "filter"))
 
 
 @pytest.fixture(autouse=True)
@@ -17,7 +14,7 @@ def _engine_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
 
 @pytest.fixture
 def make_stack(tmp_path: Path):  # noqa: ANN201 - the same real stack as tests/filter, stopped at teardown
-    from filterhelp import Sink, Stack
+    from tests.support.filter import Sink, Stack
 
     made: list[Stack] = []
 

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from filterhelp import EICAR, Stack, _kill, mail
 
+from tests.support.filter import EICAR, Stack, _kill, mail
 from tests.support.license import Publisher, licence_paths, licensemanager
 from tests.support.procs import children, wait_for
 

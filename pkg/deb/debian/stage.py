@@ -41,7 +41,8 @@ ABOUT: dict[str, tuple[str, str]] = {
 }
 
 #: Daemons with a unit, keyed by the command that must exist for the unit to be shipped.
-UNITS = {"aveserver": "kav4mailservers-aveserver.service", "smtpscanner": "kav4mailservers-smtpscanner.service"}
+UNITS = {"aveserver": "kav4mailservers-aveserver.service", "smtpscanner": "kav4mailservers-smtpscanner.service",
+         "kavconsole": "kav4mailservers-console.service"}
 #: Periodic jobs: the command, then its oneshot service and the timer that runs it (guide 5.1.2's cron task).
 TIMERS = {"keepup2date": ("kav4mailservers-keepup2date.service", "kav4mailservers-keepup2date.timer")}
 
@@ -126,11 +127,28 @@ def main(src_dir: str, dest_dir: str) -> int:
         wrapper.write_text(WRAPPER.format(name=name, module=module, func=func))
         wrapper.chmod(0o755)
         about, sections = ABOUT.get(name, ("kav4mailservers command", "1-9"))
-        written = src / "docs/man" / f"{name}.8"  # a command's own full page wins over the generated one
-        (man8 / f"{name}.8").write_text(written.read_text() if written.is_file() else
-            MANPAGE.format(name=name, upper=name.upper(), about=about, sections=sections)
+        written = src / "docs" / "man" / f"{name}.8"  # a full page where one is written (kavscanner)
+        (man8 / f"{name}.8").write_text(
+            written.read_text() if written.is_file()
+            else MANPAGE.format(name=name, upper=name.upper(), about=about, sections=sections)
         )
         (guide_bin / name).symlink_to(f"/usr/sbin/{name}")
+
+    # contrib/vox.sh (5.3.3.1) under the library, and at the guide's /opt path as a link.
+    contrib = dest / LIBDIR / "contrib"
+    contrib.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src / "pkg" / "common" / "vox.sh", contrib / "vox.sh")
+    os.chmod(contrib / "vox.sh", 0o755)  # noqa: S103 - a script run by root and by admins
+    guide_contrib = dest / "opt/kav/5.5/kav4mailservers/contrib"
+    guide_contrib.mkdir(parents=True, exist_ok=True)
+    (guide_contrib / "vox.sh").symlink_to(f"/{LIBDIR}/contrib/vox.sh")
+
+    # Examples the guide describes, installed commented out (5.3.2: the kavscanner cron schedule).
+    examples = dest / "usr/share/doc/kav4mailservers/examples"
+    for example in sorted((src / "pkg" / "common").glob("*.cron")):
+        examples.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(example, examples / example.name)
+        os.chmod(examples / example.name, 0o644)
 
     units_src = Path(__file__).resolve().parent / "units"
     unit_dir = dest / "lib/systemd/system"

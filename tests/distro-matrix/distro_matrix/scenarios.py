@@ -6,6 +6,10 @@ clean     MTA + aveserver + smtpscanner running: a clean message arrives with `X
 eicar     EICAR is not delivered as sent; recipient notice, admin notice, quarantine entry
 queue     aveserver stopped: mail waits in the MTA's queue; started again: it is delivered
           (qmail stand-in: qmail-queue exits with a temporary code, so the SMTP client keeps it)
+dialogue  (Postfix) integration undone, then `kavsetup setup` answered through a real pty (pexpect):
+          mail flows through the filter again
+reconfigure (Postfix) debconf preseeding + `dpkg-reconfigure kav4mailservers` with other ports: one
+          journaled change (`kavsetup reconfigure`), mail still flows through the filter
 remove    `dpkg -r`: MTA configuration identical to the snapshot (bytes, modes, owners); MTA delivers
 purge     `dpkg --purge`: no file, user or group of ours is left
 refuse    (Postfix) another content_filter is set: postinst fails, says why, and the MTA's
@@ -32,9 +36,12 @@ from .roots import ensure_root
 from .sandbox import Sandbox, SandboxError
 from .spec import ADMIN_USER, HOSTNAME, MAIL_USER, RootSpec
 
-SCENARIOS: tuple[str, ...] = ("baseline", "install", "clean", "eicar", "queue", "remove", "purge", "refuse")
+SCENARIOS: tuple[str, ...] = ("baseline", "install", "clean", "eicar", "queue", "dialogue", "reconfigure",
+                              "remove", "purge",
+                              "refuse")
 #: Scenarios that only make sense for some MTA kinds.
-ONLY_FOR: dict[str, tuple[str, ...]] = {"refuse": ("postfix",)}
+ONLY_FOR: dict[str, tuple[str, ...]] = {"refuse": ("postfix",), "reconfigure": ("postfix",),
+                                         "dialogue": ("postfix",)}
 PACKAGE = "kav4mailservers"
 CONF = "/etc/kav/5.5/kav4mailservers/kav4mailservers.conf"
 ANSWERS = "/etc/kav/5.5/setup.yaml"
@@ -96,6 +103,8 @@ class Cell:
             "clean": self.clean,
             "eicar": self.eicar,
             "queue": self.queue,
+            "dialogue": self.dialogue,
+            "reconfigure": self.reconfigure,
             "remove": self.remove,
             "purge": self.purge,
         }
@@ -104,6 +113,8 @@ class Cell:
             "clean": ("install",),
             "eicar": ("clean",),
             "queue": ("clean",),
+            "dialogue": ("clean",),
+            "reconfigure": ("clean",),
             "remove": ("install",),
             "purge": ("remove",),
         }
@@ -445,6 +456,59 @@ class Cell:
         _wait(lambda: sb.path("/run/aveserver").exists(), 30)
         again = self._deliver_clean(expect_header=True)
         return f"temporary failure ({sent.returncode}) while aveserver was down; {again.token} queued after restart"
+
+    def dialogue(self) -> str:
+        """Issue 16 acceptance: `kavsetup setup` on the matrix root, answered through pexpect on a
+        real pseudo-terminal, ends with mail flowing through the filter."""
+        import pexpect
+
+        sb = self._sb()
+        if sb.run(["kavsetup", "setup", "--help"]).returncode != 0:
+            raise Blocked("kavsetup setup not in the package yet")
+        sb.run(["kavsetup", "uninstall"]).check()
+        argv = sb._enter(["kavsetup", "setup", "--save-answers", "/root/kav-setup.yaml"], {"TERM": "dumb"})
+        child = pexpect.spawn(argv[0], argv[1:], encoding="utf-8", timeout=120, dimensions=(50, 300))
+        replies = {"Protocol between": "smtp", "Administrator address": ADMIN_ADDRESS,
+                   "Update the anti-virus databases now": "no", "Apply these changes": "yes"}
+        asked: list[str] = []
+        while child.expect([r"\n([^\n\[]+) \[[^\]\n]*\]: ", pexpect.EOF]) == 0:
+            question = child.match.group(1).strip()
+            asked.append(question)
+            child.sendline(next((v for k, v in replies.items() if question.startswith(k)), ""))
+        child.close()
+        assert child.exitstatus == 0, f"kavsetup setup exited {child.exitstatus}:\n{child.before[-2000:]}"
+        assert asked[-1].startswith("Apply these changes"), f"no confirmation asked: {asked}"
+        conf = sb.path(CONF).read_text()
+        assert "Protocol=smtp" in conf and f"AdminAddress={ADMIN_ADDRESS}" in conf, "answers not in the config"
+        self._stop_mta()
+        self._start_mta()
+        sent = self._deliver_clean(expect_header=True)
+        return f"{len(asked)} questions answered through a pty; {sent.token} delivered with X-Anti-Virus"
+
+    def reconfigure(self) -> str:
+        """Issue 16: the admin preseeds other ports and runs `dpkg-reconfigure`; postinst hands the
+        seen debconf answers to `kavsetup reconfigure` (one journaled change); mail still flows.
+        `remove` then checks the MTA configuration is the pre-install snapshot, byte for byte."""
+        import json
+
+        sb = self._sb()
+        if sb.run(["kavsetup", "reconfigure", "--help"]).returncode != 0:
+            raise Blocked("kavsetup reconfigure not in the package yet")
+        port = 10125
+        selections = (f"{PACKAGE} {PACKAGE}/filter_port string {port}\n"
+                      f"{PACKAGE} {PACKAGE}/reinject_port string {port + 1}\n")
+        sb.run(["debconf-set-selections"], input=selections.encode()).check()
+        r = sb.run(["dpkg-reconfigure", "-f", "noninteractive", PACKAGE], timeout=300)
+        assert r.returncode == 0, f"dpkg-reconfigure failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+        main_cf = sb.path("/etc/postfix/main.cf").read_text()
+        assert f"content_filter = kavscan:[127.0.0.1]:{port}" in main_cf, (
+            f"dpkg-reconfigure did not move the filter to port {port}:\n{r.stderr[-2000:]}")
+        journal = json.loads(sb.path("/var/lib/kav/5.5/kav4mailservers/journal/journal.json").read_text())
+        assert journal["state"] == "installed" and "reconfigured_from" in journal, "not one journaled change"
+        self._stop_mta()
+        self._start_mta()
+        sent = self._deliver_clean(expect_header=True)
+        return f"filter moved to {port} by dpkg-reconfigure; {sent.token} delivered with X-Anti-Virus"
 
     def remove(self) -> str:
         sb = self._sb()

@@ -42,6 +42,7 @@ COMMON_PACKAGES: tuple[str, ...] = (
     "python3-cryptography",
     "python3-distro",
     "python3-aiosmtpd",
+    "python3-prometheus-client",
 )
 
 

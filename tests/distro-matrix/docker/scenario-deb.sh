@@ -7,7 +7,7 @@ printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/po
 echo "postfix postfix/main_mailer_type select Local only" | debconf-set-selections 2>/dev/null || true
 apt-get update -q
 apt-get install -y -q --no-install-recommends postfix swaks procps python3 python3-aiosmtpd \
-    python3-ahocorasick python3-cryptography python3-distro python3-jinja2 python3-ruamel.yaml adduser
+    python3-ahocorasick python3-cryptography python3-distro python3-jinja2 python3-prometheus-client python3-ruamel.yaml adduser
 id alice >/dev/null 2>&1 || useradd -m alice
 snap() { find /etc/postfix -exec stat -c '%n %a %u %g %s' {} + | sort; find /etc/postfix -type f -exec sha256sum {} + | sort; }
 snap > /tmp/before

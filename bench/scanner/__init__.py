@@ -1,0 +1,1 @@
+"""kavscanner against clamscan -r and clamdscan --multiscan --fdpass (``python -m bench.scanner``)."""

@@ -1,0 +1,161 @@
+"""What the Status page and /metrics report about the running product (guide 4.3, 6.4, 5.1).
+
+Everything is read, nothing changed: aveserver is asked for its VERSION over its socket, the
+filter's listener is probed with a connect, the MTA's queue is read with the MTA's own read-only
+listing command.  Each probe has a short timeout so a hung daemon cannot hang the console.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runtime.config import KavConfig
+from runtime.engine.client import AveClient
+
+STALE_AFTER = 86400  # the guide's daily updates: a database older than a day is worth a warning
+
+
+@dataclass
+class Status:
+    aveserver_up: bool = False
+    aveserver_error: str = ""
+    product: str = ""
+    database: str = ""
+    records: int = 0
+    db_date: str = ""
+    db_age: float | None = None
+    workers: int | None = None  # aveserver's worker processes (children of the pid in AVSpidPATH)
+    smtpscanner_up: bool = False
+    smtpscanner_listen: str = ""
+    queue: str = ""
+    last_update: str = ""
+    licences: list[str] = field(default_factory=list)  # the guide's key lines (5.4.2 -s)
+    days_left: dict[tuple[str, str], int] = field(default_factory=dict)  # (type, serial) of active keys
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def db_stale(self) -> bool:
+        return self.db_age is not None and self.db_age > STALE_AFTER
+
+
+def _listening(listen: str, timeout: float = 1.0) -> bool:
+    kind, _, where = listen.partition(":")
+    try:
+        if kind == "unix":
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(timeout)
+                s.connect(where)
+        else:
+            host, _, port = where.rpartition(":")
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+                pass
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def worker_count(pidfile: str) -> int | None:
+    """aveserver's worker processes: the children of its master, read from /proc (any user may)."""
+    try:
+        master = int(Path(pidfile).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    n = 0
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == master:
+                    n += 1
+            except (OSError, IndexError, ValueError):
+                continue
+    return n
+
+
+def last_update(cfg: KavConfig) -> str:
+    """The last line keepup2date wrote to its event log (guide 5.1.2), or why there is none."""
+    path = cfg.get("updater.report", "ReportFileName")
+    if not path:
+        return "keepup2date logs to standard error ([updater.report] ReportFileName is empty)"
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - 4096))
+            lines = [ln for ln in fh.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    except OSError as exc:
+        return f"no update log ({path}: {exc.strerror})"
+    return lines[-1][:300] if lines else f"{path} is empty"
+
+
+def licences(cfg: KavConfig, st: Status) -> None:
+    """Installed product keys (5.4) as licensemanager -s prints them, and days left of the active ones."""
+    from runtime.license.info import installed_line
+    from runtime.license.keystore import KeyStore
+
+    today = dt.date.today()
+    try:
+        store = KeyStore.for_config(cfg)
+        items = store.installed()
+        active = store.active(today)
+    except Exception as exc:  # noqa: BLE001 - shown, never a failed page
+        st.licences = [f"product keys unreadable: {exc}"]
+        return
+    st.licences = [installed_line(i, today) for i in items] or [f"no product key installed in {store.directory}"]
+    st.days_left = {(k.type, k.serial): k.days_left(today) for k in active.values()}
+    for (ktype, serial), days in sorted(st.days_left.items()):
+        if days <= 14:
+            st.warnings.append(f"product key {serial} ({ktype}) " +
+                               (f"expired {-days} days ago" if days < 0 else f"expires in {days} days"))
+
+
+def mail_queue() -> str:
+    """A one-line summary of the MTA's queue (read-only: postqueue -p / exim -bpc / mailq)."""
+    for argv in (["postqueue", "-p"], ["exim", "-bpc"], ["mailq"]):
+        if shutil.which(argv[0]) is None:
+            continue
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=5, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        text = (out.stdout or out.stderr).strip().splitlines()
+        return f"{' '.join(argv)}: {text[-1][:200] if text else 'no output'}"
+    return "no MTA queue command found"
+
+
+def collect(cfg: KavConfig, queue: bool = True) -> Status:
+    st = Status()
+    try:
+        with AveClient(cfg.get("path", "LocalSocketPath"), timeout=3.0) as c:
+            v = c.version()
+        st.aveserver_up = True
+        st.product = str(v.get("product", ""))
+        st.database = str(v.get("database", ""))
+        st.records = int(v.get("records", 0) or 0)
+        st.db_date = str(v.get("date", ""))
+        try:
+            st.db_age = max(0.0, time.time() - time.mktime(time.strptime(st.db_date, "%a %b %d %H:%M:%S %Y")))
+        except ValueError:
+            st.db_age = None
+    except Exception as exc:  # noqa: BLE001 - any failure means "down", shown with its reason
+        st.aveserver_error = f"{exc.__class__.__name__}: {exc}"
+        st.warnings.append(f"aveserver is not answering on {cfg.get('path', 'LocalSocketPath')}")
+    if st.aveserver_up:
+        st.workers = worker_count(str(cfg.get("path", "AVSpidPATH")))
+    if st.db_stale:
+        st.warnings.append(f"the anti-virus database is {st.db_age / 86400:.1f} days old (run keepup2date)")
+    st.smtpscanner_listen = str(cfg.get("smtpscan.general", "ListenAddress"))
+    st.smtpscanner_up = _listening(st.smtpscanner_listen)
+    if not st.smtpscanner_up:
+        st.warnings.append(f"smtpscanner is not listening on {st.smtpscanner_listen}")
+    licences(cfg, st)
+    if not cfg.get("console", "StatisticsStore"):
+        st.warnings.append("[console] StatisticsStore is not set: no statistics are recorded")
+    if queue:
+        st.queue = mail_queue()
+        st.last_update = last_update(cfg)
+    return st

@@ -1,0 +1,261 @@
+"""The one pre-fork skeleton shared by aveserver (guide 6.4) and smtpscanner (guide 2.1).
+
+Both daemons are a master that binds the listening sockets, then forks workers that inherit them:
+scanning and mail parsing are CPU bound and a Python process uses one core.  What is common lives
+here, once:
+
+* the pid file and the stale files a ``kill -9`` leaves behind (6.4.2): a live instance is
+  refused, a dead one's pid file and socket are removed;
+* the master's signal loop: SIGCHLD reaps and respawns (with a back-off, so a worker that dies at
+  once does not turn into a fork loop), SIGHUP calls the daemon's own reload, SIGTERM/SIGINT stop
+  the workers (a grace period, then SIGKILL) and remove the socket and pid file;
+* generations: a reload may start a new set of workers and retire the old one (aveserver keeps
+  serving the open connections of the retired workers until they close);
+* :meth:`Supervisor.enter_worker`: what every worker does right after the fork, before it
+  serves.  It is the single place for per-worker hardening (privilege dropping, resource limits),
+  so both daemons get it the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from runtime.fsutil import atomic_write
+from runtime.report import EventLog
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message is what the administrator needs to read."""
+
+
+# -- pid file and stale files ---------------------------------------------------------------------
+def pid_alive(pid: int, names: tuple[bytes, ...]) -> bool:
+    """Whether ``pid`` runs and looks like one of ``names`` (a recycled pid of another program
+    does not count; without /proc, any live process does)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return any(name in cmdline for name in names)
+
+
+def clean_stale_pid(pid_path: Path, what: str, names: tuple[bytes, ...], log: EventLog) -> None:
+    """Refuse to start next to a live instance; remove the pid file of a dead one."""
+    if not pid_path.exists():
+        return
+    try:
+        pid = int(pid_path.read_text().strip() or "0")
+    except (OSError, ValueError):
+        pid = 0
+    if pid > 0 and pid != os.getpid() and pid_alive(pid, names):
+        raise StartupError(f"{what} is already running (pid {pid}, pid file {pid_path})")
+    log.warning(f"removing stale pid file {pid_path} (pid {pid} is not running)")
+    pid_path.unlink(missing_ok=True)
+
+
+def clean_stale_socket(sock_path: Path, log: EventLog | None = None) -> None:
+    """Remove a UNIX socket nobody answers on; refuse a live one or anything that is not a socket."""
+    if not (sock_path.exists() or sock_path.is_symlink()):
+        return
+    if not sock_path.is_socket():
+        raise StartupError(f"{sock_path} exists and is not a socket; refusing to remove it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2)
+    try:
+        probe.connect(str(sock_path))
+    except OSError:
+        if log is not None:
+            log.warning(f"removing stale socket {sock_path}")
+        sock_path.unlink(missing_ok=True)
+    else:
+        raise StartupError(f"another server is listening on {sock_path}")
+    finally:
+        probe.close()
+
+
+def write_pid(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, f"{os.getpid()}\n".encode(), mode=0o644)
+
+
+def die_with_parent() -> None:
+    """Linux: have the kernel send SIGTERM to this worker when the master dies (kill -9)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # elsewhere a worker notices the new parent (os.getppid) within half a second
+
+
+# -- the master -----------------------------------------------------------------------------------
+class Supervisor:
+    """A master process keeping ``size`` forked workers running ``work``.
+
+    ``work`` runs in the child and returns its exit code; the child never returns into the
+    master's code.  ``on_hup`` is the daemon's reload (called in the master, outside the signal
+    handler).  ``owned`` are the paths (socket, pid file) removed when the master stops.
+    """
+
+    RESPAWN_FIRST = 0.2  # seconds before replacing a dead worker ...
+    RESPAWN_MAX = 10.0  # ... doubling while workers keep dying young, up to this
+    YOUNG = 5.0  # a worker that lived less than this counts as dying young
+    GRACE = 30.0  # SIGTERM: seconds the workers get to finish what they are doing
+
+    def __init__(self, name: str, log: EventLog, work: Callable[[], int], size: int,
+                 on_hup: Callable[[], None] | None = None, owned: tuple[Path, ...] = ()) -> None:
+        self.name = name
+        self.log = log
+        self.work = work
+        self.size = size
+        self.on_hup = on_hup
+        self.owned = owned
+        self.current: dict[int, float] = {}  # pid -> start time, workers of the current generation
+        self.retired: set[int] = set()  # an older generation, finishing its open connections
+        self.flags: set[int] = set()
+        self.stopping = False
+        self.backoff = self.RESPAWN_FIRST
+        self.respawn_at: list[float] = []  # monotonic times at which a replacement is due
+
+    # workers ---------------------------------------------------------------------------------
+    def enter_worker(self) -> None:
+        """Run in every worker right after the fork: default signal dispositions, die with the
+        master.  Privilege dropping and resource limits belong here too (one place for both
+        daemons)."""
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        die_with_parent()
+
+    def spawn(self) -> int:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                self.enter_worker()
+                code = self.work()
+            except BaseException as exc:  # noqa: BLE001 - a worker must never return into the master's code
+                with contextlib.suppress(Exception):
+                    self.log.error(f"{self.name} worker {os.getpid()} failed: {exc}")
+            finally:
+                os._exit(code)
+        self.current[pid] = time.monotonic()
+        return pid
+
+    def spawn_generation(self) -> None:
+        for _ in range(self.size):
+            self.spawn()
+
+    def new_generation(self, retire_signal: int) -> None:
+        """Start a fresh set of workers, then tell the old ones to stop accepting
+        (``retire_signal``); they exit on their own once their connections are done.  New
+        before old: the listening socket never goes unserved."""
+        old, self.current = set(self.current), {}
+        self.spawn_generation()
+        for pid in old:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, retire_signal)
+        self.retired |= old
+
+    def signal_workers(self, sig: int) -> None:
+        for pid in set(self.current) | self.retired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid in self.retired:
+                self.retired.discard(pid)
+                continue
+            started = self.current.pop(pid, None)
+            if started is None or self.stopping:
+                continue
+            now = time.monotonic()
+            if now - started < self.YOUNG:  # dying young again and again: wait longer each time
+                self.backoff = min(self.backoff * 2, self.RESPAWN_MAX)
+                delay = self.backoff
+            else:
+                self.backoff = delay = self.RESPAWN_FIRST
+            self.log.error(f"{self.name} worker {pid} exited unexpectedly (status {status}); starting a new one")
+            self.respawn_at.append(now + delay)
+
+    def respawn_due(self) -> None:
+        """Replace dead workers whose back-off has passed (the loop never sleeps on it, so a
+        SIGTERM during a back-off is still served at once)."""
+        now = time.monotonic()
+        due = [t for t in self.respawn_at if t <= now]
+        self.respawn_at = [t for t in self.respawn_at if t > now]
+        for _ in due:
+            self.spawn()
+
+    # the loop --------------------------------------------------------------------------------
+    def run(self, ready: Callable[[], None] | None = None) -> int:
+        """Start the workers and supervise them until SIGTERM/SIGINT."""
+        rfd, wfd = os.pipe()
+        os.set_blocking(wfd, False)
+        os.set_blocking(rfd, False)
+        signal.set_wakeup_fd(wfd)
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+            signal.signal(sig, lambda s, _f: self.flags.add(s))
+        self.spawn_generation()
+        if ready is not None:
+            ready()
+        try:
+            while True:
+                wait = min([1.0, *(t - time.monotonic() for t in self.respawn_at)])
+                with contextlib.suppress(InterruptedError):
+                    select.select([rfd], [], [], max(0.0, wait))
+                with contextlib.suppress(BlockingIOError):
+                    os.read(rfd, 512)
+                flags, self.flags = self.flags, set()
+                if signal.SIGCHLD in flags:
+                    self.reap()
+                if signal.SIGTERM in flags or signal.SIGINT in flags:
+                    return self.shutdown()
+                if signal.SIGHUP in flags and self.on_hup is not None:
+                    self.on_hup()
+                self.respawn_due()
+        finally:
+            signal.set_wakeup_fd(-1)
+            os.close(rfd)
+            os.close(wfd)
+
+    def shutdown(self) -> int:
+        self.stopping = True
+        self.signal_workers(signal.SIGTERM)
+        deadline = time.monotonic() + self.GRACE
+        while (self.current or self.retired) and time.monotonic() < deadline:
+            try:
+                pid, _ = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            self.current.pop(pid, None)
+            self.retired.discard(pid)
+        self.signal_workers(signal.SIGKILL)
+        self.remove_owned()
+        return 0
+
+    def remove_owned(self) -> None:
+        for path in self.owned:
+            with contextlib.suppress(OSError):
+                path.unlink()

@@ -1,0 +1,5 @@
+import sys
+
+from runtime.scanner.cli import main
+
+sys.exit(main())
