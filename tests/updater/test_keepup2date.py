@@ -186,7 +186,13 @@ def _downgrade(root: Path) -> None:
     build_cvd(root / "daily.cvd", daily_members(1), make_test_key(), version=0)
 
 
+def _html_as_cvd(root: Path) -> None:
+    """An error page stored under the container's name (served as application/octet-stream)."""
+    (root / "daily.cvd").write_bytes(b"<!DOCTYPE html>\n<html><body>503 Service Unavailable</body></html>\n" * 10)
+
+
 BAD = {
+    "html stored as the cvd": ("ok", _html_as_cvd, "an HTML page was served instead"),
     "truncated": ("trunc", None, "truncated download"),
     "html page": ("html", None, "HTML page"),
     "bad signature": ("ok", _bad_signature, "digital signature does not match"),
