@@ -368,3 +368,27 @@ def test_progress_only_on_a_terminal(tmp_path: Path, server: MirrorServer, keyfi
                                bases=tmp_path / "bases2")
     r = run(conf2, "-g", server.url())  # not a terminal: the report only, no progress line
     assert r.returncode == 0 and "databases updated" in r.stderr and "%" not in r.stderr
+
+
+@pytest.mark.parametrize("spoil", ["signature", "move"])
+def test_a_bad_cdiff_falls_back_to_the_full_container(tmp_path: Path, mirror: Mirror, server: MirrorServer,
+                                                      keyfile: Path, spoil: str) -> None:
+    from runtime.updater.cdiff import build_cdiff
+
+    conf, bases = setup_conf(tmp_path, keyfile)
+    assert run(conf, "-g", server.url()).returncode == 0
+    mirror.set_daily(2)
+    diff = mirror.root / "daily-2.cdiff"
+    if spoil == "signature":
+        diff.write_bytes(diff.read_bytes()[:-3] + b"abc")
+    else:  # a command this engine does not apply (ClamAV's MOVE)
+        key = make_test_key()
+        diff.write_bytes(build_cdiff(b"MOVE daily.hdb daily.ndb 1 a 1 a\n", key.n, key.d))
+    server.hits.clear()
+    r = run(conf, "-g", server.url())
+    assert r.returncode == 0, r.stderr
+    assert "/ok/daily-2.cdiff" in server.hits and server.hits.count("/ok/daily.cvd") == 2  # header, then full
+    assert (bases / "daily.cvd").exists() and not (bases / "daily.cld").exists()
+    log = (tmp_path / "keepup2date.log").read_text()
+    assert "falling back to the full daily.cvd" in log
+    assert ("digital signature does not match" if spoil == "signature" else "unsupported command 'MOVE'") in log
