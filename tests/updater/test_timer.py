@@ -22,8 +22,8 @@ def _unit(path: Path) -> configparser.ConfigParser:
 
 def test_stage_ships_an_hourly_randomised_timer_whose_command_updates(tmp_path: Path) -> None:
     dest = tmp_path / "pkg"
-    subprocess.run([sys.executable, str(REPO / "pkg/deb/debian/stage.py"), str(REPO), str(dest)], check=True,
-                   capture_output=True)
+    subprocess.run([sys.executable, str(REPO / "pkg/common/stage.py"), str(REPO), str(dest), "--layout", "debian",
+                    "--units", str(REPO / "pkg/deb/debian/units")], check=True, capture_output=True)
     units = dest / "lib/systemd/system"
     timer = _unit(units / "kav4mailservers-keepup2date.timer")
     assert timer["Timer"]["OnCalendar"] == "hourly"
