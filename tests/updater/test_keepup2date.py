@@ -91,7 +91,8 @@ def test_fill_reload_nothing_new_cdiff_and_rollback(tmp_path: Path, mirror: Mirr
             assert r.returncode == 0, r.stderr
             assert {"main.cvd", "daily.cvd"} <= set(os.listdir(bases))
             wait_for(lambda: ave.reloads() >= 1, what="aveserver reload")
-            assert detects(ave.sock, SAMPLES["B"]) == "Kav4ms.Test.Updater.B"
+            # old workers may take one more connection between "reload complete" and their retirement
+            wait_for(lambda: detects(ave.sock, SAMPLES["B"]) == "Kav4ms.Test.Updater.B", what="new signatures")
             assert detects(ave.sock, SAMPLES["A"]) == "Kav4ms.Test.Updater.A"
             report = (tmp_path / "keepup2date.log").read_text()
             assert "databases updated from" in report and "load test of the new set" in report
@@ -115,14 +116,14 @@ def test_fill_reload_nothing_new_cdiff_and_rollback(tmp_path: Path, mirror: Mirr
             assert (bases / "daily.cld").exists() and not (bases / "daily.cvd").exists()
             assert "by 1 .cdiff" in (tmp_path / "keepup2date.log").read_text()
             wait_for(lambda: ave.reloads() >= 2, what="second reload")
-            assert detects(ave.sock, SAMPLES["C"]) == "Kav4ms.Test.Updater.C"
+            wait_for(lambda: detects(ave.sock, SAMPLES["C"]) == "Kav4ms.Test.Updater.C", what="cdiff signatures")
 
             # 4. rollback: the previous set is back, aveserver answers throughout
             r = run(conf, "--rollback")
             assert r.returncode == 0, r.stderr
             assert (bases / "daily.cvd").exists() and not (bases / "daily.cld").exists()
             wait_for(lambda: ave.reloads() >= 3, what="reload after rollback")
-            assert detects(ave.sock, SAMPLES["C"]) == ""
+            wait_for(lambda: detects(ave.sock, SAMPLES["C"]) == "", what="rolled-back set")
             assert detects(ave.sock, SAMPLES["B"]) == "Kav4ms.Test.Updater.B"
         assert pings.ok > 5
         assert pings.failures == []
@@ -217,6 +218,7 @@ def test_bad_input_leaves_the_set_unchanged(tmp_path: Path, mirror: Mirror, serv
     try:
         assert run(conf, "-g", server.url()).returncode == 0
         wait_for(lambda: ave.reloads() >= 1, what="aveserver reload")
+        wait_for(lambda: detects(ave.sock, SAMPLES["B"]) == "Kav4ms.Test.Updater.B", what="first set served")
         before = snapshot(bases)
         mode, breaker, reason = BAD[case]
         (mirror.root / "daily-2.cdiff").unlink(missing_ok=True)
