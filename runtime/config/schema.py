@@ -472,6 +472,14 @@ SECTIONS: tuple[Section, ...] = (
         (
             K("BackUpPath", v.Path(), f"{DB_DIR}/bases.backup", "5.1", "Copy of the previous databases."),
             K("UploadPatchPath", v.Path(optional=True), "", "5.1", "Where downloaded module patches go."),
+            K(
+                "ServerListFile",
+                v.Path(optional=True),
+                "",
+                "5.1",
+                "Another list of update servers than the shipped one (updcfg.xml's role).",
+                note="Empty: the list shipped in runtime/updater/mirrors.list, which the admin does not edit.",
+            ),
         ),
     ),
     Section(
@@ -495,12 +503,29 @@ SECTIONS: tuple[Section, ...] = (
             K(
                 "PostUpdateCmd",
                 v.String(),
-                "systemctl reload aveserver",
+                "systemctl reload kav4mailservers-aveserver.service",
                 "5.1",
                 "Run after a successful update.",
-                note="The guide's /etc/init.d/aveserver reload; the installer writes the OS's own form.",
+                note="The guide's /etc/init.d/aveserver reload in the packaged unit's form; aveserver keeps "
+                "answering while it reloads (6.4.1).",
             ),
             K("ConnectTimeout", v.Int(minimum=1), 30, "5.1", "Seconds to wait for an update server."),
+            K(
+                "ReceiveTimeout",
+                v.Int(minimum=1),
+                60,
+                "5.1",
+                "Seconds to wait for more data from an update server before giving up (a hanging mirror).",
+                note="Not in the guide: without it a mirror that stops sending holds cron's run forever.",
+            ),
+            K(
+                "DnsServer",
+                v.String(),
+                "",
+                "5.1",
+                "DNS server (HOST or HOST:PORT) for the version TXT record of the official source.",
+                note="Empty: the first nameserver of /etc/resolv.conf.",
+            ),
             K("UseProxy", _BOOL, False, "5.1.5", "Go through ProxyAddress or $http_proxy."),
             K("ProxyAddress", v.String(), "", "5.1.5", "http://user:password@ip:port"),
             K("PassiveFtp", _BOOL, True, "5.1", "Passive FTP (works through NAT)."),
