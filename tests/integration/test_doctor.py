@@ -1,0 +1,136 @@
+"""``kavsetup doctor`` on fixture roots (Debian's own main.cf/master.cf, integrated by the real
+``kavsetup install``) for the links a file can break, and against the real aveserver, smtpscanner
+and an SMTP sink (tests/support/filter.py) for the links a daemon breaks.  The whole path through
+a running Postfix is the matrix's ``doctor`` scenario (tests/distro-matrix)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from kavsetup import postfix_cf as pcf
+from kavsetup.doctor import check_aveserver, check_database, check_reinjection
+from kavsetup.integrate.files import Root
+from runtime.config import load_config
+from tests.support.filter import Sink, Stack
+from tests.support.integration import kav, make_root
+
+pytestmark = pytest.mark.root
+
+MTA = ("--mta", "postfix", "--mta-config", "/etc/postfix/main.cf")
+CONF = "etc/kav/5.5/kav4mailservers/kav4mailservers.conf"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    try:
+        from tests.support.debian_pkgs import PackageUnavailable, extract
+        tree = extract("postfix", suite="bookworm")
+    except (ImportError, PackageUnavailable) as exc:
+        pytest.skip(f"Debian's postfix package is unavailable: {exc}")
+    share = tree / "usr" / "share" / "postfix"
+    r = make_root(tmp_path, {"/etc/postfix/main.cf": share / "main.cf.debian",
+                             "/etc/postfix/master.cf": share / "master.cf.dist"})
+    rc, out = kav("install", "--root", str(r), *MTA, "--non-interactive")
+    assert rc == 0, out
+    return r
+
+
+def doctor(root: Path, *extra: str) -> tuple[int, dict]:
+    rc, out = kav("doctor", "--root", str(root), *MTA, "--json", *extra)
+    return rc, json.loads(out)
+
+
+def link(report: dict, name: str) -> dict:
+    return next(lk for lk in report["links"] if lk["name"] == name)
+
+
+def test_integrated_root_passes_the_static_links_but_is_not_proven(root: Path) -> None:
+    rc, rep = doctor(root, "--static")
+    assert rc == 2 and rep["stopped_at"] is None and not rep["ok"]
+    assert link(rep, "config")["ok"] and link(rep, "content_filter")["ok"]
+    assert link(rep, "delivery")["ok"] is None
+
+
+def test_content_filter_missing_is_named_with_the_fix(root: Path) -> None:
+    main = root / "etc/postfix/main.cf"
+    text = main.read_text()
+    entry = pcf.last_param(text, "content_filter")
+    assert entry is not None
+    main.write_text(pcf.remove_span(text, entry))
+    rc, rep = doctor(root, "--static")
+    assert rc == 1 and rep["stopped_at"] == "content_filter"
+    cf = link(rep, "content_filter")
+    assert "content_filter missing" in cf["detail"] and "kavsetup install" in cf["fix"]
+    rc, out = kav("doctor", "--root", str(root), *MTA, "--static")
+    assert rc == 1 and "stopped at: content_filter" in out and "fix: kavsetup install" in out
+
+
+def test_another_filter_in_place_is_named(root: Path) -> None:
+    main = root / "etc/postfix/main.cf"
+    main.write_text(pcf.set_param(main.read_text(), "content_filter", "amavis:[127.0.0.1]:10024"))
+    rc, rep = doctor(root, "--static")
+    assert rc == 1 and rep["stopped_at"] == "content_filter"
+    assert "amavis:[127.0.0.1]:10024" in link(rep, "content_filter")["detail"]
+    assert "--chain" in link(rep, "content_filter")["fix"]
+
+
+def test_transport_service_missing_from_master_cf(root: Path) -> None:
+    master = root / "etc/postfix/master.cf"
+    text = master.read_text()
+    entry = pcf.find_service(text, "kavscan/unix")
+    assert entry is not None
+    master.write_text(pcf.remove_span(text, entry))
+    rc, rep = doctor(root, "--static")
+    assert rc == 1 and "no 'kavscan unix' service" in link(rep, "content_filter")["detail"]
+
+
+def test_filter_config_invalid_names_file_line_and_key(root: Path) -> None:
+    conf = root / CONF
+    conf.write_text(conf.read_text() + "\n[smtpscan.general]\nNoSuchKey=1\n")
+    rc, rep = doctor(root, "--static")
+    assert rc == 1 and rep["stopped_at"] == "config"
+    cfg = link(rep, "config")
+    assert "filter configuration invalid" in cfg["detail"] and "NoSuchKey" in cfg["detail"]
+    assert "kavsetup config check" in cfg["fix"]
+
+
+def test_mta_not_running_stops_the_live_walk_before_any_mail_is_sent(root: Path) -> None:
+    rc, rep = doctor(root, "--timeout", "1")
+    assert rc == 1 and rep["stopped_at"] == "mta"
+    assert "MTA not running" in link(rep, "mta")["detail"] and link(rep, "mta")["fix"] == "systemctl start postfix"
+    assert link(rep, "delivery")["ok"] is None  # nothing was submitted
+
+
+def test_daemon_links_against_the_real_aveserver_and_a_sink(tmp_path: Path) -> None:
+    sink = Sink().start()
+    stack = Stack(tmp_path / "kav", sink)
+    stack.write({"default": {"Recipients": ".*"}})
+    old = time.time() - 30 * 86400
+    for f in (tmp_path / "kav" / "bases").iterdir():
+        os.utime(f, (old, old))
+    stack.start()
+    live = Root("/")
+    try:
+        cfg = load_config(str(stack.conf))
+        ave, info = check_aveserver(live, cfg)
+        assert ave.ok, ave.detail
+        assert info is not None
+        fresh = check_database(info, max_age_days=60)
+        assert fresh.ok and "EICAR" in fresh.detail.upper(), fresh.detail
+        stale = check_database(info, max_age_days=7)
+        assert stale.ok is False and "database old" in stale.detail and "keepup2date" in stale.fix
+        assert check_reinjection(cfg).ok
+        sink.stop()
+        refused = check_reinjection(cfg)
+        assert refused.ok is False and "reinjection refused" in refused.detail
+        stack.kill_ave()
+        down, _ = check_aveserver(live, cfg)
+        assert down.ok is False and "aveserver down" in down.detail and "kav4mailservers-aveserver" in down.fix
+    finally:
+        stack.stop()
+        sink.stop()
