@@ -134,3 +134,14 @@ def test_daemon_links_against_the_real_aveserver_and_a_sink(tmp_path: Path) -> N
     finally:
         stack.stop()
         sink.stop()
+
+
+def test_eicar_is_found_in_a_base64_attachment_and_not_in_a_notice() -> None:
+    from kavsetup.doctor import carries_eicar, eicar_message
+
+    sent = eicar_message("abc", "alice@localhost")
+    assert EICAR_TEXT not in sent and carries_eicar(sent)  # base64 on the wire
+    assert not carries_eicar(b"Subject: notice abc\n\nThe attachment eicar.com was infected and removed.\n")
+
+
+EICAR_TEXT = b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE"

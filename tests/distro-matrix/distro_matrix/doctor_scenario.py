@@ -1,10 +1,11 @@
 """The ``doctor`` scenario (issue 19 item 3): `kavsetup doctor` inside the cell, with MTA, aveserver
 and smtpscanner running as the ``clean`` scenario left them.
 
-First the whole path must work (exit 0: EICAR went through Postfix, the filter and reinjection and
-arrived in alice's mailbox scanned).  Then each link is broken on purpose, the diagnosis asserted
-(the link named, its fix), and the link repaired before the next one, so later scenarios find the
-cell as it was:
+First the database: the package ships none, so doctor must say "database empty" (keepup2date);
+with a 30-day-old one, "database old"; with a fresh one the whole path must work (exit 0: EICAR
+went through Postfix, the filter and reinjection and arrived in alice's mailbox scanned).  Then
+each link is broken on purpose, the diagnosis asserted (the link named, its fix), and the link
+repaired before the next one, so later scenarios find the cell as it was:
 
     aveserver stopped           -> stopped_at aveserver, the test mail held with Postfix's reason
     smtpscanner stopped         -> stopped_at transport (daemon form only)
@@ -17,6 +18,7 @@ cell as it was:
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from typing import Any
@@ -58,13 +60,39 @@ def _restart(cell: Any, unit_name: str) -> None:
     cell.running.append(unit.name)
 
 
+def _restart_ave(cell: Any) -> None:
+    sb = cell._sb()
+    if AVESERVER_UNIT in cell.running:
+        sb.stop(AVESERVER_UNIT)
+        cell.running.remove(AVESERVER_UNIT)
+    sb.path("/run/aveserver").unlink(missing_ok=True)
+    _restart(cell, AVESERVER_UNIT)
+    deadline = time.monotonic() + 30
+    while not sb.path("/run/aveserver").exists() and time.monotonic() < deadline:
+        time.sleep(0.3)
+
+
 def run(cell: Any) -> str:
     sb = cell._sb()
     if sb.run(["kavsetup", "doctor", "--help"]).returncode != 0:
         from .scenarios import Blocked
         raise Blocked("kavsetup doctor not in the package yet")
     seen: list[str] = []
+    bases = json.loads(sb.run(["kavsetup", "config", "show", CONF, "--section", "path", "--json"]).stdout)
+    db = sb.path(bases["path"]["BasesPath"]) / "doctor-matrix.ndb"
     rc, rep = _doctor(cell)
+    if rep["stopped_at"] == "database":  # the package ships no database: keepup2date has not run yet
+        seen.append(_expect(rep, rc, "database", "database empty", "keepup2date"))
+        db.parent.mkdir(parents=True, exist_ok=True)
+        db.write_text("Doctor.Matrix.Sig:0:*:6b61763474657374{2-8}7369676e\n")  # what keepup2date would bring
+        old = time.time() - 30 * 86400
+        os.utime(db, (old, old))
+        _restart_ave(cell)
+        rc, rep = _doctor(cell, timeout="15")
+        seen.append(_expect(rep, rc, "database", "database old", "keepup2date"))
+        os.utime(db)
+        _restart_ave(cell)
+        rc, rep = _doctor(cell)
     assert rc == 0 and rep["ok"], f"doctor on a working cell: exit {rc}: {json.dumps(rep)[:1500]}"
     seen.append("whole path ok")
 
@@ -76,10 +104,7 @@ def run(cell: Any) -> str:
     held = _link(rep, "delivery")
     assert held["ok"] is False and "held in the queue" in held["detail"], held
     seen.append(f"delivery: {held['detail'][:90]}")
-    _restart(cell, AVESERVER_UNIT)
-    deadline = time.monotonic() + 30
-    while not sb.path("/run/aveserver").exists() and time.monotonic() < deadline:
-        time.sleep(0.3)
+    _restart_ave(cell)
     cell._flush()
 
     if SMTPSCANNER_UNIT in cell.running:
@@ -128,4 +153,7 @@ def run(cell: Any) -> str:
         cell._start_mta()
     rc, rep = _doctor(cell)
     assert rc == 0, f"doctor after every repair: {json.dumps(rep)[:1500]}"
+    if db.exists():  # leave the cell as the package left it (purge compares the tree)
+        db.unlink()
+        _restart_ave(cell)
     return "; ".join(seen)
