@@ -63,7 +63,10 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return all(lk.ok for lk in self.links)
+        """The EICAR test arrived scanned and no link is broken (a link that has nothing to probe,
+        such as a transport the MTA spawns, is proven by the delivery)."""
+        delivery = next((lk for lk in self.links if lk.name == "delivery"), None)
+        return delivery is not None and delivery.ok is True and self.stopped_at is None
 
     def to_dict(self) -> dict[str, Any]:
         stop = self.stopped_at
@@ -295,7 +298,9 @@ def diagnose(root_dir: Path, conf: str = CONF, static: bool = False, to: str = "
     if static:
         return _rest(report, "not probed (--static)")
     target = mta_links.get("transport_address")
-    if target is not None and target.detail:
+    if "transport" in mta_links:
+        report.links.append(mta_links["transport"])
+    elif target is not None and target.detail:
         try:
             ok, what = smtp_greeting(_endpoint(target.detail)[1])
         except ValueError:

@@ -145,3 +145,37 @@ def test_eicar_is_found_in_a_base64_attachment_and_not_in_a_notice() -> None:
 
 
 EICAR_TEXT = b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE"
+
+
+@pytest.fixture
+def exim_root(tmp_path: Path) -> Path:
+    try:
+        from tests.support.debian_pkgs import PackageUnavailable, extract
+        d = extract("exim4-config", suite="bookworm") / "etc" / "exim4"
+    except (ImportError, PackageUnavailable) as exc:
+        pytest.skip(f"Debian's exim4-config package is unavailable: {exc}")
+    r = make_root(tmp_path, {f"/etc/exim4/{f.relative_to(d)}": f for f in d.rglob("*") if f.is_file()})
+    rc, out = kav("install", "--root", str(r), *EXIM, "--non-interactive")
+    assert rc == 0, out
+    return r
+
+
+EXIM = ("--mta", "exim", "--mta-config", "/etc/exim4/exim4.conf.template")
+
+
+def test_exim_listening_configuration_is_the_content_filter_link(exim_root: Path) -> None:
+    rc, out = kav("doctor", "--root", str(exim_root), *EXIM, "--json", "--static")
+    rep = json.loads(out)
+    assert rc == 2 and link(rep, "content_filter")["ok"], rep
+    assert "kav_lmtp_transport" in link(rep, "content_filter")["detail"]
+    assert link(rep, "transport")["ok"] is None  # nothing listens: Exim spawns smtpscanner
+    rc, out = kav("doctor", "--root", str(exim_root), *EXIM, "--json", "--timeout", "1")
+    rep = json.loads(out)
+    assert rc == 1 and rep["stopped_at"] == "mta" and "kav4ms-exim-listen" in link(rep, "mta")["fix"]
+    listen = sorted((exim_root / "etc/exim4").glob("*.listen"))
+    assert len(listen) == 1, listen
+    listen[0].unlink()
+    rc, out = kav("doctor", "--root", str(exim_root), *EXIM, "--json", "--static")
+    rep = json.loads(out)
+    assert rc == 1 and rep["stopped_at"] == "content_filter"
+    assert "content_filter missing" in link(rep, "content_filter")["detail"]
