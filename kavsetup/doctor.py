@@ -205,7 +205,7 @@ def _mailbox_messages(root: Root, user: str) -> list[bytes]:
 
 def eicar_message(token: str, to: str) -> bytes:
     msg = EmailMessage()
-    msg["From"] = "kavsetup doctor <>"
+    msg["From"] = "kavsetup doctor <postmaster@localhost>"
     msg["To"] = to
     msg["Subject"] = f"kav4mailservers doctor {token}"
     msg["Message-ID"] = f"<doctor.{token}@kav4mailservers.invalid>"

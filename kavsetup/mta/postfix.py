@@ -245,7 +245,8 @@ def doctor_links(root: Root, mta: MTAInfo, static: bool) -> dict[str, tuple[bool
         address = f"{host.strip('[]')}:{port}"
         spawn = postfix_cf.find_service(master, f"{address}/inet")
         how = ("postfix reload (master.cf's spawn service for smtpscanner on " + address + ")" if spawn else
-               "systemctl start kav4mailservers-smtpscanner")
+               f"kavsetup install ({info.master_cf} has no service on {address}), or systemctl start "
+               "kav4mailservers-smtpscanner where smtpscanner runs as a daemon")
         links["transport_address"] = (None, address, how)
     return links
 

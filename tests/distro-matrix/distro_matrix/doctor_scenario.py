@@ -8,7 +8,7 @@ each link is broken on purpose, the diagnosis asserted (the link named, its fix)
 repaired before the next one, so later scenarios find the cell as it was:
 
     aveserver stopped           -> stopped_at aveserver, the test mail held with Postfix's reason
-    smtpscanner stopped         -> stopped_at transport (daemon form only)
+    smtpscanner stopped, or its master.cf spawn service commented out -> stopped_at transport
     content_filter removed      -> stopped_at content_filter, EICAR arrives as sent (bypass named)
     ForwardMailer to a dead port-> stopped_at reinjection
     a bad key in the conf       -> stopped_at config, naming the key
@@ -115,8 +115,19 @@ def run(cell: Any) -> str:
         _restart(cell, SMTPSCANNER_UNIT)
         assert sb.wait_port(10025, timeout=30), "smtpscanner did not come back"
         cell._flush()
-    else:
-        seen.append("transport: smtpscanner is spawned by Postfix (no daemon to stop)")
+    else:  # Postfix spawns smtpscanner: take its master.cf service away
+        master = sb.path("/etc/postfix/master.cf")
+        saved = master.read_bytes()
+        sb.run(["postconf", "-M#", "127.0.0.1:10025/inet"]).check()
+        sb.run(["postfix", "reload"]).check()
+        try:
+            time.sleep(1)
+            rc, rep = _doctor(cell, timeout="5")
+            seen.append(_expect(rep, rc, "transport", "transport unreachable", "kavsetup install"))
+        finally:
+            master.write_bytes(saved)
+            sb.run(["postfix", "reload"]).check()
+            cell._flush()
 
     # content_filter removed: EICAR reaches the mailbox as sent, and doctor says so
     before = sb.run(["postconf", "-h", "content_filter"]).stdout.strip()
