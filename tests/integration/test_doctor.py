@@ -179,3 +179,33 @@ def test_exim_listening_configuration_is_the_content_filter_link(exim_root: Path
     rep = json.loads(out)
     assert rc == 1 and rep["stopped_at"] == "content_filter"
     assert "content_filter missing" in link(rep, "content_filter")["detail"]
+
+
+def test_sendmail_listening_configuration_is_the_content_filter_link(tmp_path: Path) -> None:
+    """Debian's sendmail.cf made by m4 from Debian's sendmail.mc (tests/fixtures/roots),
+    integrated by the real install."""
+    try:
+        from tests.support.fixture_roots import build
+        full = build("debian-12-sendmail", tmp_path / "full")
+    except Exception as exc:  # noqa: BLE001 - the packages may be unavailable offline
+        pytest.skip(f"debian-12-sendmail fixture root unavailable: {exc}")
+    # its configuration only (the unpacked binary cannot run chrooted without its libraries)
+    mail = full / "etc" / "mail"
+    root = make_root(tmp_path / "cfg", {f"/etc/mail/{f.name}": f for f in mail.iterdir()
+                                         if f.is_file() and not f.is_symlink()})
+    rc, out = kav("install", "--root", str(root), "--non-interactive", "--mta", "sendmail",
+                  "--mta-config", "/etc/mail/sendmail.cf")
+    assert rc == 0, out
+    sm = ("--mta", "sendmail", "--mta-config", "/etc/mail/sendmail.cf")
+    rc, out = kav("doctor", "--root", str(root), *sm, "--json", "--static")
+    rep = json.loads(out)
+    assert rc == 2 and link(rep, "content_filter")["ok"], rep
+    rc, out = kav("doctor", "--root", str(root), *sm, "--json", "--timeout", "1")
+    rep = json.loads(out)
+    assert rc == 1 and rep["stopped_at"] == "mta" and "kav4ms-sendmail-listen" in link(rep, "mta")["fix"]
+    cf = root / "etc/mail/sendmail.cf.listen"
+    cf.write_text(cf.read_text().replace("$#smtpscanner", "$#local"))
+    rc, out = kav("doctor", "--root", str(root), *sm, "--json", "--static")
+    rep = json.loads(out)
+    assert rc == 1 and rep["stopped_at"] == "content_filter"
+    assert "ParseLocal rule" in link(rep, "content_filter")["detail"]
