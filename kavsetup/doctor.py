@@ -211,7 +211,7 @@ def eicar_message(token: str, to: str) -> bytes:
     msg["Message-ID"] = f"<doctor.{token}@kav4mailservers.invalid>"
     msg.set_content(f"The EICAR test file, sent by kavsetup doctor ({token}). It must not arrive as sent.\n")
     msg.add_attachment(EICAR, maintype="application", subtype="octet-stream", filename="eicar.com")
-    return msg.as_bytes()
+    return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))  # SMTP lines end in CRLF (Sendmail refuses bare LF)
 
 
 def check_delivery(root: Root, module: Any, mta: Any, to: str, timeout: float) -> Link:

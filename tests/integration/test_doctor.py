@@ -141,6 +141,7 @@ def test_eicar_is_found_in_a_base64_attachment_and_not_in_a_notice() -> None:
 
     sent = eicar_message("abc", "alice@localhost")
     assert EICAR_TEXT not in sent and carries_eicar(sent)  # base64 on the wire
+    assert b"\n" not in sent.replace(b"\r\n", b"")  # CRLF only: Sendmail refuses a bare LF
     assert not carries_eicar(b"Subject: notice abc\n\nThe attachment eicar.com was infected and removed.\n")
 
 

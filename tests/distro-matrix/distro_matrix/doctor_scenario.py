@@ -7,12 +7,13 @@ went through Postfix, the filter and reinjection and arrived in alice's mailbox 
 each link is broken on purpose, the diagnosis asserted (the link named, its fix), and the link
 repaired before the next one, so later scenarios find the cell as it was:
 
-    aveserver stopped           -> stopped_at aveserver, the test mail held with Postfix's reason
-    smtpscanner stopped, or its master.cf spawn service commented out -> stopped_at transport
-    content_filter removed      -> stopped_at content_filter, EICAR arrives as sent (bypass named)
+    aveserver stopped           -> stopped_at aveserver, the test mail held with the MTA's reason
+    (Postfix) smtpscanner stopped, or its master.cf spawn service commented out -> transport
+    (Postfix) content_filter removed -> content_filter, EICAR arrives as sent (bypass named)
+    (Exim, Sendmail) the listening configuration moved away -> content_filter
     ForwardMailer to a dead port-> stopped_at reinjection
     a bad key in the conf       -> stopped_at config, naming the key
-    the MTA stopped             -> stopped_at mta, "systemctl start postfix"
+    the MTA stopped             -> stopped_at mta, "systemctl start ..."
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def run(cell: Any) -> str:
     assert rc == 0 and rep["ok"], f"doctor on a working cell: exit {rc}: {json.dumps(rep)[:1500]}"
     seen.append("whole path ok")
 
-    # aveserver down: the test mail is held by Postfix with the filter's 4xx as the reason
+    # aveserver down: the test mail is held by the MTA with the filter's 4xx as the reason
     sb.stop(AVESERVER_UNIT)
     cell.running.remove(AVESERVER_UNIT)
     rc, rep = _doctor(cell, timeout="15")
@@ -107,6 +108,39 @@ def run(cell: Any) -> str:
     _restart_ave(cell)
     cell._flush()
 
+    MTA_LINKS[cell.spec.flavour.kind](cell, seen)
+
+    conf = sb.path(CONF)
+    original = conf.read_bytes()
+    try:
+        conf.write_bytes(re.sub(rb"(?m)^ForwardMailer[ \t]*=.*$", b"ForwardMailer=smtp:127.0.0.1:10099", original))
+        rc, rep = _doctor(cell, timeout="5")
+        seen.append(_expect(rep, rc, "reinjection", "reinjection refused"))
+        conf.write_bytes(original + b"\n[smtpscan.general]\nNoSuchKey=1\n")
+        rc, rep = _doctor(cell, "--static")
+        seen.append(_expect(rep, rc, "config", "NoSuchKey", "kavsetup config check"))
+    finally:
+        conf.write_bytes(original)
+        cell._flush()
+
+    cell._stop_mta()
+    try:
+        rc, rep = _doctor(cell, timeout="5")
+        seen.append(_expect(rep, rc, "mta", "MTA not running", "systemctl start"))
+    finally:
+        cell._start_mta()
+    rc, rep = _doctor(cell)
+    assert rc == 0, f"doctor after every repair: {json.dumps(rep)[:1500]}"
+    if db.exists():  # leave the cell as the package left it (purge compares the tree)
+        db.unlink()
+        _restart_ave(cell)
+    return "; ".join(seen)
+
+
+def _postfix_links(cell: Any, seen: list[str]) -> None:
+    """Postfix: the transport (smtpscanner daemon stopped, or its spawn service commented out) and
+    content_filter removed — EICAR then arrives as sent and doctor names the bypass."""
+    sb = cell._sb()
     if SMTPSCANNER_UNIT in cell.running:
         sb.stop(SMTPSCANNER_UNIT)
         cell.running.remove(SMTPSCANNER_UNIT)
@@ -143,28 +177,23 @@ def run(cell: Any) -> str:
         sb.run(["postconf", "-e", f"content_filter={before}"]).check()
         sb.run(["postfix", "reload"]).check()
 
-    conf = sb.path(CONF)
-    original = conf.read_bytes()
-    try:
-        conf.write_bytes(re.sub(rb"(?m)^ForwardMailer[ \t]*=.*$", b"ForwardMailer=smtp:127.0.0.1:10099", original))
-        rc, rep = _doctor(cell, timeout="5")
-        seen.append(_expect(rep, rc, "reinjection", "reinjection refused"))
-        conf.write_bytes(original + b"\n[smtpscan.general]\nNoSuchKey=1\n")
-        rc, rep = _doctor(cell, "--static")
-        seen.append(_expect(rep, rc, "config", "NoSuchKey", "kavsetup config check"))
-    finally:
-        conf.write_bytes(original)
-        cell._flush()
 
-    cell._stop_mta()
-    try:
-        rc, rep = _doctor(cell, timeout="5")
-        seen.append(_expect(rep, rc, "mta", "MTA not running", "systemctl start postfix"))
-    finally:
-        cell._start_mta()
-    rc, rep = _doctor(cell)
-    assert rc == 0, f"doctor after every repair: {json.dumps(rep)[:1500]}"
-    if db.exists():  # leave the cell as the package left it (purge compares the tree)
-        db.unlink()
-        _restart_ave(cell)
-    return "; ".join(seen)
+
+def _listen_file_links(path: str) -> Any:
+    """Exim/Sendmail: the listening configuration moved away -> content_filter missing (read only)."""
+    def check(cell: Any, seen: list[str]) -> None:
+        f = cell._sb().path(path)
+        saved = f.read_bytes()
+        f.unlink()
+        try:
+            rc, rep = _doctor(cell, "--static")
+            seen.append(_expect(rep, rc, "content_filter", "content_filter missing", "kavsetup install"))
+        finally:
+            f.write_bytes(saved)
+    return check
+
+
+#: The links only one kind of MTA can break; the rest of the scenario is the same for all.
+MTA_LINKS = {"postfix": _postfix_links,
+             "exim": _listen_file_links("/etc/exim4/exim4.conf.listen"),
+             "sendmail": _listen_file_links("/etc/mail/sendmail.cf.listen")}

@@ -6,7 +6,7 @@ clean     MTA + aveserver + smtpscanner running: a clean message arrives with `X
 eicar     EICAR is not delivered as sent; recipient notice, admin notice, quarantine entry
 queue     aveserver stopped: mail waits in the MTA's queue; started again: it is delivered
           (qmail stand-in: qmail-queue exits with a temporary code, so the SMTP client keeps it)
-doctor    (Postfix) `kavsetup doctor` passes, then names each link broken on purpose (doctor_scenario.py)
+doctor    (not qmail) `kavsetup doctor` passes, then names each link broken on purpose (doctor_scenario.py)
 dialogue  (Postfix) integration undone, then `kavsetup setup` answered through a real pty (pexpect):
           mail flows through the filter again
 reconfigure (Postfix) debconf preseeding + `dpkg-reconfigure kav4mailservers` with other ports: one
@@ -43,7 +43,7 @@ SCENARIOS: tuple[str, ...] = ("baseline", "install", "clean", "eicar", "queue",
                               "remove", "purge",
                               "refuse")
 #: Scenarios that only make sense for some MTA kinds.
-ONLY_FOR: dict[str, tuple[str, ...]] = {"doctor": ("postfix",),
+ONLY_FOR: dict[str, tuple[str, ...]] = {"doctor": ("postfix", "exim", "sendmail"),
                                          "refuse": ("postfix",), "reconfigure": ("postfix",),
                                          "dialogue": ("postfix",)}
 PACKAGE = "kav4mailservers"
