@@ -20,7 +20,6 @@ message is submitted (not with ``--static``).
 from __future__ import annotations
 
 import contextlib
-import mailbox
 import re
 import secrets
 import smtplib
@@ -187,20 +186,39 @@ def check_reinjection(cfg: Any) -> Link:
                 "then reload the MTA")
 
 
-def _mailbox_messages(root: Root, user: str) -> list[bytes]:
-    """Raw messages of the user's mbox (/var/mail/USER) or ~/Maildir."""
-    out: list[bytes] = []
-    mbox = root.host(f"/var/mail/{user}")
-    if mbox.is_file():
-        for msg in mailbox.mbox(mbox, create=False):
-            out.append(msg.as_bytes())
-    entry = find_user(RootFS(root.path), user)
-    if entry and entry.home.startswith("/"):
-        md = root.host(entry.home) / "Maildir"
-        if (md / "new").is_dir():
-            for msg in mailbox.Maildir(md, create=False):
-                out.append(msg.as_bytes())
-    return out
+class MailboxWatch:
+    """What arrives in the user's mbox (/var/mail/USER) or ~/Maildir after :meth:`start`: only the
+    bytes appended to the mbox and the Maildir files that are new are read, so a large mailbox
+    costs nothing per poll."""
+
+    def __init__(self, root: Root, user: str) -> None:
+        self.mbox = root.host(f"/var/mail/{user}")
+        entry = find_user(RootFS(root.path), user)
+        self.maildir = root.host(entry.home) / "Maildir" if entry and entry.home.startswith("/") else None
+        self.offset = 0
+        self.seen: set[str] = set()
+
+    def _maildir_files(self) -> list[Path]:
+        if self.maildir is None:
+            return []
+        return [f for d in ("new", "cur") if (self.maildir / d).is_dir() for f in (self.maildir / d).iterdir()]
+
+    def start(self) -> None:
+        self.offset = self.mbox.stat().st_size if self.mbox.is_file() else 0
+        self.seen = {f.name for f in self._maildir_files()}
+
+    def new_messages(self) -> list[bytes]:
+        out: list[bytes] = []
+        if self.mbox.is_file():
+            with open(self.mbox, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read(64 << 20)
+            out += [m for m in re.split(rb"(?:^|\n)(?=From )", data) if m.strip()]
+        for f in self._maildir_files():
+            if f.name.split(":", 1)[0] not in {n.split(":", 1)[0] for n in self.seen}:
+                with contextlib.suppress(OSError):
+                    out.append(f.read_bytes())
+        return out
 
 
 def eicar_message(token: str, to: str) -> bytes:
@@ -217,6 +235,10 @@ def eicar_message(token: str, to: str) -> bytes:
 def check_delivery(root: Root, module: Any, mta: Any, to: str, timeout: float) -> Link:
     token = secrets.token_hex(8)
     user = to.split("@", 1)[0]
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*", user):
+        return Link("delivery", False, f"--to {to!r}: not a local user name", "give a local user with --to")
+    watch = MailboxWatch(root, user)
+    watch.start()
     rcpt = to if "@" in to else f"{to}@localhost"
     try:
         with smtplib.SMTP("127.0.0.1", 25, timeout=30) as c:
@@ -234,7 +256,7 @@ def check_delivery(root: Root, module: Any, mta: Any, to: str, timeout: float) -
         return Link("delivery", False, f"the MTA refused the test message: {code} {reply[:160]}", "see the mail log")
     deadline = time.monotonic() + timeout
     while True:
-        arrived = [m for m in _mailbox_messages(root, user) if token.encode() in m]
+        arrived = [m for m in watch.new_messages() if token.encode() in m]
         if arrived:
             break
         if time.monotonic() > deadline:

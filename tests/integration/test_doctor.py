@@ -210,3 +210,21 @@ def test_sendmail_listening_configuration_is_the_content_filter_link(tmp_path: P
     rep = json.loads(out)
     assert rc == 1 and rep["stopped_at"] == "content_filter"
     assert "ParseLocal rule" in link(rep, "content_filter")["detail"]
+
+
+def test_mailbox_watch_reads_only_what_arrived_after_start(tmp_path: Path) -> None:
+    from kavsetup.doctor import MailboxWatch
+
+    root = make_root(tmp_path, {"/var/mail/root": "From a@b Mon Jan  1 00:00:00 2024\nSubject: old tok\n\nold\n"})
+    (root / "root" / "Maildir" / "new").mkdir(parents=True)
+    (root / "root" / "Maildir" / "cur").mkdir()
+    (root / "root" / "Maildir" / "cur" / "1.old:2,S").write_bytes(b"Subject: old tok\n\n")
+    watch = MailboxWatch(Root(root), "root")
+    watch.start()
+    assert watch.new_messages() == []
+    with open(root / "var/mail/root", "ab") as fh:
+        fh.write(b"From x@y Mon Jan  1 00:00:01 2024\nSubject: new tok\n\nbody\n\n"
+                 b"From x@y Mon Jan  1 00:00:02 2024\nSubject: other\n\nbody\n")
+    (root / "root" / "Maildir" / "new" / "2.new").write_bytes(b"Subject: maildir tok\n\n")
+    got = watch.new_messages()
+    assert len(got) == 3 and sum(b"tok" in m for m in got) == 2 and not any(b"old" in m for m in got)
