@@ -40,6 +40,7 @@ CONF = "/etc/kav/5.5/kav4mailservers/kav4mailservers.conf"
 ORDER = ("config", "mta", "content_filter", "transport", "aveserver", "database", "reinjection", "delivery")
 EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 PROBE_TIMEOUT = 5.0
+GREETING_TIMEOUT = 30.0
 
 
 @dataclass
@@ -100,11 +101,15 @@ def _endpoint(spec: str) -> tuple[str, tuple[str, int] | str]:
 def smtp_greeting(address: tuple[str, int] | str, timeout: float = PROBE_TIMEOUT) -> tuple[bool, str]:
     """Connect and read the greeting: (a 220 came, what happened)."""
     fam = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+    data = b""
     try:
         with socket.socket(fam, socket.SOCK_STREAM) as s:
             s.settimeout(timeout)
-            s.connect(address)
-            data = b""
+            try:
+                s.connect(address)
+            except OSError as e:
+                return False, f"cannot connect to {_show(address)}: {e.strerror or e}"
+            s.settimeout(GREETING_TIMEOUT)  # an MTA may look up the client (DNS, ident) before greeting
             while not re.search(rb"(^|\n)\d{3} [^\n]*\n", data) and len(data) < 4096:
                 chunk = s.recv(1024)
                 if not chunk:
@@ -113,7 +118,7 @@ def smtp_greeting(address: tuple[str, int] | str, timeout: float = PROBE_TIMEOUT
             with contextlib.suppress(OSError):
                 s.sendall(b"QUIT\r\n")
     except OSError as e:
-        return False, f"cannot connect to {_show(address)}: {e.strerror or e}"
+        return False, f"{_show(address)} gave no greeting within {GREETING_TIMEOUT:g}s: {e.strerror or e}"
     line = data.decode("latin-1").strip().splitlines()[-1] if data.strip() else "(connection closed)"
     return line.startswith("220"), f"{_show(address)} says {line[:120]}"
 

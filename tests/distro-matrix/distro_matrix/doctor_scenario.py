@@ -129,6 +129,7 @@ def run(cell: Any) -> str:
         seen.append(_expect(rep, rc, "mta", "MTA not running", "systemctl start"))
     finally:
         cell._start_mta()
+    assert sb.wait_port(10026, timeout=30), "the MTA's reinjection listener did not come back"
     rc, rep = _doctor(cell)
     assert rc == 0, f"doctor after every repair: {json.dumps(rep)[:1500]}"
     if db.exists():  # leave the cell as the package left it (purge compares the tree)
