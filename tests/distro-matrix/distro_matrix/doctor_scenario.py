@@ -61,11 +61,30 @@ def _restart(cell: Any, unit_name: str) -> None:
     cell.running.append(unit.name)
 
 
-def _restart_ave(cell: Any) -> None:
+#: Exit 1 while any aveserver process is left in the cell (its own pid excluded).
+_AVE_LEFT = ("import os, sys\n"
+             "def cmd(p):\n"
+             "    try:\n        return open(f'/proc/{p}/cmdline', 'rb').read()\n"
+             "    except OSError:\n        return b''\n"
+             "me = str(os.getpid())\n"
+             "sys.exit(any(b'aveserver' in cmd(p) for p in os.listdir('/proc') if p.isdigit() and p != me))\n")
+
+
+def _stop_ave(cell: Any) -> None:
+    """Stop aveserver and wait until its master is really gone: a master still exiting removes
+    the socket path, which would take the next one's socket with it."""
     sb = cell._sb()
     if AVESERVER_UNIT in cell.running:
         sb.stop(AVESERVER_UNIT)
         cell.running.remove(AVESERVER_UNIT)
+    deadline = time.monotonic() + 30
+    while sb.run(["python3", "-c", _AVE_LEFT]).returncode != 0 and time.monotonic() < deadline:
+        time.sleep(0.3)
+
+
+def _restart_ave(cell: Any) -> None:
+    sb = cell._sb()
+    _stop_ave(cell)
     sb.path("/run/aveserver").unlink(missing_ok=True)
     _restart(cell, AVESERVER_UNIT)
     deadline = time.monotonic() + 30
@@ -98,8 +117,7 @@ def run(cell: Any) -> str:
     seen.append("whole path ok")
 
     # aveserver down: the test mail is held by the MTA with the filter's 4xx as the reason
-    sb.stop(AVESERVER_UNIT)
-    cell.running.remove(AVESERVER_UNIT)
+    _stop_ave(cell)
     rc, rep = _doctor(cell, timeout="15")
     seen.append(_expect(rep, rc, "aveserver", "aveserver down", "kav4mailservers-aveserver"))
     held = _link(rep, "delivery")
