@@ -153,3 +153,57 @@ def after_change(root: Root, phase: str) -> list[str]:
         return common.not_running("exim", [["sh", "-c", f"kill -HUP $(cat {SYSTEM_PIDS[0]})"], [binary, "-qff"]])
     pid = root.host(pidfile).read_text().split()[0]
     return common.run_commands([["kill", "-HUP", pid], [binary, "-qff"]], "exim")
+# -- kavsetup doctor (kavsetup/doctor.py): what only Exim can tell -------------------------------
+def doctor_links(root: Root, mta: MTAInfo, static: bool) -> dict[str, tuple[bool | None, str, str]]:
+    """``mta``: the listening instance runs (its pid file, /proc); ``content_filter``: the
+    listening configuration exists with our router and transport (and is trusted on Debian);
+    ``transport``: there is no listener to probe — Exim runs smtpscanner per delivery, which the
+    delivery test proves."""
+    listen = listen_path(mta)
+    links: dict[str, tuple[bool | None, str, str]] = {}
+    if static:
+        links["mta"] = (None, "not probed (--static)", "")
+    else:
+        try:
+            pid = int(root.host(LISTEN_PID).read_text().split()[0])
+            with open(f"/proc/{pid}/comm") as fh:
+                comm = fh.read().strip()
+            ok = comm.startswith("exim")
+            detail = f"the listening instance runs as pid {pid}" if ok else f"{LISTEN_PID} names {comm!r}"
+        except (OSError, ValueError, IndexError):
+            ok, detail = False, f"no listening instance ({LISTEN_PID} missing or stale)"
+        script = "/opt/kav/5.5/kav4mailservers/bin/kavexim.sh start"
+        links["mta"] = (ok, detail if ok else f"MTA not running: {detail}",
+                        "" if ok else f"systemctl start kav4ms-exim-listen kav4ms-exim-deliver (or {script})")
+    text = root.text(listen) if root.read(listen).kind == "file" else ""
+    if not text:
+        links["content_filter"] = (False, f"content_filter missing: {listen} does not exist, Exim delivers "
+                                   "unscanned", "kavsetup install")
+    elif "kav_scan:" not in text or "kav_lmtp_transport:" not in text:
+        links["content_filter"] = (False, f"content_filter missing: {listen} lacks the kav_scan router or "
+                                   "kav_lmtp_transport", "kavsetup install")
+    elif _debian(mta) and listen not in root.text("/etc/exim4/trusted_configs").split():
+        links["content_filter"] = (False, f"{listen} is not in /etc/exim4/trusted_configs: the listening "
+                                   "instance runs without root privilege", "kavsetup install")
+    else:
+        links["content_filter"] = (True, f"{listen} routes all mail to kav_lmtp_transport", "")
+    links["transport"] = (None, "smtpscanner is started by Exim's lmtp transport for each delivery "
+                          "(nothing listens; the delivery test proves it)", "")
+    return links
+
+
+def queue_reason(root: Root, mta: MTAInfo, reply: str) -> tuple[str, str] | None:
+    """Why the message accepted with ``reply`` (``250 OK id=ID``) waits: the last line of its
+    message log in the listening instance's spool (``exim -C LISTEN -Mvl ID``)."""
+    import re
+
+    m = re.search(r"id=([0-9A-Za-z-]+)", reply)
+    argv, _ = checker.runner(root, str(mta.exim.binary))
+    if m is None or argv is None:
+        return None
+    code, out = checker.run([*argv, "-C", listen_path(mta), "-Mvl", m.group(1)])
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    if code != 0 or not lines:
+        return None
+    return (f"{m.group(1)}: {lines[-1][:300]}",
+            f"fix the cause, then: {mta.exim.binary} -C {listen_path(mta)} -M {m.group(1)}")

@@ -139,3 +139,58 @@ def after_change(root: Root, phase: str) -> list[str]:
         return common.not_running("sendmail", manual)
     pid = root.host(pidfile).read_text().split()[0]
     return common.run_commands([["kill", "-HUP", pid], ["sendmail", "-q"]], "sendmail")
+# -- kavsetup doctor (kavsetup/doctor.py): what only Sendmail can tell ---------------------------
+def doctor_links(root: Root, mta: MTAInfo, static: bool) -> dict[str, tuple[bool | None, str, str]]:
+    """``mta``: the listening instance runs (its pid file, /proc); ``content_filter``: the
+    listening configuration holds the smtpscanner mailer and the rule sending every recipient to
+    it; ``transport``: nothing listens — Sendmail runs smtpscanner per delivery (the delivery
+    test proves it)."""
+    listen = listen_path(mta)
+    links: dict[str, tuple[bool | None, str, str]] = {}
+    if static:
+        links["mta"] = (None, "not probed (--static)", "")
+    else:
+        try:
+            pid = int(root.host(LISTEN_PID).read_text().split()[0])
+            with open(f"/proc/{pid}/comm") as fh:
+                comm = fh.read().strip()
+            ok = comm.startswith("sendmail")
+            detail = f"the listening instance runs as pid {pid}" if ok else f"{LISTEN_PID} names {comm!r}"
+        except (OSError, ValueError, IndexError):
+            ok, detail = False, f"no listening instance ({LISTEN_PID} missing or stale)"
+        links["mta"] = (ok, detail if ok else f"MTA not running: {detail}",
+                        "" if ok else "systemctl start kav4ms-sendmail-listen kav4ms-sendmail-deliver "
+                        "(or /opt/kav/5.5/kav4mailservers/bin/kavsendmail.sh start)")
+    text = root.text(listen) if root.read(listen).kind == "file" else ""
+    if not text:
+        links["content_filter"] = (False, f"content_filter missing: {listen} does not exist, Sendmail "
+                                   "delivers unscanned", "kavsetup install")
+    elif "Msmtpscanner" not in text or "$#smtpscanner" not in text:
+        links["content_filter"] = (False, f"content_filter missing: {listen} lacks the smtpscanner mailer "
+                                   "or its ParseLocal rule", "kavsetup install")
+    else:
+        links["content_filter"] = (True, f"{listen} sends every recipient to the smtpscanner mailer", "")
+    links["transport"] = (None, "smtpscanner is started by Sendmail's mailer for each delivery "
+                          "(nothing listens; the delivery test proves it)", "")
+    return links
+
+
+def queue_reason(root: Root, mta: MTAInfo, reply: str) -> tuple[str, str] | None:
+    """Why the message accepted with ``reply`` (``250 2.0.0 ID Message accepted``) waits: the
+    parenthesised reason under its entry in the listening queue (``sendmail -C LISTEN -bp``)."""
+    import re
+
+    m = re.search(r"^\S+\s+(\S+)\s+Message accepted", reply)
+    argv, _ = checker.runner(root, "/usr/sbin/sendmail")
+    if m is None or argv is None:
+        return None
+    qid = m.group(1)
+    _code, out = checker.run([*argv, "-C", listen_path(mta), "-bp"])
+    lines = out.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(qid):
+            reason = next((ln.strip() for ln in lines[i + 1:i + 4] if ln.strip().startswith("(")),
+                          "(waiting in the listening queue, not tried yet)")
+            return (f"{qid}: {reason[:300]}",
+                    f"fix the cause, then: sendmail -C {listen_path(mta)} -qI{qid}")
+    return None

@@ -8,6 +8,7 @@ clean     MTA + aveserver + smtpscanner running: a clean message arrives with `X
 eicar     EICAR is not delivered as sent; recipient notice, admin notice, quarantine entry
 queue     aveserver stopped: mail waits in the MTA's queue; started again: it is delivered
           (qmail stand-in: qmail-queue exits with a temporary code, so the SMTP client keeps it)
+doctor    (not qmail) `kavsetup doctor` passes, then names each link broken on purpose (doctor_scenario.py)
 dialogue  (Postfix) integration undone, then `kavsetup setup` answered through a real pty (pexpect):
           mail flows through the filter again
 reconfigure (Postfix) debconf preseeding + `dpkg-reconfigure kav4mailservers` with other ports: one
@@ -35,18 +36,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import mail, ownership, snapshot, units
+from . import doctor_scenario, mail, ownership, snapshot, units
 from .mta import CONTROLS
 from .roots import ensure_root
 from .rpm_scenarios import RPM_KINDS, RPM_SCENARIOS, run_rpm
 from .sandbox import Sandbox, SandboxError
 from .spec import ADMIN_USER, HOSTNAME, MAIL_USER, RootSpec
 
-SCENARIOS: tuple[str, ...] = ("baseline", "install", "ownership", "clean", "eicar", "queue", "dialogue", "reconfigure",
+SCENARIOS: tuple[str, ...] = ("baseline", "install", "ownership", "clean", "eicar", "queue", "doctor",
+                              "dialogue", "reconfigure",
                               "remove", "purge",
                               "refuse", *RPM_SCENARIOS)
 #: Scenarios that only make sense for some MTA kinds.
-ONLY_FOR: dict[str, tuple[str, ...]] = {"refuse": ("postfix",), "reconfigure": ("postfix",),
+ONLY_FOR: dict[str, tuple[str, ...]] = {"doctor": ("postfix", "exim", "sendmail"),
+                                         "refuse": ("postfix",), "reconfigure": ("postfix",),
                                          "dialogue": ("postfix",), **{s: RPM_KINDS for s in RPM_SCENARIOS},
                                          "rpm-refuse": ("postfix",)}
 PACKAGE = "kav4mailservers"
@@ -120,6 +123,7 @@ class Cell:
             "clean": self.clean,
             "eicar": self.eicar,
             "queue": self.queue,
+            "doctor": lambda: doctor_scenario.run(self),
             "dialogue": self.dialogue,
             "reconfigure": self.reconfigure,
             "remove": self.remove,
@@ -131,6 +135,7 @@ class Cell:
             "clean": ("install",),
             "eicar": ("clean",),
             "queue": ("clean",),
+            "doctor": ("clean",),
             "dialogue": ("clean",),
             "reconfigure": ("clean",),
             "remove": ("install",),
