@@ -107,7 +107,7 @@ def parse_hash_line(line: str, where: str, sha_only: bool) -> HashSig:
         if not sha_only:
             raise SignatureError(f"{where}: size '*' is only allowed in .hsb")
         size = None
-    elif size_s.isdigit():
+    elif size_s.isascii() and size_s.isdigit():  # not "²": int() refuses it
         size = int(size_s)
     else:
         raise SignatureError(f"{where}: bad size {size_s!r}")
@@ -221,7 +221,7 @@ def parse_ndb_line(line: str, where: str) -> BodySig:
     name, target_s, offset_s, hexsig = (p.strip() for p in parts[:4])
     if not _NAME_RE.match(name):
         raise SignatureError(f"{where}: bad or empty name")
-    if not target_s.isdigit():
+    if not (target_s.isascii() and target_s.isdigit()):
         raise SignatureError(f"{where}: bad target {target_s!r}")
     target = int(target_s)
     if target not in SUPPORTED_TARGETS:
@@ -230,7 +230,7 @@ def parse_ndb_line(line: str, where: str) -> BodySig:
     regex, fixed = hexsig_to_regex(hexsig, where)
     if fixed < 2:
         raise SignatureError(f"{where}: signature needs at least 2 fixed bytes")
-    fl = [int(p) if p.strip().isdigit() else None for p in parts[4:]]
+    fl = [int(p) if p.strip().isascii() and p.strip().isdigit() else None for p in parts[4:]]
     return BodySig(name, target, offset, regex, *(fl + [None, None])[:2], origin=where)
 
 
