@@ -384,7 +384,8 @@ class FilterHandler:
         lines = [replies[r.address] for r in env.recipients]
         if self.lmtp:
             return "\r\n".join(lines)  # RFC 2033: one reply per recipient, in RCPT order
-        bad = [x for x in lines if not x.startswith("250")]
+        # A 4xx before a 5xx (RecipientAction=reject in one group): the MTA keeps it and retries.
+        bad = [x for x in lines if x.startswith("4")] or [x for x in lines if not x.startswith("250")]
         return bad[0] if bad else lines[0]
 
     async def handle_exception(self, error: Exception) -> str:
