@@ -153,17 +153,18 @@ def _with_report(msg: Message, report: str) -> Message:
 
     outer = MIMEMultipart("mixed")
     del outer["MIME-Version"]
-    inner = Message()
     for key, value in msg.items():
-        if key.lower().startswith("content-"):
-            inner[key] = value
-        elif key.lower() != "mime-version":
+        if not key.lower().startswith("content-") and key.lower() != "mime-version":
             outer[key] = value
+    # The message itself becomes the first part, its payload untouched: copying it with
+    # get_payload() would turn 8-bit bytes into U+FFFD, which the generator then cannot write
+    # (found by tests/fuzz/test_fuzz_mime.py: every such message was answered 451 forever).
+    for key in dict.fromkeys(k.lower() for k in msg.keys() if not k.lower().startswith("content-")):
+        del msg[key]
+    if msg.get("Content-Type") is None:
+        msg["Content-Type"] = "text/plain"
     outer["MIME-Version"] = "1.0"
-    inner.set_payload(msg.get_payload())
-    if inner.get("Content-Type") is None:
-        inner["Content-Type"] = "text/plain"
-    outer.attach(inner)
+    outer.attach(msg)
     outer.attach(part)
     return outer
 
