@@ -91,7 +91,9 @@ def apply_assignments(text: str, assignments: list[Assignment], filename: str = 
         assert key_spec is not None
         existing = _matching_keys(doc, a.section, a.key)
         if existing:
-            current_raw = ",".join(e.value for e in existing)
+            # As the loader reads it: a list key's lines add up, for any other key the last one wins
+            # (found by tests/fuzz/test_fuzz_config.py: a repeated scalar key was rewritten).
+            current_raw = ",".join(e.value for e in existing) if key_spec.type.is_list else existing[-1].value
             try:
                 same = key_spec.type.parse(current_raw) == key_spec.type.parse(a.value)
             except ValueError:

@@ -74,6 +74,8 @@ def test_validator_raises_only_config_error(text: str) -> None:
 
 
 @given(config_text)
+@example("[scanner.object]\nOnCorrupted=exec rm -rf /; x\nOnCorrupted=exec rm -rf /; x\n")  # found: repeated scalar
+@example("[smtpscan.limits]\nMaxScanners=2\nMaxScanners=3\n")
 def test_editor_without_change_is_identity(text: str) -> None:
     assert apply_assignments(text, []) == text
     cfg = _load(text)
