@@ -41,9 +41,23 @@ def parse(data: bytes) -> Message:
     return email.message_from_bytes(data, policy=email.policy.compat32)
 
 
-def serialize(msg: Message) -> bytes:
+class _Generator(BytesGenerator):
+    """BytesGenerator that writes a malformed multipart (its boundary never found, so its payload
+    is the raw text) back as received.  The stock one writes ``get_payload()``, which decodes 8-bit
+    bytes to characters it then cannot encode: UnicodeEncodeError, and the message was answered 451
+    on every retry (found by tests/fuzz/test_fuzz_mime.py).  ``_handle_<maintype>`` is the
+    generator's own dispatch hook."""
+
+    def _handle_multipart(self, msg: Message) -> None:
+        if isinstance(msg._payload, str):  # noqa: SLF001 - the raw text of a boundary-less multipart
+            self._handle_text(msg)
+            return
+        super()._handle_multipart(msg)
+
+
+def serialize(msg: Message, maxheaderlen: int = 0) -> bytes:
     buf = io.BytesIO()
-    BytesGenerator(buf, mangle_from_=False, maxheaderlen=0).flatten(msg)
+    _Generator(buf, mangle_from_=False, maxheaderlen=maxheaderlen).flatten(msg)
     return buf.getvalue()
 
 

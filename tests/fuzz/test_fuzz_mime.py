@@ -62,6 +62,8 @@ def _removed(f: Finding) -> str:
                                          st.sampled_from(["remove", "unchanged", "cured", "discard"]),
                                          st.booleans()), max_size=4),
        st.one_of(st.none(), nasty_text))
+@example(b"Content-Type: multipart/mixed; boundary=b1\nX-\xc3\xa9: y\n\n", b"\n",
+         [(-1, "Infected", "remove", False)], "r")
 @example(b"\n\n\x80", b"\n", [], "")  # found: an 8-bit body plus the report part could not be written
 @example(b"Content-Type: multipart/mixed; boundary=b1\n\n--b1\nContent-Type: message/rfc822\n\n--b1--\n", b"\n",
          [(0, "Infected", "remove", False)], "report")
@@ -94,6 +96,8 @@ def test_x_header_is_one_line(data: bytes, eol: bytes, value: str) -> None:
 
 @given(message, _eol, nasty_text, nasty_text)
 @example(b"Subject: =?utf-8?q?a=0D=0ABcc:_evil@x?=\n\nx", b"\n", "a\r\nBcc: evil@x", "N\rX")
+# Found: a multipart whose boundary never comes, with 8-bit text, could not be attached (451 forever).
+@example(b'Content-Type: multipart/mixed; boundary="b1"\nX-\xc3\xa9: multipart/mixed; boundary="b1"\n\n', b"\n", "", "")
 def test_notices_never_carry_cr_lf_into_headers(data: bytes, eol: bytes, name: str, to: str) -> None:
     data = _crlf(data, eol)
     cut = data.replace(b"\r\n", b"\n").find(b"\n\n")
