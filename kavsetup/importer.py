@@ -1,7 +1,7 @@
 """Import settings from an earlier installation (guide 1.1: "import configuration settings from
 earlier versions (4.0 or 5.0)").
 
-What the earlier files look like is recorded in design/kav55-format-notes.md:
+What the earlier files look like is recorded in docs/formats.md:
 
 * **5.0** uses the same INI dialect and sections as 5.5, but booleans may be ``true/false`` and
   address masks may be shell wildcards (``*@example.com``) where 5.5 wants POSIX regexes.

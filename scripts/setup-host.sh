@@ -25,7 +25,7 @@ done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "setup-host: installing ${missing[*]}" >&2
-# No package's postinst may start a daemon on this machine's network (design/testing.md).
+# No package's postinst may start a daemon on this machine's network (docs/packaging.md: the roots do the same).
 policy=/usr/sbin/policy-rc.d
 created_policy=0
 if [ ! -e "$policy" ]; then

@@ -1,6 +1,6 @@
 """Typed facts about a system, as found by ``kavsetup.detect`` — the contract for kavsetup/mta.
 
-``compile_plan(System, IntegrationSettings) -> Plan`` (issue 4) reads these values and nothing else, so the
+``compile_plan(System, IntegrationSettings) -> Plan`` (docs/integration.md) reads these values and nothing else, so the
 installer never re-parses a file that detection already understood and never passes dicts of
 strings around.  Everything here is a frozen dataclass or an enum: a ``System`` is a snapshot
 that can be compared, hashed into a plan and printed as JSON (``System.to_dict``/``to_json``,
@@ -210,7 +210,7 @@ class EximInfo:
 class QmailInfo:
     """qmail's fixed layout under ``home`` (normally /var/qmail).  ``already_wrapped`` is True when
     ``bin/queue.kav55`` exists or ``bin/qmail-queue`` carries our marker / is not qmail's own —
-    the installer must refuse then (issue 4).  ``original_queue`` is ``bin/queue.kav55`` if
+    the installer must refuse then (docs/integration.md).  ``original_queue`` is ``bin/queue.kav55`` if
     present.  ``postmaster_alias`` is ``alias/.qmail-postmaster`` when it exists, and
     ``postmaster_targets`` its forward addresses (guide 6.1.1 feeds kavadministrators)."""
 

@@ -1,7 +1,7 @@
 """qmail: the fixed ``/var/qmail`` layout, ``bin/qmail-queue`` and whether it is already wrapped
 (guide 4.4.2 renames it to ``queue.kav55`` and puts smtpscanner's wrapper in its place).
 
-"Already wrapped" — the installer must refuse (issue 4) — when ``bin/queue.kav55`` exists (ours
+"Already wrapped" — the installer must refuse (docs/integration.md) — when ``bin/queue.kav55`` exists (ours
 or the original product's), when ``qmail-queue`` carries our marker (``kav4mailservers``), or
 when it is a symlink to a program outside ``/var/qmail`` (another wrapper: qmail-scanner,
 simscan and friends are installed this way).  qmail has no version command: the version comes

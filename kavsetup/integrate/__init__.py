@@ -1,4 +1,4 @@
-"""MTA integration that can be undone (issue 4): compile -> plan -> journaled apply -> verify.
+"""MTA integration that can be undone (guide 4.4, 7; docs/integration.md): compile -> plan -> journaled apply -> verify.
 
 ``compile_plan(System, IntegrationSettings) -> Plan`` is pure (plan.py) and asks the MTA's module
 (kavsetup/mta/<name>.py) for the edits; site.py gathers the site facts it needs; ``Transaction``

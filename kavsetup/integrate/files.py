@@ -5,7 +5,7 @@ same code computes the ``--dry-run`` diff, the real apply and the journal's befo
 records, and "is this file still what we wrote?" is one equality test (content hash, kind,
 mode, owner).  Writes go through ``put`` only: temp file in the same directory, fsync, chmod,
 chown, rename, fsync of the directory — a reader (the MTA) sees the old file or the new one,
-never half of either (RULES.md: temp + fsync + rename).
+never half of either (temp + fsync + rename: runtime.fsutil.atomic_write).
 
 Paths handled here are in-system ``PurePosixPath``s ("/etc/postfix/main.cf"); ``Root`` maps them
 under ``--root`` without ever following an absolute symlink out of the tree for writes (writes

@@ -169,7 +169,7 @@ def set_values(path: str | Path, assignments: list[Assignment] | dict[str, Any])
 
 
 # -- span operations: find, remove and restore one key; drop a section left empty ----------------
-# kavsetup's uninstall reverses its own edits with these (issue 10: one model of the format), so a
+# kavsetup's uninstall reverses its own edits with these (one model of the format), so a
 # continued value, a ``;`` comment, CRLF or a missing final newline is read exactly as the
 # runtime reads it.  All are pure functions of the text.
 

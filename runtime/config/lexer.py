@@ -1,7 +1,7 @@
 """Lossless lexer for the ``kav4mailservers.conf`` INI dialect.
 
 Why not configobj: it refuses repeated keys (``DuplicateError``), which the 5.x files use for
-lists (one mask per line, see design/kav55-format-notes.md), it rewrites ``Key=Value`` as
+lists (one mask per line, see docs/formats.md), it rewrites ``Key=Value`` as
 ``Key = Value`` and it keeps no line numbers for error messages.  Administrators expect an
 untouched file to stay byte-identical and every complaint to name ``FILE:LINE``; so the file is
 kept as the list of its physical lines and edits replace only the lines they concern.

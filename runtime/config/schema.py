@@ -1,7 +1,7 @@
 """The one schema of ``kav4mailservers.conf``.
 
 Every section and key the guide names (4.1, 4.4.5, 5.1-5.4, 6.1-6.8) plus those attested by
-third-party tools of the time (design/kav55-format-notes.md), each with its type, default and
+third-party tools of the time (docs/formats.md), each with its type, default and
 the guide section it comes from.  The runtime loads through this module and the installer renders
 its template from it, so defaults live in exactly one place.
 

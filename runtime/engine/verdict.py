@@ -59,7 +59,7 @@ SEVERITY = {
     Status.INFECTED: 8,
 }
 
-# aveclient's historical exit codes (kav55-format-notes.md).  Chapter 8 calls SUSP- "unknown
+# aveclient's historical exit codes (docs/formats.md).  Chapter 8 calls SUSP- "unknown
 # viral code" and WARN- "modified code of a known virus", hence SUSPICIOUS -> 2, WARNING -> 3.
 EXIT_CODES = {
     Status.CLEAN: 0,

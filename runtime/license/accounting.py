@@ -9,7 +9,7 @@ process opens its own connection and adds in one ``BEGIN IMMEDIATE`` transaction
 no count is lost to a concurrent writer; a committed transaction survives ``kill -9`` of the
 process (WAL with synchronous=NORMAL loses nothing on a process crash, only possibly the last
 transactions on a power cut).  The database holds plain addresses and is created 0600 for the
-filter's account (privacy, issue 15 item 6): ``licensemanager -i`` shows only counts.
+filter's account (privacy): ``licensemanager -i`` shows only counts.
 
 The same store keeps when each kind of licence notice was last sent, so "once every 24 hours" and
 "at each start" hold across all processes of the filter (``claim_*`` are atomic).
