@@ -20,7 +20,7 @@ import re
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-PROFILES = {"dev": 300, "ci": 2500, "long": 100_000}
+PROFILES = {"dev": 200, "ci": 2000, "long": 100_000}
 _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 
 for _name, _n in PROFILES.items():
