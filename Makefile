@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint unit fuzz deb webmin matrix bench clean
+.PHONY: setup demo test lint unit fuzz deb rpm freebsd-pkg webmin matrix bench clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,14 @@ fuzz: setup
 
 deb: setup
 	bash pkg/deb/build.sh
+
+# The RPM (issue 17): rpmbuild from Debian's rpm package, then rpmlint (docs/packaging.md).
+rpm: setup
+	bash pkg/rpm/build.sh
+
+# The FreeBSD package in pkg(8)'s format, built here and checked by its manifest reader.
+freebsd-pkg: setup
+	$(BIN)/python pkg/freebsd/build.py
 
 # The Webmin module (guide 4.3): a tar.gz of pkg/webmin/kav4mailservers, as Webmin installs modules.
 WBM := dist/kav4mailservers.wbm.gz

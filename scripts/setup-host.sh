@@ -13,6 +13,7 @@ SUDO=""
 
 pkgs=(python3 python3-venv python3-dev swaks mmdebstrap debootstrap iproute2 procps
       clamav clamav-daemon clamdscan clamsmtp dpkg-dev debhelper fakeroot lintian m4 sendmail-cf
+      rpm rpmlint
       chromium chromium-driver sqlite3)
 
 has_mta() { dpkg-query -W -f='${Status}\n' postfix exim4-base sendmail-bin 2>/dev/null | grep -q "install ok installed"; }

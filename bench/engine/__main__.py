@@ -25,6 +25,7 @@ import psutil
 from runtime.engine.client import AveClient
 from runtime.engine.verdict import Status
 
+from . import clamdb
 from .corpus import build_corpus, build_signatures, corpus_files
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,13 +82,14 @@ def wait_socket(path: Path, proc: subprocess.Popen[bytes], ping: bytes, timeout:
     raise RuntimeError("server did not come up")
 
 
-def run_aveserver(db: Path, files: list[Path], work: Path, cold: bool) -> dict[str, float]:
+def run_aveserver(db: Path, files: list[Path], work: Path, cold: bool, key: Path | None = None) -> dict[str, float]:
     cache = work / "ave-cache"
     if cold:
         shutil.rmtree(cache, ignore_errors=True)
     conf = work / "kav.conf"
+    keyline = f"BasesPublicKey={key}\n" if key else ""
     conf.write_text(
-        f"[path]\nBasesPath={db}\nLocalSocketPath={work}/ave.sock\nAVSpidPATH={work}/ave.pid\n\n"
+        f"[path]\nBasesPath={db}\nLocalSocketPath={work}/ave.sock\nAVSpidPATH={work}/ave.pid\n{keyline}\n"
         "[aveserver.options]\nDetachFromTerminal=no\nWorkers=0\nStreamMaxLength=2000000000\n\n"
         f"[aveserver.limits]\nMaxUnpackedSize=2000000000\nMaxScanTime=600\n\n"
         f"[aveserver.report]\nReportFileName={work}/ave.log\nReportLevel=3\n"
@@ -185,25 +187,36 @@ def run_clamd(db: Path, corpus: Path, work: Path, largest: int) -> dict[str, flo
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python3 -m bench.engine")
     ap.add_argument("--skip-clamscan", action="store_true")
+    ap.add_argument("--scale", choices=("bench", "small", "full"), default="bench",
+                    help="bench: 100k hashes + 10k .ndb; small/full: a ClamAV-shaped database "
+                         "(bench/engine/clamdb.py), "
+                         "full = 4M hashes, 60k .ndb, 40k .ldb, loaded by aveserver from a signed main.cvd")
     args = ap.parse_args(argv)
     print("building/reusing corpus and signatures under ~/.cache/kav4ms/bench-engine ...", flush=True)
     corpus = build_corpus()
-    db = build_signatures(corpus)
+    key = None
+    if args.scale == "bench":
+        db = ave_db = build_signatures(corpus)
+    else:
+        db, ave_db, key = clamdb.build(args.scale, corpus)
     files = corpus_files(corpus)
     total = sum(f.stat().st_size for f in files)
     largest = max(f.stat().st_size for f in files)
-    n_hdb = sum(1 for _ in open(db / "bench.hdb"))
-    n_ndb = sum(1 for _ in open(db / "bench.ndb"))
-    print(f"corpus: {len(files)} files, {total / 1e6:.1f} MB (largest {largest / 1e6:.1f} MB); "
-          f"signatures: {n_hdb} .hdb + {n_ndb} .ndb; cores: {os.cpu_count()}", flush=True)
+    counts = {p.suffix: sum(1 for _ in open(p, "rb")) for p in sorted(db.iterdir()) if p.is_file()}
+    print(f"corpus: {len(files)} files, {total / 1e6:.1f} MB (largest {largest / 1e6:.1f} MB); signatures: "
+          + ", ".join(f"{n} {sfx}" for sfx, n in counts.items()) + f"; cores: {os.cpu_count()}", flush=True)
     print(f"ClamAV limits: {' '.join(clam_limits(largest))} (above the largest file)", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-engine-") as tmp:
         work = Path(tmp)
         res = {}
-        res["aveserver (cold)"] = run_aveserver(db, files, work, cold=True)
+        res["aveserver (cold)"] = run_aveserver(ave_db, files, work, cold=True, key=key)
         print("aveserver cold done", flush=True)
-        res["aveserver"] = run_aveserver(db, files, work, cold=False)
+        res["aveserver"] = run_aveserver(ave_db, files, work, cold=False, key=key)
         print("aveserver warm done", flush=True)
+        if ave_db != db:
+            res["aveserver plain"] = run_aveserver(db, files, work, cold=False)
+            print("aveserver on the plain files (warm) done", flush=True)
+        print("aveserver (installed .deb): not measured here, no package installed on this host", flush=True)
         if not args.skip_clamscan:
             res["clamscan"] = run_clamscan(db, corpus, work, largest)
             print("clamscan done", flush=True)
@@ -218,11 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     ave = res["aveserver"]
     print()
     if "clamscan" in res:
-        print(f"throughput aveserver / clamscan: {res['clamscan']['wall'] / ave['wall']:.2f}x (target >= 1.5x)")
+        print(f"throughput aveserver / clamscan: {res['clamscan']['wall'] / ave['wall']:.2f}x (target >= 3x)")
     cd = res["clamd"]
-    print(f"throughput aveserver / clamd:    {cd['wall'] / ave['wall']:.2f}x")
+    print(f"throughput aveserver / clamd:    {cd['wall'] / ave['wall']:.2f}x (target >= 2x)")
     print(f"load time aveserver / clamd:     {ave['load'] / cd['load']:.2f} warm, "
-          f"{res['aveserver (cold)']['load'] / cd['load']:.2f} cold (target <= 0.5)")
+          f"{res['aveserver (cold)']['load'] / cd['load']:.2f} cold (target <= 1, warm)")
     print(f"peak RSS  aveserver / clamd:     {ave['rss'] / cd['rss']:.2f} (sum over processes), "
           f"PSS {ave['pss'] / cd['pss']:.2f} (target <= 0.5)")
     return 0

@@ -57,7 +57,7 @@ def main() -> int:
 
     t = time.monotonic()
     hdb = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-    hdb.compile(expressions=[s.regex for s in sigs], ids=list(range(len(sigs))), elements=len(sigs),
+    hdb.compile(expressions=[s.hs_regex() for s in sigs], ids=list(range(len(sigs))), elements=len(sigs),
                 flags=hyperscan.HS_FLAG_DOTALL | hyperscan.HS_FLAG_SINGLEMATCH)
     ct = time.monotonic() - t
     hits: list[int] = []

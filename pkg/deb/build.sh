@@ -2,7 +2,7 @@
 # `make deb`: build dist/kav4mailservers_<version>_all.deb from the working tree with the standard
 # tools (dpkg-buildpackage + debhelper), then run lintian on it (errors fail the build; warnings are
 # printed). Whatever the tree contains is packaged: commands whose modules are not there yet are
-# simply not shipped (see debian/stage.py), so the package builds at every stage of the project.
+# simply not shipped (see pkg/common/stage.py), so the package builds at every stage of the project.
 #   KAV_DEB_LINTIAN=0  skip lintian
 #   KAV_DEB_DIST=DIR   write the .deb there instead of dist/ (the tests build into a temp dir)
 set -euo pipefail
@@ -30,6 +30,8 @@ mkdir -p "$src"
 tar -C "$top" --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' \
     -cf - pyproject.toml kavsetup runtime docs/man pkg/common | tar -C "$src" -xf -
 cp -r "$here/debian" "$src/debian"
+# One stager for all three package formats (pkg/common/stage.py), run by debian/rules.
+cp "$top/pkg/common/stage.py" "$src/debian/stage.py"
 
 (cd "$src" && PYTHONDONTWRITEBYTECODE=1 dpkg-buildpackage -b -us -uc >"$work/build.log" 2>&1) || {
     tail -40 "$work/build.log" >&2

@@ -210,7 +210,10 @@ SECTIONS: tuple[Section, ...] = (
         "4.1",
         "Where the product keeps its databases, keys, socket and work files.",
         (
-            K("BasesPath", v.Path(), f"{DB_DIR}/bases", "4.2", "Anti-virus database directory (.hdb/.hsb/.ndb)."),
+            K("BasesPath", v.Path(), f"{DB_DIR}/bases", "4.2",
+              "Anti-virus database directory (ClamAV .cvd/.cld containers and plain .hdb/.ndb/.ldb/... files)."),
+            K("BasesPublicKey", v.Path(optional=True), "", "4.2",
+              "File with the RSA key 'N E' (decimal) that signs .cvd containers; empty: ClamAV's published key."),
             K("LicensePath", v.Path(), f"{DB_DIR}/licenses", "5.4.3", "Directory of product key files."),
             K(
                 "LicensePublishersPath",

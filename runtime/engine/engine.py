@@ -10,12 +10,16 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import eicar, mime
+from . import eicar, mime, targets
+from .bodysig import DeadlineExceeded
 from .containers import identify, members
+from .dsig import CLAMAV_KEY, PublicKey
 from .limits import Budget, Corrupted, LimitExceeded, Limits, Protected
-from .matcher import BodyMatcher
+from .matcher import BodyMatcher, LogicalMatcher
 from .signatures import SignatureSet, load_signatures
 from .verdict import ObjectResult, Status, Verdict, worst
+
+_ALGOS = ("md5", "sha1", "sha256")
 
 
 class DatabaseError(Exception):
@@ -58,19 +62,25 @@ class Engine:
     def __init__(self, sigs: SignatureSet, limits: Limits | None = None, cache_dir: Path | None = None) -> None:
         self.sigs = sigs
         self.limits = limits or Limits()
-        self.matcher = BodyMatcher(sigs.body, sigs.digest, cache_dir)
+        self.matcher = BodyMatcher(sigs.body, sigs.body_digest(), cache_dir)
+        self.logical = LogicalMatcher(sigs.logical, cache_dir)
 
     @classmethod
-    def load(cls, bases: Path | str, limits: Limits | None = None, cache_dir: Path | None = None) -> Engine:
+    def load(cls, bases: Path | str, limits: Limits | None = None, cache_dir: Path | None = None,
+             key: PublicKey = CLAMAV_KEY) -> Engine:
         """Load and compile a database directory; refuse a set that is unusable as a whole.
 
-        Refused: a missing directory, an unreadable file, or signature files of which not a
-        single line could be used.  Individual bad lines are only reported (``sigs.errors``).
+        Refused: a missing directory, an unreadable file, a container that fails its MD5 or
+        digital-signature check (named; aveserver keeps serving its previous database), or
+        signature files of which not a single line could be used.  Individual bad lines are
+        only reported (``sigs.errors``).
         """
         try:
-            sigs = load_signatures(bases, cache_dir)
+            sigs = load_signatures(bases, cache_dir, key)
         except OSError as exc:
             raise DatabaseError(str(exc)) from None
+        if sigs.refused:
+            raise DatabaseError("refused: " + "; ".join(sigs.refused))
         if sigs.errors and sigs.count == 0:
             raise DatabaseError(f"{bases}: no usable signature ({len(sigs.errors)} bad lines; first: "
                                 f"{sigs.errors[0]})")
@@ -111,14 +121,35 @@ class Engine:
     def _hash_names(self, data: bytes) -> list[str]:
         n = len(data)
         found = []
-        for algo, table in self.sigs.hashes.items():
-            if not table or (n not in self.sigs.hash_sizes[algo] and not self.sigs.hash_anysize[algo]):
-                continue
-            hexd = hashlib.new(algo, data).hexdigest()
-            hit = table.get(f"{hexd}:{n}") or table.get(f"{hexd}:*")
-            if hit:
-                found.append(hit)
+        table = self.sigs.table
+        if table.count("file"):
+            for algo in _ALGOS:  # one table for all three: the digest length tells them apart
+                hit = self.sigs.hash_name("file", hashlib.new(algo, data).hexdigest(), n)
+                if hit:
+                    found.append(hit)
+        if table.count("section"):
+            for sect in targets.pe_sections(data):
+                for algo in _ALGOS:
+                    hit = self.sigs.hash_name("section", hashlib.new(algo, sect).hexdigest(), len(sect))
+                    if hit:
+                        found.append(hit)
         return found
+
+    def _allow_listed(self, data: bytes) -> bool:
+        """.fp/.sfp: an object whose own hash is listed is clean whatever matched it."""
+        for algo, keys in self.sigs.fp.items():
+            if keys:
+                hexd = hashlib.new(algo, data).hexdigest()
+                if f"{hexd}:{len(data)}" in keys or f"{hexd}:*" in keys:
+                    return True
+        return False
+
+    def detect(self, data: bytes, deadline: float | None = None) -> list[str]:
+        """Every signature name matching this one object (no unpacking), allow-lists applied."""
+        names = self._hash_names(data) + self.matcher.match(data, deadline) + self.logical.match(data, deadline)
+        if names and self._allow_listed(data):
+            return []
+        return list(dict.fromkeys(names))
 
     def _infected(self, ctx: _Scan, path: str, names: list[str]) -> _Outcome:
         # Signatures from the database carry no cure routine: a cure request fails (6.2.2).
@@ -136,9 +167,12 @@ class Engine:
         variant = eicar.detect(data)
         if variant is not None:
             return self._eicar(data, path, ctx, variant, can_cure)
-        names = self._hash_names(data) + self.matcher.match(data)
+        try:
+            names = self.detect(data, ctx.budget.deadline)
+        except DeadlineExceeded:
+            raise _Stop(path, f"scan time limit ({self.limits.max_time:g} s) exceeded") from None
         if names:
-            return self._infected(ctx, path, list(dict.fromkeys(names)))
+            return self._infected(ctx, path, names)
         kind = identify(data)
         if kind in (None, "uue") and mime.looks_like_mail(data):
             kind = "mime"

@@ -3,8 +3,11 @@
 Choice (measured in bench/engine/matchers.py, figures in bench/README.md): Hyperscan in block mode
 prefilters all .ndb signatures in one pass; every signature is compiled unanchored with
 SINGLEMATCH so a clean object costs one pass and no Python callback.  Offset constraints
-(``n``, ``n,shift``, ``EOF-n``) and file-type targets are verified afterwards with Python's ``re``
-only for the few signatures Hyperscan reported, which keeps the compiled database small.
+(``n``, ``n,shift``, ``EOF-n``) and file-type targets are verified afterwards with the linear-time
+matcher of runtime/engine/bodysig.py (never a backtracking ``re`` over ``.*``) only for the few
+signatures Hyperscan reported, which keeps the compiled database small.  Logical (.ldb)
+signatures are prefiltered by the literal anchors of their subsignatures (Aho-Corasick) and
+evaluated only when one of them occurs.
 
 The compiled Hyperscan database is serialised into a cache keyed by the database digest, the
 Hyperscan version and this module's format version, so a restart or a reload of unchanged
@@ -14,7 +17,7 @@ serialised bytes (no pickles), in a directory we own with mode 0700.
 Debian packages no Python binding for Hyperscan, so the .deb must run without it: then the
 prefilter is an Aho-Corasick automaton (Debian's ``python3-ahocorasick``) over each signature's
 longest literal byte run, the way ClamAV's own matcher anchors its patterns, and every candidate
-is confirmed by the same ``re`` verifier.  Slower (bench/README.md) but the same verdicts; tests
+is confirmed by the same linear-time matcher.  Slower (bench/README.md) but the same verdicts; tests
 run both prefilters on the same signatures.
 """
 
@@ -29,6 +32,8 @@ from typing import Any
 
 from runtime.fsutil import atomic_write
 
+from . import targets
+from .ldb import LogicalSig
 from .signatures import BodySig
 
 try:
@@ -40,7 +45,7 @@ try:
 except ImportError:
     ahocorasick = None
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "3"
 _FLAGS = (hyperscan.HS_FLAG_DOTALL | hyperscan.HS_FLAG_SINGLEMATCH) if hyperscan is not None else 0
 _TOKEN = re.compile(rb"\\x([0-9a-f]{2})|\[(?:\\x[0-9a-f]{2}|-)*\]|\(\?:[^)]*\)|\.\*|\.\{[0-9,]*\}|\.")
 MIN_ANCHOR = 3  # shorter literals would make nearly every object a candidate
@@ -85,14 +90,25 @@ def default_cache_dir() -> Path:
     return Path(base) / "kav4ms" / "engine"
 
 
-def _type_ok(target: int, data: bytes) -> bool:
-    if target == 0:
-        return True
-    if target == 1:
-        return data[:2] == b"MZ"
-    if target == 6:
-        return data[:4] == b"\x7fELF"
-    return False
+_RAW_TARGETS = frozenset({0, 1, 4, 6, 9, 10})  # matched on the object's own bytes (3 and 7: normalised)
+
+
+def _norm_views(data: bytes, memo: dict[int, list[bytes]]) -> list[bytes]:
+    """Every normalised view of ``data`` (ASCII for target 7, HTML for 3), computed once per scan."""
+    out = []
+    for target in (7, 3):
+        if target not in memo:
+            memo[target] = targets.views(target, data)
+        out.extend(memo[target])
+    return out
+
+
+def _views(target: int, data: bytes, memo: dict[int, list[bytes]]) -> list[bytes]:
+    if target in _RAW_TARGETS:
+        return [data] if targets.type_ok(target, data) else []
+    if target not in memo:
+        memo[target] = targets.views(target, data)
+    return memo[target]
 
 
 class BodyMatcher:
@@ -100,12 +116,17 @@ class BodyMatcher:
 
     def __init__(self, sigs: list[BodySig], digest: str, cache_dir: Path | None = None) -> None:
         self.sigs = sigs
-        self.fallback: list[int] = []  # indexes Hyperscan refused (verified by `re` on every object)
-        self._verify: dict[int, re.Pattern[bytes]] = {}
+        self.fallback: list[int] = []  # indexes no prefilter covers (checked on every object)
         self._local = threading.local()
         self.from_cache = False
         self.db: Any = None  # hyperscan.Database when hyperscan is there
         self._automaton: Any = None  # ahocorasick.Automaton otherwise
+        # HTML/ASCII signatures (targets 3, 7) are prefiltered on the normalised text, not the raw bytes
+        norm = {i: sig.anchor for i, sig in enumerate(sigs) if sig.target not in _RAW_TARGETS}
+        self._norm_auto: Any = _automaton({k.decode("latin-1"): [i for i, a in norm.items() if a == k]
+                                           for k in set(norm.values()) if len(k) >= MIN_ANCHOR}) \
+            if ahocorasick is not None else None
+        self._norm_always = [i for i, a in norm.items() if len(a) < MIN_ANCHOR or ahocorasick is None]
         if sigs and hyperscan is not None:
             self._build(digest, cache_dir)
         elif sigs:
@@ -129,7 +150,8 @@ class BodyMatcher:
                 return
             except (hyperscan.error, ValueError, TypeError, OSError):
                 self.fallback = []  # unreadable cache: rebuild it below
-        ids = [i for i in range(len(self.sigs))]
+        ids = [i for i, sig in enumerate(self.sigs) if sig.target in _RAW_TARGETS and sig.hs_regex()]
+        self.fallback = [i for i, sig in enumerate(self.sigs) if sig.target in _RAW_TARGETS and not sig.hs_regex()]
         try:
             self.db = self._compile(ids)
         except hyperscan.error:
@@ -147,12 +169,14 @@ class BodyMatcher:
     def _build_automaton(self) -> None:
         """Aho-Corasick over literal anchors; signatures without one are verified on every object."""
         if ahocorasick is None:
-            self.fallback = list(range(len(self.sigs)))
+            self.fallback = [i for i, sig in enumerate(self.sigs) if sig.target in _RAW_TARGETS]
             return
         automaton = ahocorasick.Automaton()
         anchored: dict[str, list[int]] = {}
         for i, sig in enumerate(self.sigs):
-            anchor = literal_anchor(sig.regex)
+            anchor = sig.anchor
+            if sig.target not in _RAW_TARGETS:
+                continue  # the normalised-text automaton covers it
             if len(anchor) < MIN_ANCHOR:
                 self.fallback.append(i)
             else:
@@ -167,7 +191,7 @@ class BodyMatcher:
     def _compile(self, ids: list[int]) -> Any:
         db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         db.compile(
-            expressions=[self.sigs[i].regex for i in ids], ids=ids, elements=len(ids), flags=_FLAGS
+            expressions=[self.sigs[i].hs_regex() for i in ids], ids=ids, elements=len(ids), flags=_FLAGS
         )
         return db
 
@@ -189,30 +213,25 @@ class BodyMatcher:
             self._local.db = self.db
         return s
 
-    def _verifier(self, i: int) -> re.Pattern[bytes]:
-        rx = self._verify.get(i)
-        if rx is None:
-            rx = re.compile(self.sigs[i].regex, re.DOTALL)
-            self._verify[i] = rx
-        return rx
-
-    def _confirm(self, i: int, data: bytes) -> bool:
+    def _confirm(self, i: int, data: bytes, deadline: float | None, memo: dict[int, list[bytes]]) -> bool:
         sig = self.sigs[i]
-        if not _type_ok(sig.target, data):
-            return False
-        off = sig.offset
-        if off.kind == "any":
-            if i in self._fallback_set or self.db is None:
-                return self._verifier(i).search(data) is not None
-            return True  # Hyperscan already matched the whole signature
-        start = off.value if off.kind == "abs" else len(data) - off.value
-        if start < 0 or start > len(data):
-            return False
-        rx = self._verifier(i)
-        return any(rx.match(data, p) for p in range(start, min(start + off.shift, len(data)) + 1))
+        hs_matched = self.db is not None and i not in self._fallback_set
+        for view in _views(sig.target, data, memo):
+            win = sig.offset.window(len(view))
+            if win is None:
+                continue
+            if sig.offset.kind == "any" and hs_matched and view is data:
+                return True  # Hyperscan already matched the whole signature on these bytes
+            pattern = sig.get_pattern()
+            if pattern is not None and pattern.search(view, win[0], win[1], deadline):
+                return True
+        return False
 
-    def match(self, data: bytes) -> list[str]:
-        """Names of every body signature found in ``data`` (in signature-file order)."""
+    def match(self, data: bytes, deadline: float | None = None) -> list[str]:
+        """Names of every body signature found in ``data`` (in signature-file order).
+
+        Raises DeadlineExceeded when ``deadline`` (time.monotonic()) passes during the search.
+        """
         cands: list[int] = []
         if self.db is not None:
             self.db.scan(data, match_event_handler=_collect, context=cands, scratch=self._scratch())
@@ -222,7 +241,142 @@ class BodyMatcher:
                 seen.update(ids)
             cands.extend(seen)
         cands.extend(self.fallback)
-        return [self.sigs[i].name for i in sorted(set(cands)) if self._confirm(i, data)]
+        memo: dict[int, list[bytes]] = {}
+        if self._norm_auto is not None or self._norm_always:
+            views = _norm_views(data, memo)
+            if views:
+                cands.extend(self._norm_always)
+                if self._norm_auto is not None:
+                    for view in views:
+                        for _end, ids in self._norm_auto.iter(view.decode("latin-1")):
+                            cands.extend(ids)
+        return [self.sigs[i].name for i in sorted(set(cands)) if self._confirm(i, data, deadline, memo)]
+
+
+class LogicalMatcher:
+    """Logical signatures, prefiltered by their subsignatures' literal anchors."""
+
+    def __init__(self, lsigs: list[LogicalSig], cache_dir: Path | None = None) -> None:
+        self.lsigs = lsigs
+        self.always: list[int] = []  # a subsignature without a usable anchor: evaluate on every object
+        self._hs: Any = None  # with Hyperscan: one literal database for every raw-target anchor
+        self._hs_pairs: list[list[tuple[int, int]]] = []
+        self._local = threading.local()
+        self._auto: Any = None
+        self._auto_nocase: Any = None
+        self._auto_norm: Any = None
+        if not lsigs:
+            return
+        if ahocorasick is None and hyperscan is None:
+            self.always = list(range(len(lsigs)))
+            return
+        words: dict[str, list[tuple[int, int]]] = {}
+        nocase_words: dict[str, list[tuple[int, int]]] = {}
+        norm_words: dict[str, list[tuple[int, int]]] = {}
+        for li, lsig in enumerate(lsigs):
+            normalised = lsig.target not in _RAW_TARGETS  # prefiltered on the lower-case normalised text
+            unanchored = False
+            for si, sub in enumerate(lsig.subsigs):
+                if sub.pcre is not None:
+                    continue  # evaluated whenever its logical signature is, after its trigger
+                for anchor, nocase in sub.keys:
+                    if len(anchor) < MIN_ANCHOR:
+                        unanchored = True
+                    elif normalised:
+                        norm_words.setdefault(anchor.lower().decode("latin-1"), []).append((li, si))
+                    elif nocase:
+                        nocase_words.setdefault(anchor.lower().decode("latin-1"), []).append((li, si))
+                    else:
+                        words.setdefault(anchor.decode("latin-1"), []).append((li, si))
+            if unanchored or lsig.zero_true or all(sub.pcre is not None for sub in lsig.subsigs):
+                self.always.append(li)
+        if hyperscan is not None and (words or nocase_words):
+            self._build_hs(words, nocase_words, cache_dir)
+        else:
+            self._auto = _automaton(words)
+            self._auto_nocase = _automaton(nocase_words)
+        self._auto_norm = _automaton(norm_words) if ahocorasick is not None else None
+        if self._auto_norm is None and norm_words:
+            self.always.extend(sorted({li for pairs in norm_words.values() for li, _si in pairs}))
+
+    def _build_hs(self, words: dict[str, list[tuple[int, int]]], nocase: dict[str, list[tuple[int, int]]],
+                  cache_dir: Path | None) -> None:
+        keys = list(words) + list(nocase)
+        self._hs_pairs = list(words.values()) + list(nocase.values())
+        digest = hashlib.sha256(("\0".join(keys) + f"|{len(words)}").encode("latin-1")).hexdigest()
+        cache = None
+        if cache_dir is not None:
+            name = hashlib.sha256(f"{digest}|{hyperscan.__version__}|{FORMAT_VERSION}".encode()).hexdigest()
+            cache = cache_dir / f"ldb-{name}.hs"
+            if cache.is_file():
+                try:
+                    self._hs = hyperscan.loadb(cache.read_bytes(), hyperscan.HS_MODE_BLOCK)
+                    return
+                except (hyperscan.error, OSError, ValueError, TypeError):
+                    pass
+        db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        flags = [hyperscan.HS_FLAG_SINGLEMATCH] * len(words) + \
+            [hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_CASELESS] * len(nocase)
+        db.compile(expressions=[b"".join(b"\\x%02x" % c for c in k.encode("latin-1")) for k in keys],
+                   ids=list(range(len(keys))), elements=len(keys), flags=flags)
+        self._hs = db
+        if cache is not None:
+            try:
+                cache.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                atomic_write(cache, hyperscan.dumpb(db), mode=0o600)
+            except OSError:
+                pass
+
+    def _scratch(self) -> Any:
+        s = getattr(self._local, "scratch", None)
+        if s is None:
+            s = self._local.scratch = hyperscan.Scratch(self._hs)
+        return s
+
+    def match(self, data: bytes, deadline: float | None = None) -> list[str]:
+        hits: dict[int, set[int]] = {}
+        if self._hs is not None:
+            ids: list[int] = []
+            self._hs.scan(data, match_event_handler=_collect, context=ids, scratch=self._scratch())
+            for k in ids:
+                for li, si in self._hs_pairs[k]:
+                    hits.setdefault(li, set()).add(si)
+        text = None
+        for auto, lower in ((self._auto, False), (self._auto_nocase, True)):
+            if auto is None:
+                continue
+            if text is None or lower:
+                text = (data.lower() if lower else data).decode("latin-1")
+            for _end, pairs in auto.iter(text):
+                for li, si in pairs:
+                    hits.setdefault(li, set()).add(si)
+        memo: dict[int, list[bytes]] = {}
+        if self._auto_norm is not None:
+            for view in _norm_views(data, memo):
+                for _end, pairs in self._auto_norm.iter(view.decode("latin-1")):
+                    for li, si in pairs:
+                        hits.setdefault(li, set()).add(si)
+        everything = set(range(64))
+        for li in self.always:
+            hits.setdefault(li, set()).update(everything)
+        found = []
+        for li in sorted(hits):
+            lsig = self.lsigs[li]
+            for view in _views(lsig.target, data, memo):
+                if lsig.matches(view, hits[li], deadline):
+                    found.append(lsig.name)
+                    break
+        return found
+
+
+def _automaton(words: dict[str, list[tuple[int, int]]]) -> Any:
+    if not words:
+        return None
+    auto = ahocorasick.Automaton()
+    for key, pairs in words.items():
+        auto.add_word(key, tuple(pairs))
+    auto.make_automaton()
+    return auto
 
 
 def _collect(sig_id: int, _from: int, _to: int, _flags: int, ctx: list[int]) -> None:

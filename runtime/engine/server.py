@@ -37,6 +37,7 @@ from runtime.config import CONFIG_FILE, ConfigError, KavConfig, load_config
 from runtime.prefork import StartupError, Supervisor, clean_stale_pid, clean_stale_socket, write_pid
 from runtime.report import EventLog
 
+from .bases import key_from_config, list_bases, list_viruses
 from .capacity import SCANS_PER_WORKER, THREADS_PER_WORKER
 from .engine import DatabaseError, Engine
 from .limits import Limits
@@ -199,13 +200,19 @@ class Master(Supervisor):
     # database ------------------------------------------------------------------------------
     def load_engine(self, settings: ServerSettings) -> Engine:
         t0 = time.monotonic()
-        engine = Engine.load(settings.bases, settings.limits, default_cache_dir())
+        try:
+            key = key_from_config(settings.config)
+        except (OSError, ValueError) as exc:
+            raise DatabaseError(f"BasesPublicKey: {exc}") from None
+        engine = Engine.load(settings.bases, settings.limits, default_cache_dir(), key)
         for err in engine.sigs.errors[:50]:
             self.log.error(f"database: {err} (line skipped)")
         if len(engine.sigs.errors) > 50:
             self.log.error(f"database: {len(engine.sigs.errors) - 50} more bad lines skipped")
+        for box in engine.sigs.containers:
+            self.log.info(f"database container {box}")
         self.log.info(
-            f"anti-virus database loaded from {settings.bases}: {engine.record_count} records, "
+            f"anti-virus database loaded from {settings.bases}: {engine.sigs.summary()}; "
             f"{len(engine.sigs.files)} files, {time.monotonic() - t0:.2f} s"
             + (" (compiled matcher from cache)" if engine.matcher.from_cache else "")
         )
@@ -301,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="aveserver", description="Kaspersky Anti-Virus scanning daemon (guide 6.4)")
     ap.add_argument("-c", "--config", default=CONFIG_FILE, help="configuration file (default %(default)s)")
     ap.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground (DetachFromTerminal=no)")
+    ap.add_argument("--list-bases", action="store_true", help="list the databases in BasesPath and what was loaded")
+    ap.add_argument("--list-viruses", action="store_true", help="print every detectable name (guide 1.1)")
     args = ap.parse_args(argv)
     try:
         cfg = load_config(args.config)
@@ -308,6 +317,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, KeyError) as exc:  # KeyError: a key this aveserver needs is not in the schema
         sys.stderr.write(f"aveserver: {exc}\n")
         return 1
+    if args.list_bases or args.list_viruses:
+        try:
+            lister = list_bases if args.list_bases else list_viruses
+            return lister(settings.bases, key_from_config(cfg), sys.stdout)
+        except (OSError, ValueError) as exc:
+            sys.stderr.write(f"aveserver: {exc}\n")
+            return 1
     try:
         log = EventLog.from_config(cfg, "aveserver.report")
     except OSError as exc:

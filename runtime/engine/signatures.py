@@ -1,25 +1,57 @@
-"""Signature database files in the ClamAV text formats (.hdb, .hsb, .ndb).
+"""Signature databases in ClamAV's formats: CVD/CLD containers and the plain files in them.
 
-The product's databases live in ``[path] BasesPath`` (guide 4.2, 5.1).  We read the widely used
-ClamAV text formats so that third-party sets work and ClamAV itself can be run on the very same
-files for comparison (bench/engine).  Malformed lines are reported as ``FILE:LINE: message`` and
-skipped; a set that yields no usable line at all from a non-empty file is refused by the caller.
+The product's databases live in ``[path] BasesPath`` (guide 4.2, 5.1).  We read ClamAV's open
+database (``main.cvd``, ``daily.cld``, third-party plain files) side by side, as clamd does:
+
+- hashes: ``.hdb``/``.hsb`` (whole object), ``.mdb``/``.msb`` (PE sections), MD5/SHA1/SHA256 by
+  digest length, ``*`` for any size;
+- bodies: ``.ndb`` (runtime/engine/bodysig.py), logical ``.ldb`` (runtime/engine/ldb.py);
+- allow-lists ``.fp``/``.sfp`` (an object whose hash is listed is clean whatever matched) and
+  ``.ign``/``.ign2`` (signatures dropped by name), applied across every database loaded;
+- ``.info``/``.cfg`` members carry no signature and are passed over;
+- everything else ClamAV ships (bytecode, phishing, icons, certificates, YARA, ...) and every
+  valid line this engine cannot honour is *counted per kind* (``SignatureSet.unsupported``) for
+  the one-line load summary and ``aveserver --list-bases``: nothing is skipped silently.
+
+Malformed lines are reported as ``FILE:LINE: message`` and skipped; a container that fails its
+MD5 or signature check is refused as a whole (``SignatureSet.refused``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
+import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SIGNATURE_SUFFIXES = (".hdb", ".hsb", ".ndb")
+from runtime.fsutil import atomic_write
 
-# ndb Target types we can honour exactly: 0 any file, 1 PE (MZ), 6 ELF.
-SUPPORTED_TARGETS = {0, 1, 6}
+from . import bodysig, targets
+from .bodysig import BodyPattern, PatternError, Unsupported
+from .cvd import CONTAINER_SUFFIXES, ContainerError, parse_header, read_container
+from .dsig import CLAMAV_KEY, PublicKey
+from .hashdb import HashBuilder, HashTable
+from .ldb import LogicalSig, Offset, parse_ldb_line
+from .ldb import parse_offset as _parse_offset
+
+HASH_SUFFIXES = (".hdb", ".hsb", ".mdb", ".msb")
+SIGNATURE_SUFFIXES = HASH_SUFFIXES + (".ndb", ".ldb", ".fp", ".sfp", ".ign", ".ign2")
+PASSIVE_SUFFIXES = (".info", ".cfg")  # read with the container, no signatures in them
+# ClamAV formats this engine does not implement: counted per kind, one per signature line.
+UNSUPPORTED_SUFFIXES = {
+    ".cbc": "bytecode", ".pdb": "phishing", ".wdb": "phishing", ".gdb": "phishing", ".idb": "icons",
+    ".crb": "certificates", ".cdb": "container-metadata", ".ftm": "filetypes", ".yar": "yara", ".yara": "yara",
+    ".imp": "import-hash", ".pwdb": "archive-passwords", ".hdu": "pua", ".hsu": "pua", ".mdu": "pua",
+    ".msu": "pua", ".ndu": "pua", ".ldu": "pua", ".zmd": "archive-metadata", ".rmd": "archive-metadata",
+    ".db": "legacy", ".cat": "catalogs", ".ioc": "ioc",
+}
+SUPPORTED_TARGETS = targets.SUPPORTED
 
 
-class SignatureError(ValueError):
+class SignatureError(PatternError):
     """One bad signature line (the message is ``FILE:LINE: reason``)."""
 
 
@@ -33,79 +65,162 @@ class HashSig:
     name: str
 
 
-@dataclass(frozen=True, slots=True)
-class Offset:
-    """Where a body signature must start: anywhere, at ``start`` (+maxshift), or EOF-relative."""
-
-    kind: str  # "any", "abs", "eof"
-    value: int = 0
-    shift: int = 0
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BodySig:
-    """An extended (.ndb) body signature translated into one byte regular expression."""
+    """An extended (.ndb) body signature: the linear-time pattern, and one regex for Hyperscan."""
 
     name: str
     target: int
     offset: Offset
-    regex: bytes  # hyperscan/Python-compatible, applied with DOTALL
+    regex: bytes | None  # hyperscan-compatible, applied with DOTALL (the prefilter only); None: not built yet
     min_flevel: int | None = None
     max_flevel: int | None = None
     origin: str = ""
+    hexsig: str = ""
+    pattern: BodyPattern | None = None  # built on first use (most signatures are never confirmed)
+    anchor: bytes = b""  # longest fixed run: the Aho-Corasick prefilter's key
+
+    def hs_regex(self) -> bytes:
+        """The whole signature as one regex for Hyperscan (b"" for forms only bodysig knows)."""
+        if self.regex is None:
+            try:
+                self.regex = hexsig_to_regex(self.hexsig, self.origin)[0]
+            except PatternError:
+                self.regex = b""
+        return self.regex
+
+    def get_pattern(self) -> BodyPattern | None:
+        if self.pattern is None:
+            try:
+                self.pattern = bodysig.parse(self.hexsig, self.origin)
+            except PatternError:
+                return None  # load-time checks passed but the builder refused: never matches
+        return self.pattern
 
 
 @dataclass
 class SignatureSet:
     """Everything loaded from one BasesPath, plus the diagnostics and a content digest.
 
-    Hash records are kept as ``{"<hexdigest>:<size>": name}`` per algorithm (``*`` for any size):
-    the key is the text of the line itself, which keeps loading cheap, and a lookup only happens
-    for objects whose size is in ``hash_sizes``.
+    Hash records go into ``builder`` while parsing and are then served from ``table``, a
+    memory-mapped binary file (runtime/engine/hashdb.py) shared by the pre-forked workers.
     """
 
-    hashes: dict[str, dict[str, str]] = field(default_factory=lambda: {"md5": {}, "sha1": {}, "sha256": {}})
-    hash_sizes: dict[str, set[int]] = field(default_factory=lambda: {"md5": set(), "sha1": set(), "sha256": set()})
-    hash_anysize: dict[str, bool] = field(default_factory=lambda: {"md5": False, "sha1": False, "sha256": False})
     body: list[BodySig] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     digest: str = ""
+    builder: HashBuilder | None = field(default_factory=HashBuilder)
+    table: HashTable = field(default_factory=HashTable)
+    logical: list[LogicalSig] = field(default_factory=list)
+    fp: dict[str, set[str]] = field(default_factory=lambda: {"md5": set(), "sha1": set(), "sha256": set()})
+    ignored: set[str] = field(default_factory=set)
+    unsupported: Counter[str] = field(default_factory=Counter)
+    containers: list[str] = field(default_factory=list)  # "main.cvd version 62 (signed)"
+    refused: list[str] = field(default_factory=list)  # container errors, each naming the file
+    dropped: int = 0  # signatures removed by .ign/.ign2
+
+    def add_hash(self, sig: HashSig, kind: str = "file") -> None:
+        assert self.builder is not None, "hashes are added while loading"
+        self.builder.add(kind, sig.digest, sig.size, sig.name.encode())
+
+    def finish(self, table_dir: Path | None, keep: Path | None = None) -> None:
+        """Write the hash table (as ``keep`` in ``table_dir``, or a private temporary file) and map it.
+
+        Older table files in ``table_dir`` are removed: a running generation keeps its mapping.
+        """
+        builder, self.builder = self.builder, None
+        if builder is None or not builder.counts:
+            return
+        if table_dir is not None and keep is not None:
+            table_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            builder.write(keep)
+            self.table = HashTable(keep)
+            for old in table_dir.glob("hashes-*"):
+                if old.stem != keep.stem:
+                    with contextlib.suppress(OSError):
+                        old.unlink()
+        else:
+            with tempfile.TemporaryDirectory(prefix="kav-hashes-") as tmp:
+                path = Path(tmp) / "hashes.bin"
+                builder.write(path)
+                self.table = HashTable(path)
+
+    def body_digest(self) -> str:
+        """What the compiled body matcher depends on (its cache key): the .ndb signatures' text."""
+        h = hashlib.sha256()
+        for b in self.body:
+            h.update(f"{b.target}|{b.offset}|{b.hexsig}\n".encode())
+        return h.hexdigest() if self.body else ""
+
+    def hash_name(self, kind: str, hexdigest: str, size: int) -> str | None:
+        name = self.table.lookup(kind, hexdigest, size)
+        return None if name is None or name in self.ignored else name
 
     @property
     def count(self) -> int:
         """Number of records, as shown in X-Anti-Virus headers (guide 6.8.4)."""
-        return sum(len(v) for v in self.hashes.values()) + len(self.body)
+        hashes = self.table.count() if self.builder is None else sum(self.builder.counts.values())
+        return hashes + len(self.body) + len(self.logical)
 
-    def add_hash(self, sig: HashSig) -> None:
-        size = "*" if sig.size is None else str(sig.size)
-        self.hashes[sig.algo][f"{sig.digest.hex()}:{size}"] = sig.name
-        if sig.size is None:
-            self.hash_anysize[sig.algo] = True
-        else:
-            self.hash_sizes[sig.algo].add(sig.size)
+    def names(self) -> list[str]:
+        """Every detectable name, sorted and once (``aveserver --list-viruses``, guide 1.1)."""
+        found = set(self.table.names()) - self.ignored
+        found.update(b.name for b in self.body)
+        found.update(lsig.name for lsig in self.logical)
+        return sorted(found)
+
+    def summary(self) -> str:
+        """The one load-summary line: what is served, and every unsupported kind with its count."""
+        hashes = self.table.count("file")
+        sects = self.table.count("section")
+        fps = sum(len(v) for v in self.fp.values())
+        unsup = ", ".join(f"{k} {n}" for k, n in sorted(self.unsupported.items())) or "none"
+        return (f"{self.count} records ({hashes} hashes, {sects} section hashes, {len(self.body)} body, "
+                f"{len(self.logical)} logical), {fps} allow-listed, {self.dropped} body/logical dropped by .ign/.ign2 "
+                f"({len(self.ignored)} names, also skipped among hashes), "
+                f"{len(self.errors)} bad lines; unsupported: {unsup}")
+
+    def apply_ignores(self) -> None:
+        """Drop signatures named in .ign/.ign2 of any database (clamd applies them across all)."""
+        if not self.ignored:
+            return
+        ign = self.ignored
+        before = len(self.body) + len(self.logical)
+        self.body = [b for b in self.body if b.name not in ign]
+        self.logical = [lsig for lsig in self.logical if lsig.name not in ign]
+        self.dropped = before - len(self.body) - len(self.logical)
+        # hash records stay in the table (counting them would cost a pass over millions of lines);
+        # hash_name() skips an ignored name at lookup
 
 
 _HASH_LEN = {32: "md5", 40: "sha1", 64: "sha256"}
 _NAME_RE = re.compile(r"^[\x21-\x7e][\x20-\x7e]*$")
 
 
-def parse_hash_line(line: str, where: str, sha_only: bool) -> HashSig:
-    """``HASH:SIZE:NAME[:FLEVEL]`` (.hdb: MD5; .hsb: SHA1/SHA256, SIZE may be ``*``)."""
+def parse_hash_line(line: str, where: str, sha_only: bool = False, section: bool = False,
+                    md5_only: bool = False) -> HashSig:
+    """``HASH:SIZE:NAME[:FLEVEL]`` (.hdb/.hsb/.fp/.sfp) or ``SIZE:HASH:NAME`` (.mdb/.msb).
+
+    The digest length decides the algorithm; ``*`` means any size (ClamAV wants ``:73`` with it).
+    """
     parts = line.split(":")
     if len(parts) < 3 or len(parts) > 5:
-        raise SignatureError(f"{where}: expected HASH:SIZE:NAME")
+        raise SignatureError(f"{where}: expected " + ("SIZE:HASH:NAME" if section else "HASH:SIZE:NAME"))
+    if section:
+        parts[0], parts[1] = parts[1], parts[0]
     digest_hex, size_s, name = parts[0].strip().lower(), parts[1].strip(), parts[2].strip()
     algo = _HASH_LEN.get(len(digest_hex))
     if algo is None or not re.fullmatch(r"[0-9a-f]+", digest_hex):
         raise SignatureError(f"{where}: bad hash {digest_hex[:70]!r}")
     if sha_only and algo == "md5":
-        raise SignatureError(f"{where}: .hsb expects SHA1 or SHA256, got an MD5")
-    if not sha_only and algo != "md5":
-        raise SignatureError(f"{where}: .hdb expects MD5 (use .hsb for SHA)")
+        raise SignatureError(f"{where}: .hsb/.msb expect SHA1 or SHA256, got an MD5")
+    if md5_only and algo != "md5":
+        raise SignatureError(f"{where}: .hdb/.mdb expect MD5 (use .hsb/.msb for SHA); ClamAV would never match it")
     if size_s == "*":
-        if not sha_only:
-            raise SignatureError(f"{where}: size '*' is only allowed in .hsb")
+        flevel = parts[3].strip() if len(parts) > 3 else ""
+        if md5_only and not (flevel.isascii() and flevel.isdigit() and int(flevel) >= 73):
+            raise SignatureError(f"{where}: size '*' needs a minimum functionality level of 73 (HASH:*:NAME:73)")
         size = None
     elif size_s.isascii() and size_s.isdigit():  # not "²": int() refuses it
         size = int(size_s)
@@ -199,18 +314,8 @@ def hexsig_to_regex(sig: str, where: str) -> tuple[bytes, int]:
     return b"".join(out), fixed
 
 
-def parse_offset(text: str, where: str) -> Offset:
-    """``*``, ``n``, ``n,maxshift``, ``EOF-n`` (ClamAV's offset grammar, the parts we honour)."""
-    text = text.strip()
-    if text == "*":
-        return Offset("any")
-    m = re.fullmatch(r"(\d+)(?:,(\d+))?", text)
-    if m:
-        return Offset("abs", int(m.group(1)), int(m.group(2) or 0))
-    m = re.fullmatch(r"EOF-(\d+)(?:,(\d+))?", text)
-    if m:
-        return Offset("eof", int(m.group(1)), int(m.group(2) or 0))
-    raise SignatureError(f"{where}: unsupported offset {text!r}")
+parse_offset = _parse_offset
+FLEVEL = 216  # see runtime/engine/ldb.py
 
 
 def parse_ndb_line(line: str, where: str) -> BodySig:
@@ -225,129 +330,188 @@ def parse_ndb_line(line: str, where: str) -> BodySig:
         raise SignatureError(f"{where}: bad target {target_s!r}")
     target = int(target_s)
     if target not in SUPPORTED_TARGETS:
-        raise SignatureError(f"{where}: unsupported target {target} (supported: 0, 1, 6)")
-    offset = parse_offset(offset_s, where)
-    regex, fixed = hexsig_to_regex(hexsig, where)
-    if fixed < 2:
-        raise SignatureError(f"{where}: signature needs at least 2 fixed bytes")
+        raise Unsupported(f"target-{target}", f"{where}: target type {target} is not implemented")
     fl = [int(p) if p.strip().isascii() and p.strip().isdigit() else None for p in parts[4:]]
-    return BodySig(name, target, offset, regex, *(fl + [None, None])[:2], origin=where)
+    lo_fl, hi_fl = (fl + [None, None])[:2]
+    if (lo_fl is not None and lo_fl > FLEVEL) or (hi_fl is not None and hi_fl < FLEVEL):
+        raise Unsupported("flevel", f"{where}: made for functionality level {lo_fl}-{hi_fl}")
+    offset = _parse_offset(offset_s, where)
+    quick = bodysig.check(hexsig, where)
+    if quick.fixed < 2:
+        raise SignatureError(f"{where}: signature needs at least 2 fixed bytes")
+    return BodySig(name, target, offset, None, lo_fl, hi_fl, where, hexsig, None, quick.anchor)
 
 
 def signature_files(bases: Path) -> list[Path]:
-    """The database files of a directory, in a stable order (their content forms the cache key)."""
+    """The database files of a directory, in a stable order (their content forms the cache key).
+
+    Containers and plain files are listed; when both ``X.cvd`` and ``X.cld`` exist, only the one
+    with the higher header version is kept (as clamd does).
+    """
     if bases.is_file():
         return [bases]
-    return sorted(p for p in bases.iterdir() if p.suffix in SIGNATURE_SUFFIXES and p.is_file())
+    known = SIGNATURE_SUFFIXES + CONTAINER_SUFFIXES + tuple(UNSUPPORTED_SUFFIXES)
+    files = sorted(p for p in bases.iterdir() if p.suffix in known and p.is_file())
+    by_stem: dict[str, Path] = {}
+    for p in files:
+        if p.suffix not in CONTAINER_SUFFIXES:
+            continue
+        other = by_stem.get(p.stem)
+        if other is None or _version(p) > _version(other):
+            by_stem[p.stem] = p
+    return [p for p in files if p.suffix not in CONTAINER_SUFFIXES or by_stem[p.stem] == p]
 
 
-_FAST_HDB = re.compile(r"([0-9a-fA-F]{32}):(\d+):([\x21-\x7e][\x20-\x7e]*?)(?::\d*)?")
-_FAST_HSB = re.compile(r"([0-9a-fA-F]{40}|[0-9a-fA-F]{64}):(\d+|\*):([\x21-\x7e][\x20-\x7e]*?)(?::\d*)?")
-PARSE_CACHE_VERSION = "1"
+def _version(path: Path) -> int:
+    try:
+        with open(path, "rb") as fh:
+            return parse_header(fh.read(512), str(path)).version
+    except (OSError, ContainerError):
+        return -1
 
 
-def _parse_file(path: Path, text: str) -> SignatureSet:
-    """Parse one database file into a partial SignatureSet (errors collected, never raised)."""
-    part = SignatureSet()
-    ndb = path.suffix == ".ndb"
-    fast = None if ndb else (_FAST_HSB if path.suffix == ".hsb" else _FAST_HDB)
+_NAME_B = rb"[\x21-\x39\x3b-\x7e][\x20-\x39\x3b-\x7e]*(?::\d+)?"
+# The canonical line of each hash file, checked over a whole file in one pass (see hashdb.py).
+_CANONICAL = {
+    ".hdb": rb"[0-9a-f]{32}:\d+:" + _NAME_B,
+    ".hsb": rb"(?:[0-9a-f]{40}|[0-9a-f]{64}):(?:\d+|\*):" + _NAME_B,
+    ".mdb": rb"(?:\d+|\*):[0-9a-f]{32}:" + _NAME_B,
+    ".msb": rb"(?:\d+|\*):(?:[0-9a-f]{40}|[0-9a-f]{64}):" + _NAME_B,
+}
+_NONCANONICAL = {k: re.compile(rb"^(?!(?:" + v + rb"|#.*|\s*)$).+$", re.M) for k, v in _CANONICAL.items()}
+_WHOLE_CANONICAL = {k: re.compile(rb"(?:(?:" + v + rb"|#[^\n]*|)\n)*+(?:" + v + rb"|#[^\n]*|)")
+                    for k, v in _CANONICAL.items()}
+
+
+def _bulk_hashes(name: str, suffix: str, data: bytes, into: SignatureSet) -> None:
+    """Hash files: canonical lines go to the table untouched, the rest through parse_hash_line."""
+    assert into.builder is not None
+    if b"\r" in data:
+        data = data.replace(b"\r", b"")
+    kind = "section" if suffix in (".mdb", ".msb") else "file"
+    lines = data.split(b"\n")
+    if _WHOLE_CANONICAL[suffix].fullmatch(data):  # the common case: one pass in C, nothing odd
+        into.builder.add_lines(kind, [ln for ln in lines if ln and ln[0] != 0x23])
+        return
+    odd = {m.group() for m in _NONCANONICAL[suffix].finditer(data)}
+    into.builder.add_lines(kind, [ln for ln in lines if ln and ln[0] != 0x23 and ln not in odd and ln.strip()])
+    for lineno, raw in enumerate(lines, 1):
+        if raw not in odd:
+            continue
+        line = raw.decode("utf-8", "replace").strip()
+        try:
+            sig = parse_hash_line(line, f"{name}:{lineno}", sha_only=suffix in (".hsb", ".msb"),
+                                  section=kind == "section", md5_only=suffix in (".hdb", ".mdb"))
+        except PatternError as exc:
+            into.errors.append(str(exc))
+            continue
+        into.builder.add(kind, sig.digest, sig.size, sig.name.encode())
+
+
+def _parse_text(name: str, data: bytes, into: SignatureSet) -> None:
+    """Parse one database file (plain or a container member) into ``into``; errors are collected."""
+    suffix = Path(name).suffix
+    if suffix in UNSUPPORTED_SUFFIXES:
+        n = sum(1 for ln in data.splitlines() if ln.strip() and not ln.startswith(b"#"))
+        if n:
+            into.unsupported[UNSUPPORTED_SUFFIXES[suffix]] += n
+        return
+    if suffix not in SIGNATURE_SUFFIXES:
+        return  # .info, .cfg, COPYING: nothing to load
+    if suffix in _CANONICAL:
+        if into.builder is not None:  # None: the cached table already holds them
+            _bulk_hashes(name, suffix, data, into)
+        return
+    text = data.decode("utf-8", "replace")
     for lineno, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line[0] == "#":
             continue
-        if fast is not None:
-            m = fast.fullmatch(line)
-            if m is not None:  # the common case, without building intermediate objects
-                hexd, size, name = m.groups()
-                algo = _HASH_LEN[len(hexd)]
-                part.hashes[algo][f"{hexd.lower()}:{size}"] = name
-                if size == "*":
-                    part.hash_anysize[algo] = True
-                else:
-                    part.hash_sizes[algo].add(int(size))
-                continue
-        where = f"{path}:{lineno}"
+        where = f"{name}:{lineno}"
         try:
-            if ndb:
-                part.body.append(parse_ndb_line(line, where))
-            else:
-                part.add_hash(parse_hash_line(line, where, sha_only=path.suffix == ".hsb"))
-        except SignatureError as exc:
-            part.errors.append(str(exc))
-    return part
+            if suffix == ".ndb":
+                into.body.append(parse_ndb_line(line, where))
+            elif suffix == ".ldb":
+                into.logical.append(parse_ldb_line(line, where))
+            elif suffix in (".fp", ".sfp"):
+                sig = parse_hash_line(line, where)
+                into.fp[sig.algo].add(f"{sig.digest.hex()}:{'*' if sig.size is None else sig.size}")
+            elif suffix == ".ign2":
+                into.ignored.add(line.split(":", 1)[0].strip())
+            elif suffix == ".ign":  # db:line:name (older form)
+                into.ignored.add(line.split(":")[2].strip() if line.count(":") >= 2 else line)
+        except Unsupported as exc:
+            kind = suffix.lstrip(".")
+            into.unsupported[f"{kind}:{exc.kind}"] += 1
+        except PatternError as exc:
+            into.errors.append(str(exc))
 
 
-def _to_json(part: SignatureSet) -> dict[str, object]:
-    return {
-        "hashes": part.hashes,
-        "sizes": {a: sorted(v) for a, v in part.hash_sizes.items()},
-        "anysize": part.hash_anysize,
-        "body": [[b.name, b.target, b.offset.kind, b.offset.value, b.offset.shift, b.regex.decode("latin-1"),
-                  b.min_flevel, b.max_flevel, b.origin] for b in part.body],
-        "errors": part.errors,
-    }
+TABLE_VERSION = "4"  # bump with the table layout or the canonical-line rules
 
 
-def _from_json(doc: dict) -> SignatureSet:  # type: ignore[type-arg]
-    part = SignatureSet()
-    part.hashes = doc["hashes"]
-    part.hash_sizes = {a: set(v) for a, v in doc["sizes"].items()}
-    part.hash_anysize = doc["anysize"]
-    part.body = [BodySig(n, t, Offset(k, v, sh), rx.encode("latin-1"), lo, hi, o)
-                 for n, t, k, v, sh, rx, lo, hi, o in doc["body"]]
-    part.errors = doc["errors"]
-    return part
+def fingerprint(files: list[Path]) -> str:
+    """Name, size and modification time of every database file (the caches' key, like make's)."""
+    h = hashlib.sha256(f"kav4ms-db|{TABLE_VERSION}".encode())
+    for path in files:
+        st = path.stat()
+        h.update(f"{path.name}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\n".encode())
+    return h.hexdigest()
 
 
-def _merge(into: SignatureSet, part: SignatureSet) -> None:
-    for algo in into.hashes:
-        if part.hashes[algo]:
-            if into.hashes[algo]:
-                into.hashes[algo].update(part.hashes[algo])
-            else:
-                into.hashes[algo] = part.hashes[algo]
-        into.hash_sizes[algo] |= part.hash_sizes[algo]
-        into.hash_anysize[algo] = into.hash_anysize[algo] or part.hash_anysize[algo]
-    into.body.extend(part.body)
-    into.errors.extend(part.errors)
+def load_signatures(bases: Path | str, cache_dir: Path | None = None, key: PublicKey = CLAMAV_KEY) -> SignatureSet:
+    """Read every database under ``bases`` (containers verified with ``key``); collect per-line errors.
 
-
-def load_signatures(bases: Path | str, cache_dir: Path | None = None) -> SignatureSet:
-    """Read every .hdb/.hsb/.ndb under ``bases``; collect per-line errors instead of failing.
-
-    With ``cache_dir``, the parsed form of each file is cached as JSON keyed by the file's path
-    and SHA-256, so a restart or reload of unchanged files skips the text parsing.
+    With ``cache_dir`` the hash table file is kept there under the files' fingerprint: a restart
+    or reload of unchanged files maps it and skips the hash files (their bad-line reports are
+    kept beside it); the compiled Hyperscan database is cached by runtime/engine/matcher.py.
+    Containers are verified at every load whatever the cache says.
     """
-    import json
-
-    from runtime.fsutil import atomic_write
-
     bases = Path(bases)
     sigs = SignatureSet()
-    h = hashlib.sha256()
     if not bases.exists():
         raise FileNotFoundError(f"{bases}: anti-virus database directory does not exist")
-    for path in signature_files(bases):
-        raw = path.read_bytes()
-        file_digest = hashlib.sha256(raw).hexdigest()
-        h.update(path.name.encode() + b"\0" + bytes.fromhex(file_digest))
-        sigs.files.append(path)
-        cached = None
-        if cache_dir is not None:
-            key = hashlib.sha256(f"{PARSE_CACHE_VERSION}|{path}|{file_digest}".encode()).hexdigest()
-            cached = cache_dir / f"parsed-{key}.json"
+    files = signature_files(bases)
+    sigs.digest = fingerprint(files)
+    cached = cache_dir / f"hashes-{sigs.digest}.bin" if cache_dir is not None else None
+    errors_file = cached.with_suffix(".errors") if cached is not None else None
+    reuse = None
+    if cached is not None and cached.is_file():
+        try:
+            reuse = HashTable(cached)
+            sigs.builder = None  # _parse_text skips hash files
+        except (OSError, ValueError):
+            reuse = None
+    for path in files:
+        if path.suffix in CONTAINER_SUFFIXES:
             try:
-                _merge(sigs, _from_json(json.loads(cached.read_bytes())))
+                box = read_container(path, key)
+            except ContainerError as exc:
+                sigs.refused.append(str(exc))
                 continue
-            except (OSError, ValueError, KeyError, TypeError):
-                pass
-        part = _parse_file(path, raw.decode("utf-8", "replace"))
-        _merge(sigs, part)
-        if cached is not None:
-            try:
-                cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-                atomic_write(cached, json.dumps(_to_json(part)).encode(), mode=0o600)
-            except OSError:
-                pass
-    sigs.digest = h.hexdigest()
+            for member, data in box.members:
+                _parse_text(f"{path}/{member}", data, sigs)
+            hd = box.header
+            sigs.containers.append(f"{path.name} version {hd.version} built {hd.time} "
+                                   f"({'signed, verified' if box.signed else 'local .cld, unsigned'})")
+            sigs.files.append(path)
+            continue
+        sigs.files.append(path)
+        if reuse is not None and path.suffix in _CANONICAL:
+            continue
+        _parse_text(str(path), path.read_bytes(), sigs)
+    sigs.apply_ignores()
+    if reuse is not None:
+        sigs.table = reuse
+        try:
+            assert errors_file is not None
+            sigs.errors[:0] = errors_file.read_text().splitlines()
+        except OSError:
+            pass
+    else:
+        hash_errors = [e for e in sigs.errors if Path(e.split(":", 1)[0]).suffix in _CANONICAL]
+        sigs.finish(cache_dir, cached)
+        if errors_file is not None and sigs.table.mm is not None:
+            with contextlib.suppress(OSError):
+                atomic_write(errors_file, "".join(e + "\n" for e in hash_errors).encode(), mode=0o600)
     return sigs

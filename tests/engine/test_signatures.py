@@ -69,8 +69,8 @@ def test_malformed_lines_reported_with_file_and_line_and_skipped(tmp_path: Path)
         "Good.One:0:*:41424344",
         "Bad.Hex:0:*:41zz",            # line 2
         "Bad.Fields:0:*",              # line 3
-        "Bad.Target:9:*:41424344",     # line 4
-        "Bad.Offset:0:VI:41424344",    # line 5
+        "Unsup.Target:13:*:41424344",  # line 4: valid ClamAV, not implemented: counted, not an error
+        "Unsup.Offset:0:VI:41424344",  # line 5: likewise
         "Bad.Jump:0:*:4142{5-2}43",    # line 6
         "Bad.Alt:0:*:41(42)43",        # line 7
         "# a comment",
@@ -80,7 +80,9 @@ def test_malformed_lines_reported_with_file_and_line_and_skipped(tmp_path: Path)
     eng = make_engine(tmp_path, ndb=ndb, hdb=hdb)
     where = [e.split(": ", 1)[0] for e in eng.sigs.errors]
     nd, hd = tmp_path / "bases" / "test.ndb", tmp_path / "bases" / "test.hdb"
-    assert where == [f"{hd}:1", f"{hd}:2"] + [f"{nd}:{n}" for n in (2, 3, 4, 5, 6, 7, 9)]
+    assert where == [f"{hd}:1", f"{hd}:2"] + [f"{nd}:{n}" for n in (2, 3, 6, 7, 9)]
+    assert eng.sigs.unsupported == {"ndb:target-13": 1, "ndb:offset-other": 1}
+    assert "unsupported: ndb:offset-other 1, ndb:target-13 1" in eng.sigs.summary()
     assert eng.scan(b"ABCD").names == ["Good.One"]
 
 

@@ -2,8 +2,8 @@
 and the archive unpackers (runtime/engine).
 
 Properties: each parser raises only its documented error type (BadRequest, AveServerError /
-AveServerUnavailable, SignatureError, Corrupted / LimitExceeded / Protected); a compiled body
-signature is a valid regex; unpacking stays within the scan's Budget and member names are printable.
+AveServerUnavailable, PatternError — SignatureError, Unsupported —, Corrupted / LimitExceeded /
+Protected); a compiled body signature is a valid regex; unpacking stays within the scan's Budget and member names are printable.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from runtime.engine import ave1, containers, signatures
+from runtime.engine.bodysig import PatternError
 from runtime.engine.limits import Budget, Corrupted, LimitExceeded, Limits, Protected
 from tests.support.fuzz import nasty_text
 
@@ -86,11 +87,11 @@ sig_line = st.one_of(st.lists(_FIELD, min_size=1, max_size=7).map(":".join), nas
 def test_signature_lines(line: str, sha_only: bool) -> None:
     try:
         signatures.parse_hash_line(line, "fuzz.hdb:1", sha_only)
-    except signatures.SignatureError as exc:
+    except PatternError as exc:  # SignatureError and Unsupported are PatternErrors
         assert str(exc).startswith("fuzz.hdb:1:")
     try:
         sig = signatures.parse_ndb_line(line, "fuzz.ndb:1")
-    except signatures.SignatureError as exc:
+    except PatternError as exc:
         assert str(exc).startswith("fuzz.ndb:1:")
         return
     assert sig is not None
@@ -102,7 +103,7 @@ def test_signature_lines(line: str, sha_only: bool) -> None:
 def test_hexsig_compiles(sig: str) -> None:
     try:
         pattern, _ = signatures.hexsig_to_regex(sig, "fuzz.ndb:1")
-    except signatures.SignatureError:
+    except PatternError:
         return
     re.compile(pattern, re.DOTALL)
 

@@ -161,7 +161,8 @@ class Sink:
 
         class C(Controller):
             def factory(self):  # noqa: ANN202
-                return _SinkSMTP(sink, decode_data=False, enable_SMTPUTF8=True)
+                # the limit its EHLO advertises (SIZE 100000000), not aiosmtpd's 32 MiB default
+                return _SinkSMTP(sink, decode_data=False, enable_SMTPUTF8=True, data_size_limit=100000000)
 
         self.controller = C(self, hostname="127.0.0.1", port=self.port)
         self.controller.start()

@@ -14,6 +14,7 @@ remove    `dpkg -r`: MTA configuration identical to the snapshot (bytes, modes, 
 purge     `dpkg --purge`: no file, user or group of ours is left
 refuse    (Postfix) another content_filter is set: postinst fails, says why, and the MTA's
           configuration is byte-identical; `dpkg --purge` then leaves nothing (own sandbox)
+rpm-*     the .rpm's columns (Postfix, Exim, Sendmail), in their own sandbox: rpm_scenarios.py
 
 A scenario whose product part has not landed is BLOCKED with the reason (never faked, never a pass);
 one that ran only the parts that exist is PARTIAL with the reason; later scenarios that need a
@@ -33,15 +34,17 @@ from pathlib import Path
 from . import mail, snapshot, units
 from .mta import CONTROLS
 from .roots import ensure_root
+from .rpm_scenarios import RPM_KINDS, RPM_SCENARIOS, run_rpm
 from .sandbox import Sandbox, SandboxError
 from .spec import ADMIN_USER, HOSTNAME, MAIL_USER, RootSpec
 
 SCENARIOS: tuple[str, ...] = ("baseline", "install", "clean", "eicar", "queue", "dialogue", "reconfigure",
                               "remove", "purge",
-                              "refuse")
+                              "refuse", *RPM_SCENARIOS)
 #: Scenarios that only make sense for some MTA kinds.
 ONLY_FOR: dict[str, tuple[str, ...]] = {"refuse": ("postfix",), "reconfigure": ("postfix",),
-                                         "dialogue": ("postfix",)}
+                                         "dialogue": ("postfix",), **{s: RPM_KINDS for s in RPM_SCENARIOS},
+                                         "rpm-refuse": ("postfix",)}
 PACKAGE = "kav4mailservers"
 CONF = "/etc/kav/5.5/kav4mailservers/kav4mailservers.conf"
 ANSWERS = "/etc/kav/5.5/setup.yaml"
@@ -127,7 +130,7 @@ class Cell:
         with Sandbox(root, self.spec.name) as sb:
             self.sb = sb
             for name in SCENARIOS:
-                if name not in wanted:
+                if name not in wanted or name in RPM_SCENARIOS:
                     continue
                 if self.spec.flavour.kind not in ONLY_FOR.get(name, (self.spec.flavour.kind,)):
                     continue
@@ -175,6 +178,7 @@ class Cell:
             outcome.seconds = time.monotonic() - started
             self.outcomes["refuse"] = outcome
             log(f"{self.spec.name} refuse: {outcome.status} ({outcome.seconds:.1f}s)")
+        run_rpm(self, root, only, log)
         return self.outcomes
 
     # -- helpers -------------------------------------------------------------------------------------

@@ -43,6 +43,8 @@ COMMON_PACKAGES: tuple[str, ...] = (
     "python3-distro",
     "python3-aiosmtpd",
     "python3-prometheus-client",
+    # Debian's rpm: the matrix's rpm columns install the built .rpm with `rpm -i --nodeps` (issue 17).
+    "rpm",
 )
 
 

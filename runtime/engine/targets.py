@@ -1,0 +1,113 @@
+"""ClamAV target types for body and logical signatures, and the text normalisations they need.
+
+Honoured targets: 0 any, 1 PE, 3 HTML, 4 mail, 6 ELF, 7 ASCII text, 9 Mach-O, 10 PDF.  Others
+(OLE2, graphics, Flash, Java, ...) need parsers this engine does not have; signatures for them
+are counted unsupported by the loader.
+
+Normalisations (checked against Debian's ``sigtool --ascii-normalise`` / ``--html-normalise``):
+- ASCII (7): lower case, every run of whitespace (space, tab, CR, LF, FF, VT) becomes one space.
+- HTML (3): the same, plus comments removed and the whitespace right after a ``>`` and at the
+  start dropped (``<b> x`` becomes ``<b>x``), matched on that text and on the text with every
+  tag removed.  ClamAV additionally decodes entities and script encodings: not done here.
+
+PE section tables (for ``.mdb``/``.msb`` section hashes) are read here as well.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+
+SUPPORTED = frozenset({0, 1, 3, 4, 6, 7, 9, 10})
+_CTRL = re.compile(rb"[\x00-\x06\x0e-\x1a\x1c-\x1f\x7f]")
+_WS = re.compile(rb"[ \t\r\n\x0b\x0c]+")
+_COMMENT = re.compile(rb"<!--.*?-->", re.DOTALL)
+_TAG = re.compile(rb"<[^<>]*>")
+_HTML_HINT = re.compile(rb"<(?:html|body|head|script|iframe|a\s|img\s|form|div|p>|title|meta)", re.I)
+_MAIL_HEAD = re.compile(rb"(?:From |Received:|Return-Path:|Delivered-To:|From:|To:|Subject:|Date:|"
+                        rb"Message-ID:|MIME-Version:|X-[A-Za-z-]+:)", re.I)
+
+
+def is_pe(data: bytes) -> bool:
+    if data[:2] != b"MZ" or len(data) < 0x40:
+        return False
+    (lfanew,) = struct.unpack_from("<I", data, 0x3C)
+    return data[lfanew : lfanew + 4] == b"PE\0\0"
+
+
+def is_text(data: bytes) -> bool:
+    head = data[:4096]
+    return bool(head) and _CTRL.search(head) is None
+
+
+def is_html(data: bytes) -> bool:
+    return is_text(data) and _HTML_HINT.search(data[:8192]) is not None
+
+
+def is_mail(data: bytes) -> bool:
+    return is_text(data) and _MAIL_HEAD.match(data) is not None
+
+
+def type_ok(target: int, data: bytes) -> bool:
+    if target == 0:
+        return True
+    if target == 1:
+        return data[:2] == b"MZ"  # ClamAV's type for target 1 is decided by the MZ magic alone
+    if target == 6:
+        return data[:4] == b"\x7fELF"
+    if target == 9:
+        return data[:4] in (b"\xfe\xed\xfa\xce", b"\xce\xfa\xed\xfe", b"\xfe\xed\xfa\xcf", b"\xcf\xfa\xed\xfe",
+                            b"\xca\xfe\xba\xbe")
+    if target == 10:
+        return b"%PDF-" in data[:1024]
+    if target == 4:
+        return is_mail(data)
+    if target == 3:
+        return is_html(data)
+    if target == 7:
+        return is_text(data)
+    return False
+
+
+def ascii_normalise(data: bytes) -> bytes:
+    return _WS.sub(b" ", data.lower())
+
+
+def html_normalise(data: bytes) -> list[bytes]:
+    """The two views ClamAV matches HTML signatures on: without comments, and without tags."""
+    text = _COMMENT.sub(b"", data.lower())
+    text = _WS.sub(b" ", text).replace(b"> ", b">").lstrip(b" ").rstrip(b" ")
+    return [text, _WS.sub(b" ", _TAG.sub(b" ", text)).strip(b" ")]
+
+
+def views(target: int, data: bytes) -> list[bytes]:
+    """What a signature of ``target`` is matched against (empty when the type does not fit)."""
+    if not type_ok(target, data):
+        return []
+    if target == 7:
+        return [ascii_normalise(data)]
+    if target == 3:
+        return html_normalise(data)
+    return [data]
+
+
+def pe_sections(data: bytes) -> list[bytes]:
+    """Raw data of each PE section (SizeOfRawData bytes at PointerToRawData), as .mdb hashes them."""
+    if not is_pe(data):
+        return []
+    (lfanew,) = struct.unpack_from("<I", data, 0x3C)
+    try:
+        nsect, = struct.unpack_from("<H", data, lfanew + 6)
+        opt_size, = struct.unpack_from("<H", data, lfanew + 20)
+    except struct.error:
+        return []
+    table = lfanew + 24 + opt_size
+    out = []
+    for k in range(min(nsect, 96)):
+        off = table + 40 * k
+        if off + 40 > len(data):
+            break
+        raw_size, raw_ptr = struct.unpack_from("<II", data, off + 16)
+        if raw_size and raw_ptr + raw_size <= len(data):
+            out.append(data[raw_ptr : raw_ptr + raw_size])
+    return out
