@@ -3,7 +3,8 @@ and the archive unpackers (runtime/engine).
 
 Properties: each parser raises only its documented error type (BadRequest, AveServerError /
 AveServerUnavailable, PatternError — SignatureError, Unsupported —, Corrupted / LimitExceeded /
-Protected); a compiled body signature is a valid regex; unpacking stays within the scan's Budget and member names are printable.
+Protected); a compiled body signature is a valid regex; unpacking stays within the scan's Budget
+and member names are printable.
 """
 
 from __future__ import annotations
