@@ -338,6 +338,7 @@ def loads_config(text: str, filename: str = "<string>", path: Path | None = None
                         )
                     )
     warnings += _limit_conflicts(filename, sections)
+    errors += _check_blocking(sections, section_lines, filename)
     if errors:
         raise ConfigError(errors)
     return KavConfig(path, filename, doc, sections, section_lines, warnings)
@@ -370,6 +371,50 @@ def _limit_conflicts(filename: str, sections: dict[str, dict[str, Setting]]) -> 
         out.append(Message(filename, check_line or scan_line, "smtpscan.limits", "MaxCheckTime",
                            f"{check}s is shorter than [aveserver.limits] MaxScanTime ({scan}s): a slow scan is "
                            "deferred (4xx) again at every retry instead of being decided", "warning"))
+    return out
+
+
+def _check_blocking(sections: dict[str, dict[str, Setting]], section_lines: dict[str, int],
+                    filename: str) -> list[Message]:
+    """Our RecipientAction extension (docs/smtpscanner.md, 'Block'): ``discard`` must not lose the
+    only copy of a message unless the admin says ``DiscardAllowLoss=yes``; ``reject`` only makes
+    sense where the 5xx reaches the sender's client (a before-queue SMTP filter)."""
+    out: list[Message] = []
+    general = sections.get("smtpscan.general", {})
+    spec = schema.SECTION_INDEX["smtpscan.general"]
+
+    def general_value(key: str) -> Any:
+        found = general.get(key)
+        return found.value if found is not None else spec.key(key).default  # type: ignore[union-attr]
+
+    before_queue = bool(general_value("BeforeQueue")) and general_value("Protocol") == "smtp"
+    for name, settings in sections.items():
+        if not name.startswith("smtpscan.group:"):
+            continue
+        group = Group(name.split(":", 1)[1], {k: s.value for k, s in settings.items()})
+        by_action: dict[str, list[str]] = {}
+        for status in schema.STATUSES:
+            by_action.setdefault(str(group.setting(status, "RecipientAction")), []).append(status)
+
+        def line_of(statuses: list[str], settings: dict[str, Setting] = settings, name: str = name) -> int | None:
+            for key in [s + "RecipientAction" for s in statuses] + ["RecipientAction"]:
+                if key in settings:
+                    return settings[key].lines[0]
+            return section_lines.get(name)
+
+        rejecting = by_action.get("reject", [])
+        if rejecting and not before_queue:
+            out.append(Message(filename, line_of(rejecting), name, "RecipientAction",
+                               f"reject (for {', '.join(rejecting)}) needs a before-queue SMTP filter: set "
+                               "[smtpscan.general] BeforeQueue=yes and Protocol=smtp, or use discard"))
+        unsafe = [s for s in by_action.get("discard", [])
+                  if not group.setting(s, "Quarantine")
+                  and not (group.setting(s, "AdminNotify") and group.get("AdminAddress"))]
+        if unsafe and not group.get("DiscardAllowLoss"):
+            out.append(Message(filename, line_of(unsafe), name, "RecipientAction",
+                               f"discard (for {', '.join(unsafe)}) would lose the message: turn on Quarantine=yes "
+                               "with <Status>Quarantine=yes, or the admin copy (AdminNotify=yes and AdminAddress), or "
+                               "set DiscardAllowLoss=yes"))
     return out
 
 

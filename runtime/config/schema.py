@@ -173,7 +173,22 @@ def _group_keys() -> tuple[Key, ...]:
         ),
         K("RecipientNotify", _BOOL, True, "6.1.4", "Notify the recipient."),
         K("RecipientAttachReport", _BOOL, True, "5.2.1", "Attach the scan report to the recipient's copy."),
-        K("RecipientAction", v.GroupAction(), "remove", "6.1.3", "Object in the recipient's copy."),
+        K(
+            "RecipientAction",
+            v.RecipientAction(),
+            "remove",
+            "6.1.3",
+            "Object in the recipient's copy.",
+            note="discard and reject are our extension beyond the guide (docs/smtpscanner.md, 'Block').",
+        ),
+        K(
+            "DiscardAllowLoss",
+            _BOOL,
+            False,
+            "6.1.3",
+            "Allow RecipientAction=discard with neither quarantine nor the admin copy (AdminNotify).",
+            note="Our extension: without it config check refuses a discard that would lose the original.",
+        ),
     ]
     generic = {k.name: k for k in keys}
     for status in STATUSES:
@@ -260,6 +275,10 @@ SECTIONS: tuple[Section, ...] = (
             K("ActionCured", v.String(), "attachement cured", "6.1.4", "%ACTION% text."),
             K("ActionRemoved", v.String(), "attachment removed", "6.1.4", "%ACTION% text."),
             K("ActionCuredRemoved", v.String(), "attachments cured and removed", "6.1.4", "%ACTION% text."),
+            K("ActionDiscarded", v.String(), "message not delivered (kept by the administrator)", "6.1.4",
+              "%ACTION% text for RecipientAction=discard (our extension)."),
+            K("ActionRejected", v.String(), "message refused", "6.1.4",
+              "%ACTION% text for RecipientAction=reject (our extension)."),
         ),
     ),
     Section(
@@ -390,6 +409,15 @@ SECTIONS: tuple[Section, ...] = (
                 aliases=("EHL0supportSMTPUTF8",),
             ),
             K("User", v.String(), "kluser", "4.4.3", "Account smtpscanner runs as (least privilege)."),
+            K(
+                "BeforeQueue",
+                _BOOL,
+                False,
+                "4.4.5",
+                "The MTA hands mail over before it queues it (Postfix smtpd_proxy_filter), so a 5xx "
+                "reaches the sending client: needed by RecipientAction=reject.",
+                note="Our extension; the filter cannot tell from the session, so the admin says so.",
+            ),
         ),
     ),
     Section(

@@ -219,10 +219,10 @@ def parse_hash_line(line: str, where: str, sha_only: bool = False, section: bool
         raise SignatureError(f"{where}: .hdb/.mdb expect MD5 (use .hsb/.msb for SHA); ClamAV would never match it")
     if size_s == "*":
         flevel = parts[3].strip() if len(parts) > 3 else ""
-        if md5_only and not (flevel.isdigit() and int(flevel) >= 73):
+        if md5_only and not (flevel.isascii() and flevel.isdigit() and int(flevel) >= 73):
             raise SignatureError(f"{where}: size '*' needs a minimum functionality level of 73 (HASH:*:NAME:73)")
         size = None
-    elif size_s.isdigit():
+    elif size_s.isascii() and size_s.isdigit():  # not "²": int() refuses it
         size = int(size_s)
     else:
         raise SignatureError(f"{where}: bad size {size_s!r}")
@@ -326,12 +326,12 @@ def parse_ndb_line(line: str, where: str) -> BodySig:
     name, target_s, offset_s, hexsig = (p.strip() for p in parts[:4])
     if not _NAME_RE.match(name):
         raise SignatureError(f"{where}: bad or empty name")
-    if not target_s.isdigit():
+    if not (target_s.isascii() and target_s.isdigit()):
         raise SignatureError(f"{where}: bad target {target_s!r}")
     target = int(target_s)
     if target not in SUPPORTED_TARGETS:
         raise Unsupported(f"target-{target}", f"{where}: target type {target} is not implemented")
-    fl = [int(p) if p.strip().isdigit() else None for p in parts[4:]]
+    fl = [int(p) if p.strip().isascii() and p.strip().isdigit() else None for p in parts[4:]]
     lo_fl, hi_fl = (fl + [None, None])[:2]
     if (lo_fl is not None and lo_fl > FLEVEL) or (hi_fl is not None and hi_fl < FLEVEL):
         raise Unsupported("flevel", f"{where}: made for functionality level {lo_fl}-{hi_fl}")

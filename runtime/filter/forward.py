@@ -144,7 +144,7 @@ class Connection:
                 self.broken = True
                 raise ForwardError(f"{self.spec.canonical} closed the connection")
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            if len(line) < 3 or not line[:3].isdigit():
+            if len(line) < 3 or not (line[:3].isascii() and line[:3].isdigit()):
                 self.broken = True
                 raise ForwardError(f"{self.spec.canonical}: garbled reply {line[:80]!r}")
             texts.append(line[4:])

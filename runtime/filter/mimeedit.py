@@ -42,9 +42,23 @@ def parse(data: bytes) -> Message:
     return email.message_from_bytes(data, policy=email.policy.compat32)
 
 
-def serialize(msg: Message) -> bytes:
+class _Generator(BytesGenerator):
+    """BytesGenerator that writes a malformed multipart (its boundary never found, so its payload
+    is the raw text) back as received.  The stock one writes ``get_payload()``, which decodes 8-bit
+    bytes to characters it then cannot encode: UnicodeEncodeError, and the message was answered 451
+    on every retry (found by tests/fuzz/test_fuzz_mime.py).  ``_handle_<maintype>`` is the
+    generator's own dispatch hook."""
+
+    def _handle_multipart(self, msg: Message) -> None:
+        if isinstance(msg._payload, str):  # noqa: SLF001 - the raw text of a boundary-less multipart
+            self._handle_text(msg)
+            return
+        super()._handle_multipart(msg)
+
+
+def serialize(msg: Message, maxheaderlen: int = 0) -> bytes:
     buf = io.BytesIO()
-    BytesGenerator(buf, mangle_from_=False, maxheaderlen=0).flatten(msg)
+    _Generator(buf, mangle_from_=False, maxheaderlen=maxheaderlen).flatten(msg)
     return buf.getvalue()
 
 
@@ -162,17 +176,18 @@ def _with_report(msg: Message, report: str) -> Message:
 
     outer = MIMEMultipart("mixed")
     del outer["MIME-Version"]
-    inner = Message()
     for key, value in msg.items():
-        if key.lower().startswith("content-"):
-            inner[key] = value
-        elif key.lower() != "mime-version":
+        if not key.lower().startswith("content-") and key.lower() != "mime-version":
             outer[key] = value
+    # The message itself becomes the first part, its payload untouched: copying it with
+    # get_payload() would turn 8-bit bytes into U+FFFD, which the generator then cannot write
+    # (found by tests/fuzz/test_fuzz_mime.py: every such message was answered 451 forever).
+    for key in dict.fromkeys(k.lower() for k in msg.keys() if not k.lower().startswith("content-")):
+        del msg[key]
+    if msg.get("Content-Type") is None:
+        msg["Content-Type"] = "text/plain"
     outer["MIME-Version"] = "1.0"
-    inner.set_payload(msg.get_payload())
-    if inner.get("Content-Type") is None:
-        inner["Content-Type"] = "text/plain"
-    outer.attach(inner)
+    outer.attach(msg)
     outer.attach(part)
     return outer
 

@@ -93,7 +93,9 @@ class Notifier:
         msg["Message-ID"] = email.utils.make_msgid("kav4ms")
         msg["Auto-Submitted"] = "auto-generated"
         msg["X-Anti-Virus-Notice"] = f"{role}; {event}"
-        return msg.as_bytes()
+        from runtime.filter.mimeedit import serialize
+
+        return serialize(msg, maxheaderlen=78)  # as_bytes() fails on an attached malformed multipart
 
 
 def report_part(text: str) -> Message:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
+from typing import Any
 
 from runtime.config import Group, KavConfig
 from runtime.engine.mime import structure_problem
@@ -40,6 +41,13 @@ from runtime.report import EventLog
 RANK = {s.config_name: SEVERITY[s] * 2 for s in Status}
 RANK["Filtered"] = 3
 RANK["Clean"] = 0
+
+
+def blocking(group: Group, statuses: list[str]) -> str:
+    """'reject', 'discard' or '' for a share whose objects have these statuses: one blocking
+    RecipientAction blocks the whole copy (reject wins: the message is then never accepted)."""
+    actions = {group.setting(s, "RecipientAction") for s in statuses}
+    return next((a for a in ("reject", "discard") if a in actions), "")
 
 
 def worst(statuses: list[str]) -> str:
@@ -348,19 +356,17 @@ class Processor:
                             group=group.name, status=status, names=out.names, msgid=msgid, subject=msg.subject)
                     except OSError as exc:
                         raise TempFail(f"cannot write quarantine: {exc}") from None
+                block = blocking(group, statuses)
+                if block:
+                    await self._block(msg, group, findings, block, out)
+                    return
                 notices = await asyncio.to_thread(self._notices, msg, group, findings, rc_copy.action, out)
         copy = mimeedit.set_x_header(copy, xh)
         outgoing = Outgoing(env.sender, rcpts, copy, env.mail_params, env.xforward,
                             all_or_nothing=not msg.per_recipient)
         try:
             async with self.mailer.session() as session:
-                for n in notices:
-                    res = await session.send(n)
-                    for addr, r in res.items():
-                        if not r.ok and not r.permanent:
-                            raise TempFail(f"notification to <{addr}> deferred by next hop: {r}")
-                        if not r.ok:
-                            self.log.warning(f"message {msgid}: notification to <{addr}> refused: {r} (dropped)")
+                await self._send_notices(session, notices, msgid)
                 res = await session.send(outgoing)
         except ForwardError as exc:
             raise TempFail(f"ForwardMailer: {exc}", "451 4.4.1") from None
@@ -373,8 +379,43 @@ class Processor:
                 out.replies[rc.address] = f"451 4.3.0 next hop said: {one_line(str(r), 300)}"
                 self.log.error(f"message {msgid}: next hop refused <{rc.address}>: {r} (answered 4xx)")
 
+    async def _send_notices(self, session: Any, notices: list[Outgoing], msgid: str) -> None:
+        for n in notices:
+            res = await session.send(n)
+            for addr, r in res.items():
+                if not r.ok and not r.permanent:
+                    raise TempFail(f"notification to <{addr}> deferred by next hop: {r}")
+                if not r.ok:
+                    self.log.warning(f"message {msgid}: notification to <{addr}> refused: {r} (dropped)")
+
+    async def _block(self, msg: Incoming, group: Group, findings: list[Finding], block: str,
+                     out: PartOutcome) -> None:
+        """RecipientAction=discard|reject (our extension, docs/smtpscanner.md 'Block'): no copy goes
+        to the recipients.  The quarantine (already written) and the admin copy keep the original;
+        discard answers 250 once the notices are accepted, reject a 5xx the sending client sees
+        (config check allows it only for a before-queue SMTP filter)."""
+        action = "ActionDiscarded" if block == "discard" else "ActionRejected"
+        out.action = self.locale(action)
+        # A rejected message was never accepted: its sender learns it from the 5xx, its recipients
+        # never expected it; only the administrator is told.
+        roles = ("admin", "sender", "recipient") if block == "discard" else ("admin",)
+        notices = self._notices(msg, group, findings, action, out, roles)
+        if notices:
+            try:
+                async with self.mailer.session() as session:
+                    await self._send_notices(session, notices, msg.msgid)
+            except ForwardError as exc:
+                raise TempFail(f"ForwardMailer: {exc}", "451 4.4.1") from None
+        if block == "discard":
+            reply = "250 2.0.0 Ok: discarded by the anti-virus policy"
+        else:
+            why = ", ".join(out.names) or self.locale(out.status)
+            reply = f"550 5.7.1 message refused by the anti-virus policy: {one_line(why, 200)}"
+        for r in out.recipients:
+            out.replies[r] = reply
+
     def _notices(self, msg: Incoming, group: Group, findings: list[Finding], rc_action: str,
-                 out: PartOutcome) -> list[Outgoing]:
+                 out: PartOutcome, roles: tuple[str, ...] = ("admin", "sender", "recipient")) -> list[Outgoing]:
         env, data = msg.env, msg.data
         statuses = list(dict.fromkeys(f.status for f in findings))
         event = worst(statuses).lower()
@@ -396,7 +437,7 @@ class Processor:
         def wants(attr: str) -> bool:
             return any(group.setting(s, attr) for s in statuses)
 
-        if wants("AdminNotify") and group.get("AdminAddress"):
+        if "admin" in roles and wants("AdminNotify") and group.get("AdminAddress"):
             admin = str(group.get("AdminAddress"))
             ad_copy = mimeedit.build_copy(data, findings, lambda s: group.setting(s, "AdminAction"),
                                           self.removed_text)
@@ -407,11 +448,11 @@ class Processor:
                                        attachments)
             notices.append(Outgoing("", [Recipient(admin)], body))
             out.notified.append("admin")
-        if wants("SenderNotify") and env.sender:  # never to the null sender
+        if "sender" in roles and wants("SenderNotify") and env.sender:  # never to the null sender
             body = self.notifier.build("sender", event, env.sender, macros)
             notices.append(Outgoing("", [Recipient(env.sender)], body))
             out.notified.append("sender")
-        if wants("RecipientNotify"):
+        if "recipient" in roles and wants("RecipientNotify"):
             for r in out.recipients:
                 body = self.notifier.build("recipient", event, r, macros)
                 notices.append(Outgoing("", [Recipient(r)], body))
@@ -435,6 +476,8 @@ class Processor:
                 bits.append(f"quarantined {o.quarantined}")
             if o.notified:
                 bits.append(f"notified {','.join(o.notified)}")
-            if not ok:
+            if any(r.startswith("5") for r in o.replies.values()):
+                bits.append("rejected (5xx)")
+            elif not ok:
                 bits.append("deferred (4xx)")
             self.log.activity("; ".join(bits))

@@ -75,6 +75,19 @@ def _auth_lookup_by_class() -> Iterator[None]:
         aiosmtpd_smtp.inspect = saved
 
 
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+
+
+def _clean_reply(data: bytes) -> bytes:
+    """Reply lines never carry control characters: aiosmtpd echoes an unknown command verbatim
+    (``500 Error: command "B<CR>C" not recognized``), which put a bare CR or a NUL from the client
+    into the reply stream (found by tests/fuzz/test_fuzz_smtpd.py).  Multi-line replies we build
+    ourselves (LMTP's one line per recipient) keep their CRLF separators."""
+    if not _CONTROL.search(data.replace(b"\r\n", b"")):
+        return data
+    return b"\r\n".join(_CONTROL.sub(b"?", line) for line in data.split(b"\r\n"))
+
+
 class KavEnvelope(AioEnvelope):
     def __init__(self) -> None:
         super().__init__()
@@ -127,6 +140,7 @@ class KavSMTP(SMTP):
         """Replies to pipelined commands go out together (RFC 2920): while another complete
         command is already waiting in the input, hold the reply; one write per batch."""
         data = status if isinstance(status, bytes) else status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
+        data = _clean_reply(data)
         self._pending.append(data + b"\r\n")
         if b"\n" in self._reader._buffer:  # noqa: SLF001 - asyncio.StreamReader's input buffer
             return
@@ -384,7 +398,8 @@ class FilterHandler:
         lines = [replies[r.address] for r in env.recipients]
         if self.lmtp:
             return "\r\n".join(lines)  # RFC 2033: one reply per recipient, in RCPT order
-        bad = [x for x in lines if not x.startswith("250")]
+        # A 4xx before a 5xx (RecipientAction=reject in one group): the MTA keeps it and retries.
+        bad = [x for x in lines if x.startswith("4")] or [x for x in lines if not x.startswith("250")]
         return bad[0] if bad else lines[0]
 
     async def handle_exception(self, error: Exception) -> str:

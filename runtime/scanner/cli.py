@@ -88,7 +88,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _level(text: str, lo: int, hi: int, what: str) -> int:
-    if not text.isdigit() or not lo <= int(text) <= hi:
+    if not (text.isascii() and text.isdigit()) or not lo <= int(text) <= hi:
         raise argparse.ArgumentTypeError(f"{what} must be a number {lo}-{hi}, got {text!r}")
     return int(text)
 
