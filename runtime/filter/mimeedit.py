@@ -55,6 +55,12 @@ class _Generator(BytesGenerator):
             return
         super()._handle_multipart(msg)
 
+    def _encode(self, s: str) -> bytes:
+        # An attached message/rfc822 is flattened to text first; 8-bit bytes in it (a header name
+        # such as ``X-\xc3\xa9``) come back as surrogates. Write them as the bytes received rather
+        # than fail the whole notice (found by tests/fuzz/test_fuzz_mime.py).
+        return s.encode("ascii", "surrogateescape")
+
 
 def serialize(msg: Message, maxheaderlen: int = 0) -> bytes:
     buf = io.BytesIO()

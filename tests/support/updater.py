@@ -258,7 +258,7 @@ class AveServer:
         self.sections = {
             "path": {"BasesPath": str(bases), "BasesPublicKey": str(key_file), "LocalSocketPath": str(self.sock),
                      "AVSpidPATH": str(self.pidfile)},
-            "aveserver.options": {"DetachFromTerminal": "no", "Workers": "2"},
+            "aveserver.options": {"DetachFromTerminal": "no", "Workers": "2", "User": "root"},
             "aveserver.report": {"ReportFileName": str(self.log), "ReportLevel": "4"},
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -365,7 +365,7 @@ class Cell:
         if expect_header:
             assert has, f"delivered without X-Anti-Virus header:\n{got[0].as_string()[:1500]}"
             # guide 6.8.4: "<name and version>, bases: YYYYMMDD #N, check: YYYYMMDD <status>"
-            fmt = re.compile(r".+, bases: \d{8} #\d+, check: \d{8} \S+", re.S)
+            fmt = re.compile(r".+, bases: (\d{8}|none) #\d+, check: \d{8} \S+", re.S)  # none: empty database
             assert any(fmt.match(" ".join(h.split())) for h in headers), f"X-Anti-Virus not in 6.8.4 form: {headers}"
         else:
             assert not has, "X-Anti-Virus header present while the product is not installed"
