@@ -125,8 +125,14 @@ def drop_privileges(pw: pwd.struct_passwd) -> None:
         raise SystemExit("could not drop root privileges")
 
 
-def die_with_parent() -> None:
-    """Linux: have the kernel send SIGTERM to this worker when the master dies (kill -9)."""
+def die_with_parent(master: int) -> None:
+    """Linux: have the kernel send SIGTERM to this worker when the master dies (kill -9).
+
+    The request only covers a death after it is made: a master killed between the fork (or the
+    setuid, which clears it) and here has already left the worker reparented, so the parent is
+    checked once more and such an orphan exits at once instead of holding the socket and the
+    log pipes of a daemon that no longer exists.
+    """
     try:
         import ctypes
 
@@ -134,6 +140,8 @@ def die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass  # elsewhere a worker notices the new parent (os.getppid) within half a second
+    if os.getppid() != master:
+        os._exit(0)
 
 
 # -- the master -----------------------------------------------------------------------------------
@@ -168,6 +176,7 @@ class Supervisor:
         self.stopping = False
         self.backoff = self.RESPAWN_FIRST
         self.respawn_at: list[float] = []  # monotonic times at which a replacement is due
+        self.master_pid = os.getpid()  # a worker compares its parent with this to notice an orphaning
         self.control_r, self.control_w = os.pipe()  # workers -> master: reload / stop requests
         os.set_blocking(self.control_r, False)
         os.set_blocking(self.control_w, False)
@@ -181,10 +190,10 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         os.close(self.control_r)
-        die_with_parent()
+        die_with_parent(self.master_pid)
         if self.run_as is not None:
             drop_privileges(self.run_as)
-            die_with_parent()  # setuid clears PR_SET_PDEATHSIG
+            die_with_parent(self.master_pid)  # setuid clears PR_SET_PDEATHSIG
 
     def ask_master(self, request: str) -> None:
         """From a worker: ``reload`` or ``stop`` (the caller has checked the client may ask)."""
@@ -193,6 +202,7 @@ class Supervisor:
             os.write(self.control_w, byte)
 
     def spawn(self) -> int:
+        self.master_pid = os.getpid()
         pid = os.fork()
         if pid == 0:
             code = 1

@@ -196,9 +196,8 @@ class Worker:
         self.retiring = True
 
     def _accept_loop(self, state: ServerState) -> None:
-        master = os.getppid()
         while not (self.retiring or self.terminating):
-            if os.getppid() != master:  # the master was killed (kill -9): do not serve orphaned
+            if os.getppid() != self.master_pid:  # the master was killed (kill -9): do not serve orphaned
                 self.terminating = True
                 return
             try:

@@ -24,7 +24,6 @@ import re
 import time
 from typing import Any
 
-from . import units
 from .spec import MAIL_USER
 
 CONF = "/etc/kav/5.5/kav4mailservers/kav4mailservers.conf"
@@ -48,17 +47,12 @@ def _link(rep: dict[str, Any], name: str) -> dict[str, Any]:
 
 def _expect(rep: dict[str, Any], rc: int, at: str, detail: str, fix: str = "") -> str:
     lk = _link(rep, at)
-    assert rc == 1 and rep["stopped_at"] == at, f"expected stopped_at {at}, got {rep['stopped_at']}: {rep}"
+    if rc != 1 or rep["stopped_at"] != at:
+        got = _link(rep, rep["stopped_at"]) if rep.get("stopped_at") else None
+        raise AssertionError(f"expected stopped_at {at}, got {rep['stopped_at']} (exit {rc}): {got}; {rep}")
     assert detail in lk["detail"], f"{at}: {lk['detail']!r} lacks {detail!r}"
     assert fix in lk["fix"], f"{at}: fix {lk['fix']!r} lacks {fix!r}"
     return f"{at}: {lk['detail'][:70]}"
-
-
-def _restart(cell: Any, unit_name: str) -> None:
-    sb = cell._sb()
-    unit = units.load(units.find(sb, unit_name))  # type: ignore[arg-type]
-    units.start(sb, unit)
-    cell.running.append(unit.name)
 
 
 #: Exit 1 while any aveserver process is left in the cell (its own pid excluded).
@@ -74,9 +68,7 @@ def _stop_ave(cell: Any) -> None:
     """Stop aveserver and wait until its master is really gone: a master still exiting removes
     the socket path, which would take the next one's socket with it."""
     sb = cell._sb()
-    if AVESERVER_UNIT in cell.running:
-        sb.stop(AVESERVER_UNIT)
-        cell.running.remove(AVESERVER_UNIT)
+    cell._product_stop(AVESERVER_UNIT)  # the package's init script (postinst started it) or the unit
     deadline = time.monotonic() + 30
     while sb.run(["python3", "-c", _AVE_LEFT]).returncode != 0 and time.monotonic() < deadline:
         time.sleep(0.3)
@@ -85,8 +77,7 @@ def _stop_ave(cell: Any) -> None:
 def _restart_ave(cell: Any) -> None:
     sb = cell._sb()
     _stop_ave(cell)
-    sb.path("/run/aveserver").unlink(missing_ok=True)
-    _restart(cell, AVESERVER_UNIT)
+    cell._product_start(AVESERVER_UNIT)
     deadline = time.monotonic() + 30
     while not sb.path("/run/aveserver").exists() and time.monotonic() < deadline:
         time.sleep(0.3)
@@ -160,12 +151,11 @@ def _postfix_links(cell: Any, seen: list[str]) -> None:
     """Postfix: the transport (smtpscanner daemon stopped, or its spawn service commented out) and
     content_filter removed — EICAR then arrives as sent and doctor names the bypass."""
     sb = cell._sb()
-    if SMTPSCANNER_UNIT in cell.running:
-        sb.stop(SMTPSCANNER_UNIT)
-        cell.running.remove(SMTPSCANNER_UNIT)
+    if SMTPSCANNER_UNIT in cell.running or f"initd:{SMTPSCANNER_UNIT}" in cell.running:
+        cell._product_stop(SMTPSCANNER_UNIT)
         rc, rep = _doctor(cell, timeout="5")
         seen.append(_expect(rep, rc, "transport", "transport unreachable", "kav4mailservers-smtpscanner"))
-        _restart(cell, SMTPSCANNER_UNIT)
+        cell._product_start(SMTPSCANNER_UNIT)
         assert sb.wait_port(10025, timeout=30), "smtpscanner did not come back"
         cell._flush()
     else:  # Postfix spawns smtpscanner: take its master.cf service away
