@@ -1,0 +1,288 @@
+#!/usr/bin/env python3
+"""bench/soak: the fault soak — mixed mail through a real MTA while a chaos loop kills (issue 19 item 1).
+
+``python -m bench.soak [--messages 10000] [--mta postfix|exim4-split|sendmail] [--clients 20] [--seed 1]``
+(needs root, the distro matrix's cached Debian roots and the package: ``make deb``).
+
+The cell is the distro matrix's own (tests/distro-matrix: Sandbox, Cell): a fresh overlay copy of
+the ``bookworm-<mta>`` root in its own network, PID and mount namespaces; our .deb installed with
+``dpkg -i`` (postinst runs ``kavsetup install`` with its defaults and starts aveserver through the
+init script); the MTA and the product started as the matrix starts them. Then:
+
+    20 SMTP clients -> MTA :25 -> smtpscanner (as kavsetup wired it) -> aveserver
+                    -> reinjection -> MTA local delivery -> /var/mail/alice (and notices to kavadmin)
+
+while :mod:`bench.soak.chaos` SIGKILLs aveserver workers, the aveserver master, smtpscanner, the
+reinjection listener, and fills TempPath (a tmpfs mounted there in the sandbox) for a while.
+
+At the end the chaos stops, the daemons are brought back the way their init scripts would, the
+queue is flushed until empty, and :mod:`bench.soak.verify` checks every message (Message-ID +
+body digest) and prints the table: kills per kind, outcomes, each duplicate with its cause.
+Exit status 0 only when nothing was lost and nothing unexplained happened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "distro-matrix"))
+
+from distro_matrix.roots import ensure_root  # noqa: E402
+from distro_matrix.sandbox import Sandbox  # noqa: E402
+from distro_matrix.scenarios import AVESERVER_UNIT, CONF, SMTPSCANNER_UNIT, Cell  # noqa: E402
+from distro_matrix.spec import ADMIN_USER, FLAVOURS, MAIL_USER, RootSpec  # noqa: E402
+
+from bench.soak import corpus, verify  # noqa: E402
+from bench.soak.chaos import KINDS, Chaos  # noqa: E402
+
+MTAS = {"postfix": "postfix", "exim4-split": "exim4-split", "sendmail": "sendmail"}
+TMPFS_SIZE = "768m"  # TempPath's tmpfs: room for 20 sessions of 5 MB mail and their unpacked parts
+
+
+def conf_value(sb: Sandbox, key: str, default: str = "") -> str:
+    m = re.search(rf"^\s*{key}\s*=\s*(\S+)", sb.path(CONF).read_text(errors="replace"), re.M)
+    return m.group(1) if m else default
+
+
+@dataclass
+class Result:
+    table: str
+    lost: int
+    problems: list[str]
+    seconds: float
+
+
+def soak(messages: int, mta: str = "postfix", clients: int = 20, seed: int = 1, deb: Path | None = None,
+         log=print) -> Result:  # noqa: ANN001
+    deb = deb or max((REPO / "dist").glob("kav4mailservers_*_all.deb"), key=lambda p: p.stat().st_mtime, default=None)
+    if deb is None:
+        raise SystemExit("no package: run `make deb` first")
+    spec = RootSpec("bookworm", FLAVOURS[MTAS[mta]])
+    root, _ = ensure_root(spec)
+    work = Path(tempfile.mkdtemp(prefix="soak."))
+    zips = corpus.make_protected_zips(work)
+    cell = Cell(spec, deb)
+    t_start = time.monotonic()
+    try:
+        with Sandbox(root, "soak") as sb:
+            cell.sb = sb
+            try:
+                return _run(cell, sb, work, zips, messages, mta, clients, seed, log, t_start)
+            finally:
+                cell._stop_all()
+                if os.environ.get("SOAK_DEBUG"):
+                    print(sb.log_tail(60), file=sys.stderr)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(cell: Cell, sb: Sandbox, work: Path, zips: list[bytes], messages: int, mta: str, clients: int,
+         seed: int, log, t_start: float) -> Result:  # noqa: ANN001
+    log(f"soak: installing {cell.deb.name} in bookworm-{mta}")
+    log("soak: " + cell.install())
+    bases = conf_value(sb, "BasesPath")
+    sb.path(f"{bases}/soak.ndb").write_text(corpus.signature_file())  # the admin drops a signature file in
+    temp = conf_value(sb, "TempPath", "/tmp")
+    sb.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=1777", "tmpfs", temp]).check()
+    cell._product_start(AVESERVER_UNIT, "restart")  # loads soak.ndb
+    cell._start_product()
+    cell._start_mta()
+    scanner_daemon = cell._scanner_listens()
+    fwd_port = _forward_port(sb)
+    log(f"soak: TempPath {temp} (tmpfs {TMPFS_SIZE}), reinjection port {fwd_port}, "
+        f"smtpscanner {'daemon' if scanner_daemon else 'spawned by the MTA'}")
+
+    def is_reinjection(cmd: list[str]) -> bool:
+        if mta == "postfix":
+            return bool(cmd) and cmd[0] == "smtpd" and f"127.0.0.1:{fwd_port}" in cmd
+        return any("deliver" in a for a in cmd) and any("exim" in a or "sendmail" in a for a in cmd[:2])
+
+    def restart(unit: str) -> None:
+        cell._product_start(unit, "start")
+
+    fill_file = f"{temp.rstrip('/')}/.soak-fill"
+    chaos = Chaos(
+        init_pid=sb.init_pid, is_reinjection=is_reinjection,
+        restart_aveserver=lambda: restart(AVESERVER_UNIT),
+        restart_smtpscanner=(lambda: restart(SMTPSCANNER_UNIT)) if scanner_daemon else None,
+        fill=lambda: sb.sh(f"dd if=/dev/zero of={fill_file} bs=1M 2>/dev/null; true"),
+        unfill=lambda: sb.run(["rm", "-f", fill_file]),
+        seed=seed,
+    )
+    argv = ["nsenter", "-t", str(sb.init_pid), "-n", "--", sys.executable, "-m", "bench.soak.clients",
+            "--seed", str(seed), "--messages", str(messages), "--clients", str(clients), "--protected", str(work)]
+    t0 = time.monotonic()
+    chaos.start()
+    out = subprocess.run(argv, cwd=REPO, capture_output=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    sent_seconds = time.monotonic() - t0
+    if out.returncode != 0:
+        chaos.stop()
+        raise SystemExit(f"clients failed: {out.stderr.decode(errors='replace')[-3000:]}")
+    record = json.loads(out.stdout.decode().strip().splitlines()[-1])
+    log(f"soak: {messages} messages handed to the MTA in {sent_seconds:.0f}s; chaos so far {dict(chaos.kills)}")
+    _under_chaos(cell, sb.path(f"/var/mail/{MAIL_USER}"), messages, log)  # the MTA works the queue under fire
+    chaos.stop()
+    chaos_seconds = time.monotonic() - t0
+    log(f"soak: chaos stopped after {chaos_seconds:.0f}s: {dict(chaos.kills)}")
+
+    # -- recovery: what the init system and the MTA would do, then flush until the queue is empty
+    chaos.unfill()
+    restart(AVESERVER_UNIT)
+    if scanner_daemon:
+        restart(SMTPSCANNER_UNIT)
+    drained = _drain(cell, sb, messages, log)
+    total = time.monotonic() - t0
+
+    sent = {}
+    for seq in range(messages):
+        sp, raw = corpus.build(seed, seq, zips)
+        sent[seq] = (sp, corpus.body_digest(raw))
+    syslog = sb.path("/var/log/matrix-syslog").read_text(errors="replace")
+    explain = _explainer(mta, syslog, chaos)
+    spools = [sb.path(d) for d in ("/var/spool/postfix", "/var/spool/exim4/input", "/var/spool/mqueue")]
+    v = verify.check(sent, record["messages"], sb.path(f"/var/mail/{MAIL_USER}"),
+                     sb.path(f"/var/mail/{ADMIN_USER}"), explain, verify.queued_ids(spools))
+    if not drained:
+        v.problems.append(f"the MTA's queue did not empty: {cell._queued()} left")
+    deferred = len(re.findall(r"status=deferred", syslog)) if mta == "postfix" else syslog.count("defer")
+    table = _table(mta, messages, clients, seed, chaos, v, deferred, sent_seconds, total)
+    return Result(table, len(v.lost), v.problems, time.monotonic() - t_start)
+
+
+def _forward_port(sb: Sandbox) -> int:
+    fwd = conf_value(sb, "ForwardMailer", "smtp:127.0.0.1:10026")
+    m = re.search(r":(\d+)$", fwd)
+    return int(m.group(1)) if m else 10026
+
+
+def _under_chaos(cell: Cell, box: Path, messages: int, log, share: float = 0.97) -> None:  # noqa: ANN001
+    """Keep the chaos going while the MTA works the queue: until ``share`` of the messages are in
+    the mailbox (or a time cap). Deferred mail is retried by a flush every 15 s (an admin's
+    ``postqueue -f`` / ``exim -qff`` / ``sendmail -q``), not after the MTA's minutes of back-off."""
+    cap = time.monotonic() + 300 + messages * 0.3
+    needle = b"\nMessage-ID: <soak-"
+    seen, pos, tail, flushed, shown = 0, 0, b"", time.monotonic(), 0.0
+    while time.monotonic() < cap:
+        if box.exists():
+            with box.open("rb") as f:
+                f.seek(pos)
+                chunk = tail + f.read()
+            pos += len(chunk) - len(tail)
+            seen += chunk.count(needle)
+            tail = chunk[-(len(needle) - 1):]  # shorter than the needle: never counted twice
+        if seen >= messages * share:
+            return
+        if time.monotonic() - flushed > 15:
+            cell._flush()
+            flushed = time.monotonic()
+        if time.monotonic() - shown > 30:
+            shown = time.monotonic()
+            log(f"soak: under chaos, {seen} of {messages} in the mailbox")
+        time.sleep(2)
+
+
+def _drain(cell: Cell, sb: Sandbox, messages: int, log, timeout: float | None = None) -> bool:  # noqa: ANN001
+    """Flush the queue until it is empty and the mailbox stops growing (a flush per 10 s, as an
+    admin would after an outage; nothing else is touched)."""
+    deadline = time.monotonic() + (timeout or max(300.0, messages * 0.2))
+    box = sb.path(f"/var/mail/{MAIL_USER}")
+    last_size, stable = -1, 0
+    while time.monotonic() < deadline:
+        queued = cell._queued()
+        size = box.stat().st_size if box.exists() else 0
+        stable = stable + 1 if (queued == 0 and size == last_size) else 0
+        if stable >= 3:
+            return True
+        last_size = size
+        if queued:
+            cell._flush()
+        log(f"soak: draining, {queued} queued, mailbox {size / 2**20:.1f} MiB")
+        time.sleep(10 if queued else 2)
+    return False
+
+
+def _explainer(mta: str, syslog: str, chaos: Chaos):  # noqa: ANN202
+    """For a message that arrived twice: the MTA's own words about the first hand-over that broke.
+
+    Postfix logs the Message-ID of every queue file it creates (cleanup) and, for a delivery
+    attempt that broke after the end of data, ``status=deferred (... lost connection ... while
+    sending end of data -- message may be sent more than once)`` or the filter's 4xx. The first
+    queue file is the client's; the others are the reinjected copies.
+    """
+    qids: dict[str, list[str]] = {}
+    for m in re.finditer(r"postfix/cleanup\[\d+\]: ([0-9A-F]+): message-id=(<[^>]*>)", syslog):
+        qids.setdefault(m.group(2), []).append(m.group(1))
+    deferrals: dict[str, list[str]] = {}
+    for m in re.finditer(r"(\d\d:\d\d:\d\d) \S*postfix/lmtp\[\d+\]: ([0-9A-F]+): .*status=deferred \((.*)\)|"
+                         r"(\d\d:\d\d:\d\d) \S*postfix/smtp\[\d+\]: ([0-9A-F]+): .*status=deferred \((.*)\)",
+                         syslog):
+        t, qid, why = (m.group(1), m.group(2), m.group(3)) if m.group(2) else (m.group(4), m.group(5), m.group(6))
+        deferrals.setdefault(qid, []).append(f"{t} {why}")
+
+    def explain(sp: corpus.Spec) -> str:
+        ids = qids.get(sp.message_id, [])
+        if mta != "postfix" or not ids:
+            return ""
+        reasons = [r for q in ids[:1] for r in deferrals.get(q, [])]
+        if not reasons:
+            return ""
+        return f"queue files {', '.join(ids)}; first hand-over deferred: {reasons[0][:220]}"
+
+    return explain
+
+
+def _table(mta: str, messages: int, clients: int, seed: int, chaos: Chaos, v: verify.Verdict, deferred: int,
+           sent_s: float, total_s: float) -> str:
+    lines = [f"\n### Soak: {messages} messages, {mta}, {clients} clients, seed {seed}\n",
+             "| chaos event | done | chosen, nothing running |", "|---|---|---|"]
+    for k in KINDS:
+        lines.append(f"| {k} | {chaos.kills[k]} | {chaos.missed[k]} |")
+    lines.append(f"| (TempPath full, total seconds) | {chaos.full_seconds:.0f} | |")
+    lines += ["", "| outcome | messages |", "|---|---|"]
+    order = ["sent", "accepted by the MTA", "delivered exactly once", "delivered twice (explained)",
+             "delivered twice (UNEXPLAINED)", "delivered more than twice"]
+    for k in order:
+        lines.append(f"| {k} | {v.counts[k]} |")
+    lines.append(f"| **lost** | **{len(v.lost)}** |")
+    for k, n in sorted(v.counts.items()):
+        if k not in order:
+            lines.append(f"| {k} | {n} |")
+    lines.append(f"| MTA deferrals logged (retried) | {deferred} |")
+    lines += ["", f"Sending took {sent_s:.0f} s; until the queue was empty and every message checked: "
+              f"{total_s:.0f} s ({messages / total_s:.1f} msgs/s overall)."]
+    if v.duplicates:
+        lines += ["", "Duplicates:"]
+        lines += [f"- seq {seq}: {why}" for seq, why in v.duplicates]
+    if v.problems:
+        lines += ["", f"Problems ({len(v.problems)}):"] + [f"- {p}" for p in v.problems[:50]]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--messages", type=int, default=10000)
+    ap.add_argument("--mta", choices=sorted(MTAS), default="postfix")
+    ap.add_argument("--clients", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--deb", type=Path, help="package (default: newest dist/kav4mailservers_*_all.deb)")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench.soak needs root (overlay mounts, namespaces), as the distro matrix does")
+    r = soak(args.messages, args.mta, args.clients, args.seed, args.deb, log=lambda s: print(s, flush=True))
+    print(r.table)
+    return 0 if r.lost == 0 and not r.problems else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
