@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,8 +156,7 @@ def _run(cell: Cell, sb: Sandbox, work: Path, zips: list[bytes], messages: int, 
                      sb.path(f"/var/mail/{ADMIN_USER}"), explain, verify.queued_ids(spools))
     if not drained:
         v.problems.append(f"the MTA's queue did not empty: {cell._queued()} left")
-    deferred = len(re.findall(r"status=deferred", syslog)) if mta == "postfix" else syslog.count("defer")
-    table = _table(mta, messages, clients, seed, chaos, v, deferred, sent_seconds, total)
+    table = _table(mta, messages, clients, seed, chaos, v, _deferrals(syslog), sent_seconds, total)
     return Result(table, len(v.lost), v.problems, time.monotonic() - t_start)
 
 
@@ -242,7 +242,19 @@ def _explainer(mta: str, syslog: str, chaos: Chaos):  # noqa: ANN202
     return explain
 
 
-def _table(mta: str, messages: int, clients: int, seed: int, chaos: Chaos, v: verify.Verdict, deferred: int,
+def _deferrals(syslog: str) -> Counter[str]:
+    """The MTA's reasons for putting a hand-over off, with numbers and names folded away so
+    the same cause counts once: how each fault came back to the MTA (a 4xx or a broken connection)."""
+    out: Counter[str] = Counter()
+    for m in re.finditer(r"status=deferred \((.*)\)$|== defer \S+ .*?: (.*)$|stat=Deferred: (.*)$", syslog, re.M):
+        why = next(g for g in m.groups() if g is not None)
+        why = re.sub(r"\[[0-9.]+\]|\b[0-9A-F]{8,}\b|/tmp/\S+|\d+", "#", why)
+        out[why[:110]] += 1
+    return out
+
+
+def _table(mta: str, messages: int, clients: int, seed: int, chaos: Chaos, v: verify.Verdict,
+           deferred: Counter[str],
            sent_s: float, total_s: float) -> str:
     lines = [f"\n### Soak: {messages} messages, {mta}, {clients} clients, seed {seed}\n",
              "| chaos event | done | chosen, nothing running |", "|---|---|---|"]
@@ -258,7 +270,10 @@ def _table(mta: str, messages: int, clients: int, seed: int, chaos: Chaos, v: ve
     for k, n in sorted(v.counts.items()):
         if k not in order:
             lines.append(f"| {k} | {n} |")
-    lines.append(f"| MTA deferrals logged (retried) | {deferred} |")
+    lines.append(f"| MTA deferrals logged (each retried later) | {sum(deferred.values())} |")
+    if deferred:
+        lines += ["", "| the MTA's reason for a deferral (numbers folded to #) | times |", "|---|---|"]
+        lines += [f"| {why.replace('|', '/')} | {n} |" for why, n in deferred.most_common(12)]
     lines += ["", f"Sending took {sent_s:.0f} s; until the queue was empty and every message checked: "
               f"{total_s:.0f} s ({messages / total_s:.1f} msgs/s overall)."]
     if v.duplicates:
