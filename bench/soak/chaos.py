@@ -12,7 +12,8 @@ network namespace (host PIDs, so a kill needs no nsenter and cannot hit anything
   spawn(8) service started, in the middle of an LMTP/SMTP session; daemon form: master or worker,
   a killed master restarted through its init script like aveserver's).
 * ``reinjection``: the MTA's process that takes the scanned mail back (Postfix: the smtpd of the
-  ``127.0.0.1:10026`` service; Postfix's master starts a new one on the next connection).
+  ``127.0.0.1:10026`` service, which Postfix's master starts again on the next connection; Exim and
+  Sendmail: the per-connection child of the reinjecting instance's daemon).
 * ``temppath-full``: fills the tmpfs mounted on TempPath (inside the sandbox's mount namespace, so
   the host's disk is never filled) for 2-10 s, then frees it.
 
@@ -36,6 +37,26 @@ KINDS = ("aveserver-worker", "aveserver-master", "smtpscanner", "reinjection", "
 WEIGHTS = (30, 10, 25, 20, 15)
 
 
+def listener_children(procs: list[tuple[psutil.Process, list[str]]], port: int) -> list[psutil.Process]:
+    """Children of the daemon listening on 127.0.0.1:port: the sessions it forked (Exim, Sendmail)."""
+    daemons = set()
+    for p, _ in procs:
+        try:
+            conns = getattr(p, "net_connections", None) or p.connections  # psutil < 6 (Debian bookworm)
+            if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in conns("tcp")):
+                daemons.add(p.pid)
+        except psutil.Error:
+            continue
+    out = []
+    for p, _ in procs:
+        try:
+            if p.ppid() in daemons and p.pid not in daemons:
+                out.append(p)
+        except psutil.Error:
+            continue
+    return out
+
+
 def netns(pid: int) -> str:
     try:
         return os.readlink(f"/proc/{pid}/ns/net")
@@ -53,10 +74,10 @@ class Event:
 @dataclass
 class Chaos:
     """One loop over one sandbox. ``restart_aveserver`` / ``restart_smtpscanner`` play the init system;
-    ``fill`` / ``unfill`` run inside the sandbox; ``is_reinjection`` names the MTA's reinjection process."""
+    ``fill`` / ``unfill`` run inside the sandbox; ``reinjection`` picks the MTA's reinjection processes."""
 
     init_pid: int
-    is_reinjection: Callable[[list[str]], bool]
+    reinjection: Callable[[list[tuple[psutil.Process, list[str]]]], list[psutil.Process]]
     restart_aveserver: Callable[[], None]
     restart_smtpscanner: Callable[[], None] | None
     fill: Callable[[], None]
@@ -101,8 +122,8 @@ class Chaos:
                 out.append(p)
             elif kind == "smtpscanner" and any(a.endswith("smtpscanner") for a in cmd[:3]):
                 out.append(p)
-            elif kind == "reinjection" and self.is_reinjection(cmd):
-                out.append(p)
+        if kind == "reinjection":
+            out = self.reinjection(procs)
         return out
 
     # -- the loop ----------------------------------------------------------------------------------

@@ -36,6 +36,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "distro-matrix"))
 
@@ -45,7 +47,7 @@ from distro_matrix.scenarios import AVESERVER_UNIT, CONF, SMTPSCANNER_UNIT, Cell
 from distro_matrix.spec import ADMIN_USER, FLAVOURS, MAIL_USER, RootSpec  # noqa: E402
 
 from bench.soak import corpus, verify  # noqa: E402
-from bench.soak.chaos import KINDS, Chaos  # noqa: E402
+from bench.soak.chaos import KINDS, Chaos, listener_children  # noqa: E402
 
 MTAS = {"postfix": "postfix", "exim4-split": "exim4-split", "sendmail": "sendmail"}
 TMPFS_SIZE = "768m"  # TempPath's tmpfs: room for 20 sessions of 5 MB mail and their unpacked parts
@@ -104,17 +106,17 @@ def _run(cell: Cell, sb: Sandbox, work: Path, zips: list[bytes], messages: int, 
     log(f"soak: TempPath {temp} (tmpfs {TMPFS_SIZE}), reinjection port {fwd_port}, "
         f"smtpscanner {'daemon' if scanner_daemon else 'spawned by the MTA'}")
 
-    def is_reinjection(cmd: list[str]) -> bool:
-        if mta == "postfix":
-            return bool(cmd) and cmd[0] == "smtpd" and f"127.0.0.1:{fwd_port}" in cmd
-        return any("deliver" in a for a in cmd) and any("exim" in a or "sendmail" in a for a in cmd[:2])
+    def reinjection(procs: list[tuple[psutil.Process, list[str]]]) -> list[psutil.Process]:
+        if mta == "postfix":  # the master holds the listener too: pick the smtpd by its service name
+            return [p for p, cmd in procs if cmd[:1] == ["smtpd"] and f"127.0.0.1:{fwd_port}" in cmd]
+        return listener_children(procs, fwd_port)
 
     def restart(unit: str) -> None:
         cell._product_start(unit, "start")
 
     fill_file = f"{temp.rstrip('/')}/.soak-fill"
     chaos = Chaos(
-        init_pid=sb.init_pid, is_reinjection=is_reinjection,
+        init_pid=sb.init_pid, reinjection=reinjection,
         restart_aveserver=lambda: restart(AVESERVER_UNIT),
         restart_smtpscanner=(lambda: restart(SMTPSCANNER_UNIT)) if scanner_daemon else None,
         fill=lambda: sb.sh(f"dd if=/dev/zero of={fill_file} bs=1M 2>/dev/null; true"),
