@@ -112,7 +112,17 @@ def _run(cell: Cell, sb: Sandbox, work: Path, zips: list[bytes], messages: int, 
         return listener_children(procs, fwd_port)
 
     def restart(unit: str) -> None:
-        cell._product_start(unit, "start")
+        """Start through the init script, again each second for 30 s if it fails (workers of a
+        killed master may still hold the port): systemd's Restart=on-failure with RestartSec."""
+        for attempt in range(30):
+            try:
+                cell._product_start(unit, "start")
+                return
+            except AssertionError as exc:
+                if attempt == 29:
+                    raise
+                chaos.note("restart-failed", f"{unit}: {str(exc).splitlines()[0][:200]}")
+                time.sleep(1)
 
     fill_file = f"{temp.rstrip('/')}/.soak-fill"
     chaos = Chaos(
@@ -151,7 +161,9 @@ def _run(cell: Cell, sb: Sandbox, work: Path, zips: list[bytes], messages: int, 
     for seq in range(messages):
         sp, raw = corpus.build(seed, seq, zips)
         sent[seq] = (sp, corpus.body_digest(raw))
-    syslog = sb.path("/var/log/matrix-syslog").read_text(errors="replace")
+    syslog = "".join(p.read_text(errors="replace") for p in (sb.path("/var/log/matrix-syslog"),
+                                                                 *sb.path("/var/log/exim4").glob("*mainlog"))
+                     if p.exists())
     explain = _explainer(mta, syslog, chaos)
     spools = [sb.path(d) for d in ("/var/spool/postfix", "/var/spool/exim4/input", "/var/spool/mqueue")]
     v = verify.check(sent, record["messages"], sb.path(f"/var/mail/{MAIL_USER}"),
@@ -248,7 +260,8 @@ def _deferrals(syslog: str) -> Counter[str]:
     """The MTA's reasons for putting a hand-over off, with numbers and names folded away so
     the same cause counts once: how each fault came back to the MTA (a 4xx or a broken connection)."""
     out: Counter[str] = Counter()
-    for m in re.finditer(r"status=deferred \((.*)\)$|== defer \S+ .*?: (.*)$|stat=Deferred: (.*)$", syslog, re.M):
+    pattern = r"status=deferred \((.*)\)$| == \S+ .*?defer \(-?\d+\): (.*)$|stat=Deferred: (.*)$"
+    for m in re.finditer(pattern, syslog, re.M):
         why = next(g for g in m.groups() if g is not None)
         why = re.sub(r"\[[0-9.]+\]|\b[0-9A-F]{8,}\b|/tmp/\S+|\d+", "#", why)
         out[why[:110]] += 1
