@@ -67,7 +67,7 @@ class Result:
 
 
 def soak(messages: int, mta: str = "postfix", clients: int = 20, seed: int = 1, deb: Path | None = None,
-         log=print) -> Result:  # noqa: ANN001
+         log=print, logs: Path | None = None) -> Result:  # noqa: ANN001
     deb = deb or max((REPO / "dist").glob("kav4mailservers_*_all.deb"), key=lambda p: p.stat().st_mtime, default=None)
     if deb is None:
         raise SystemExit("no package: run `make deb` first")
@@ -81,7 +81,7 @@ def soak(messages: int, mta: str = "postfix", clients: int = 20, seed: int = 1, 
         with Sandbox(root, "soak") as sb:
             cell.sb = sb
             try:
-                return _run(cell, sb, work, zips, messages, mta, clients, seed, log, t_start)
+                return _run(cell, sb, work, zips, messages, mta, clients, seed, log, t_start, logs)
             finally:
                 cell._stop_all()
                 if os.environ.get("SOAK_DEBUG"):
@@ -91,7 +91,7 @@ def soak(messages: int, mta: str = "postfix", clients: int = 20, seed: int = 1, 
 
 
 def _run(cell: Cell, sb: Sandbox, work: Path, zips: list[bytes], messages: int, mta: str, clients: int,
-         seed: int, log, t_start: float) -> Result:  # noqa: ANN001
+         seed: int, log, t_start: float, logs: Path | None) -> Result:  # noqa: ANN001
     log(f"soak: installing {cell.deb.name} in bookworm-{mta}")
     log("soak: " + cell.install())
     bases = conf_value(sb, "BasesPath")
@@ -164,6 +164,11 @@ def _run(cell: Cell, sb: Sandbox, work: Path, zips: list[bytes], messages: int, 
     syslog = "".join(p.read_text(errors="replace") for p in (sb.path("/var/log/matrix-syslog"),
                                                                  *sb.path("/var/log/exim4").glob("*mainlog"))
                      if p.exists())
+    if logs is not None:  # for a post-mortem: the sandbox and its logs are gone after the run
+        logs.mkdir(parents=True, exist_ok=True)
+        (logs / "mta.log").write_text(syslog)
+        (logs / "chaos.log").write_text("".join(f"{time.strftime('%H:%M:%S', time.gmtime(e.at))} {e.kind} "
+                                                f"{e.detail}\n" for e in chaos.events))
     explain = _explainer(mta, syslog, chaos)
     spools = [sb.path(d) for d in ("/var/spool/postfix", "/var/spool/exim4/input", "/var/spool/mqueue")]
     v = verify.check(sent, record["messages"], sb.path(f"/var/mail/{MAIL_USER}"),
@@ -227,33 +232,45 @@ def _drain(cell: Cell, sb: Sandbox, messages: int, log, timeout: float | None = 
 
 
 def _explainer(mta: str, syslog: str, chaos: Chaos):  # noqa: ANN202
-    """For a message that arrived twice: the MTA's own words about the first hand-over that broke.
+    """For a message that arrived twice: the MTA's own words about the hand-over that broke, and
+    the chaos events around it.
 
-    Postfix logs the Message-ID of every queue file it creates (cleanup) and, for a delivery
-    attempt that broke after the end of data, ``status=deferred (... lost connection ... while
-    sending end of data -- message may be sent more than once)`` or the filter's 4xx. The first
-    queue file is the client's; the others are the reinjected copies.
+    Postfix logs the Message-ID of every queue file it creates (cleanup): the first is the
+    client's, the others are copies the filter reinjected. A second copy means the filter's
+    reinjection had already taken the message when the MTA's hand-over to the filter failed
+    (``lost connection ... while sending end of data -- message may be sent more than once``, or a
+    4xx from the filter after the forward): the MTA keeps the message and tries again. The
+    deferral shown is the first one logged at or after the first copy was queued.
     """
-    qids: dict[str, list[str]] = {}
-    for m in re.finditer(r"postfix/cleanup\[\d+\]: ([0-9A-F]+): message-id=(<[^>]*>)", syslog):
-        qids.setdefault(m.group(2), []).append(m.group(1))
-    deferrals: dict[str, list[str]] = {}
-    for m in re.finditer(r"(\d\d:\d\d:\d\d) \S*postfix/lmtp\[\d+\]: ([0-9A-F]+): .*status=deferred \((.*)\)|"
-                         r"(\d\d:\d\d:\d\d) \S*postfix/smtp\[\d+\]: ([0-9A-F]+): .*status=deferred \((.*)\)",
-                         syslog):
-        t, qid, why = (m.group(1), m.group(2), m.group(3)) if m.group(2) else (m.group(4), m.group(5), m.group(6))
-        deferrals.setdefault(qid, []).append(f"{t} {why}")
+    created: dict[str, list[tuple[str, str]]] = {}
+    line = r"^(\d\d:\d\d:\d\d) .*?postfix/"
+    for m in re.finditer(line + r"cleanup\[\d+\]: ([0-9A-F]+): message-id=(<[^>]*>)", syslog, re.M):
+        created.setdefault(m.group(3), []).append((m.group(1), m.group(2)))
+    deferrals: dict[str, list[tuple[str, str]]] = {}
+    for m in re.finditer(line + r"(?:lmtp|smtp)\[\d+\]: ([0-9A-F]+): .*status=deferred \((.*)\)$", syslog, re.M):
+        deferrals.setdefault(m.group(2), []).append((m.group(1), m.group(3)))
+    events = [(time.strftime("%H:%M:%S", time.gmtime(e.at)), e.kind) for e in chaos.events]
 
     def explain(sp: corpus.Spec) -> str:
-        ids = qids.get(sp.message_id, [])
-        if mta != "postfix" or not ids:
+        ids = created.get(sp.message_id, [])
+        if mta != "postfix" or len(ids) < 3:
             return ""
-        reasons = [r for q in ids[:1] for r in deferrals.get(q, [])]
-        if not reasons:
+        t_copy = ids[1][0]
+        after = [d for d in deferrals.get(ids[0][1], []) if d[0] >= t_copy]
+        if not after:
             return ""
-        return f"queue files {', '.join(ids)}; first hand-over deferred: {reasons[0][:220]}"
+        t_def, why = after[0]
+        near = sorted({k for t, k in events if _secs(t_copy) - 5 <= _secs(t) <= _secs(t_def) + 1})
+        return (f"queued {ids[0][1]} ({ids[0][0]}), reinjected {ids[1][1]} ({t_copy}), then the hand-over was "
+                f"deferred at {t_def}: {why[:160]}; chaos then: {', '.join(near) or 'none'}; "
+                f"retried, reinjected again {ids[2][1]} ({ids[2][0]})")
 
     return explain
+
+
+def _secs(hms: str) -> int:
+    h, m, s = (int(x) for x in hms.split(":"))
+    return h * 3600 + m * 60 + s
 
 
 def _deferrals(syslog: str) -> Counter[str]:
@@ -306,10 +323,12 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--deb", type=Path, help="package (default: newest dist/kav4mailservers_*_all.deb)")
+    ap.add_argument("--logs", type=Path, help="keep the MTA's log and the chaos events in this directory")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench.soak needs root (overlay mounts, namespaces), as the distro matrix does")
-    r = soak(args.messages, args.mta, args.clients, args.seed, args.deb, log=lambda s: print(s, flush=True))
+    r = soak(args.messages, args.mta, args.clients, args.seed, args.deb, log=lambda s: print(s, flush=True),
+             logs=args.logs)
     print(r.table)
     return 0 if r.lost == 0 and not r.problems else 1
 
