@@ -82,6 +82,7 @@ def main() -> int:
                         except (smtplib.SMTPException, OSError):
                             pass
                     conn = smtplib.SMTP("127.0.0.1", args.port, local_hostname="client.example.org", timeout=300)
+                    conn.ehlo()  # Exim and Sendmail refuse MAIL before EHLO (Postfix lets it pass)
                     sent_on_conn = 0
                 else:
                     conn.rset()
@@ -91,12 +92,11 @@ def main() -> int:
                 code, msg = conn.rcpt(RECIPIENT)
                 if code not in (250, 251):
                     raise smtplib.SMTPResponseException(code, msg)
-                data_started = True
                 try:
                     code, msg = conn.data(raw)
                 except (smtplib.SMTPServerDisconnected, OSError):
-                    with lock:
-                        state[seq]["ambiguous"] = data_started
+                    with lock:  # the dot may have been taken: a resend can be a duplicate
+                        state[seq]["ambiguous"] = True
                     raise
                 sent_on_conn += 1
                 if code == 250:

@@ -167,6 +167,8 @@ def _run(cell: Cell, sb: Sandbox, work: Path, zips: list[bytes], messages: int, 
     if logs is not None:  # for a post-mortem: the sandbox and its logs are gone after the run
         logs.mkdir(parents=True, exist_ok=True)
         (logs / "mta.log").write_text(syslog)
+        for f in sb.path("/var/log/kav/5.5/kav4mailservers").glob("*.log"):
+            shutil.copyfile(f, logs / f.name)
         (logs / "chaos.log").write_text("".join(f"{time.strftime('%H:%M:%S', time.gmtime(e.at))} {e.kind} "
                                                 f"{e.detail}\n" for e in chaos.events))
     explain = _explainer(mta, syslog, chaos)
