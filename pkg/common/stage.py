@@ -246,9 +246,7 @@ def stage(src_dir: str | Path, dest_dir: str | Path, layout: Layout = LAYOUTS["d
     # test signatures (guide 8) work with an empty one until keepup2date or the admin fills it.
     # quarantine/ and licensing/ are the filter's (the .deb's postinst gives them to kluser); the
     # state tree above them stays root's (docs/security.md).
-    state_dirs = (layout.state, f"{layout.state}/bases")
-    if layout.name in ("debian", "rpm"):  # the FreeBSD port's pkg-plist makes its own @dir entries
-        state_dirs += (f"{layout.state}/quarantine", f"{layout.state}/licensing")
+    state_dirs = (layout.state, f"{layout.state}/bases", f"{layout.state}/quarantine", f"{layout.state}/licensing")
     for d in (layout.etc, *state_dirs, layout.os.log.lstrip("/")):
         (dest / d).mkdir(parents=True, exist_ok=True)
     for link, target in layout.links:
