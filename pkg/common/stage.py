@@ -36,7 +36,7 @@ from pathlib import Path
 # The OS layouts (runtime/layout.py) come from the tree being staged: this script runs as
 # pkg/common/stage.py, as debian/stage.py (build.sh's copy) and as stage.py at the rpm source root.
 _HERE = Path(__file__).resolve().parent
-for _top in (_HERE.parents[1], _HERE.parent, _HERE):
+for _top in (_HERE, _HERE.parent, _HERE.parents[1]):  # the nearest tree that has one
     if (_top / "runtime" / "layout.py").is_file():
         sys.path.insert(0, str(_top))
         break
