@@ -158,6 +158,7 @@ class Worker:
         self.socks = socks
         self.master_pid = master_pid  # the supervisor's pid at the fork: another parent means orphaned
         self.ask_master = ask_master
+        self.master_pid = master_pid  # the parent it was forked from; another parent means orphaned
         self.engine = engine
         self.settings = settings
         self.log = log
