@@ -118,3 +118,29 @@ def test_webmin_module_names_each_os_configuration() -> None:
 
     assert config_file("config-freebsd") == FREEBSD.conf_file
     assert config_file("config-debian-linux") == LINUX.conf_file
+
+
+def _kavsetup(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kavsetup.cli", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=300)
+
+
+def test_kavsetup_on_a_freebsd_tree_writes_and_finds_freebsd_paths(tmp_path: Path) -> None:
+    """Without the package (kavsetup creates the directories itself and removes them again): install
+    writes FreeBSD's paths, doctor finds the configuration there, uninstall finds the journal there
+    and leaves the tree as it was."""
+    from tests.support.freebsd import tree
+
+    root = fixture_roots.build("freebsd-14.1-postfix", tmp_path / "root")
+    before = tree(root)
+    r = _kavsetup("install", "--root", str(root), "--non-interactive")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (root / FREEBSD.conf_file.lstrip("/")).is_file()
+    assert (root / FREEBSD.journal.lstrip("/") / "journal.json").is_file()
+    assert not (root / "etc/kav").exists() and not (root / "var/lib/kav").exists()
+    r = _kavsetup("doctor", "--root", str(root), "--static")
+    assert f"{FREEBSD.conf_file} is valid" in r.stdout, r.stdout + r.stderr
+    r = _kavsetup("uninstall", "--root", str(root))
+    assert r.returncode == 0, r.stdout + r.stderr
+    after = tree(root)
+    assert after == before, sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))[:20]
