@@ -162,9 +162,10 @@ class Worker:
     """One worker process: a few threads accept and serve connections."""
 
     def __init__(self, socks: list[socket.socket], engine: Engine, settings: ServerSettings, log: EventLog,
-                 db_date: str, ask_master: Callable[[str], None],
+                 db_date: str, ask_master: Callable[[str], None], master_pid: int,
                  marking: Callable[[threading.BoundedSemaphore], object] = lambda sem: sem) -> None:
         self.socks = socks
+        self.master_pid = master_pid  # the accept loop stops serving once its parent is no longer this
         self.marking = marking  # the master's scoreboard: a held scan slot is a busy worker (issue 18)
         self.ask_master = ask_master
         self.engine = engine
@@ -275,7 +276,7 @@ class Master(Supervisor):
     def serve(self) -> int:
         assert self.engine is not None
         return Worker(self.socks, self.engine, self.settings, self.log, self.db_date, self.ask_master,
-                      self.marking).run()
+                      self.master_pid, self.marking).run()
 
     def spawn_generation(self) -> None:
         gc.collect()
