@@ -8,6 +8,8 @@ listing command.  Each probe has a short timeout so a hung daemon cannot hang th
 from __future__ import annotations
 
 import datetime as dt
+import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from runtime.config import KavConfig
 from runtime.engine.client import AveClient
+from runtime.prefork import read_scoreboard, scoreboard_path
 
 STALE_AFTER = 86400  # the guide's daily updates: a database older than a day is worth a warning
 
@@ -31,6 +34,10 @@ class Status:
     db_date: str = ""
     db_age: float | None = None
     workers: int | None = None  # aveserver's worker processes (children of the pid in AVSpidPATH)
+    busy: int | None = None  # aveserver workers scanning now / idle, from its scoreboard (None: no board)
+    idle: int | None = None
+    scans: int | None = None  # scans in progress over all aveserver workers
+    sessions: int | None = None  # SMTP/LMTP connections open to smtpscanner's listener (None: not readable)
     smtpscanner_up: bool = False
     smtpscanner_listen: str = ""
     queue: str = ""
@@ -75,6 +82,61 @@ def worker_count(pidfile: str) -> int | None:
             except (OSError, IndexError, ValueError):
                 continue
     return n
+
+
+def aveserver_board(cfg: KavConfig, st: Status) -> None:
+    """Busy and idle aveserver workers from the scoreboard its master keeps beside the pid file
+    (runtime.prefork.Scoreboard): a worker is busy while it holds a scan slot."""
+    owners = [os.getuid()]
+    try:
+        owners.append(pwd.getpwnam(str(cfg.get("aveserver.options", "User"))).pw_uid)
+    except KeyError:
+        pass
+    board = read_scoreboard(scoreboard_path(Path(str(cfg.get("path", "AVSpidPATH")))), tuple(owners))
+    if board is None:
+        return
+    st.workers = len(board)
+    st.busy = sum(1 for _, n in board if n > 0)
+    st.idle = st.workers - st.busy
+    st.scans = sum(n for _, n in board)
+
+
+TCP_ESTABLISHED, UNIX_CONNECTED = "01", "03"
+
+
+def open_sessions(listen: str) -> int | None:
+    """Connections established to smtpscanner's listener, counted from the kernel's tables
+    (/proc/net/tcp, tcp6, unix): no help from smtpscanner, so it holds whatever mode it runs in.
+    Only the accepted (server) side of a connection carries the listener's port or path."""
+    kind, _, where = listen.partition(":")
+    try:
+        if kind == "unix":
+            n = 0
+            with open("/proc/net/unix", encoding="ascii", errors="replace") as fh:
+                next(fh, None)
+                for line in fh:
+                    f = line.split()
+                    if len(f) >= 8 and f[5] == UNIX_CONNECTED and f[7] == where:
+                        n += 1
+            return n
+        if kind != "inet":
+            return None
+        port = int(where.rpartition(":")[2])
+        n = 0
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                fh = open(table, encoding="ascii", errors="replace")  # noqa: SIM115 - closed below
+            except FileNotFoundError:
+                continue
+            with fh:
+                next(fh, None)
+                for line in fh:
+                    f = line.split()
+                    if len(f) > 3 and f[3] == TCP_ESTABLISHED and int(f[1].rpartition(":")[2], 16) == port:
+                        n += 1
+        return n
+    except (OSError, ValueError):
+        return None
 
 
 def last_update(cfg: KavConfig) -> str:
@@ -145,11 +207,16 @@ def collect(cfg: KavConfig, queue: bool = True) -> Status:
         st.aveserver_error = f"{exc.__class__.__name__}: {exc}"
         st.warnings.append(f"aveserver is not answering on {cfg.get('path', 'LocalSocketPath')}")
     if st.aveserver_up:
-        st.workers = worker_count(str(cfg.get("path", "AVSpidPATH")))
+        aveserver_board(cfg, st)
+        if st.workers is None:
+            st.workers = worker_count(str(cfg.get("path", "AVSpidPATH")))
     if st.db_stale:
         st.warnings.append(f"the anti-virus database is {st.db_age / 86400:.1f} days old (run keepup2date)")
     st.smtpscanner_listen = str(cfg.get("smtpscan.general", "ListenAddress"))
+    sessions = open_sessions(st.smtpscanner_listen)  # before the probe, which is a connection itself
     st.smtpscanner_up = _listening(st.smtpscanner_listen)
+    if st.smtpscanner_up:
+        st.sessions = sessions
     if not st.smtpscanner_up:
         st.warnings.append(f"smtpscanner is not listening on {st.smtpscanner_listen}")
     licences(cfg, st)
