@@ -40,7 +40,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from runtime.config import ConfigError, KavConfig, apply_assignments, load_config, loads_config
 from runtime.config import schema as S
 from runtime.config.editor import Assignment, normalise, set_values
-from runtime.console import accounts, metrics, plots
+from runtime.console import accounts, metrics, pamauth, plots
 from runtime.console import status as status_mod
 from runtime.console.audit import AuditLog
 from runtime.console.sessions import LoginLimiter, Session, Sessions, same_token
@@ -72,6 +72,7 @@ class Console:
         self.limiter = LoginLimiter(int(c["LoginAttempts"]), float(c["LoginLockout"]))
         self.audit = AuditLog(str(c["AuditLog"]))
         self.password_file = str(c["PasswordFile"])
+        self.pam = (str(c["PAMService"]), str(c["PAMAdminGroup"]), str(c["PAMReadOnlyGroup"]))
         self.tls = bool(c["TLSCertificate"] and c["TLSKey"])
         store = c["StatisticsStore"]
         self.store = StatStore(store) if store else None
@@ -274,14 +275,33 @@ class Handler(BaseHTTPRequestHandler):
             self.audit("login", f"refused: password file unusable ({exc})", user=user)
             self.get_login("The password file cannot be read; see the audit log.", 500)
             return
-        if acct is None or not accounts.check_password(password, acct.hash):
+        method, why = "password file", "wrong user name or password"
+        role = None
+        if acct is not None:
+            role = acct.role if accounts.check_password(password, acct.hash) else None
+        elif self.console.pam[0]:
+            # a system account through PAM: the console group first, then PAM (pamauth)
+            method = f"PAM service {self.console.pam[0]}"
+            role = pamauth.role_of(user, *self.console.pam[1:])
+            if role is None:
+                why = "wrong user name or password (no console account, not in a PAM console group)"
+            else:
+                try:
+                    ok, reason = pamauth.authenticate(self.console.pam[0], user, password)
+                except pamauth.PamUnavailable as exc:
+                    self.audit("login", f"refused: {exc}", user=user)
+                    self.get_login("PAM login is configured but unavailable; see the audit log.", 500)
+                    return
+                if not ok:
+                    role, why = None, f"wrong user name or password (PAM: {reason})"
+        if role is None:
             self.console.limiter.failed(self.addr, user)
-            self.audit("login", "refused: wrong user name or password", user=user)
+            self.audit("login", f"refused: {why}", user=user, method=method)
             self.get_login("Wrong user name or password.", 401)
             return
         self.console.limiter.succeeded(self.addr, user)
-        s = self.console.sessions.create(acct.user, acct.role)
-        self.audit("login", "ok", s, role=acct.role)
+        s = self.console.sessions.create(user, role)
+        self.audit("login", "ok", s, role=role, method=method)
         self.redirect("/status", [("Set-Cookie", self.cookie_header(COOKIE, s.id)),
                                   ("Set-Cookie", self.cookie_header(PRE_COOKIE, "", 0))])
 
