@@ -18,10 +18,8 @@ import difflib
 import io
 import ipaddress
 import json
-import os
 import re
 import secrets
-import signal
 import socket
 import ssl
 import threading
@@ -312,7 +310,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- status ---------------------------------------------------------------------------
     def get_status(self, s: Session) -> None:
-        st = status_mod.collect(self.console.cfg)
+        st = status_mod.collect(self.console.cfg, config_path=self.console.config_path)
         self.page("status.html.j2", session=s, st=st, config=self.console.config_path)
 
     # -- statistics -----------------------------------------------------------------------
@@ -638,19 +636,36 @@ class Handler(BaseHTTPRequestHandler):
         self.page("result.html.j2", session=s, title="Reload", results=self._reload(s), back="/status")
 
     def _reload(self, s: Session) -> list[tuple[str, str]]:
-        """SIGHUP to aveserver (6.4.2: it re-reads the configuration and the database); the console
-        needs the same rights over it as an administrator's ``kill -HUP``."""
+        """aveserver: clamd's RELOAD over its UNIX socket (6.4.2: configuration and database
+        re-read), which aveserver grants to root and its own account after checking the peer's
+        credentials with the kernel (SO_PEERCRED): no pid file to trust, no signal to a root master
+        the unprivileged console could not send.  smtpscanner reads its configuration at start: the
+        console says whether the running one predates the file, and how to restart it."""
         out = []
-        pidfile = Path(str(self.console.cfg.get("path", "AVSpidPATH")))
+        sock = str(self.console.cfg.get("path", "LocalSocketPath"))
         try:
-            pid = int(pidfile.read_text().split()[0])
-            os.kill(pid, signal.SIGHUP)
-            out.append(("aveserver", f"reload signalled (pid {pid})"))
-            self.audit("reload.aveserver", "ok", s, pid=pid)
-        except (OSError, ValueError, IndexError) as exc:
+            answer = clamd_command(sock, b"RELOAD")
+            if answer != "RELOADING":
+                raise OSError(answer)
+            out.append(("aveserver", "reload requested: configuration and database re-read (RELOADING)"))
+            self.audit("reload.aveserver", "ok", s, socket=sock)
+        except OSError as exc:
             out.append(("aveserver", f"not reloaded: {exc}"))
-            self.audit("reload.aveserver", f"failed: {exc}", s)
-        out.append(("smtpscanner", "reads its configuration at start: restart it for [smtpscan.*] changes"))
+            self.audit("reload.aveserver", f"failed: {exc}", s, socket=sock)
+        st = status_mod.Status(smtpscanner_listen=str(self.console.cfg.get("smtpscan.general", "ListenAddress")))
+        status_mod.smtpscanner_outdated(self.console.cfg, self.console.config_path, st)
+        if st.smtpscanner_pid is None:
+            text = ("not found running as this console's account on "
+                    f"{st.smtpscanner_listen}: it reads {self.console.config_path} when it starts")
+        elif st.smtpscanner_outdated:
+            text = (f"pid {st.smtpscanner_pid} started {st.smtpscanner_started}, before the last change: it reads its "
+                    "configuration at start, restart it to apply the change (systemctl restart "
+                    "kav4mailservers-smtpscanner, or its init script)")
+        else:
+            text = f"pid {st.smtpscanner_pid} started {st.smtpscanner_started}, after the last change: up to date"
+        out.append(("smtpscanner", text))
+        self.audit("reload.smtpscanner", "restart needed" if st.smtpscanner_outdated else "nothing to do", s,
+                   pid=st.smtpscanner_pid)
         return out
 
     # -- audit & metrics ------------------------------------------------------------------
@@ -672,6 +687,21 @@ class Handler(BaseHTTPRequestHandler):
                 self.send(403, "forbidden\n", "text/plain")
                 return
         self.send(200, metrics.render(self.console.cfg, self.console.store), metrics.CONTENT_TYPE)
+
+
+def clamd_command(path: str, command: bytes, timeout: float = 10.0) -> str:
+    """One clamd command (``zCOMMAND\\0``) over aveserver's UNIX socket; its one-line answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+        c.settimeout(timeout)
+        c.connect(path)
+        c.sendall(b"z" + command + b"\0")
+        answer = b""
+        while not answer.endswith(b"\0") and len(answer) < 4096:
+            chunk = c.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return answer.rstrip(b"\0").decode("utf-8", "replace").strip()
 
 
 def make_server(console: Console, listen: str) -> ThreadingHTTPServer:

@@ -7,6 +7,7 @@ listing command.  Each probe has a short timeout so a hung daemon cannot hang th
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import pwd
@@ -38,6 +39,9 @@ class Status:
     idle: int | None = None
     scans: int | None = None  # scans in progress over all aveserver workers
     sessions: int | None = None  # SMTP/LMTP connections open to smtpscanner's listener (None: not readable)
+    smtpscanner_pid: int | None = None  # its master, when it runs as the console's account
+    smtpscanner_started: str = ""
+    smtpscanner_outdated: bool = False  # started before the configuration file last changed
     smtpscanner_up: bool = False
     smtpscanner_listen: str = ""
     queue: str = ""
@@ -139,6 +143,85 @@ def open_sessions(listen: str) -> int | None:
         return None
 
 
+TCP_LISTEN, UNIX_LISTENING = "0A", "01"
+
+
+def _listener_inodes(listen: str) -> set[str]:
+    """Socket inodes of the listener at ``listen`` (the kernel's tables, as open_sessions)."""
+    kind, _, where = listen.partition(":")
+    found: set[str] = set()
+    try:
+        if kind == "unix":
+            with open("/proc/net/unix", encoding="ascii", errors="replace") as fh:
+                next(fh, None)
+                found = {f[6] for f in map(str.split, fh) if len(f) >= 8 and f[5] == UNIX_LISTENING and f[7] == where}
+        elif kind == "inet":
+            port = int(where.rpartition(":")[2])
+            for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+                with contextlib.suppress(FileNotFoundError), open(table, encoding="ascii", errors="replace") as fh:
+                    next(fh, None)
+                    found |= {f[9] for f in map(str.split, fh)
+                              if len(f) > 9 and f[3] == TCP_LISTEN and int(f[1].rpartition(":")[2], 16) == port}
+    except (OSError, ValueError):
+        return set()
+    return found - {"0"}
+
+
+def smtpscanner_process(listen: str) -> tuple[int, float] | None:
+    """(pid, start time) of the smtpscanner holding the listener: the holder whose parent does not
+    hold it too (the pre-fork master).  Only processes of the console's own account can be looked
+    into (/proc/PID/fd), which is the account smtpscanner runs as in the packages; a process of
+    another account is never taken for it."""
+    links = {f"socket:[{i}]" for i in _listener_inodes(listen)}
+    if not links:
+        return None
+    holders: dict[int, int] = {}
+    uid = os.getuid()
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            if d.stat().st_uid != uid:
+                continue
+            if not any(os.readlink(fd) in links for fd in (d / "fd").iterdir()):
+                continue
+            if b"smtpscanner" not in (cmd := (d / "cmdline").read_bytes()) and b"runtime.filter" not in cmd:
+                continue
+            holders[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    masters = [pid for pid, ppid in holders.items() if ppid not in holders]
+    if len(masters) != 1:
+        return None
+    pid = masters[0]
+    try:
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return pid, boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def smtpscanner_outdated(cfg: KavConfig, config_path: str, st: Status) -> None:
+    """smtpscanner reads its configuration once, at start: say so when the file changed since."""
+    proc = smtpscanner_process(st.smtpscanner_listen)
+    if proc is None:
+        return
+    st.smtpscanner_pid, started = proc
+    st.smtpscanner_started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
+    try:
+        changed = os.stat(config_path).st_mtime
+    except OSError:
+        return
+    # start times have the clock tick's resolution: a second's margin
+    st.smtpscanner_outdated = changed > started + 1
+    if st.smtpscanner_outdated:
+        st.warnings.append(f"smtpscanner (pid {st.smtpscanner_pid}, started {st.smtpscanner_started}) runs with "
+                           f"the configuration as it was before {config_path} last changed: restart it to apply "
+                           "[smtpscan.*] changes (systemctl restart kav4mailservers-smtpscanner)")
+
+
 def last_update(cfg: KavConfig) -> str:
     """The last line keepup2date wrote to its event log (guide 5.1.2), or why there is none."""
     path = cfg.get("updater.report", "ReportFileName")
@@ -189,7 +272,7 @@ def mail_queue() -> str:
     return "no MTA queue command found"
 
 
-def collect(cfg: KavConfig, queue: bool = True) -> Status:
+def collect(cfg: KavConfig, queue: bool = True, config_path: str = "") -> Status:
     st = Status()
     try:
         with AveClient(cfg.get("path", "LocalSocketPath"), timeout=3.0) as c:
@@ -217,6 +300,8 @@ def collect(cfg: KavConfig, queue: bool = True) -> Status:
     st.smtpscanner_up = _listening(st.smtpscanner_listen)
     if st.smtpscanner_up:
         st.sessions = sessions
+        if config_path:
+            smtpscanner_outdated(cfg, config_path, st)
     if not st.smtpscanner_up:
         st.warnings.append(f"smtpscanner is not listening on {st.smtpscanner_listen}")
     licences(cfg, st)
