@@ -78,6 +78,11 @@ class ProductCollector:
         if st.sessions is not None:
             yield GaugeMetricFamily("kav4ms_smtpscanner_sessions", "SMTP/LMTP connections open to smtpscanner's "
                                     "listener (from /proc/net)", value=st.sessions)
+        if st.filter_busy is not None:
+            yield GaugeMetricFamily("kav4ms_smtpscanner_workers_busy", "smtpscanner workers holding at least one "
+                                    "session (from /proc)", value=st.filter_busy)
+            yield GaugeMetricFamily("kav4ms_smtpscanner_workers_idle", "smtpscanner workers holding no session",
+                                    value=st.filter_idle)
         days = GaugeMetricFamily("kav4ms_licence_days_left", "Days until the active product key of each type "
                                  "expires (negative: expired)", labels=["type", "serial"])
         for (ktype, serial), n in sorted(st.days_left.items()):

@@ -39,6 +39,8 @@ class Status:
     idle: int | None = None
     scans: int | None = None  # scans in progress over all aveserver workers
     sessions: int | None = None  # SMTP/LMTP connections open to smtpscanner's listener (None: not readable)
+    filter_busy: int | None = None  # smtpscanner workers holding a session / none (None: not visible)
+    filter_idle: int | None = None
     smtpscanner_pid: int | None = None  # its master, when it runs as the console's account
     smtpscanner_started: str = ""
     smtpscanner_outdated: bool = False  # started before the configuration file last changed
@@ -105,77 +107,57 @@ def aveserver_board(cfg: KavConfig, st: Status) -> None:
     st.scans = sum(n for _, n in board)
 
 
-TCP_ESTABLISHED, UNIX_CONNECTED = "01", "03"
+TCP_LISTEN, TCP_ESTABLISHED = "0A", "01"
+UNIX_LISTENING, UNIX_CONNECTED = "01", "03"
 
 
-def open_sessions(listen: str) -> int | None:
-    """Connections established to smtpscanner's listener, counted from the kernel's tables
-    (/proc/net/tcp, tcp6, unix): no help from smtpscanner, so it holds whatever mode it runs in.
-    Only the accepted (server) side of a connection carries the listener's port or path."""
+def listener_sockets(listen: str) -> tuple[set[str], set[str]] | None:
+    """Socket inodes of smtpscanner's listener and of the sessions accepted on it, from the
+    kernel's tables (/proc/net/tcp, tcp6, unix): no help from smtpscanner, whatever mode it runs
+    in.  Only the accepted (server) side of a connection carries the listener's port or path."""
     kind, _, where = listen.partition(":")
-    try:
-        if kind == "unix":
-            n = 0
-            with open("/proc/net/unix", encoding="ascii", errors="replace") as fh:
-                next(fh, None)
-                for line in fh:
-                    f = line.split()
-                    if len(f) >= 8 and f[5] == UNIX_CONNECTED and f[7] == where:
-                        n += 1
-            return n
-        if kind != "inet":
-            return None
-        port = int(where.rpartition(":")[2])
-        n = 0
-        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-            try:
-                fh = open(table, encoding="ascii", errors="replace")  # noqa: SIM115 - closed below
-            except FileNotFoundError:
-                continue
-            with fh:
-                next(fh, None)
-                for line in fh:
-                    f = line.split()
-                    if len(f) > 3 and f[3] == TCP_ESTABLISHED and int(f[1].rpartition(":")[2], 16) == port:
-                        n += 1
-        return n
-    except (OSError, ValueError):
-        return None
-
-
-TCP_LISTEN, UNIX_LISTENING = "0A", "01"
-
-
-def _listener_inodes(listen: str) -> set[str]:
-    """Socket inodes of the listener at ``listen`` (the kernel's tables, as open_sessions)."""
-    kind, _, where = listen.partition(":")
-    found: set[str] = set()
+    listening: set[str] = set()
+    sessions: set[str] = set()
     try:
         if kind == "unix":
             with open("/proc/net/unix", encoding="ascii", errors="replace") as fh:
                 next(fh, None)
-                found = {f[6] for f in map(str.split, fh) if len(f) >= 8 and f[5] == UNIX_LISTENING and f[7] == where}
+                for f in map(str.split, fh):
+                    if len(f) >= 8 and f[7] == where:
+                        {UNIX_LISTENING: listening, UNIX_CONNECTED: sessions}.get(f[5], set()).add(f[6])
         elif kind == "inet":
             port = int(where.rpartition(":")[2])
             for table in ("/proc/net/tcp", "/proc/net/tcp6"):
                 with contextlib.suppress(FileNotFoundError), open(table, encoding="ascii", errors="replace") as fh:
                     next(fh, None)
-                    found |= {f[9] for f in map(str.split, fh)
-                              if len(f) > 9 and f[3] == TCP_LISTEN and int(f[1].rpartition(":")[2], 16) == port}
+                    for f in map(str.split, fh):
+                        if len(f) > 9 and int(f[1].rpartition(":")[2], 16) == port:
+                            {TCP_LISTEN: listening, TCP_ESTABLISHED: sessions}.get(f[3], set()).add(f[9])
+        else:
+            return None
     except (OSError, ValueError):
-        return set()
-    return found - {"0"}
-
-
-def smtpscanner_process(listen: str) -> tuple[int, float] | None:
-    """(pid, start time) of the smtpscanner holding the listener: the holder whose parent does not
-    hold it too (the pre-fork master).  Only processes of the console's own account can be looked
-    into (/proc/PID/fd), which is the account smtpscanner runs as in the packages; a process of
-    another account is never taken for it."""
-    links = {f"socket:[{i}]" for i in _listener_inodes(listen)}
-    if not links:
         return None
-    holders: dict[int, int] = {}
+    return listening - {"0"}, sessions - {"0"}
+
+
+def open_sessions(listen: str) -> int | None:
+    """SMTP/LMTP connections open to smtpscanner's listener."""
+    socks = listener_sockets(listen)
+    return None if socks is None else len(socks[1])
+
+
+def smtpscanner_processes(listen: str) -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, sessions it holds) of every smtpscanner process holding the listener.
+
+    Only processes of the console's own account can be looked into (/proc/PID/fd), which is the
+    account smtpscanner runs as in the packages; a process of another account is never counted,
+    nor one whose command line is not smtpscanner's."""
+    socks = listener_sockets(listen)
+    if socks is None or not socks[0]:
+        return {}
+    listening = {f"socket:[{i}]" for i in socks[0]}
+    accepted = {f"socket:[{i}]" for i in socks[1]}
+    found: dict[int, tuple[int, int]] = {}
     uid = os.getuid()
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
@@ -183,14 +165,36 @@ def smtpscanner_process(listen: str) -> tuple[int, float] | None:
         try:
             if d.stat().st_uid != uid:
                 continue
-            if not any(os.readlink(fd) in links for fd in (d / "fd").iterdir()):
+            links = [os.readlink(fd) for fd in (d / "fd").iterdir()]
+            if listening.isdisjoint(links):
                 continue
             if b"smtpscanner" not in (cmd := (d / "cmdline").read_bytes()) and b"runtime.filter" not in cmd:
                 continue
-            holders[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            found[int(d.name)] = (ppid, sum(1 for link in links if link in accepted))
         except (OSError, ValueError, IndexError):
             continue
-    masters = [pid for pid, ppid in holders.items() if ppid not in holders]
+    return found
+
+
+def smtpscanner_load(listen: str, st: Status) -> None:
+    """Busy and idle smtpscanner workers: a worker is busy while it holds at least one session.
+    Pre-forked, the workers are the master's children (the master only supervises); a single
+    process is its own one worker."""
+    procs = smtpscanner_processes(listen)
+    if not procs:
+        return
+    children = [n for pid, (ppid, n) in procs.items() if ppid in procs]
+    workers = children or [n for _, n in procs.values()]
+    st.filter_busy = sum(1 for n in workers if n > 0)
+    st.filter_idle = len(workers) - st.filter_busy
+
+
+def smtpscanner_process(listen: str) -> tuple[int, float] | None:
+    """(pid, start time) of the smtpscanner master: the holder whose parent does not hold the
+    listener too."""
+    procs = smtpscanner_processes(listen)
+    masters = [pid for pid, (ppid, _) in procs.items() if ppid not in procs]
     if len(masters) != 1:
         return None
     pid = masters[0]
@@ -300,6 +304,7 @@ def collect(cfg: KavConfig, queue: bool = True, config_path: str = "") -> Status
     st.smtpscanner_up = _listening(st.smtpscanner_listen)
     if st.smtpscanner_up:
         st.sessions = sessions
+        smtpscanner_load(st.smtpscanner_listen, st)
         if config_path:
             smtpscanner_outdated(cfg, config_path, st)
     if not st.smtpscanner_up:

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.filter import eicar_mail, free_port
-from tests.support.procs import children
+from tests.support.procs import children, wait_for
 
 
 def scrape(url: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -53,6 +53,9 @@ def test_metrics_count_exactly_the_traffic_across_prefork_workers(make_console) 
         writers = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
     assert writers == 105
     assert len(children(st.scanner.pid)) == 2
+    # the two pre-forked workers (not the master) are smtpscanner's workers; the sessions are over
+    wait_for(lambda: (x := scrape(st.url))["kav4ms_smtpscanner_workers_idle"][()] == 2
+             and x["kav4ms_smtpscanner_workers_busy"][()] == 0, what="2 idle smtpscanner workers")
 
     # totals survive a restart of both programs
     st.restart_scanner()
@@ -113,6 +116,7 @@ def test_busy_and_idle_workers_and_open_sessions(make_console) -> None:  # noqa:
     assert m["kav4ms_aveserver_workers_busy"][()] == 0 and m["kav4ms_aveserver_workers_idle"][()] == 1
     assert m["kav4ms_aveserver_scans_in_progress"][()] == 0
     assert m["kav4ms_smtpscanner_sessions"][()] == 0
+    assert m["kav4ms_smtpscanner_workers_busy"][()] == 0 and m["kav4ms_smtpscanner_workers_idle"][()] == 1
 
     stop = threading.Event()
     blob = b"".join(b"%08d some text to scan, nothing infected here\n" % i for i in range(400_000))  # ~20 MB
@@ -143,13 +147,16 @@ def test_busy_and_idle_workers_and_open_sessions(make_console) -> None:  # noqa:
     try:
         for s in socks:
             assert s.recv(512).startswith(b"220")
-        assert scrape(st.url)["kav4ms_smtpscanner_sessions"][()] == 2
+        m = scrape(st.url)
+        assert m["kav4ms_smtpscanner_sessions"][()] == 2
+        assert m["kav4ms_smtpscanner_workers_busy"][()] == 1 and m["kav4ms_smtpscanner_workers_idle"][()] == 0
         from tests.support.console import Client
 
         c = Client(st.url)
         assert c.login("admin", "correct horse battery") == 303
         _, _, page = c.get("/status")
         assert 'id="sessions">2<' in page and 'id="idle">1<' in page and 'id="busy">0<' in page
+        assert 'id="filter-busy">1<' in page and 'id="filter-idle">0<' in page
     finally:
         for s in socks:
             s.close()
