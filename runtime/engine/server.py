@@ -165,9 +165,9 @@ class Worker:
                  db_date: str, ask_master: Callable[[str], None], master_pid: int,
                  marking: Callable[[threading.BoundedSemaphore], object] = lambda sem: sem) -> None:
         self.socks = socks
-        self.master_pid = master_pid  # the accept loop stops serving once its parent is no longer this
         self.marking = marking  # the master's scoreboard: a held scan slot is a busy worker (issue 18)
         self.ask_master = ask_master
+        self.master_pid = master_pid  # the parent it was forked from; another parent means orphaned
         self.engine = engine
         self.settings = settings
         self.log = log
