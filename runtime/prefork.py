@@ -50,14 +50,18 @@ class StartupError(Exception):
 
 
 # -- pid file and stale files ---------------------------------------------------------------------
-def pid_alive(pid: int, names: tuple[bytes, ...]) -> bool:
+def pid_alive(pid: int, names: tuple[bytes, ...] = ()) -> bool:
     """Whether ``pid`` runs and looks like one of ``names`` (a recycled pid of another program
-    does not count; without /proc, any live process does)."""
+    does not count; without /proc or without ``names``, any live process does)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        return True
+    if not names:
         return True
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -265,24 +269,14 @@ def read_scoreboard(path: Path, owners: tuple[int, ...] = ()) -> list[tuple[int,
     finally:
         os.close(fd)
     magic, slots, master = _HEAD.unpack_from(data, 0)
-    if magic != SCOREBOARD_MAGIC or slots != SCOREBOARD_SLOTS or not _running(master):
+    if magic != SCOREBOARD_MAGIC or slots != SCOREBOARD_SLOTS or not pid_alive(master):
         return None
     out = []
     for slot in range(slots):
         pid, busy = _SLOT.unpack_from(data, _HEAD.size + slot * _SLOT.size)
-        if pid > 0 and _running(pid):
+        if pid_alive(pid):
             out.append((pid, busy))
     return out
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid > 0
 
 
 # -- the master -----------------------------------------------------------------------------------
