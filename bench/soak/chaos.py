@@ -30,6 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
 
@@ -37,16 +38,32 @@ KINDS = ("aveserver-worker", "aveserver-master", "smtpscanner", "reinjection", "
 WEIGHTS = (30, 10, 25, 20, 15)
 
 
-def listener_children(procs: list[tuple[psutil.Process, list[str]]], port: int) -> list[psutil.Process]:
-    """Children of the daemon listening on 127.0.0.1:port: the sessions it forked (Exim, Sendmail)."""
+def listener_children(procs: list[tuple[psutil.Process, list[str]]], port: int, ns_pid: int) -> list[psutil.Process]:
+    """Children of the daemon listening on ``port``: the sessions it forked (Exim, Sendmail).
+
+    The listener is found through the namespace's own /proc/PID/net/tcp (psutil would read the
+    caller's namespace) and the socket inode among the processes' descriptors."""
+    inodes = set()
+    try:
+        for line in Path(f"/proc/{ns_pid}/net/tcp").read_text().splitlines()[1:]:
+            f = line.split()
+            if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{f[9]}]")
+    except OSError:
+        return []
     daemons = set()
     for p, _ in procs:
         try:
-            conns = getattr(p, "net_connections", None) or p.connections  # psutil < 6 (Debian bookworm)
-            if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in conns("tcp")):
-                daemons.add(p.pid)
-        except psutil.Error:
+            fds = os.listdir(f"/proc/{p.pid}/fd")
+        except OSError:
             continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{p.pid}/fd/{fd}") in inodes:
+                    daemons.add(p.pid)
+                    break
+            except OSError:
+                continue
     out = []
     for p, _ in procs:
         try:

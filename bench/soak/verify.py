@@ -60,7 +60,9 @@ def _headers(raw: bytes) -> dict[str, str]:
     return {k.lower(): str(v) for k, v in h.items()}
 
 
-_QUEUED_ID = re.compile(rb"(?im)^Message-ID:\s*(<soak-[^>]*>)")
+# Not anchored: Exim's -H files prefix each header line with its length and a flag ("042I "),
+# Sendmail's qf files with "H??".
+_QUEUED_ID = re.compile(rb"(?i)Message-ID:\s*(<soak-[^>]*>)")
 
 
 def queued_ids(spools: list[Path]) -> set[str]:
