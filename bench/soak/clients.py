@@ -72,6 +72,7 @@ def main() -> int:
             except queue.Empty:
                 continue
             _, raw = build(args.seed, seq, zips)
+            raw = raw.replace(b"\n", b"\r\n")  # smtplib sends bytes as given; Sendmail refuses bare LF
             with lock:
                 state[seq]["attempts"] = int(state[seq]["attempts"]) + 1  # type: ignore[call-overload]
             try:
