@@ -226,7 +226,8 @@ def stop_daemon(root: Root, pidfile: str, what: str, timeout: float = 20.0) -> l
 class HeldMessage:
     """One message in a listening instance's queue: ``files`` are (source, destination) pairs moved
     in order, the one that makes the MTA see the message (Exim's -H, Sendmail's qf) LAST; ``lock``
-    is the file the MTA locks while it works on the message."""
+    is the file the MTA locks while it works on the message. Files other than ``lock`` and the last
+    are optional: a delivery attempt that ends while we wait for the lock removes its journal."""
 
     ident: str
     lock: Path
@@ -303,15 +304,20 @@ def hand_back(messages: list[HeldMessage], what: str, into: str, wait: float = 1
     while pending:
         busy: list[HeldMessage] = []
         for m in pending:
+            if not m.lock.exists():
+                continue  # delivered (or bounced) meanwhile: nothing held any more
             with _locked(m.lock) as ours:
                 if not ours:
                     busy.append(m)
                     continue
-                if any(dst.exists() for _src, dst in m.files):
+                if not m.lock.exists() or not m.files[-1][0].exists():
+                    continue  # delivered (or bounced) by the attempt that held the lock: nothing held
+                files = [(src, dst) for src, dst in m.files if src.exists()]
+                if any(dst.exists() for _src, dst in files):
                     notes.append(f"{what}: message {m.ident} also exists in {into}; left in {m.lock.parent}")
                     continue
                 try:
-                    for src, dst in m.files:
+                    for src, dst in files:
                         ensure_dir_like(dst.parent, Path(into))
                         _move(src, dst)
                 except OSError as exc:

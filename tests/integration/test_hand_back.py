@@ -75,6 +75,33 @@ def test_a_message_being_delivered_is_left_where_it_is(tmp_path: Path) -> None:
     assert common.hand_back(exim.held_messages(listen, main), "exim", str(main))[-1].startswith("exim: moved 1")
 
 
+def test_a_delivery_attempt_ending_while_we_wait_is_followed(tmp_path: Path) -> None:
+    """An attempt of the stopped listening instance still holds the lock; when it ends it has
+    removed its journal (deferred: the message stays) or the whole message (delivered)."""
+    listen, main = _exim_spools(tmp_path, "1aAAAA-000001-AB", "1aBBBB-000002-CD")
+    for ident in ("1aAAAA-000001-AB", "1aBBBB-000002-CD"):
+        (listen / "input" / f"{ident}-J").write_text("delivery journal\n")
+    held = exim.held_messages(listen, main)
+    assert [src.name for src, _dst in held[0].files][1] == "1aAAAA-000001-AB-J"
+    attempts = [subprocess.Popen([sys.executable, "-c", LOCKER, str(listen / "input" / f"{ident}-D")],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                for ident in ("1aAAAA-000001-AB", "1aBBBB-000002-CD")]
+    for a in attempts:
+        assert a.stdout is not None and a.stdout.readline() == "locked\n"
+    (listen / "input" / "1aAAAA-000001-AB-J").unlink()  # deferred again
+    for name in ("1aBBBB-000002-CD-J", "1aBBBB-000002-CD-H", "1aBBBB-000002-CD-D"):  # delivered
+        (listen / "input" / name).unlink()
+    for a in attempts:
+        a.stdin.close()  # type: ignore[union-attr]
+    notes = common.hand_back(held, "exim", str(main), wait=10)
+    for a in attempts:
+        a.wait(timeout=10)
+    assert notes == [f"exim: moved 1 message(s) held for scanning into {main}; they are delivered unscanned "
+                     "now that the scanner is removed"]
+    assert sorted(p.name for p in (main / "input").iterdir()) == ["1aAAAA-000001-AB-D", "1aAAAA-000001-AB-H"]
+    assert list((listen / "input").iterdir()) == []
+
+
 def test_sendmail_control_file_last_into_the_main_queue_subdirectories(tmp_path: Path) -> None:
     listen, main = tmp_path / "mqueue-kav", tmp_path / "mqueue"
     listen.mkdir()
