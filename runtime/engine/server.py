@@ -156,7 +156,6 @@ class Worker:
     def __init__(self, socks: list[socket.socket], engine: Engine, settings: ServerSettings, log: EventLog,
                  db_date: str, ask_master: Callable[[str], None], master_pid: int) -> None:
         self.socks = socks
-        self.master_pid = master_pid  # the supervisor that forked us: another parent means it died
         self.ask_master = ask_master
         self.master_pid = master_pid  # the parent it was forked from; another parent means orphaned
         self.engine = engine
