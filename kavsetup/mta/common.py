@@ -284,13 +284,18 @@ def _move(src: Path, dst: Path) -> None:
 
 def ensure_dir_like(path: Path, template: Path) -> None:
     """Create ``path`` (a queue subdirectory the MTA would create on demand) with ``template``'s
-    owner and mode."""
+    owner and mode. Set through a descriptor opened O_NOFOLLOW: the queue is the MTA user's to
+    write, and a symlink swapped in after mkdir must not take root's chown elsewhere."""
     if path.is_dir():
         return
     st = os.stat(template)
-    path.mkdir(mode=st.st_mode & 0o7777)
-    os.chown(path, st.st_uid, st.st_gid)
-    os.chmod(path, st.st_mode & 0o7777)
+    path.mkdir(mode=0o700)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        os.fchown(fd, st.st_uid, st.st_gid)
+        os.fchmod(fd, st.st_mode & 0o7777)
+    finally:
+        os.close(fd)
 
 
 def hand_back(messages: list[HeldMessage], what: str, into: str, wait: float = 10.0) -> list[str]:

@@ -150,3 +150,19 @@ def test_zombie_is_not_alive(tmp_path: Path) -> None:
         assert os.path.exists(f"/proc/{proc.pid}") and not common.pid_alive(Root("/"), str(pidfile))
     finally:
         proc.wait()
+
+
+def test_split_spool_subdirectory_is_created_like_the_spool(tmp_path: Path) -> None:
+    """``split_spool_directory``: input/<c>/ and msglog/<c>/ are made as Exim would make them."""
+    listen, main = _exim_spools(tmp_path)
+    os.chmod(main, 0o750)  # noqa: S103 - as Debian-exim's spool
+    for d in ("input", "msglog"):
+        (listen / d / "B").mkdir()
+    (listen / "input" / "B" / "1aAAAB-000001-AB-D").write_text("data\n")
+    (listen / "input" / "B" / "1aAAAB-000001-AB-H").write_text("headers\n")
+    (listen / "msglog" / "B" / "1aAAAB-000001-AB").write_text("log\n")
+    assert common.hand_back(exim.held_messages(listen, main), "exim", str(main))[-1].startswith("exim: moved 1")
+    for d in ("input", "msglog"):
+        st = (main / d / "B").stat()
+        assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o750, main.stat().st_uid, main.stat().st_gid)
+    assert sorted(p.name for p in (main / "input" / "B").iterdir()) == ["1aAAAB-000001-AB-D", "1aAAAB-000001-AB-H"]
