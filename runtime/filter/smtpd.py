@@ -36,6 +36,7 @@ from aiosmtpd.smtp import Envelope as AioEnvelope
 
 from runtime.config.values import XFORWARD_ATTRS
 from runtime.filter.envelope import Envelope, Recipient
+from runtime.filter.spool import DataSpooler, Spool
 
 _PARAM = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*)(?:=([!-<>-~]+))?$")
 _PATH = re.compile(r"^<([^<>\s]*)>(.*)$|^([^<>\s]+)(.*)$")
@@ -305,8 +306,19 @@ class KavSMTP(SMTP):
         if arg:
             await self.push("501 5.5.4 Syntax: DATA")
             return
-        await self.push("354 End data with <CR><LF>.<CR><LF>")
-        got = await self._read_data(self.features.size)
+        spool_dir = getattr(self.event_handler, "spool_dir", None)
+        try:
+            spool = Spool(spool_dir) if spool_dir else None
+        except OSError as exc:  # TempPath missing or full: before the 354, so the MTA keeps the mail
+            await self.push(f"451 4.3.0 cannot spool the message in TempPath: {exc.strerror}")
+            return
+        try:
+            await self.push("354 End data with <CR><LF>.<CR><LF>")
+        except BaseException:
+            if spool is not None:
+                spool.close()
+            raise
+        got = await self._read_data(self.features.size, spool)
         if got is None:
             return  # the client went away mid-DATA: nothing was acknowledged, the MTA keeps it
         content, too_big = got
@@ -315,6 +327,10 @@ class KavSMTP(SMTP):
             self._set_post_data_state()
             await self.push("452 4.3.1 Message size exceeds the anti-virus filter's limit")
             return
+        if isinstance(content, OSError):
+            self._set_post_data_state()
+            await self.push(f"451 4.3.0 cannot spool the message in TempPath: {content.strerror}")
+            return
         env.content = env.original_content = content
         env.xforward = xforward
         status = await self._call_handler_hook("DATA")
@@ -322,45 +338,46 @@ class KavSMTP(SMTP):
         await self.push(status)
 
 
-    async def _read_data(self, limit: int) -> tuple[bytes, bool] | None:
+    async def _read_data(self, limit: int, spool: Spool | None = None) -> tuple[bytes | Spool | OSError, bool] | None:
         """The message up to CRLF.CRLF, dot-unstuffed; (b"", True) past ``limit`` bytes.
 
         Read in large blocks rather than line by line (the per-line loop was the filter's biggest
-        cost); whatever the client pipelined after the final dot goes back into the reader.
+        cost) and written to a spool file in the handler's ``spool_dir`` (TempPath) as it arrives:
+        a big message is never held in memory (spool.py).  Whatever the client pipelined after the
+        final dot goes back into the reader.
         """
         reader = self._reader
-        buf = bytearray()
-        start, dropped = 0, 0
-        while True:
-            if buf.startswith(b".\r\n") and not dropped:
-                end, body_end, skip = 0, 0, 3
-            else:
-                i = buf.find(b"\r\n.\r\n", start)
-                end, body_end, skip = (i, i + 2, 5) if i >= 0 else (-1, 0, 0)
-            if end >= 0:
-                rest = bytes(buf[end + skip:])
-                if rest:
-                    reader._buffer[0:0] = rest  # noqa: SLF001 - pipelined commands after the dot
-                body = bytes(buf[:body_end])
-                break
-            start = max(0, len(buf) - 4)
-            if limit and len(buf) + dropped > limit + 5:
-                keep = buf[-4:]
-                dropped += len(buf) - 4
-                buf = bytearray(keep)
-                start = 0
-            try:
-                chunk = await reader.read(262144)
-            except (ConnectionError, OSError):
-                return None
-            if not chunk:
-                return None
-            buf += chunk
-        if dropped or (limit and len(body) > limit):
+        data = DataSpooler(spool, limit)
+        try:
+            while True:
+                try:
+                    chunk = await reader.read(262144)
+                except (ConnectionError, OSError):
+                    chunk = b""
+                if not chunk:
+                    if spool is not None:
+                        spool.close()
+                    return None
+                rest = data.feed(chunk)
+                if rest is not None:
+                    break
+        except BaseException:
+            if spool is not None:
+                spool.close()
+            raise
+        if rest:
+            reader._buffer[0:0] = rest  # noqa: SLF001 - pipelined commands after the dot
+        if data.too_big:
+            if spool is not None:
+                spool.close()
             return b"", True
-        if body.startswith(b".."):
-            body = body[1:]
-        return body.replace(b"\r\n..", b"\r\n."), False
+        if data.failed is not None:
+            if spool is not None:
+                spool.close()
+            return data.failed, False
+        if spool is None:
+            return b"".join(data.held), False
+        return spool, False
 
 
 class KavLMTP(KavSMTP, LMTP):
@@ -380,6 +397,8 @@ class FilterHandler:
         self.processor = processor
         self.lmtp = lmtp
         self.active = 0
+        #: where DATA is spooled as it arrives (the processor owns and removes the file)
+        self.spool_dir: str | None = getattr(processor, "temp", None)
 
     async def handle_EHLO(self, server: KavSMTP, session: Any, envelope: KavEnvelope, hostname: str,
                           responses: list[str]) -> list[str]:
