@@ -154,9 +154,9 @@ class Worker:
     """One worker process: a few threads accept and serve connections."""
 
     def __init__(self, socks: list[socket.socket], engine: Engine, settings: ServerSettings, log: EventLog,
-                 db_date: str, ask_master: Callable[[str], None], master_pid: int | None = None) -> None:
+                 db_date: str, ask_master: Callable[[str], None], master_pid: int) -> None:
         self.socks = socks
-        self.master_pid = os.getppid() if master_pid is None else master_pid
+        self.master_pid = master_pid  # the accept loop stops serving once its parent is no longer this
         self.ask_master = ask_master
         self.engine = engine
         self.settings = settings
