@@ -160,7 +160,13 @@ class Scanner:
         if self._whole is None:
             if self.spool is not None:
                 # aveserver reads the spool file through its descriptor (AVE/1 SCANFD).
-                self._whole = await self.client.scan_fd(self.spool.fd, "message", cure=False)
+                try:
+                    self._whole = await self.client.scan_fd(self.spool.fd, "message", cure=False)
+                except AveServerError as exc:
+                    if exc.code != 400:
+                        raise
+                    # an aveserver from before SCANFD (restarted after smtpscanner in an upgrade)
+                    self._whole = await self.client.scan(as_bytes(self.data), "message", cure=False)
             else:
                 self._whole = await self.client.scan(self.data, "message", cure=False)
         return self._whole
