@@ -250,20 +250,6 @@ _CT_RFC822 = re.compile(rb"^content-type:\s*message/rfc822", re.IGNORECASE)
 _BOUNDARY = re.compile(rb"""boundary\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s;]+))""", re.IGNORECASE)
 
 
-def _lines(data: bytes) -> Iterator[bytes]:
-    """``data.split(b"\\n")`` one line at a time: a 50 MB message is ~650 000 lines, which as
-    one list cost more memory than the message itself.  Works on any bytes-like object with
-    ``find`` and slicing (the filter passes a memory-mapped spool file)."""
-    start, n = 0, len(data)
-    while True:
-        end = data.find(b"\n", start)
-        if end < 0:
-            yield data[start:n]
-            return
-        yield data[start:end]
-        start = end + 1
-
-
 def structure_problem(data: bytes, max_depth: int, max_parts: int) -> str | None:
     """Why a message is too deeply nested or has too many parts to be parsed, or None.
 
@@ -276,7 +262,18 @@ def structure_problem(data: bytes, max_depth: int, max_parts: int) -> str | None
     parts = 0
     in_header = True
     header: list[bytes] = []
-    for raw in _lines(data):
+    pos, size = 0, len(data)
+    while pos <= size:
+        if not in_header and data[pos:pos + 2] != b"--":
+            # In a body only a line starting with "--" can matter: jump to the next one rather
+            # than walking every line of a big attachment in Python.
+            nxt = data.find(b"\n--", pos)
+            if nxt < 0:
+                break
+            pos = nxt + 1
+        end = data.find(b"\n", pos)
+        raw = data[pos:size] if end < 0 else data[pos:end]
+        pos = size + 1 if end < 0 else end + 1
         line = raw.rstrip(b"\r")
         if in_header:
             if line and line[:1] in b" \t" and header:
