@@ -33,7 +33,7 @@ from runtime.filter.licence import LicenceHook
 from runtime.filter.mimeedit import WHOLE, Finding
 from runtime.filter.notify import VERSION_TEXT, Notifier, message_part, one_line, report_part
 from runtime.filter.quarantine import Quarantine
-from runtime.filter.spool import FileBody, Spool
+from runtime.filter.spool import IN_MEMORY, FileBody, Spool
 from runtime.filter.stats import Statistics
 from runtime.report import EventLog
 
@@ -285,16 +285,18 @@ class Processor:
         """Per-recipient SMTP reply lines; never raises.
 
         ``data`` is the message as received (CRLF), or already spooled in TempPath with LF line
-        endings (a :class:`Spool`, from the SMTP/LMTP session, which this then owns)."""
+        endings (a :class:`Spool`, from the SMTP/LMTP session, which this then owns).  A message
+        larger than :data:`~runtime.filter.spool.IN_MEMORY` is spooled and handed to aveserver
+        as a descriptor; a smaller one stays in memory."""
         started = time.monotonic()
         spool = data if isinstance(data, Spool) else None
         size = spool.size if spool is not None else len(data)  # type: ignore[arg-type]
         outcomes: list[PartOutcome] = []
         replies: dict[str, str] = {}
         try:
-            if spool is None:
+            if spool is None and len(data) > IN_MEMORY:  # type: ignore[arg-type]
                 spool = Spool.from_bytes(self.temp, data.replace(b"\r\n", b"\n"))  # type: ignore[union-attr]
-            data = spool.view()
+            data = data.replace(b"\r\n", b"\n") if spool is None else spool.view()  # type: ignore[union-attr]
             cut = data.find(b"\n\n")
             head = BytesHeaderParser(policy=compat32).parsebytes(data if cut < 0 else data[: cut + 1])
             msgid = one_line(str(head.get("Message-ID", "") or ""), 200) or "<none>"

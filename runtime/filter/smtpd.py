@@ -306,19 +306,8 @@ class KavSMTP(SMTP):
         if arg:
             await self.push("501 5.5.4 Syntax: DATA")
             return
-        spool_dir = getattr(self.event_handler, "spool_dir", None)
-        try:
-            spool = Spool(spool_dir) if spool_dir else None
-        except OSError as exc:  # TempPath missing or full: before the 354, so the MTA keeps the mail
-            await self.push(f"451 4.3.0 cannot spool the message in TempPath: {exc.strerror}")
-            return
-        try:
-            await self.push("354 End data with <CR><LF>.<CR><LF>")
-        except BaseException:
-            if spool is not None:
-                spool.close()
-            raise
-        got = await self._read_data(self.features.size, spool)
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        got = await self._read_data(self.features.size)
         if got is None:
             return  # the client went away mid-DATA: nothing was acknowledged, the MTA keeps it
         content, too_big = got
@@ -338,16 +327,16 @@ class KavSMTP(SMTP):
         await self.push(status)
 
 
-    async def _read_data(self, limit: int, spool: Spool | None = None) -> tuple[bytes | Spool | OSError, bool] | None:
+    async def _read_data(self, limit: int) -> tuple[bytes | Spool | OSError, bool] | None:
         """The message up to CRLF.CRLF, dot-unstuffed; (b"", True) past ``limit`` bytes.
 
         Read in large blocks rather than line by line (the per-line loop was the filter's biggest
-        cost) and written to a spool file in the handler's ``spool_dir`` (TempPath) as it arrives:
-        a big message is never held in memory (spool.py).  Whatever the client pipelined after the
+        cost); a big message goes to a spool file in the handler's ``spool_dir`` (TempPath) as it
+        arrives and is never held in memory (spool.py).  Whatever the client pipelined after the
         final dot goes back into the reader.
         """
         reader = self._reader
-        data = DataSpooler(spool, limit)
+        data = DataSpooler(getattr(self.event_handler, "spool_dir", None), limit)
         try:
             while True:
                 try:
@@ -355,29 +344,22 @@ class KavSMTP(SMTP):
                 except (ConnectionError, OSError):
                     chunk = b""
                 if not chunk:
-                    if spool is not None:
-                        spool.close()
-                    return None
+                    data.discard()
+                    return None  # the client went away mid-DATA
                 rest = data.feed(chunk)
                 if rest is not None:
                     break
         except BaseException:
-            if spool is not None:
-                spool.close()
+            data.discard()
             raise
         if rest:
             reader._buffer[0:0] = rest  # noqa: SLF001 - pipelined commands after the dot
-        if data.too_big:
-            if spool is not None:
-                spool.close()
-            return b"", True
-        if data.failed is not None:
-            if spool is not None:
-                spool.close()
-            return data.failed, False
-        if spool is None:
+        if data.too_big or data.failed is not None:
+            data.discard()
+            return (b"", True) if data.too_big else (data.failed, False)
+        if data.spool is None:
             return b"".join(data.held), False
-        return spool, False
+        return data.spool, False
 
 
 class KavLMTP(KavSMTP, LMTP):

@@ -5,7 +5,8 @@ copy, the request to aveserver, a copy per group, the dot-stuffed copy for the n
 message for a 50 MB mail).  Instead:
 
 * :class:`DataSpooler` turns the SMTP DATA stream into the message as the filter sees it (dot-
-  unstuffed, CRLF -> LF) chunk by chunk as it arrives and writes it to a :class:`Spool`;
+  unstuffed, CRLF -> LF) chunk by chunk as it arrives and, past :data:`IN_MEMORY` bytes, writes
+  it to a :class:`Spool` (smaller mail stays in memory: a file would cost more than it saves);
 * the filter reads it through a read-only memory map (:meth:`Spool.view`), whose pages belong to
   the page cache, not to the process, and are dropped from the process after each pass
   (:meth:`Spool.forget`);
@@ -114,23 +115,39 @@ class FileBody:
         return bytes(self).replace(old, new)
 
 
+#: A message up to this size stays in memory (no spool file, no descriptor passing): for the
+#: ~10 KB mail that is most traffic, creating, writing and removing a file and handing its
+#: descriptor over costs more than the copies.  Bounded per message, so MaxScanners x 1 MiB.
+IN_MEMORY = 1 << 20
+
+
 class DataSpooler:
-    """SMTP DATA (after the 354) -> the message with dot-unstuffing undone and CRLF made LF.
+    """SMTP DATA (after the 354) -> the message with dot-unstuffing undone.
 
     Fed the raw chunks as they arrive; finds the terminating ``CRLF.CRLF``; never holds more
-    than one chunk plus a line's tail.  Each flushed piece ends just before a CRLF, so no CRLF,
-    ``CRLF..`` or terminator is ever split between two pieces.  Past ``limit`` bytes nothing more
-    is written (the session answers 452), but the stream is still read to its end."""
+    than one chunk plus a line's tail beyond what it keeps.  Each flushed piece ends just before a
+    CRLF, so no CRLF, ``CRLF..`` or terminator is ever split between two pieces.  Up to
+    ``in_memory`` bytes the pieces are kept as received (:attr:`held`); past it a :class:`Spool`
+    is created in ``spool_dir`` and everything goes there with CRLF made LF.  Past ``limit`` bytes
+    nothing more is kept (the session answers 452), but the stream is still read to its end."""
 
-    def __init__(self, spool: Spool | None, limit: int) -> None:
-        self.spool = spool
+    def __init__(self, spool_dir: str | None, limit: int, in_memory: int | None = IN_MEMORY) -> None:
+        self.spool_dir = spool_dir
+        self.spool: Spool | None = None
         self.limit = limit
+        self.in_memory = in_memory if spool_dir else None  # None: always in memory
         self.too_big = False
         self.size = 0  # unstuffed wire bytes seen (CRLF counted as two, as the old in-memory rule)
         self._carry = bytearray()
         self._first = True  # nothing flushed yet: a leading ".." is unstuffed, ".\r\n" ends DATA
         self.held: list[bytes] = []
-        self.failed: OSError | None = None  # the spool could not be written (disk full): answer 4xx
+        self.failed: OSError | None = None  # the spool could not be made or written: answer 4xx
+
+    def discard(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
+        self.held = []
 
     def feed(self, chunk: bytes) -> bytes | None:
         """Take one chunk; returns None while DATA goes on, else what followed the final dot."""
@@ -172,10 +189,16 @@ class DataSpooler:
             self.too_big = True
         if self.too_big or self.failed is not None:
             return  # the rest of DATA is still read, so the session stays in step
-        if self.spool is None:
-            self.held.append(data)  # no spool directory (a handler without one): as received
+        if self.spool is None and (self.in_memory is None or self.size <= self.in_memory):
+            self.held.append(data)  # as received; pieces never split a CRLF
             return
         try:
+            if self.spool is None:
+                assert self.spool_dir is not None
+                self.spool = Spool(self.spool_dir)
+                self.held, held = [], self.held
+                for piece in held:
+                    self.spool.write(piece.replace(b"\r\n", b"\n"))
             self.spool.write(data.replace(b"\r\n", b"\n"))
         except OSError as exc:
             self.failed = exc

@@ -7,20 +7,20 @@ from __future__ import annotations
 import random
 
 from runtime.filter.forward import DotStuffer, dot_stuff
-from runtime.filter.spool import DataSpooler, Spool
+from runtime.filter.spool import IN_MEMORY, DataSpooler
 
 PIECES = [b".", b"\r", b"\n", b"a", b"\r\n", b"..", b"\r\n.\r"]
 
 
 def in_memory(wire: bytes) -> tuple[bytes, bytes]:
-    """The former rule: DATA up to CRLF.CRLF, unstuffed, then CRLF -> LF; and what followed."""
+    """The former rule: DATA up to CRLF.CRLF, unstuffed (CRLF kept); and what followed."""
     if wire.startswith(b".\r\n"):
         return b"", wire[3:]
     i = wire.find(b"\r\n.\r\n")
     body, rest = wire[: i + 2], wire[i + 5:]
     if body.startswith(b".."):
         body = body[1:]
-    return body.replace(b"\r\n..", b"\r\n.").replace(b"\r\n", b"\n"), rest
+    return body.replace(b"\r\n..", b"\r\n."), rest
 
 
 def test_data_spooler_gives_the_in_memory_bytes(tmp_path) -> None:  # noqa: ANN001
@@ -30,27 +30,45 @@ def test_data_spooler_gives_the_in_memory_bytes(tmp_path) -> None:  # noqa: ANN0
         if rnd.random() < 0.02:
             body = b"z" * 70000 + body  # a line longer than the carry limit
         wire = b".\r\nNEXT" if rnd.random() < 0.05 else body + b"\r\n.\r\nNEXT"
-        want = in_memory(wire)
-        spool = Spool(str(tmp_path))
+        want_body, want_rest = in_memory(wire)
+        # kept in memory as received / spooled from the start / switching to the spool midway
+        spooler = DataSpooler(str(tmp_path), 0, in_memory=rnd.choice([None, 0, 10]))
         try:
-            spooler, pos, rest = DataSpooler(spool, 0), 0, None
+            pos, rest = 0, None
             while rest is None:
                 n = rnd.randint(1, 8) if len(wire) < 1000 else rnd.randint(1, 30000)
                 rest = spooler.feed(wire[pos:pos + n])
                 pos += n
-            assert (spool.read(0, spool.size + 1), rest + wire[pos:]) == want, wire[-60:]
+            assert rest + wire[pos:] == want_rest
+            if spooler.spool is None:
+                assert b"".join(spooler.held) == want_body, wire[-60:]
+            else:  # the spool holds LF line ends
+                got = spooler.spool.read(0, spooler.spool.size + 1)
+                assert got == want_body.replace(b"\r\n", b"\n"), wire[-60:]
         finally:
-            spool.close()
+            spooler.discard()
     assert list(tmp_path.iterdir()) == []
 
 
 def test_data_spooler_counts_the_limit_and_keeps_reading(tmp_path) -> None:  # noqa: ANN001
-    spool = Spool(str(tmp_path))
-    spooler = DataSpooler(spool, 1000)
+    spooler = DataSpooler(str(tmp_path), 1000, in_memory=100)
     assert spooler.feed(b"x" * 600 + b"\r\n") is None
     assert spooler.feed(b"y" * 600 + b"\r\n.\r\nQUIT\r\n") == b"QUIT\r\n"
-    assert spooler.too_big and spool.size <= 1000
-    spool.close()
+    assert spooler.too_big and spooler.spool is not None and spooler.spool.size <= 1000
+    spooler.discard()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_small_mail_stays_in_memory_big_mail_goes_to_the_spool(tmp_path) -> None:  # noqa: ANN001
+    small = DataSpooler(str(tmp_path), 0)
+    assert small.feed(b"hello\r\n" * 1000 + b".\r\n") == b""
+    assert small.spool is None and list(tmp_path.iterdir()) == []
+    big = DataSpooler(str(tmp_path), 0)
+    line = b"x" * 998 + b"\r\n"
+    for _ in range(IN_MEMORY // len(line) + 2):
+        assert big.feed(line) is None
+    assert big.spool is not None and big.held == [] and len(list(tmp_path.iterdir())) == 1
+    big.discard()
 
 
 def test_dot_stuffer_gives_dot_stuff_bytes() -> None:
