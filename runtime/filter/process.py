@@ -37,6 +37,10 @@ from runtime.filter.spool import IN_MEMORY, FileBody, Spool
 from runtime.filter.stats import Statistics
 from runtime.report import EventLog
 
+#: Messages up to this size get their structure check on the event loop (well under a
+#: millisecond); larger ones in a thread, so one big mail never stalls the other sessions.
+INLINE_CHECK = 64 * 1024
+
 #: Config spelling -> rank, for the roll-up of a message's findings (Filtered sits just above Cured).
 RANK = {s.config_name: SEVERITY[s] * 2 for s in Status}
 RANK["Filtered"] = 3
@@ -142,7 +146,11 @@ class Scanner:
 
     async def problem(self) -> str | None:
         if self._problem is False:
-            self._problem = await asyncio.to_thread(structure_problem, self.data, self.max_depth, self.max_parts)
+            if len(self.data) <= INLINE_CHECK:  # linear and short: a thread hop would cost more
+                self._problem = structure_problem(self.data, self.max_depth, self.max_parts)
+            else:
+                self._problem = await asyncio.to_thread(structure_problem, self.data, self.max_depth,
+                                                        self.max_parts)
             if self.spool is not None:
                 self.spool.forget()
         return self._problem  # type: ignore[return-value]
