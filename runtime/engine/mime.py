@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import email
-import email.parser
 import email.policy
 import io
 import quopri
@@ -69,7 +68,7 @@ def leaves(msg: Message) -> Iterator[tuple[str, bytes, Message]]:
 
 # -- leaves without the parse tree (big mail, issue 20) --------------------------------------------
 _HEADER_RE = re.compile(rb"(?:From |[\041-\071\073-\176]*:|[\t ])")
-_B64_LINE_BREAKS = (b"\n", b"\r")
+_COMPAT32 = email.policy.compat32
 
 
 class _Unsimple(Exception):
@@ -114,7 +113,33 @@ def _header_block(data: bytes, start: int, end: int) -> tuple[Message, int]:
 
 
 def _headers(data: bytes, start: int, end: int) -> Message:
-    return email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(data[start:end])
+    """The header lines [start, end) as the feed parser's ``_parse_headers`` stores them (the same
+    policy call per field), without a feed parser per part: for small mail that machinery cost
+    more than scanning the parts."""
+    text = data[start:end].decode("ascii", "surrogateescape")
+    pieces = text.split("\n")
+    lines = [p + "\n" for p in pieces[:-1]] + ([pieces[-1]] if pieces[-1] else [])
+    msg = Message(policy=_COMPAT32)
+    last: list[str] = []
+    for n, line in enumerate(lines):
+        if line[0] in " \t":
+            if last:
+                last.append(line)
+            continue  # a first line that is a continuation is dropped (a defect)
+        if last:
+            msg.set_raw(*_COMPAT32.header_source_parse(last))
+            last = []
+        if line.startswith("From "):
+            if n == 0:
+                msg.set_unixfrom(line.rstrip("\r\n"))
+            elif n == len(lines) - 1:
+                raise _Unsimple  # the feed parser moves it into the body
+            continue  # a misplaced envelope line is dropped (a defect)
+        if line.find(":") > 0:
+            last = [line]
+    if last:
+        msg.set_raw(*_COMPAT32.header_source_parse(last))
+    return msg
 
 
 def _boundary_lines(data: bytes, sep: bytes, start: int, end: int) -> Iterator[tuple[int, int, bool]]:
