@@ -158,6 +158,7 @@ class Worker:
         self.socks = socks
         self.master_pid = master_pid  # the accept loop stops serving once its parent is no longer this
         self.ask_master = ask_master
+        self.master_pid = master_pid  # the parent it was forked from; another parent means orphaned
         self.engine = engine
         self.settings = settings
         self.log = log
