@@ -92,7 +92,9 @@ def leaves_of(data: bytes) -> Iterator[tuple[str, bytes]] | None:
         return None
     try:
         plan = _plan(data)
-    except _Unsimple:
+    except (_Unsimple, UnicodeError, ValueError, LookupError, TypeError, AttributeError):
+        # e.g. a boundary with non-ASCII characters (RFC 2231): whatever surprises the direct
+        # path, the feed parser's handling stays the reference.
         return None
     return _decode_all(data, plan)
 

@@ -80,6 +80,8 @@ def test_special_structures_are_left_to_the_feed_parser() -> None:
         "boundary absent": head + b'Content-Type: multipart/mixed; boundary="b"\n\nno parts here\n',
         "bare CR": head + b"Content-Type: text/plain\n\nline\rmore\n",
         "uuencode": head + b"Content-Type: text/plain\nContent-Transfer-Encoding: x-uuencode\n\nbegin 644 a\n`\nend\n",
+        "non-ASCII boundary": head + b"Content-Type: multipart/mixed; boundary*=utf-8''%C3%A9\n\n--\xc3\xa9\n"
+                                     b"\nx\n--\xc3\xa9--\n",
         "padding": head + b"Content-Type: text/plain\nContent-Transfer-Encoding: base64\n\nQUJD\nRA\n",
         "reused boundary": head + b'Content-Type: multipart/mixed; boundary="b"\n\n--b\nContent-Type: '
                                   b'multipart/mixed; boundary="b"\n\n--b\n\nx\n--b--\n--b--\n',
