@@ -61,7 +61,8 @@ def test_manifest_has_pkg_create_fields_and_the_payload_agrees(pkg: Path, manife
                  "/usr/local/etc/rc.d/kav4ms_smtpscanner", f"{CONF}.sample", "/usr/local/share/man/man8/kavsetup.8.gz"):
         assert path in files, path
     assert files["/opt/kav/5.5/kav4mailservers/bin/smtpscanner"] == "-"  # a link, per pkg-create(8)
-    assert manifest["config"] == [CONF]
+    # the configuration (@sample) and keepup2date's crontab (@config: pkg(8) keeps the admin's edits)
+    assert manifest["config"] == ["/usr/local/etc/cron.d/kav4mailservers-keepup2date", CONF]
     assert manifest["directories"]["/var/db/kav/5.5/kav4mailservers/"] == "kluser,filter,0750"
     assert set(manifest["scripts"]) == {"install", "deinstall"}
     assert {m["type"] for m in manifest["messages"]} == {"install", "remove"}
