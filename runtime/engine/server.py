@@ -163,6 +163,7 @@ class Worker:
         self.db_date = db_date
         self.retiring = False  # SIGUSR2 after a reload: stop accepting, keep open connections
         self.terminating = False  # SIGTERM: stop accepting, finish the request in flight
+        self.master_pid = os.getppid()  # the master's pid (set by Master.serve); built in the worker after the fork
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_term)
@@ -263,7 +264,9 @@ class Master(Supervisor):
     # workers -------------------------------------------------------------------------------
     def serve(self) -> int:
         assert self.engine is not None
-        return Worker(self.socks, self.engine, self.settings, self.log, self.db_date, self.ask_master).run()
+        worker = Worker(self.socks, self.engine, self.settings, self.log, self.db_date, self.ask_master)
+        worker.master_pid = self.master_pid  # the orphan check in _accept_loop compares with it
+        return worker.run()
 
     def spawn_generation(self) -> None:
         gc.collect()
