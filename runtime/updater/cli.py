@@ -175,12 +175,12 @@ def _update(cfg: object, bases: Path, key_path: str, override: str | None, ctx: 
         try:
             src, got = try_sources(entries, ctx, cool, run)
         finally:
-            install.save_json(state / "cooldown.json", cool.until)
+            install.save_json(state / "cooldown.json", cool.until, log)
         cool.clear(src.name)
-        install.save_json(state / "cooldown.json", cool.until)
+        install.save_json(state / "cooldown.json", cool.until, log)
         if not got.files:
             validators_all.setdefault(src.name, {}).update(got.validators)
-            install.save_json(state / "validators.json", validators_all)
+            install.save_json(state / "validators.json", validators_all, log)
             line = f"databases are up to date ({src}): nothing downloaded (0 bytes)"
             log.info(line)
             say(line)
@@ -191,7 +191,7 @@ def _update(cfg: object, bases: Path, key_path: str, override: str | None, ctx: 
         swap = time.monotonic() - t0
         shutil.rmtree(install.partial_dir(bases), ignore_errors=True)
         validators_all.setdefault(src.name, {}).update(got.validators)
-        install.save_json(state / "validators.json", validators_all)
+        install.save_json(state / "validators.json", validators_all, log)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     for via in got.via.values():
@@ -272,9 +272,9 @@ def _mirror(cfg: object, bases: Path, rdir: Path, override: str | None, ctx: Con
             src, got = try_sources(entries, ctx, cool, lambda s: stage_from(
                 s, ctx, have, staging, install.partial_dir(bases), {}, mirror=True))
         finally:
-            install.save_json(state / "cooldown.json", cool.until)
+            install.save_json(state / "cooldown.json", cool.until, log)
         for name, data in got.cdiffs.items():
-            (staging / name).write_bytes(data)
+            install.write_new(staging / name, data)
         for name in sorted(got.cdiffs) + sorted(got.files):
             shutil.move(staging / name, rdir / f".{name}.tmp")
             os.replace(rdir / f".{name}.tmp", rdir / name)

@@ -20,7 +20,7 @@ from runtime.engine.dsig import PublicKey
 from runtime.report import EventLog
 
 from . import cdiff, dnstxt, install
-from .fetch import FetchError, Options, Source
+from .fetch import FetchError, LocalWriteError, Options, Source
 from .sources import CoolDown, Entry
 
 MAX_CDIFF_CHAIN = 60  # further behind than this, the full container is cheaper
@@ -147,7 +147,7 @@ def _by_cdiff(src: Source, ctx: Context, db: str, local: install.Installed, remo
     except (FetchError, cdiff.CdiffError) as exc:
         ctx.log.warning(f"{exc}; falling back to the full {db}.cvd")
         return False
-    (staging / f"{db}.cld").write_bytes(cdiff.write_cld(base, members, remote))
+    install.write_new(staging / f"{db}.cld", cdiff.write_cld(base, members, remote))
     out.files[f"{db}.cld"] = remote
     out.downloaded += size
     out.cdiffs.update(diffs)
@@ -225,7 +225,11 @@ def try_sources(entries: list[Entry], ctx: Context, cool: CoolDown, run: callabl
         except (Refused, install.InstallError, cdiff.CdiffError) as exc:
             msg = str(exc)
         except OSError as exc:  # a full disk while staging: the installed set is untouched
-            msg = f"{src}: {exc.strerror or exc} while staging {exc.filename or ''}".rstrip()
+            msg = f"{src}: {install.disk_error(exc, 'staging')}"
+            if isinstance(exc, LocalWriteError) or exc.errno in install.LOCAL_ERRNOS:
+                # this host's disk, not the source: the next source would fill it the same way
+                ctx.log.error(msg)
+                raise UpdateFailed([*errors, msg]) from None
         ctx.log.error(msg)
         errors.append(msg)
     raise UpdateFailed(errors)
