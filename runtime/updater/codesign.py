@@ -27,6 +27,8 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -274,6 +276,35 @@ def trusted_certificates(directory: Path) -> list[x509.Certificate]:
                     except ValueError as exc:
                         raise SignError(f"{path}: unreadable certificate: {exc}") from None
     return certs
+
+
+def certificates_for(directory: Path) -> list[x509.Certificate] | None:
+    """The trusted certificates of ``directory``, or None when it does not exist or holds none.
+
+    keepup2date runs as root: a directory or file that another user could write would let that
+    user decide which databases are trusted, so such a directory is refused (SignError).
+    """
+    try:
+        st = directory.lstat()
+    except FileNotFoundError:
+        return None
+    problem = _writable_by_others(directory, st)
+    if problem:
+        raise SignError(problem)
+    for path in directory.iterdir():
+        if path.suffix in (".pem", ".crt"):
+            problem = _writable_by_others(path, path.lstat())
+            if problem:
+                raise SignError(problem)
+    return trusted_certificates(directory) or None
+
+
+def _writable_by_others(path: Path, st: os.stat_result) -> str:
+    if stat.S_ISLNK(st.st_mode):
+        return f"{path}: a symbolic link; the certificates must be the directory's own files"
+    if st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022:
+        return f"{path}: writable by another user (owner uid {st.st_uid}, mode {st.st_mode & 0o7777:04o}); not trusted"
+    return ""
 
 
 def verify_sign_file(data: bytes, sign: bytes, trusted: list[x509.Certificate], where: str,

@@ -5,17 +5,14 @@ PKCS7_sign, what ClamAV's sigtool calls), over a real signed container."""
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
-from cryptography.x509.oid import NameOID
 
 from runtime.updater.codesign import (
     FLEVEL,
@@ -25,40 +22,7 @@ from runtime.updater.codesign import (
     trusted_certificates,
     verify_sign_file,
 )
-from tests.support.updater import Mirror
-
-NOW = dt.datetime.now(dt.UTC)
-
-
-def _cert(cn: str, key: rsa.RSAPrivateKey, issuer: tuple[x509.Certificate, rsa.RSAPrivateKey] | None = None,
-          ca: bool = False, days: int = 30, start: int = -1) -> x509.Certificate:
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    builder = (x509.CertificateBuilder().subject_name(subject)
-               .issuer_name(issuer[0].subject if issuer else subject).public_key(key.public_key())
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(NOW + dt.timedelta(days=start)).not_valid_after(NOW + dt.timedelta(days=days))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-    return builder.sign(issuer[1] if issuer else key, hashes.SHA256())
-
-
-class Pki:
-    def __init__(self, root: Path) -> None:
-        self.ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.ca = _cert("kav4ms test CA", self.ca_key, ca=True)
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.signer = _cert("kav4ms test signer", self.key, (self.ca, self.ca_key))
-        self.certs = root / "certs"
-        self.certs.mkdir()
-        (self.certs / "ca.crt").write_bytes(self.ca.public_bytes(serialization.Encoding.PEM))
-        (self.certs / "README").write_text("not a certificate: ignored\n")
-        self.root = root
-
-    def line(self, data: bytes, signer: x509.Certificate | None = None, key: rsa.RSAPrivateKey | None = None,
-             algo: hashes.HashAlgorithm | None = None, levels: str = "220:") -> str:
-        der = (pkcs7.PKCS7SignatureBuilder().set_data(data)
-               .add_signer(signer or self.signer, key or self.key, algo or hashes.SHA256())
-               .sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.Binary]))
-        return f"{levels}:pkcs7-pem:{base64.b64encode(der).decode()}"
+from tests.support.updater import Mirror, Pki, make_cert
 
 
 @pytest.fixture
@@ -109,22 +73,22 @@ def test_a_changed_byte_anywhere_is_refused(pki: Pki, cvd: bytes) -> None:
 
 def test_a_signer_outside_the_trusted_certificates_cannot_verify(pki: Pki, cvd: bytes) -> None:
     other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    other_ca = _cert("someone else's CA", other_key, ca=True)
+    other_ca = make_cert("someone else's CA", other_key, ca=True)
     stranger_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    stranger = _cert("stranger", stranger_key, (other_ca, other_key))
+    stranger = make_cert("stranger", stranger_key, (other_ca, other_key))
     with pytest.raises(CannotVerify, match="'stranger' does not chain to a trusted certificate"):
         _verify(cvd, f"#clamsign-1.0\n{pki.line(cvd, stranger, stranger_key)}\n", pki)
     # ClamAV's rule: an unverifiable line lets the next one try
     sign = f"#clamsign-1.0\n{pki.line(cvd, stranger, stranger_key)}\n{pki.line(cvd)}\n"
     assert _verify(cvd, sign, pki) == "kav4ms test signer"
     # a self-signed signer is not trusted because it signs
-    self_signed = _cert("self", stranger_key)
+    self_signed = make_cert("self", stranger_key)
     with pytest.raises(CannotVerify):
         _verify(cvd, f"#clamsign-1.0\n{pki.line(cvd, self_signed, stranger_key)}\n", pki)
 
 
 def test_an_expired_signer_certificate_cannot_verify(pki: Pki, cvd: bytes) -> None:
-    old = _cert("kav4ms test signer", pki.key, (pki.ca, pki.ca_key), days=-1, start=-30)
+    old = make_cert("kav4ms test signer", pki.key, (pki.ca, pki.ca_key), days=-1, start=-30)
     with pytest.raises(CannotVerify):
         _verify(cvd, f"#clamsign-1.0\n{pki.line(cvd, old)}\n", pki)
 
