@@ -255,6 +255,23 @@ def write_conf(path: Path, bases: Path, extra: dict[str, dict[str, str]] | None 
 REPO = Path(__file__).resolve().parents[2]
 
 
+def keepup2date(conf: Path, *args: str, env: dict[str, str] | None = None,
+                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The real command line (``python -m runtime.updater.cli -c CONF ...``); no proxy from this
+    machine's environment unless ``env`` gives one."""
+    import sys
+
+    base = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "no_proxy")}
+    return subprocess.run([sys.executable, "-m", "runtime.updater.cli", "-c", str(conf), *args],
+                          env={**base, "PYTHONPATH": str(REPO), **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def snapshot(bases: Path) -> dict[str, str]:
+    """SHA-256 of every file of a database directory: "the set is unchanged" is equality of two of these."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in bases.iterdir() if p.is_file()}
+
+
 class AveServer:
     """A real aveserver on a UNIX socket, reading ``bases`` (the set keepup2date maintains)."""
 

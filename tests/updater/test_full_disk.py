@@ -11,10 +11,8 @@ Mounting needs root (CAP_SYS_ADMIN): skipped with the reason otherwise.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +22,6 @@ from runtime.updater.cdiff import build_cdiff
 from tests.support.clamav import build_cvd
 from tests.support.procs import wait_for
 from tests.support.updater import (
-    REPO,
     SAMPLES,
     AveServer,
     Mirror,
@@ -34,6 +31,12 @@ from tests.support.updater import (
     detects,
     hdb_line,
     write_conf,
+)
+from tests.support.updater import (
+    keepup2date as _run,
+)
+from tests.support.updater import (
+    snapshot as _snapshot,
 )
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs as BasesPath needs root")
@@ -71,21 +74,6 @@ def fs(tmp_path: Path) -> Iterator[Tmpfs]:
     t = Tmpfs(tmp_path / "fs", 4 * 1024 * 1024)
     yield t
     t.unmount()
-
-
-@pytest.fixture(autouse=True)
-def _engine_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KAV_ENGINE_CACHE", str(tmp_path_factory.getbasetemp() / "engine-cache"))
-
-
-def _run(conf: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "runtime.updater.cli", "-c", str(conf), *args],
-                          env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=300,
-                          check=False)
-
-
-def _snapshot(bases: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in bases.iterdir() if p.is_file()}
 
 
 def _pad(lines: int = 30000) -> bytes:

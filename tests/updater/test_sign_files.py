@@ -4,33 +4,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.support.updater import REPO, Mirror, MirrorServer, Pki, write_conf
-
-
-@pytest.fixture(autouse=True)
-def _engine_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KAV_ENGINE_CACHE", str(tmp_path_factory.getbasetemp() / "engine-cache"))
-
-
-@pytest.fixture
-def mirror(tmp_path: Path) -> Mirror:
-    return Mirror(tmp_path / "mirror").build(daily=1)
-
-
-@pytest.fixture
-def server(mirror: Mirror) -> Iterator[MirrorServer]:
-    srv = MirrorServer(mirror.root)
-    yield srv
-    srv.close()
+from tests.support.updater import Mirror, MirrorServer, Pki, write_conf
+from tests.support.updater import keepup2date as _run
+from tests.support.updater import snapshot as _snapshot
 
 
 def _sign(pki: Pki, mirror: Mirror, name: str, sign_name: str, data: bytes | None = None) -> None:
@@ -46,16 +25,6 @@ def _site(tmp_path: Path, mirror: Mirror, with_certs: bool = True) -> tuple[Path
     bases.mkdir()
     key = mirror.key.write_public(tmp_path / "test.key")
     return write_conf(site / "kav4mailservers.conf", bases, {"path": {"BasesPublicKey": str(key)}}), bases, pki
-
-
-def _run(conf: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "runtime.updater.cli", "-c", str(conf), *args],
-                          env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=120,
-                          check=False)
-
-
-def _snapshot(bases: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in bases.iterdir() if p.is_file()}
 
 
 def test_signed_containers_and_diffs_are_verified_and_a_bad_sign_file_refuses(
