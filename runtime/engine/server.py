@@ -154,16 +154,16 @@ class Worker:
     """One worker process: a few threads accept and serve connections."""
 
     def __init__(self, socks: list[socket.socket], engine: Engine, settings: ServerSettings, log: EventLog,
-                 db_date: str, ask_master: Callable[[str], None]) -> None:
+                 db_date: str, ask_master: Callable[[str], None], master_pid: int) -> None:
         self.socks = socks
         self.ask_master = ask_master
+        self.master_pid = master_pid  # the parent it was forked from; another parent means orphaned
         self.engine = engine
         self.settings = settings
         self.log = log
         self.db_date = db_date
         self.retiring = False  # SIGUSR2 after a reload: stop accepting, keep open connections
         self.terminating = False  # SIGTERM: stop accepting, finish the request in flight
-        self.master_pid = os.getppid()  # the master's pid (set by Master.serve); built in the worker after the fork
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_term)
@@ -264,9 +264,8 @@ class Master(Supervisor):
     # workers -------------------------------------------------------------------------------
     def serve(self) -> int:
         assert self.engine is not None
-        worker = Worker(self.socks, self.engine, self.settings, self.log, self.db_date, self.ask_master)
-        worker.master_pid = self.master_pid  # the orphan check in _accept_loop compares with it
-        return worker.run()
+        return Worker(self.socks, self.engine, self.settings, self.log, self.db_date, self.ask_master,
+                      self.master_pid).run()
 
     def spawn_generation(self) -> None:
         gc.collect()
