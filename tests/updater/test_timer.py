@@ -12,6 +12,7 @@ from __future__ import annotations
 import configparser
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -129,3 +130,16 @@ def test_freebsd_package_ships_the_same_job_as_a_system_crontab_that_updates(tmp
     r = subprocess.run(["/bin/sh", "-c", missing], env=env, capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode != 0 and r.stdout == "" and r.stderr == ""
     assert (tmp_path / "keepup2date.log").read_text() == report
+
+
+def test_timer_units_pass_systemd_analyze_verify() -> None:
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze not installed")
+    units = [REPO / "pkg/deb/debian/units" / f"kav4mailservers-keepup2date.{kind}" for kind in ("service", "timer")]
+    out = subprocess.run(["systemd-analyze", "verify", *map(str, units)], capture_output=True, text=True, check=False)
+    # the program and its man page are installed by the package, not on this machine; nothing else may be said
+    ok = ("kav4mailservers-keepup2date.service: Command /usr/sbin/keepup2date is not executable",
+          "kav4mailservers-keepup2date.service: Command 'man keepup2date(8)' failed",
+          "kav4mailservers-keepup2date.timer: Command 'man keepup2date(8)' failed")
+    bad = [ln for ln in out.stderr.splitlines() if ln.strip() and not ln.startswith(ok)]
+    assert bad == [], out.stderr
