@@ -92,6 +92,8 @@ def test_freebsd_package_ships_the_same_job_as_a_system_crontab_that_updates(tmp
     cron = dest / "usr/local/etc/cron.d/kav4mailservers-keepup2date"
     plist = (REPO / "pkg/freebsd/pkg-plist").read_text()
     assert "@config etc/cron.d/kav4mailservers-keepup2date\n" in plist  # pkg(8) keeps the admin's edits
+    message = (REPO / "pkg/freebsd/files/pkg-message.in").read_text()
+    assert "%%PREFIX%%/etc/cron.d/kav4mailservers-keepup2date" in message
     jobs = [ln for ln in cron.read_text().splitlines() if ln and not ln.startswith("#") and "=" not in ln.split()[0]]
     assert len(jobs) == 1
     # crontab(5), system form: minute hour mday month wday who command; hourly at a random moment
