@@ -667,6 +667,31 @@ SECTIONS: tuple[Section, ...] = (
                 note="The account smtpscanner runs as (the packages' units): it owns the quarantine and statistics.",
             ),
             K(
+                "PAMService",
+                v.String(),
+                "",
+                "4.3",
+                "PAM service (a file in /etc/pam.d) for logging in with a system account; empty: PasswordFile only.",
+                note="Off by default; the console is unprivileged, so the service needs a module that works "
+                "without root (docs/console.md).",
+            ),
+            K(
+                "PAMAdminGroup",
+                v.String(),
+                "",
+                "4.3",
+                "System group whose members may log in through PAMService as administrators.",
+                note="Empty: no system account is an administrator of the console.",
+            ),
+            K(
+                "PAMReadOnlyGroup",
+                v.String(),
+                "",
+                "4.3",
+                "System group whose members may log in through PAMService read-only.",
+                note="Accounts in neither group are refused before PAM is asked: the quarantine holds others' mail.",
+            ),
+            K(
                 "SessionTimeout",
                 v.Int(minimum=1, maximum=86400),
                 900,
