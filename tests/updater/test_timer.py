@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from runtime.layout import FREEBSD, LINUX
 from tests.support.updater import REPO, Mirror, write_conf
 
-CONF = "/etc/kav/5.5/kav4mailservers/kav4mailservers.conf"
+CONF = LINUX.conf_file
 UNIT_DIRS = {"debian": "lib/systemd/system", "rpm": "usr/lib/systemd/system"}
 
 
@@ -104,7 +105,7 @@ def test_freebsd_package_ships_the_same_job_as_a_system_crontab_that_updates(tmp
     delay = int(timer["Timer"]["RandomizedDelaySec"].removesuffix("min")) * 60
     assert f"sleep $(jot -r 1 0 {delay})" in command
     assert "%" not in command  # cron would turn it into a newline
-    assert f"exec /usr/local/sbin/keepup2date -q -c {CONF}" in command
+    assert f"exec /usr/local/sbin/keepup2date -q -c {FREEBSD.conf_file}" in command
     assert (dest / "usr/local/sbin/keepup2date").is_file()
 
     # Run the line as cron does (SHELL=/bin/sh), with the test's configuration and this tree's updater.
@@ -119,7 +120,7 @@ def test_freebsd_package_ships_the_same_job_as_a_system_crontab_that_updates(tmp
                     '-m runtime.updater.cli "$@"\n')
     for f in (jot, shim):
         f.chmod(0o755)
-    line = command.replace("/usr/local/sbin/keepup2date", str(shim)).replace(CONF, str(conf))
+    line = command.replace("/usr/local/sbin/keepup2date", str(shim)).replace(FREEBSD.conf_file, str(conf))
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)}
     r = subprocess.run(["/bin/sh", "-c", line], env=env, capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stderr
@@ -128,7 +129,8 @@ def test_freebsd_package_ships_the_same_job_as_a_system_crontab_that_updates(tmp
 
     # Before kavsetup has written the configuration: nothing runs, nothing is printed.
     report = (tmp_path / "keepup2date.log").read_text()
-    missing = command.replace("/usr/local/sbin/keepup2date", str(shim)).replace(CONF, str(tmp_path / "absent.conf"))
+    absent = str(tmp_path / "absent.conf")
+    missing = command.replace("/usr/local/sbin/keepup2date", str(shim)).replace(FREEBSD.conf_file, absent)
     r = subprocess.run(["/bin/sh", "-c", missing], env=env, capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode != 0 and r.stdout == "" and r.stderr == ""
     assert (tmp_path / "keepup2date.log").read_text() == report
