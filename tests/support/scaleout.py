@@ -203,12 +203,14 @@ class Lab:
 
     def kill(self, host: str) -> None:
         """Pull the plug: SIGKILL every process of the host, then tear its namespaces (and link) down."""
-        for proc in self.procs.pop(host, []):
-            for pid in _tree(proc.pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        procs = self.procs.pop(host, [])
+        pids = [pid for proc in reversed(procs) for pid in _tree(proc.pid)]  # all at once, newest first
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for proc in procs:
             proc.wait()
         sb = self.hosts.pop(host, None)
         if sb is not None:
@@ -351,6 +353,21 @@ def pool_scans(n: int, errors: list[str], found: list[str]) -> None:
         (found if ok else errors).append(reply)
 
 
+def kill_with_mail_inside(lab: Lab, host: str, patience: float = 30) -> int:
+    """Kill ``host`` at a moment when it holds messages it has read but not yet answered (its
+    TempPath spool is not empty): the worst moment for the MX. Returns how many it held."""
+    spool = lab.work / host / "spool"
+    deadline = time.monotonic() + patience
+    held = 0
+    while time.monotonic() < deadline:
+        held = len(os.listdir(spool))
+        if held:
+            break
+        time.sleep(0.0005)
+    lab.kill(host)
+    return held
+
+
 def filter_host_of(data: bytes) -> str:
     """Which filter host handed the message back: the reinjection listener's Received line names it."""
     for name, addr in FILTERS.items():
@@ -402,11 +419,14 @@ def run(spec: dict) -> dict:
                 # mid-run: the first half is submitted; once a quarter of all mail came back through the
                 # filters (the rest of that half is in a filter host or queued on the MX), filter1 dies;
                 # then the second half is submitted, to the MX that now has one filter host left
-                drive(msgs[: len(msgs) // 2], spec["concurrency"], accepted, refused)
+                first = threading.Thread(target=drive, args=(msgs[: len(msgs) // 2], spec["concurrency"], accepted,
+                                                             refused))
+                first.start()
                 wait_for(lambda: len(sink.got) >= len(msgs) // 4, timeout=600, what="first quarter delivered")
+                result["in_flight_at_kill"] = kill_with_mail_inside(lab, "filter1")
                 result["killed_after_delivered"] = len(sink.got)
+                first.join()
                 accepted_at_kill = len(accepted)
-                lab.kill("filter1")
                 result["accepted_at_kill"] = accepted_at_kill
                 drive(msgs[len(msgs) // 2:], spec["concurrency"], accepted, refused)
             else:
@@ -441,6 +461,10 @@ def run(spec: dict) -> dict:
             result["bounced"] = [line for line in syslog.splitlines() if "status=bounced" in line]
             result["deferred"] = sum(1 for line in syslog.splitlines() if "status=deferred" in line)
             result["deferred_sample"] = [line[-240:] for line in syslog.splitlines() if "status=deferred" in line][:5]
+            # a session cut by the kill: Postfix logs it, then tries the other address or defers
+            cut = [line[-240:] for line in syslog.splitlines()
+                   if "lost connection with" in line or "Connection reset" in line]
+            result["cut_sessions"], result["cut_sample"] = len(cut), cut[:5]
     finally:
         sink.stop()
         if not os.environ.get("KAV_SCALEOUT_KEEP"):
