@@ -29,7 +29,7 @@ def test_the_document_shows_the_lines_the_lab_runs(tmp_path: Path) -> None:
     """docs/scale-out.md is the recipe: every configuration line the lab uses is in it, verbatim."""
     doc = DOC.read_text()
     addrs = list(FILTERS.values())
-    lines = [f"postconf -e '{s}'" if " " in s else f"postconf -e {s}" for s in mx_main_cf(addrs)]
+    lines = [f"postconf -e '{s}'" if set(s) & set(" []{}") else f"postconf -e {s}" for s in mx_main_cf(addrs)]
     lines += mx_master_cf(addrs).splitlines() + mx_hosts(addrs).splitlines()
     lines += [ln for ln in filter_conf(Path("/var/lib/kav"), addrs[0]).splitlines()
               if re.match(r"(ListenAddress|ForwardMailer|ClamdTcpPort|ClamdTcpAddress|Protocol)=", ln)]
