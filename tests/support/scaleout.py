@@ -67,6 +67,10 @@ CLAMD_PORT = 3310
 STORE_PORT = 2525
 DOMAIN = "dest.test"
 SCAN_MAXPROC = 20
+# smtpscanner keeps up to 16 idle connections to its ForwardMailer (runtime/filter/forward.py): the
+# reinjection listener needs a process for each of every filter host's, or one host's idle pool
+# starves the other's forwards
+REINJECT_MAXPROC = 50
 ROOT_SPEC = RootSpec("bookworm", FLAVOURS["postfix"])
 
 
@@ -95,7 +99,7 @@ def mx_master_cf(filters: list[str]) -> str:
         "  -o smtp_connect_timeout=5s\n"
         "  -o smtp_send_xforward_command=yes\n"
         "  -o disable_mime_output_conversion=yes\n"
-        f"{MX}:{REINJECT_PORT} inet  n       -       n       -       {SCAN_MAXPROC}      smtpd\n"
+        f"{MX}:{REINJECT_PORT} inet  n       -       n       -       {REINJECT_MAXPROC}      smtpd\n"
         "  -o content_filter=\n"
         "  -o receive_override_options=no_unknown_recipient_checks,no_header_body_checks,no_milters\n"
         "  -o smtpd_helo_restrictions=\n  -o smtpd_client_restrictions=\n  -o smtpd_sender_restrictions=\n"
@@ -359,6 +363,45 @@ def pool_scans(n: int, errors: list[str], found: list[str]) -> None:
         (found if ok else errors).append(reply)
 
 
+def drain(sink: Sink, accepted: list[str], mx: Sandbox, timeout: float, flush: bool = True) -> bool:
+    """Wait until every accepted Message-ID reached the store; True when they all did.
+    ``flush``: every 10 s ``postqueue -f``, as an admin would; without it Postfix's own retries only."""
+    deadline = time.monotonic() + timeout
+    flushed = time.monotonic()
+    while time.monotonic() < deadline:
+        if set(accepted) <= {_mid(g.data) for g in sink.got}:
+            return True
+        if flush and time.monotonic() - flushed > 10:
+            CONTROLS["postfix"].flush(mx)  # what an admin does after repairing a host
+            flushed = time.monotonic()
+        time.sleep(0.2)
+    return False
+
+
+def outage(lab: Lab, mx: Sandbox, sink: Sink, hosts: dict[str, str], bases: Path, concurrency: int, run_id: str,
+           rnd: random.Random, accepted: list[str]) -> dict:
+    """Every filter host down: new mail is accepted and waits in the MX's queue (never bounced);
+    once the hosts are back it flows without anybody touching the MX."""
+    for name in hosts:
+        lab.kill(name)
+    msgs = [message(100000 + i, False, run_id, rnd) for i in range(20)]
+    got_before = len(sink.got)
+    mine: list[str] = []
+    refused: list[str] = []
+    drive(msgs, concurrency, mine, refused)
+    time.sleep(8)  # more than smtp_connect_timeout and a queue run: every delivery tried at least once
+    queued = CONTROLS["postfix"].queued(mx)
+    arrived_while_down = len(sink.got) - got_before
+    for name, addr in hosts.items():
+        start_filter(lab, name, addr, bases)
+    accepted.extend(mine)
+    back = time.monotonic()
+    delivered = drain(sink, mine, mx, 120, flush=False)
+    return {"sent": len(msgs), "accepted": len(mine), "refused": refused, "queued_while_down": queued,
+            "arrived_while_down": arrived_while_down, "delivered_after": delivered,
+            "seconds_after_return": round(time.monotonic() - back, 1)}
+
+
 def kill_with_mail_inside(lab: Lab, host: str, patience: float = 30) -> int:
     """Kill ``host`` at a moment when it holds messages it has read but not yet answered (its
     TempPath spool is not empty): the worst moment for the MX. Returns how many it held."""
@@ -466,19 +509,11 @@ def run(spec: dict) -> dict:
                 accepted_at_kill = len(accepted)
                 result["accepted_at_kill"] = accepted_at_kill
                 drive(msgs[len(msgs) // 2:], spec["concurrency"], accepted, refused)
+                accepted_after_kill = accepted[accepted_at_kill:]
             else:
                 drive(msgs, spec["concurrency"], accepted, refused)
             result["accept_seconds"] = time.monotonic() - t0
-            deadline = time.monotonic() + spec.get("drain_timeout", 300)
-            flushed = time.monotonic()
-            while time.monotonic() < deadline:
-                got = {_mid(g.data) for g in sink.got}
-                if set(accepted) <= got:
-                    break
-                if time.monotonic() - flushed > 10:
-                    CONTROLS["postfix"].flush(mx)  # what an admin does after repairing a host
-                    flushed = time.monotonic()
-                time.sleep(0.2)
+            drain(sink, accepted, mx, spec.get("drain_timeout", 300))
             result["seconds"] = time.monotonic() - t0  # first connection until the last message arrived
             if use_pool:
                 if spec.get("kill"):
@@ -494,6 +529,8 @@ def run(spec: dict) -> dict:
                 clamdscan = shutil.which("clamdscan")
                 if clamdscan:
                     result["clamdscan"] = clamdscan_pool(work)
+            if spec.get("outage"):
+                result["outage"] = outage(lab, mx, sink, hosts, bases, spec["concurrency"], run_id, rnd, accepted)
             time.sleep(1)
             result["queue_left"] = CONTROLS["postfix"].queued(mx)
             syslog = mx.path("/var/log/matrix-syslog").read_text(errors="replace")
@@ -518,8 +555,7 @@ def run(spec: dict) -> dict:
     host_of = {_mid(g.data): filter_host_of(g.data) for g in sink.got}
     result["per_host"] = dict(Counter(host_of.values()))
     if accepted_at_kill is not None:  # submitted after filter1 was dead: only filter2 can have scanned them
-        result["per_host_accepted_after_kill"] = dict(Counter(host_of.get(m, "lost") for m in
-                                                             accepted[accepted_at_kill:]))
+        result["per_host_accepted_after_kill"] = dict(Counter(host_of.get(m, "lost") for m in accepted_after_kill))
     result["infected_with_eicar"] = sum(1 for g in sink.got if _mid(g.data) in infected and EICAR in g.data)
     result["infected_delivered"] = sum(1 for g in sink.got if _mid(g.data) in infected)
     result["pool_before_ok"], result["pool_before_errors"] = len(pool_ok), pool_errors
