@@ -70,7 +70,7 @@ SCAN_MAXPROC = 20
 # smtpscanner keeps up to 16 idle connections to its ForwardMailer (runtime/filter/forward.py): the
 # reinjection listener needs a process for each of every filter host's, or one host's idle pool
 # starves the other's forwards
-REINJECT_MAXPROC = 50
+REINJECT_MAXPROC = 60
 ROOT_SPEC = RootSpec("bookworm", FLAVOURS["postfix"])
 
 
