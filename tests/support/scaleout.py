@@ -551,7 +551,7 @@ def run(spec: dict) -> dict:
     result["delivered_unique"] = len(set(counts) & set(accepted))
     result["lost"] = sorted(set(accepted) - set(counts))
     result["duplicates"] = {m: c for m, c in counts.items() if c > 1}
-    result["unexpected"] = sorted(set(counts) - {m[0] for m in msgs})
+    result["unexpected"] = sorted(set(counts) - {m[0] for m in msgs} - set(accepted))  # the outage's are accepted
     host_of = {_mid(g.data): filter_host_of(g.data) for g in sink.got}
     result["per_host"] = dict(Counter(host_of.values()))
     if accepted_at_kill is not None:  # submitted after filter1 was dead: only filter2 can have scanned them
