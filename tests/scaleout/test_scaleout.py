@@ -54,7 +54,9 @@ def test_a_filter_host_dies_mid_run_and_no_mail_is_lost() -> None:
     assert r["queue_left"] == 0, r
     assert r["unexpected"] == [], r["unexpected"]
     assert all(c == 2 for c in r["duplicates"].values()), r["duplicates"]
-    assert len(r["duplicates"]) <= r["in_flight_at_kill"], "a duplicate only for mail filter1 held when it died"
+    # a duplicate only where Postfix itself warned: "lost connection ... while sending end of data --
+    # message may be sent more than once" (filter1 had reinjected it, then died before its 250)
+    assert len(r["duplicates"]) <= r["maybe_twice"], (r["duplicates"], r["cut_sample"])
     # mail submitted after the kill was scanned by the survivor only
     assert set(r["per_host_accepted_after_kill"]) == {"filter2"}, r["per_host_accepted_after_kill"]
     # every infected message arrived with the EICAR file removed (RecipientAction=remove)

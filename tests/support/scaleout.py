@@ -541,6 +541,7 @@ def run(spec: dict) -> dict:
             cut = [line[-240:] for line in syslog.splitlines()
                    if "lost connection with" in line or "Connection reset" in line]
             result["cut_sessions"], result["cut_sample"] = len(cut), cut[:5]
+            result["maybe_twice"] = sum(1 for line in cut if "may be sent more than once" in line)
     finally:
         sink.stop()
         if not os.environ.get("KAV_SCALEOUT_KEEP"):
