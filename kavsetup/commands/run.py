@@ -23,8 +23,9 @@ import sys
 import time
 
 from kavsetup.commands import add_parser
+from runtime.layout import HOST
 
-CONFIG = "/etc/kav/5.5/kav4mailservers/kav4mailservers.conf"
+CONFIG = HOST.conf_file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -33,25 +33,50 @@ import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+# The OS layouts (runtime/layout.py) come from the tree being staged: this script runs as
+# pkg/common/stage.py, as debian/stage.py (build.sh's copy) and as stage.py at the rpm source root.
+_HERE = Path(__file__).resolve().parent
+for _top in (_HERE, _HERE.parent, _HERE.parents[1]):  # the nearest tree that has one
+    if (_top / "runtime" / "layout.py").is_file():
+        sys.path.insert(0, str(_top))
+        break
+from runtime.layout import FREEBSD, GUIDE_BIN, GUIDE_PREFIX, LINUX, OSLayout  # noqa: E402
+
 PACKAGES = ("kavsetup", "runtime")
-GUIDE_BIN = "opt/kav/5.5/kav4mailservers/bin"
 
 
 @dataclass(frozen=True)
 class Layout:
-    """Where one package format puts things (paths relative to the staging root)."""
+    """Where one package format puts things (paths relative to the staging root). The directories
+    are the OS's (runtime/layout.py, shared with kavsetup and the runtime's defaults); what differs
+    between formats of one OS is the unit directory, the interpreter and the link style."""
 
     name: str
-    prefix: str  # "usr" or "usr/local"
+    os: OSLayout
     unit_dir: str | None  # systemd units; None where the OS has rc.d scripts instead (shipped by the port)
     python: str  # the interpreter the wrappers name
     generator: str  # named in the wrappers' comment
-    state: str  # the state tree, where kavsetup's journal, the bases and the quarantine live
-    links: tuple[tuple[str, str], ...] = ()  # (link, target): the guide's and kavsetup's paths kept working
-    etc: str = "etc/kav/5.5/kav4mailservers"
     #: the /opt links: absolute as Debian policy wants across top-level directories, relative as
     #: Fedora's rpmlint (symlink-should-be-relative) wants
     relative_links: bool = False
+
+    @property
+    def prefix(self) -> str:  # "usr" or "usr/local"
+        return self.os.prefix.lstrip("/")
+
+    @property
+    def etc(self) -> str:
+        return self.os.etc.lstrip("/")
+
+    @property
+    def state(self) -> str:
+        """The state tree, where kavsetup's journal, the bases and the quarantine live."""
+        return self.os.state.lstrip("/")
+
+    @property
+    def links(self) -> tuple[tuple[str, str], ...]:
+        """(link, target): the guide's /var/db/kav kept working where the state tree is elsewhere."""
+        return ((self.os.db_link[0].lstrip("/"), self.os.db_link[1]),) if self.os.db_link else ()
 
     @property
     def libdir(self) -> str:
@@ -64,16 +89,13 @@ class Layout:
 
 LAYOUTS: dict[str, Layout] = {
     # Debian: units in /lib/systemd/system (bookworm's debhelper), FHS state under /var/lib.
-    "debian": Layout("debian", "usr", "lib/systemd/system", "/usr/bin/python3", "debian/stage.py",
-                     "var/lib/kav/5.5/kav4mailservers", links=(("var/db/kav", "../lib/kav"),)),
+    "debian": Layout("debian", LINUX, "lib/systemd/system", "/usr/bin/python3", "debian/stage.py"),
     # RHEL/Fedora: %{_unitdir} is /usr/lib/systemd/system; otherwise as Debian.
-    "rpm": Layout("rpm", "usr", "usr/lib/systemd/system", "/usr/bin/python3", "pkg/common/stage.py",
-                  "var/lib/kav/5.5/kav4mailservers", links=(("var/db/kav", "../lib/kav"),), relative_links=True),
-    # FreeBSD ports: programs, man pages and rc.d under /usr/local, python from ports, state in
-    # /var/db (hier(7); the guide's own path). The configuration stays where kavsetup writes it on
-    # every OS (/etc/kav/5.5), see docs/packaging.md.
-    "freebsd": Layout("freebsd", "usr/local", None, "/usr/local/bin/python3", "pkg/common/stage.py",
-                      "var/db/kav/5.5/kav4mailservers"),
+    "rpm": Layout("rpm", LINUX, "usr/lib/systemd/system", "/usr/bin/python3", "pkg/common/stage.py",
+                  relative_links=True),
+    # FreeBSD ports: programs, man pages, rc.d and the configuration under /usr/local, python from
+    # ports, state in /var/db (hier(7); the guide's own path), see docs/packaging.md.
+    "freebsd": Layout("freebsd", FREEBSD, None, "/usr/local/bin/python3", "pkg/common/stage.py"),
 }
 
 #: What each command is, for its man page's NAME line and the guide section it implements.
@@ -119,7 +141,7 @@ Run
 for the options this build supports.
 .SH FILES
 .TP
-.I /etc/kav/5.5/kav4mailservers/kav4mailservers.conf
+.I {conf}
 the configuration file
 .TP
 .I /opt/kav/5.5/kav4mailservers/bin/{name}
@@ -166,7 +188,7 @@ def stage(src_dir: str | Path, dest_dir: str | Path, layout: Layout = LAYOUTS["d
     cmds = commands(src)
     sbin = dest / layout.prefix / "sbin"
     man8 = dest / layout.man8
-    guide_bin = dest / GUIDE_BIN
+    guide_bin = dest / GUIDE_BIN.lstrip("/")
     for d in (sbin, man8, guide_bin):
         d.mkdir(parents=True, exist_ok=True)
     for name, target in cmds.items():
@@ -179,11 +201,12 @@ def stage(src_dir: str | Path, dest_dir: str | Path, layout: Layout = LAYOUTS["d
         written = src / "docs" / "man" / f"{name}.8"  # a full page where one is written (kavscanner)
         (man8 / f"{name}.8").write_text(
             written.read_text() if written.is_file()
-            else MANPAGE.format(name=name, upper=name.upper(), about=about, sections=sections)
+            else MANPAGE.format(name=name, upper=name.upper(), about=about, sections=sections,
+                                conf=layout.os.conf_file)
         )
         target = f"/{layout.prefix}/sbin/{name}"
         if layout.relative_links:
-            target = os.path.relpath(target, "/" + GUIDE_BIN)
+            target = os.path.relpath(target, GUIDE_BIN)
         (guide_bin / name).symlink_to(target)
 
     # contrib/vox.sh (5.3.3.1) under the library, and at the guide's /opt path as a link.
@@ -191,7 +214,7 @@ def stage(src_dir: str | Path, dest_dir: str | Path, layout: Layout = LAYOUTS["d
     contrib.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src / "pkg" / "common" / "vox.sh", contrib / "vox.sh")
     os.chmod(contrib / "vox.sh", 0o755)  # noqa: S103 - a script run by root and by admins
-    guide_contrib = dest / "opt/kav/5.5/kav4mailservers/contrib"
+    guide_contrib = dest / GUIDE_PREFIX.lstrip("/") / "contrib"
     guide_contrib.mkdir(parents=True, exist_ok=True)
     vox = f"/{layout.libdir}/contrib/vox.sh"
     (guide_contrib / "vox.sh").symlink_to(os.path.relpath(vox, "/" + str(guide_contrib.relative_to(dest)))
@@ -223,10 +246,8 @@ def stage(src_dir: str | Path, dest_dir: str | Path, layout: Layout = LAYOUTS["d
     # test signatures (guide 8) work with an empty one until keepup2date or the admin fills it.
     # quarantine/ and licensing/ are the filter's (the .deb's postinst gives them to kluser); the
     # state tree above them stays root's (docs/security.md).
-    state_dirs = (layout.state, f"{layout.state}/bases")
-    if layout.name in ("debian", "rpm"):  # the FreeBSD port's pkg-plist makes its own @dir entries
-        state_dirs += (f"{layout.state}/quarantine", f"{layout.state}/licensing")
-    for d in (layout.etc, *state_dirs, "var/log/kav/5.5/kav4mailservers"):
+    state_dirs = (layout.state, f"{layout.state}/bases", f"{layout.state}/quarantine", f"{layout.state}/licensing")
+    for d in (layout.etc, *state_dirs, layout.os.log.lstrip("/")):
         (dest / d).mkdir(parents=True, exist_ok=True)
     for link, target in layout.links:
         (dest / link).parent.mkdir(parents=True, exist_ok=True)
