@@ -43,6 +43,10 @@ import stage  # noqa: E402 - puts the tree's runtime/ on sys.path
 from runtime.layout import FREEBSD  # noqa: E402
 
 PREFIX = FREEBSD.prefix  # LOCALBASE/PREFIX of the ports tree
+#: plist keywords whose path is a file of the payload: plain, @sample (the .sample copy) and @config
+#: (a configuration file pkg(8) merges on upgrade, for files that must not have a .sample beside
+#: them, e.g. a crontab in etc/cron.d, which cron(8) would read twice)
+PAYLOAD = ("", "sample", "config")
 
 
 def make_vars(makefile: Path = HERE / "Makefile") -> dict[str, str]:
@@ -147,7 +151,7 @@ def messages(values: dict[str, str]) -> list[dict[str, str]]:
 def check_plist(root: Path, entries: list[tuple[str, str, str | None]]) -> list[str]:
     """Staged files and links vs the plist, both ways."""
     staged = {"/" + str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() or p.is_symlink()}
-    listed = {path for kw, path, _ in entries if kw in ("", "sample")}
+    listed = {path for kw, path, _ in entries if kw in PAYLOAD}
     problems = [f"staged but not in pkg-plist: {p}" for p in sorted(staged - listed)]
     problems += [f"in pkg-plist but not staged: {p}" for p in sorted(listed - staged)]
     return problems
@@ -180,7 +184,7 @@ def build(out_dir: Path, python_cmd: str = "/usr/local/bin/python3.11") -> Path:
         files: dict[str, str] = {}
         flatsize = 0
         for kw, path, _ in entries:
-            if kw not in ("", "sample"):
+            if kw not in PAYLOAD:
                 continue
             p = root / path.lstrip("/")
             if p.is_symlink():
@@ -215,7 +219,8 @@ def build(out_dir: Path, python_cmd: str = "/usr/local/bin/python3.11") -> Path:
             **compact,
             "files": files,
             "directories": directories,
-            "config": [path[: -len(".sample")] for kw, path, _ in entries if kw == "sample"],
+            "config": [path[: -len(".sample")] if kw == "sample" else path for kw, path, _ in entries
+                       if kw in ("sample", "config")],
             "scripts": scripts(values),
             "messages": messages(values),
         }
@@ -230,7 +235,7 @@ def build(out_dir: Path, python_cmd: str = "/usr/local/bin/python3.11") -> Path:
                 info.size, info.mode, info.uname, info.gname = len(blob), 0o644, "root", "wheel"
                 tar.addfile(info, io.BytesIO(blob))
             for kw, path, _ in entries:
-                if kw not in ("", "sample", "dir"):
+                if kw not in (*PAYLOAD, "dir"):
                     continue
                 p = root / path.lstrip("/")
                 info = tar.gettarinfo(str(p), arcname=path)

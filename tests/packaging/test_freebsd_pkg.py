@@ -62,7 +62,8 @@ def test_manifest_has_pkg_create_fields_and_the_payload_agrees(pkg: Path, manife
                  "/usr/local/etc/rc.d/kav4ms_smtpscanner", f"{CONF}.sample", "/usr/local/share/man/man8/kavsetup.8.gz"):
         assert path in files, path
     assert files["/opt/kav/5.5/kav4mailservers/bin/smtpscanner"] == "-"  # a link, per pkg-create(8)
-    assert manifest["config"] == [CONF]
+    # the configuration (@sample) and keepup2date's crontab (@config: pkg(8) keeps the admin's edits)
+    assert manifest["config"] == ["/usr/local/etc/cron.d/kav4mailservers-keepup2date", CONF]
     # The state tree is root's (kavsetup's journal is in it: a kluser-owned parent would make root
     # refuse, rightly, to trust the journal); the filter owns only the leaves it writes.
     dirs = manifest["directories"]

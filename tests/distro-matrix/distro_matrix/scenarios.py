@@ -8,14 +8,17 @@ clean     MTA + aveserver + smtpscanner running: a clean message arrives with `X
 eicar     EICAR is not delivered as sent; recipient notice, admin notice, quarantine entry
 queue     aveserver stopped: mail waits in the MTA's queue; started again: it is delivered
           (qmail stand-in: qmail-queue exits with a temporary code, so the SMTP client keeps it)
+unprivileged  as `nobody`: aveserver's socket refused; with the clamd TCP port opened by the admin,
+          SHUTDOWN/RELOAD refused and SCAN of a FIFO or /dev/zero an error within 1 s; mail flows
 doctor    (not qmail) `kavsetup doctor` passes, then names each link broken on purpose (doctor_scenario.py)
 dialogue  (Postfix) integration undone, then `kavsetup setup` answered through a real pty (pexpect):
           mail flows through the filter again
 reconfigure (Postfix) debconf preseeding + `dpkg-reconfigure kav4mailservers` with other ports: one
           journaled change (`kavsetup reconfigure`), mail still flows through the filter
 remove    `dpkg -r`: MTA configuration identical to the snapshot (bytes, modes, owners); no process of
-          ours left (prerm stopped them); MTA delivers. Postfix: a message deferred while aveserver
-          was down is delivered after `dpkg -r` with the MTA running, with no manual step
+          ours left (prerm stopped them); MTA delivers. Postfix, Exim, Sendmail: a message deferred
+          while aveserver was down (Exim/Sendmail: in the listening instance's own spool) is delivered
+          after `dpkg -r` with the MTA running, with no manual step
 purge     `dpkg --purge`: no file, user, group or process of ours is left
 refuse    (Postfix) another content_filter is set: postinst fails, says why, and the MTA's
           configuration is byte-identical; `dpkg --purge` then leaves nothing (own sandbox)
@@ -28,6 +31,7 @@ failed or blocked one are BLOCKED by it.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -43,7 +47,8 @@ from .rpm_scenarios import RPM_KINDS, RPM_SCENARIOS, run_rpm
 from .sandbox import Sandbox, SandboxError
 from .spec import ADMIN_USER, HOSTNAME, MAIL_USER, RootSpec
 
-SCENARIOS: tuple[str, ...] = ("baseline", "install", "ownership", "clean", "eicar", "queue", "doctor",
+SCENARIOS: tuple[str, ...] = ("baseline", "install", "ownership", "clean", "eicar", "queue", "unprivileged",
+                              "doctor",
                               "dialogue", "reconfigure",
                               "remove", "purge",
                               "refuse", *RPM_SCENARIOS)
@@ -61,6 +66,41 @@ SMTPSCANNER_UNIT = "kav4mailservers-smtpscanner.service"
 #: The package's LSB init scripts (issue 11), named like the units; the roots have no systemd.
 INIT_SCRIPTS = {AVESERVER_UNIT: "/etc/init.d/kav4mailservers-aveserver",
                 SMTPSCANNER_UNIT: "/etc/init.d/kav4mailservers-smtpscanner"}
+#: Run as ``nobody`` inside the cell by the ``unprivileged`` scenario; prints what it saw as JSON.
+_UNPRIVILEGED_PROBE = """
+import json, os, socket, sys, tempfile, time
+port = int(sys.argv[1])
+out = {}
+try:
+    socket.socket(socket.AF_UNIX).connect("/run/aveserver")
+    out["socket"] = "connected"
+except OSError as exc:
+    out["socket"] = type(exc).__name__
+
+def ask(cmd):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        t = time.monotonic()
+        s.sendall(b"z" + cmd.encode() + b"\\0")
+        data = b""
+        while not data.endswith(b"\\0"):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return data.rstrip(b"\\0").decode(errors="replace"), time.monotonic() - t
+
+d = tempfile.mkdtemp()
+os.chmod(d, 0o755)  # aveserver (kluser) must reach the FIFO to meet its open checks
+fifo = os.path.join(d, "fifo")
+os.mkfifo(fifo)
+out["SHUTDOWN"] = ask("SHUTDOWN")[0]
+out["RELOAD"] = ask("RELOAD")[0]
+out["fifo"] = ask("SCAN " + fifo)
+out["/dev/zero"] = ask("SCAN /dev/zero")
+out["PING"] = ask("PING")[0]
+print(json.dumps(out))
+"""
+
 #: The roots' policy-rc.d forbids every start (roots.py); a cell lets our package start its own
 #: services, so that "the package starts and stops its daemons" is what is tested.
 POLICY_RC_D = ("#!/bin/sh\n# distro-matrix: the package under test may start its services; nothing else\n"
@@ -123,6 +163,7 @@ class Cell:
             "clean": self.clean,
             "eicar": self.eicar,
             "queue": self.queue,
+            "unprivileged": self.unprivileged,
             "doctor": lambda: doctor_scenario.run(self),
             "dialogue": self.dialogue,
             "reconfigure": self.reconfigure,
@@ -135,6 +176,7 @@ class Cell:
             "clean": ("install",),
             "eicar": ("clean",),
             "queue": ("clean",),
+            "unprivileged": ("clean",),
             "doctor": ("clean",),
             "dialogue": ("clean",),
             "reconfigure": ("clean",),
@@ -493,7 +535,36 @@ class Cell:
         self._start_product()
         self._start_mta()
         sent = self._deliver_clean(expect_header=True)
+        if self._qmail:
+            return f"{sent.token} delivered with X-Anti-Virus; {self._qmail_unprivileged()}"
         return f"{sent.token} delivered with X-Anti-Virus"
+
+    def _qmail_unprivileged(self) -> str:
+        """Issue 11 item 4: qmail-smtpd (as qmaild) and qmail-inject (as any local user) run
+        qmail-queue as themselves. Submitted as the unprivileged MAIL_USER, the message is scanned and
+        queued by the set-uid original, and the Received line names the submitting uid."""
+        from email.message import EmailMessage
+
+        sb = self._sb()
+        tok = mail.token()
+        m = EmailMessage()
+        m["From"], m["To"], m["Subject"] = f"{MAIL_USER}@{HOSTNAME}", mail.local(MAIL_USER), f"test {tok}"
+        m.set_content(f"Body of {tok}\n")
+        msg, env = sb.path(f"/tmp/{tok}.msg"), sb.path(f"/tmp/{tok}.env")
+        msg.write_bytes(m.as_bytes())
+        env.write_bytes(f"F{MAIL_USER}@{HOSTNAME}\0T{mail.local(MAIL_USER)}\0\0".encode())
+        for f in (msg, env):
+            f.chmod(0o644)
+        # qmail-queue(8): the message on descriptor 0, the envelope on descriptor 1
+        r = sb.run(["setpriv", "--reuid", MAIL_USER, "--regid", MAIL_USER, "--init-groups", "--",
+                    "sh", "-c", 'exec /var/qmail/bin/qmail-queue <"$0" 1<"$1"', f"/tmp/{tok}.msg", f"/tmp/{tok}.env"])
+        assert r.returncode == 0, f"qmail-queue as {MAIL_USER} exited {r.returncode}: {r.stderr.strip()[-500:]}"
+        got = self._wait_for(MAIL_USER, tok, 30)
+        assert got and got[0].get("X-Anti-Virus"), f"{tok} from {MAIL_USER} not queued with X-Anti-Virus"
+        uid = sb.run(["id", "-u", MAIL_USER]).check().stdout.strip()
+        received = " ".join(" ".join(str(h).split()) for h in got[0].get_all("Received", []))
+        assert f"invoked by uid {uid}" in received, f"no Received line naming uid {uid}: {received[:500]}"
+        return f"{tok} submitted as {MAIL_USER} (uid {uid}) through kavqmailqueue, scanned and queued"
 
     def eicar(self) -> str:
         sb = self._sb()
@@ -516,6 +587,40 @@ class Cell:
         )
         assert _count_files(qdir) > before, f"quarantine {qdir} holds nothing new"
         return f"{sent.token}: not delivered as sent; recipient and admin notices; quarantined"
+
+    def unprivileged(self) -> str:
+        """Issue 11 acceptance, against the installed package: a local user with no business with
+        the scanner (``nobody``) cannot reach aveserver's UNIX socket at all, and on the clamd TCP
+        port an admin has opened, SHUTDOWN and RELOAD are refused and a FIFO or /dev/zero named in
+        SCAN is answered with an error within a second; aveserver keeps answering and mail keeps
+        flowing.  The admin's change is undone afterwards."""
+        sb = self._sb()
+        port = 3310
+        conf = sb.path(CONF)
+        original = conf.read_bytes()
+        try:
+            sb.run(["kavsetup", "config", "set", CONF, f"aveserver.options.ClamdTcpPort={port}"]).check()
+            self._product_start(AVESERVER_UNIT, "restart")
+            assert sb.wait_port(port, timeout=30), f"aveserver did not open its clamd port {port}"
+            r = sb.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
+                        "python3", "-c", _UNPRIVILEGED_PROBE, str(port)], timeout=60)
+            assert r.returncode == 0, f"unprivileged probe failed ({r.returncode}):\n{r.stdout}{r.stderr}"
+            found = json.loads(r.stdout)
+            assert found["socket"] == "PermissionError", f"nobody reached /run/aveserver: {found}"
+            for cmd in ("SHUTDOWN", "RELOAD"):
+                assert "Permission denied" in found[cmd], f"{cmd} over TCP by nobody: {found[cmd]!r}"
+            for obj in ("fifo", "/dev/zero"):
+                reply, took = found[obj]
+                assert reply.endswith("ERROR") and took < 1.0, f"SCAN {obj}: {reply!r} after {took:.2f}s"
+            assert found["PING"] == "PONG", f"aveserver stopped answering: {found}"
+            assert self._aveserver_alive(), "aveserver died after the unprivileged requests"
+            sent = self._deliver_clean(expect_header=True)
+        finally:
+            conf.write_bytes(original)
+            self._product_start(AVESERVER_UNIT, "restart")
+            _wait(lambda: sb.path("/run/aveserver").exists(), 30)
+        return (f"nobody: socket refused; SHUTDOWN/RELOAD over TCP refused; FIFO {found['fifo'][1]:.2f}s, "
+                f"/dev/zero {found['/dev/zero'][1]:.2f}s, both errors; {sent.token} delivered meanwhile")
 
     def queue(self) -> str:
         sb = self._sb()
@@ -604,12 +709,17 @@ class Cell:
         return f"filter moved to {port} by dpkg-reconfigure; {sent.token} delivered with X-Anti-Virus"
 
     def _strand_one(self) -> mail.Sent | None:
-        """Issue 11 item 7 (Postfix): with the MTA running, aveserver down, a message waits in the
-        queue for our transport; `dpkg -r` must get it delivered with no manual step."""
-        if self.spec.flavour.kind != "postfix" or not self.integrated or not self._has_initd(AVESERVER_UNIT):
+        """Issue 11 item 7: with the MTA running, aveserver down, a message waits in the queue for our
+        transport (Postfix: its queue, content_filter; Exim and Sendmail: the listening instance's own
+        spool); `dpkg -r` must get it delivered with no manual step."""
+        kind = self.spec.flavour.kind
+        if kind not in ("postfix", "exim", "sendmail") or not self.integrated or not self._has_initd(AVESERVER_UNIT):
             return None
         sb = self._sb()
-        if "mta" not in self.running:
+        if kind == "postfix" and "mta" not in self.running:
+            self._start_mta()
+        elif kind != "postfix" and not all(u.name in self.running for u in self.mta_units):
+            self._stop_mta()
             self._start_mta()
         self._product_stop(AVESERVER_UNIT)
         sent = mail.send(sb, mail.local(MAIL_USER))
@@ -621,7 +731,7 @@ class Cell:
     def remove(self) -> str:
         sb = self._sb()
         stranded = self._strand_one()
-        # Our daemons are left running for prerm to stop (issue 11); so is Postfix when a message
+        # Our daemons are left running for prerm to stop (issue 11); so is the MTA when a message
         # waits in its queue (the running MTA must be reloaded and the mail requeued by the package).
         if stranded is None:
             self._stop_all(keep_package_services=True)
