@@ -62,8 +62,10 @@ class Engine:
     def __init__(self, sigs: SignatureSet, limits: Limits | None = None, cache_dir: Path | None = None) -> None:
         self.sigs = sigs
         self.limits = limits or Limits()
-        self.matcher = BodyMatcher(sigs.body, sigs.body_digest(), cache_dir)
-        self.logical = LogicalMatcher(sigs.logical, cache_dir)
+        pre = sigs.prefilter()
+        compiled = sigs.entry or cache_dir  # the compiled matchers live in the set's cache entry
+        self.matcher = BodyMatcher(sigs.body, sigs.body_digest(), compiled, pre["ndb"])
+        self.logical = LogicalMatcher(sigs.logical, compiled, pre["ldb"])
 
     @classmethod
     def load(cls, bases: Path | str, limits: Limits | None = None, cache_dir: Path | None = None,

@@ -27,6 +27,8 @@ import hashlib
 import os
 import re
 import threading
+from array import array
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +40,10 @@ from .signatures import BodySig
 
 try:
     import hyperscan
-except ImportError:  # Debian: no binding packaged; see the module docstring
-    hyperscan = None
+except ImportError:  # Debian packages no binding: its libhs.so.5 through ctypes (docs/packaging.md)
+    from . import libhs
+
+    hyperscan = libhs if libhs.available() else None
 try:
     import ahocorasick
 except ImportError:
@@ -77,7 +81,8 @@ def literal_anchor(regex: bytes) -> bytes:
 def prefilter_name() -> str:
     """Which prefilter this process uses (logged by aveserver, shown by the benchmark)."""
     if hyperscan is not None:
-        return "hyperscan"
+        return "hyperscan" if getattr(hyperscan, "__name__", "").startswith("hyperscan") else \
+            f"hyperscan ({hyperscan.__version__} via ctypes)"
     return "aho-corasick" if ahocorasick is not None else "re"
 
 
@@ -114,23 +119,33 @@ def _views(target: int, data: bytes, memo: dict[int, list[bytes]]) -> list[bytes
 class BodyMatcher:
     """Compiled body signatures; thread-safe through per-thread Hyperscan scratch space."""
 
-    def __init__(self, sigs: list[BodySig], digest: str, cache_dir: Path | None = None) -> None:
+    def __init__(self, sigs: Sequence[BodySig], digest: str, cache_dir: Path | None = None,
+                 meta: list[tuple[int, bytes]] | None = None) -> None:
+        """``meta``: (target, anchor) per signature (SignatureSet.prefilter), so a mapped set is
+        not parsed to build the prefilters."""
         self.sigs = sigs
+        if meta is None:
+            meta = [(sig.target, sig.anchor) for sig in sigs]
         self.fallback: list[int] = []  # indexes no prefilter covers (checked on every object)
         self._local = threading.local()
         self.from_cache = False
         self.db: Any = None  # hyperscan.Database when hyperscan is there
         self._automaton: Any = None  # ahocorasick.Automaton otherwise
         # HTML/ASCII signatures (targets 3, 7) are prefiltered on the normalised text, not the raw bytes
-        norm = {i: sig.anchor for i, sig in enumerate(sigs) if sig.target not in _RAW_TARGETS}
-        self._norm_auto: Any = _automaton({k.decode("latin-1"): [i for i, a in norm.items() if a == k]
-                                           for k in set(norm.values()) if len(k) >= MIN_ANCHOR}) \
-            if ahocorasick is not None else None
-        self._norm_always = [i for i, a in norm.items() if len(a) < MIN_ANCHOR or ahocorasick is None]
+        norm_words: dict[str, list[int]] = {}
+        self._norm_always: list[int] = []
+        for i, (target, anchor) in enumerate(meta):
+            if target in _RAW_TARGETS:
+                continue
+            if len(anchor) < MIN_ANCHOR or ahocorasick is None:
+                self._norm_always.append(i)
+            else:
+                norm_words.setdefault(anchor.decode("latin-1"), []).append(i)
+        self._norm_auto: Any = _automaton(norm_words) if ahocorasick is not None else None
         if sigs and hyperscan is not None:
-            self._build(digest, cache_dir)
+            self._build(digest, cache_dir, meta)
         elif sigs:
-            self._build_automaton()
+            self._build_automaton(meta)
         self._fallback_set = frozenset(self.fallback)
 
     # -- building -------------------------------------------------------------------------
@@ -138,7 +153,7 @@ class BodyMatcher:
         key = hashlib.sha256(f"{digest}|{hyperscan.__version__}|{FORMAT_VERSION}".encode()).hexdigest()
         return cache_dir / f"ndb-{key}.hs"
 
-    def _build(self, digest: str, cache_dir: Path | None) -> None:
+    def _build(self, digest: str, cache_dir: Path | None, meta: list[tuple[int, bytes]]) -> None:
         cache = self._cache_file(digest, cache_dir) if cache_dir and digest else None
         if cache is not None and cache.is_file():
             try:
@@ -150,8 +165,9 @@ class BodyMatcher:
                 return
             except (hyperscan.error, ValueError, TypeError, OSError):
                 self.fallback = []  # unreadable cache: rebuild it below
-        ids = [i for i, sig in enumerate(self.sigs) if sig.target in _RAW_TARGETS and sig.hs_regex()]
-        self.fallback = [i for i, sig in enumerate(self.sigs) if sig.target in _RAW_TARGETS and not sig.hs_regex()]
+        raw = [i for i, (target, _a) in enumerate(meta) if target in _RAW_TARGETS]
+        ids = [i for i in raw if self.sigs[i].hs_regex()]
+        self.fallback = [i for i in raw if not self.sigs[i].hs_regex()]
         try:
             self.db = self._compile(ids)
         except hyperscan.error:
@@ -166,16 +182,15 @@ class BodyMatcher:
         if cache is not None and self.db is not None:
             self._store(cache)
 
-    def _build_automaton(self) -> None:
+    def _build_automaton(self, meta: list[tuple[int, bytes]]) -> None:
         """Aho-Corasick over literal anchors; signatures without one are verified on every object."""
         if ahocorasick is None:
-            self.fallback = [i for i, sig in enumerate(self.sigs) if sig.target in _RAW_TARGETS]
+            self.fallback = [i for i, (target, _a) in enumerate(meta) if target in _RAW_TARGETS]
             return
         automaton = ahocorasick.Automaton()
         anchored: dict[str, list[int]] = {}
-        for i, sig in enumerate(self.sigs):
-            anchor = sig.anchor
-            if sig.target not in _RAW_TARGETS:
+        for i, (target, anchor) in enumerate(meta):
+            if target not in _RAW_TARGETS:
                 continue  # the normalised-text automaton covers it
             if len(anchor) < MIN_ANCHOR:
                 self.fallback.append(i)
@@ -190,9 +205,7 @@ class BodyMatcher:
 
     def _compile(self, ids: list[int]) -> Any:
         db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        db.compile(
-            expressions=[self.sigs[i].hs_regex() for i in ids], ids=ids, elements=len(ids), flags=_FLAGS
-        )
+        db.compile(expressions=[self.sigs[i].hs_regex() for i in ids], ids=ids, elements=len(ids), flags=_FLAGS)
         return db
 
     def _store(self, cache: Path) -> None:
@@ -256,11 +269,20 @@ class BodyMatcher:
 class LogicalMatcher:
     """Logical signatures, prefiltered by their subsignatures' literal anchors."""
 
-    def __init__(self, lsigs: list[LogicalSig], cache_dir: Path | None = None) -> None:
+    def __init__(self, lsigs: Sequence[LogicalSig], cache_dir: Path | None = None,
+                 meta: list[tuple[int, bool, list[list[tuple[bytes, bool]] | None]]] | None = None) -> None:
+        """``meta``: (target, zero_true, per subsignature None for a PCRE or its (anchor, nocase)
+        forms) per signature (SignatureSet.prefilter)."""
         self.lsigs = lsigs
+        if meta is None:
+            meta = [(ls.target, ls.zero_true, [None if sub.pcre is not None else list(sub.keys) for sub in ls.subsigs])
+                    for ls in lsigs]
         self.always: list[int] = []  # a subsignature without a usable anchor: evaluate on every object
         self._hs: Any = None  # with Hyperscan: one literal database for every raw-target anchor
-        self._hs_pairs: list[list[tuple[int, int]]] = []
+        self._hs_pairs = _Pairs({})
+        self._pairs = _Pairs({})
+        self._pairs_nocase = _Pairs({})
+        self._pairs_norm = _Pairs({})
         self._local = threading.local()
         self._auto: Any = None
         self._auto_nocase: Any = None
@@ -273,13 +295,13 @@ class LogicalMatcher:
         words: dict[str, list[tuple[int, int]]] = {}
         nocase_words: dict[str, list[tuple[int, int]]] = {}
         norm_words: dict[str, list[tuple[int, int]]] = {}
-        for li, lsig in enumerate(lsigs):
-            normalised = lsig.target not in _RAW_TARGETS  # prefiltered on the lower-case normalised text
+        for li, (target, zero_true, subs) in enumerate(meta):
+            normalised = target not in _RAW_TARGETS  # prefiltered on the lower-case normalised text
             unanchored = False
-            for si, sub in enumerate(lsig.subsigs):
-                if sub.pcre is not None:
-                    continue  # evaluated whenever its logical signature is, after its trigger
-                for anchor, nocase in sub.keys:
+            for si, keys in enumerate(subs):
+                if keys is None:
+                    continue  # a PCRE: evaluated whenever its logical signature is, after its trigger
+                for anchor, nocase in keys:
                     if len(anchor) < MIN_ANCHOR:
                         unanchored = True
                     elif normalised:
@@ -288,21 +310,23 @@ class LogicalMatcher:
                         nocase_words.setdefault(anchor.lower().decode("latin-1"), []).append((li, si))
                     else:
                         words.setdefault(anchor.decode("latin-1"), []).append((li, si))
-            if unanchored or lsig.zero_true or all(sub.pcre is not None for sub in lsig.subsigs):
+            if unanchored or zero_true or all(keys is None for keys in subs):
                 self.always.append(li)
         if hyperscan is not None and (words or nocase_words):
             self._build_hs(words, nocase_words, cache_dir)
         else:
-            self._auto = _automaton(words)
-            self._auto_nocase = _automaton(nocase_words)
-        self._auto_norm = _automaton(norm_words) if ahocorasick is not None else None
+            self._pairs, self._pairs_nocase = _Pairs(words), _Pairs(nocase_words)
+            self._auto = _automaton(words, self._pairs)
+            self._auto_nocase = _automaton(nocase_words, self._pairs_nocase)
+        self._pairs_norm = _Pairs(norm_words)
+        self._auto_norm = _automaton(norm_words, self._pairs_norm) if ahocorasick is not None else None
         if self._auto_norm is None and norm_words:
             self.always.extend(sorted({li for pairs in norm_words.values() for li, _si in pairs}))
 
     def _build_hs(self, words: dict[str, list[tuple[int, int]]], nocase: dict[str, list[tuple[int, int]]],
                   cache_dir: Path | None) -> None:
         keys = list(words) + list(nocase)
-        self._hs_pairs = list(words.values()) + list(nocase.values())
+        self._hs_pairs = _Pairs({**{f"c{k}": v for k, v in words.items()}, **{f"i{k}": v for k, v in nocase.items()}})
         digest = hashlib.sha256(("\0".join(keys) + f"|{len(words)}").encode("latin-1")).hexdigest()
         cache = None
         if cache_dir is not None:
@@ -339,23 +363,20 @@ class LogicalMatcher:
             ids: list[int] = []
             self._hs.scan(data, match_event_handler=_collect, context=ids, scratch=self._scratch())
             for k in ids:
-                for li, si in self._hs_pairs[k]:
-                    hits.setdefault(li, set()).add(si)
+                self._hs_pairs.add(k, hits)
         text = None
-        for auto, lower in ((self._auto, False), (self._auto_nocase, True)):
+        for auto, pairs, lower in ((self._auto, self._pairs, False), (self._auto_nocase, self._pairs_nocase, True)):
             if auto is None:
                 continue
             if text is None or lower:
                 text = (data.lower() if lower else data).decode("latin-1")
-            for _end, pairs in auto.iter(text):
-                for li, si in pairs:
-                    hits.setdefault(li, set()).add(si)
+            for _end, k in auto.iter(text):
+                pairs.add(k, hits)
         memo: dict[int, list[bytes]] = {}
         if self._auto_norm is not None:
             for view in _norm_views(data, memo):
-                for _end, pairs in self._auto_norm.iter(view.decode("latin-1")):
-                    for li, si in pairs:
-                        hits.setdefault(li, set()).add(si)
+                for _end, k in self._auto_norm.iter(view.decode("latin-1")):
+                    self._pairs_norm.add(k, hits)
         everything = set(range(64))
         for li in self.always:
             hits.setdefault(li, set()).update(everything)
@@ -369,12 +390,32 @@ class LogicalMatcher:
         return found
 
 
-def _automaton(words: dict[str, list[tuple[int, int]]]) -> Any:
+class _Pairs:
+    """word number -> the (signature, subsignature) pairs it anchors, in two flat arrays.
+
+    140 000 subsignatures as Python tuples would cost some 15 MB per process; packed as
+    ``signature << 6 | subsignature`` (at most 64 subsignatures) they take 4 bytes each.
+    """
+
+    def __init__(self, words: dict[str, list[tuple[int, int]]]) -> None:
+        self.start = array("I", [0])
+        self.flat = array("I")
+        for pairs in words.values():
+            self.flat.extend(li << 6 | si for li, si in pairs)
+            self.start.append(len(self.flat))
+
+    def add(self, k: int, hits: dict[int, set[int]]) -> None:
+        for v in self.flat[self.start[k] : self.start[k + 1]]:
+            hits.setdefault(v >> 6, set()).add(v & 63)
+
+
+def _automaton(words: dict[str, Any], numbered: _Pairs | None = None) -> Any:
+    """Aho-Corasick over ``words``; each word's value is its list, or its number in ``numbered``."""
     if not words:
         return None
     auto = ahocorasick.Automaton()
-    for key, pairs in words.items():
-        auto.add_word(key, tuple(pairs))
+    for k, (key, value) in enumerate(words.items()):
+        auto.add_word(key, k if numbered is not None else tuple(value))
     auto.make_automaton()
     return auto
 

@@ -45,12 +45,21 @@ def test_ndb_syntax_item(tmp_path: Path, sig: str, hit: bytes, miss: bytes) -> N
 
 
 
-@pytest.fixture(autouse=True, params=["hyperscan", "aho-corasick", "re"])
+@pytest.fixture(autouse=True, params=["hyperscan", "libhs", "aho-corasick", "re"])
 def prefilter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every syntax item must give the same verdict whichever prefilter runs: Hyperscan (PyPI),
-    Aho-Corasick (Debian's python3-ahocorasick, what the .deb uses) or plain ``re``."""
-    from runtime.engine import matcher
+    Debian's libhs.so.5 through ctypes (the .deb on amd64), Aho-Corasick (Debian's
+    python3-ahocorasick, the .deb elsewhere) or plain ``re``."""
+    from runtime.engine import libhs, matcher
 
+    if request.param == "libhs":
+        if not libhs.available():
+            pytest.skip("libhs.so.5 (libhyperscan5) is not installed here")
+        monkeypatch.setattr(matcher, "hyperscan", libhs)
+        assert matcher.prefilter_name().startswith("hyperscan (libhs")
+        return "hyperscan"  # the same behaviour is expected of both bindings
+    if request.param == "hyperscan" and (matcher.hyperscan is None or matcher.hyperscan is libhs):
+        pytest.skip("the hyperscan wheel is not installed here")
     if request.param in ("aho-corasick", "re"):
         monkeypatch.setattr(matcher, "hyperscan", None)
     if request.param == "re":
