@@ -132,16 +132,16 @@ class BodyMatcher:
         self.db: Any = None  # hyperscan.Database when hyperscan is there
         self._automaton: Any = None  # ahocorasick.Automaton otherwise
         # HTML/ASCII signatures (targets 3, 7) are prefiltered on the normalised text, not the raw bytes
-        norm_words: dict[str, list[int]] = {}
+        norm_words: dict[tuple[bytes, bool], list[int]] = {}
         self._norm_always: list[int] = []
         for i, (target, anchor) in enumerate(meta):
             if target in _RAW_TARGETS:
                 continue
-            if len(anchor) < MIN_ANCHOR or ahocorasick is None:
+            if len(anchor) < MIN_ANCHOR or not _Literals.usable():
                 self._norm_always.append(i)
             else:
-                norm_words.setdefault(anchor.decode("latin-1"), []).append(i)
-        self._norm_auto: Any = _automaton(norm_words) if ahocorasick is not None else None
+                norm_words.setdefault((anchor, False), []).append(i)
+        self._norm = _Literals(norm_words, cache_dir, "ndb-norm")
         if sigs and hyperscan is not None:
             self._build(digest, cache_dir, meta)
         elif sigs:
@@ -255,14 +255,13 @@ class BodyMatcher:
             cands.extend(seen)
         cands.extend(self.fallback)
         memo: dict[int, list[bytes]] = {}
-        if self._norm_auto is not None or self._norm_always:
+        if self._norm or self._norm_always:
             views = _norm_views(data, memo)
             if views:
                 cands.extend(self._norm_always)
-                if self._norm_auto is not None:
-                    for view in views:
-                        for _end, ids in self._norm_auto.iter(view.decode("latin-1")):
-                            cands.extend(ids)
+                for view in views:
+                    for k in self._norm.scan(view):
+                        cands.extend(self._norm.groups.get(k))
         return [self.sigs[i].name for i in sorted(set(cands)) if self._confirm(i, data, deadline, memo)]
 
 
@@ -278,23 +277,15 @@ class LogicalMatcher:
             meta = [(ls.target, ls.zero_true, [None if sub.pcre is not None else list(sub.keys) for sub in ls.subsigs])
                     for ls in lsigs]
         self.always: list[int] = []  # a subsignature without a usable anchor: evaluate on every object
-        self._hs: Any = None  # with Hyperscan: one literal database for every raw-target anchor
-        self._hs_pairs = _Pairs({})
-        self._pairs = _Pairs({})
-        self._pairs_nocase = _Pairs({})
-        self._pairs_norm = _Pairs({})
-        self._local = threading.local()
-        self._auto: Any = None
-        self._auto_nocase: Any = None
-        self._auto_norm: Any = None
+        self._raw = _Literals({}, None, "")
+        self._normed = _Literals({}, None, "")
         if not lsigs:
             return
-        if ahocorasick is None and hyperscan is None:
+        if not _Literals.usable():
             self.always = list(range(len(lsigs)))
             return
-        words: dict[str, list[tuple[int, int]]] = {}
-        nocase_words: dict[str, list[tuple[int, int]]] = {}
-        norm_words: dict[str, list[tuple[int, int]]] = {}
+        words: dict[tuple[bytes, bool], list[int]] = {}  # (anchor, nocase) -> packed (signature, subsignature)
+        norm_words: dict[tuple[bytes, bool], list[int]] = {}
         for li, (target, zero_true, subs) in enumerate(meta):
             normalised = target not in _RAW_TARGETS  # prefiltered on the lower-case normalised text
             unanchored = False
@@ -305,78 +296,23 @@ class LogicalMatcher:
                     if len(anchor) < MIN_ANCHOR:
                         unanchored = True
                     elif normalised:
-                        norm_words.setdefault(anchor.lower().decode("latin-1"), []).append((li, si))
-                    elif nocase:
-                        nocase_words.setdefault(anchor.lower().decode("latin-1"), []).append((li, si))
+                        norm_words.setdefault((anchor.lower(), False), []).append(li << 6 | si)
                     else:
-                        words.setdefault(anchor.decode("latin-1"), []).append((li, si))
+                        words.setdefault((anchor.lower() if nocase else anchor, nocase), []).append(li << 6 | si)
             if unanchored or zero_true or all(keys is None for keys in subs):
                 self.always.append(li)
-        if hyperscan is not None and (words or nocase_words):
-            self._build_hs(words, nocase_words, cache_dir)
-        else:
-            self._pairs, self._pairs_nocase = _Pairs(words), _Pairs(nocase_words)
-            self._auto = _automaton(words, self._pairs)
-            self._auto_nocase = _automaton(nocase_words, self._pairs_nocase)
-        self._pairs_norm = _Pairs(norm_words)
-        self._auto_norm = _automaton(norm_words, self._pairs_norm) if ahocorasick is not None else None
-        if self._auto_norm is None and norm_words:
-            self.always.extend(sorted({li for pairs in norm_words.values() for li, _si in pairs}))
-
-    def _build_hs(self, words: dict[str, list[tuple[int, int]]], nocase: dict[str, list[tuple[int, int]]],
-                  cache_dir: Path | None) -> None:
-        keys = list(words) + list(nocase)
-        self._hs_pairs = _Pairs({**{f"c{k}": v for k, v in words.items()}, **{f"i{k}": v for k, v in nocase.items()}})
-        digest = hashlib.sha256(("\0".join(keys) + f"|{len(words)}").encode("latin-1")).hexdigest()
-        cache = None
-        if cache_dir is not None:
-            name = hashlib.sha256(f"{digest}|{hyperscan.__version__}|{FORMAT_VERSION}".encode()).hexdigest()
-            cache = cache_dir / f"ldb-{name}.hs"
-            if cache.is_file():
-                try:
-                    self._hs = hyperscan.loadb(cache.read_bytes(), hyperscan.HS_MODE_BLOCK)
-                    return
-                except (hyperscan.error, OSError, ValueError, TypeError):
-                    pass
-        db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        flags = [hyperscan.HS_FLAG_SINGLEMATCH] * len(words) + \
-            [hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_CASELESS] * len(nocase)
-        db.compile(expressions=[b"".join(b"\\x%02x" % c for c in k.encode("latin-1")) for k in keys],
-                   ids=list(range(len(keys))), elements=len(keys), flags=flags)
-        self._hs = db
-        if cache is not None:
-            try:
-                cache.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                atomic_write(cache, hyperscan.dumpb(db), mode=0o600)
-            except OSError:
-                pass
-
-    def _scratch(self) -> Any:
-        s = getattr(self._local, "scratch", None)
-        if s is None:
-            s = self._local.scratch = hyperscan.Scratch(self._hs)
-        return s
+        self._raw = _Literals(words, cache_dir, "ldb")
+        self._normed = _Literals(norm_words, cache_dir, "ldb-norm")
 
     def match(self, data: bytes, deadline: float | None = None) -> list[str]:
         hits: dict[int, set[int]] = {}
-        if self._hs is not None:
-            ids: list[int] = []
-            self._hs.scan(data, match_event_handler=_collect, context=ids, scratch=self._scratch())
-            for k in ids:
-                self._hs_pairs.add(k, hits)
-        text = None
-        for auto, pairs, lower in ((self._auto, self._pairs, False), (self._auto_nocase, self._pairs_nocase, True)):
-            if auto is None:
-                continue
-            if text is None or lower:
-                text = (data.lower() if lower else data).decode("latin-1")
-            for _end, k in auto.iter(text):
-                pairs.add(k, hits)
+        for k in self._raw.scan(data):
+            _add_pairs(self._raw.groups.get(k), hits)
         memo: dict[int, list[bytes]] = {}
-        if self._auto_norm is not None:
+        if self._normed:
             for view in _norm_views(data, memo):
-                for _end, k in self._auto_norm.iter(view.decode("latin-1")):
-                    self._pairs_norm.add(k, hits)
+                for k in self._normed.scan(view):
+                    _add_pairs(self._normed.groups.get(k), hits)
         everything = set(range(64))
         for li in self.always:
             hits.setdefault(li, set()).update(everything)
@@ -390,32 +326,104 @@ class LogicalMatcher:
         return found
 
 
-class _Pairs:
-    """word number -> the (signature, subsignature) pairs it anchors, in two flat arrays.
+class _Groups:
+    """word number -> the integers it stands for, in two flat arrays (4 bytes each, no Python objects:
+    140 000 subsignatures as tuples would cost some 15 MB per process)."""
 
-    140 000 subsignatures as Python tuples would cost some 15 MB per process; packed as
-    ``signature << 6 | subsignature`` (at most 64 subsignatures) they take 4 bytes each.
-    """
-
-    def __init__(self, words: dict[str, list[tuple[int, int]]]) -> None:
+    def __init__(self, values: list[list[int]]) -> None:
         self.start = array("I", [0])
         self.flat = array("I")
-        for pairs in words.values():
-            self.flat.extend(li << 6 | si for li, si in pairs)
+        for vals in values:
+            self.flat.extend(vals)
             self.start.append(len(self.flat))
 
-    def add(self, k: int, hits: dict[int, set[int]]) -> None:
-        for v in self.flat[self.start[k] : self.start[k + 1]]:
-            hits.setdefault(v >> 6, set()).add(v & 63)
+    def get(self, k: int) -> array[int]:
+        return self.flat[self.start[k] : self.start[k + 1]]
 
 
-def _automaton(words: dict[str, Any], numbered: _Pairs | None = None) -> Any:
-    """Aho-Corasick over ``words``; each word's value is its list, or its number in ``numbered``."""
+def _add_pairs(packed: array[int], hits: dict[int, set[int]]) -> None:
+    for v in packed:  # signature << 6 | subsignature (at most 64 subsignatures)
+        hits.setdefault(v >> 6, set()).add(v & 63)
+
+
+class _Literals:
+    """A set of literal words, each case-sensitive or not, reported by number.
+
+    Hyperscan (the wheel or Debian's libhs.so.5) scans for all of them in one pass at memory
+    speed, its compiled database cached by content beside the signatures; pyahocorasick is the
+    fallback (some ten times slower: its iterator is driven from Python).
+    """
+
+    def __init__(self, words: dict[tuple[bytes, bool], list[int]], cache_dir: Path | None, tag: str) -> None:
+        self.groups = _Groups(list(words.values()))
+        self.count = len(words)
+        self._hs: Any = None
+        self._auto: Any = None
+        self._auto_nocase: Any = None
+        self._local = threading.local()
+        if not words:
+            return
+        keys = list(words)
+        if hyperscan is not None:
+            self._hs = self._build_hs(keys, cache_dir, tag)
+        elif ahocorasick is not None:
+            self._auto = _automaton({w.decode("latin-1"): k for k, (w, nc) in enumerate(keys) if not nc})
+            self._auto_nocase = _automaton({w.lower().decode("latin-1"): k for k, (w, nc) in enumerate(keys) if nc})
+
+    @staticmethod
+    def usable() -> bool:
+        return hyperscan is not None or ahocorasick is not None
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    @staticmethod
+    def _build_hs(keys: list[tuple[bytes, bool]], cache_dir: Path | None, tag: str) -> Any:
+        h = hashlib.sha256(f"{tag}|{hyperscan.__version__}|{FORMAT_VERSION}".encode())
+        for w, nc in keys:
+            h.update(b"%d:%d:" % (nc, len(w)) + w)
+        cache = cache_dir / f"{tag}-{h.hexdigest()}.hs" if cache_dir is not None else None
+        if cache is not None and cache.is_file():
+            try:
+                return hyperscan.loadb(cache.read_bytes(), hyperscan.HS_MODE_BLOCK)
+            except (hyperscan.error, OSError, ValueError, TypeError):
+                pass  # unreadable: compiled again below
+        db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        flags = [hyperscan.HS_FLAG_SINGLEMATCH | (hyperscan.HS_FLAG_CASELESS if nc else 0) for _w, nc in keys]
+        db.compile(expressions=[b"".join(b"\\x%02x" % c for c in w) for w, _nc in keys],
+                   ids=list(range(len(keys))), elements=len(keys), flags=flags)
+        if cache is not None:
+            try:
+                cache.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                atomic_write(cache, hyperscan.dumpb(db), mode=0o600)
+            except OSError:
+                pass  # a cache we cannot write only costs speed at the next start
+        return db
+
+    def scan(self, data: bytes) -> list[int]:
+        """Numbers of the words found in ``data`` (each once with Hyperscan; possibly repeated otherwise)."""
+        if self._hs is not None:
+            scratch = getattr(self._local, "scratch", None)
+            if scratch is None:
+                scratch = self._local.scratch = hyperscan.Scratch(self._hs)
+            ids: list[int] = []
+            self._hs.scan(data, match_event_handler=_collect, context=ids, scratch=scratch)
+            return ids
+        found: list[int] = []
+        if self._auto is not None:
+            found.extend(k for _end, k in self._auto.iter(data.decode("latin-1")))
+        if self._auto_nocase is not None:
+            found.extend(k for _end, k in self._auto_nocase.iter(data.lower().decode("latin-1")))
+        return found
+
+
+def _automaton(words: dict[str, Any]) -> Any:
+    """Aho-Corasick over ``words`` (each word's value is what ``iter`` reports for it)."""
     if not words:
         return None
     auto = ahocorasick.Automaton()
-    for k, (key, value) in enumerate(words.items()):
-        auto.add_word(key, k if numbered is not None else tuple(value))
+    for key, value in words.items():
+        auto.add_word(key, value)
     auto.make_automaton()
     return auto
 
