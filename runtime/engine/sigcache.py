@@ -177,8 +177,9 @@ def open_entry(cache_dir: Path, key: str, parse_ndb: Callable[[str, str], Any],
         return None
     try:
         entry = Entry(path, parse_ndb, parse_ldb)
+        if entry.meta.get("format") == FORMAT:
+            return entry
     except (OSError, ValueError, KeyError, struct.error):
-        return None  # unreadable: rebuilt by the caller
-    if entry.meta.get("format") != FORMAT:
-        return None
-    return entry
+        pass
+    shutil.rmtree(path, ignore_errors=True)  # damaged or of another format: the caller builds it again
+    return None
