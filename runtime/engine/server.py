@@ -154,9 +154,10 @@ class Worker:
     """One worker process: a few threads accept and serve connections."""
 
     def __init__(self, socks: list[socket.socket], engine: Engine, settings: ServerSettings, log: EventLog,
-                 db_date: str, ask_master: Callable[[str], None]) -> None:
+                 db_date: str, ask_master: Callable[[str], None], master_pid: int) -> None:
         self.socks = socks
         self.ask_master = ask_master
+        self.master_pid = master_pid  # the parent it was forked from; another parent means orphaned
         self.engine = engine
         self.settings = settings
         self.log = log
@@ -263,7 +264,8 @@ class Master(Supervisor):
     # workers -------------------------------------------------------------------------------
     def serve(self) -> int:
         assert self.engine is not None
-        return Worker(self.socks, self.engine, self.settings, self.log, self.db_date, self.ask_master).run()
+        return Worker(self.socks, self.engine, self.settings, self.log, self.db_date, self.ask_master,
+                      self.master_pid).run()
 
     def spawn_generation(self) -> None:
         gc.collect()

@@ -21,7 +21,7 @@ from runtime.engine import bodysig, cvd, ldb
 from runtime.engine.bodysig import PatternError
 from runtime.engine.dsig import PublicKey
 from tests.support.clamav import build_cvd, make_test_key
-from tests.support.fuzz import nasty_text
+from tests.support.fuzz import mutate, nasty_text
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +33,6 @@ def good(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes, object
     signed = build_cvd(tmp / "x.cvd", members, key).read_bytes()
     plain = build_cvd(tmp / "x.cld", members, key).read_bytes()
     return signed, plain, key
-
-
-def _mutate(data: bytes, edits: list[tuple[int, int]], cut: int) -> bytes:
-    b = bytearray(data[: max(0, len(data) - cut)] if cut else data)
-    for pos, val in edits:
-        if b:
-            b[pos % len(b)] = val
-    return bytes(b)
 
 
 def _evil_tar(name: str, kind: bytes) -> bytes:
@@ -69,7 +61,7 @@ def test_container_reader(good, tmp_path_factory: pytest.TempPathFactory, suffix
     data = signed if suffix == "cvd" else plain
     if evil is not None:
         data = data[: cvd.HEADER_LEN] + _evil_tar(*evil)
-    data = _mutate(data, edits, cut)
+    data = mutate(data, edits, cut)
     path = Path(tmp_path_factory.getbasetemp()) / f"fuzz.{suffix}"
     path.write_bytes(data)
     try:

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from runtime.engine import ave1, containers, signatures
 from runtime.engine.bodysig import PatternError
 from runtime.engine.limits import Budget, Corrupted, LimitExceeded, Limits, Protected
-from tests.support.fuzz import nasty_text
+from tests.support.fuzz import mutate, nasty_text
 
 # The zip builder below may repeat a generated member name on purpose; zipfile warns about it.
 pytestmark = pytest.mark.filterwarnings("ignore:Duplicate name:UserWarning")
@@ -131,19 +131,11 @@ def _tar(names: list[str], payload: bytes) -> bytes:
     return buf.getvalue()
 
 
-def _mutate(data: bytes, edits: list[tuple[int, int]], cut: int) -> bytes:
-    b = bytearray(data[: max(0, len(data) - cut)] if cut else data)
-    for pos, val in edits:
-        if b:
-            b[pos % len(b)] = val
-    return bytes(b)
-
-
 _names = st.lists(nasty_text.map(lambda s: s.replace("\x00", "")), min_size=1, max_size=4)
 _edits = st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), max_size=6)
 archive = st.one_of(
     st.tuples(st.sampled_from(["zip", "tar"]), _names, st.binary(max_size=300), _edits, st.integers(0, 40)).map(
-        lambda t: (t[0], _mutate((_zip if t[0] == "zip" else _tar)(t[1], t[2]), t[3], t[4]))),
+        lambda t: (t[0], mutate((_zip if t[0] == "zip" else _tar)(t[1], t[2]), t[3], t[4]))),
     st.tuples(st.sampled_from(["gzip", "bzip2", "xz", "zip", "tar", "uue"]), st.binary(max_size=600)),
     st.tuples(st.just("uue"), st.tuples(nasty_text, st.binary(max_size=200)).map(
         lambda t: b"begin 644 " + t[0].encode("utf-8", "replace").replace(b"\n", b"") + b"\n" + t[1] + b"\nend\n")),

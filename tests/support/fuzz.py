@@ -61,3 +61,13 @@ line_text = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\r
 
 #: An SMTP reply line: three digits, then space or hyphen, then printable text (RFC 5321 4.2).
 SMTP_REPLY = re.compile(rb"^[2-5][0-9][0-9](?:[ -][\x20-\x7e\x80-\xff]*)?$")
+
+
+def mutate(data: bytes, edits: list[tuple[int, int]], cut: int) -> bytes:
+    """``data`` with its last ``cut`` bytes dropped and each (position, value) edit applied
+    (positions wrap), the one way the container fuzzers damage a valid file."""
+    b = bytearray(data[: max(0, len(data) - cut)] if cut else data)
+    for pos, val in edits:
+        if b:
+            b[pos % len(b)] = val
+    return bytes(b)
