@@ -7,6 +7,8 @@ process; aveserver builds a new one on SIGHUP and only swaps it in when it loade
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +58,27 @@ class _Outcome:
     deleted: bool = False
 
 
+def _build_in_child(build: Callable[[], object]) -> bool:
+    """Run the cold build (parse, write the cache entry, compile and cache the matchers) in a
+    forked child, so the parsed set and the compilers' heap never become the caller's private
+    memory: aveserver's master (and every worker forked from it) only ever maps the result, and
+    a reload onto a new database does not hold it next to the database still serving.
+    False when the child failed; the caller then builds in-process and reports the error."""
+    try:
+        pid = os.fork()
+    except OSError:
+        return False
+    if pid == 0:  # pragma: no cover - the child's exit status is what the parent checks
+        code = 1
+        try:
+            build()
+            code = 0
+        finally:
+            os._exit(code)
+    _pid, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
 class Engine:
     """Scans byte strings; thread-safe."""
 
@@ -78,7 +101,10 @@ class Engine:
         only reported (``sigs.errors``).
         """
         try:
-            sigs = load_signatures(bases, cache_dir, key)
+            sigs = load_signatures(bases, cache_dir, key, build=cache_dir is None)
+            if sigs.entry is None and cache_dir is not None and not sigs.refused:
+                _build_in_child(lambda: cls(load_signatures(bases, cache_dir, key), limits, cache_dir))
+                sigs = load_signatures(bases, cache_dir, key)  # mapped; built here if the child could not
         except OSError as exc:
             raise DatabaseError(str(exc)) from None
         if sigs.refused:

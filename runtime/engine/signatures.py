@@ -487,13 +487,16 @@ def _stamp(path: Path) -> tuple[int, int, int]:
     return st.st_ino, st.st_size, st.st_mtime_ns
 
 
-def load_signatures(bases: Path | str, cache_dir: Path | None = None, key: PublicKey = CLAMAV_KEY) -> SignatureSet:
+def load_signatures(bases: Path | str, cache_dir: Path | None = None, key: PublicKey = CLAMAV_KEY,
+                    build: bool = True) -> SignatureSet:
     """Read every database under ``bases`` (containers verified with ``key``); collect per-line errors.
 
     Containers are verified (MD5 and digital signature) at every load.  With ``cache_dir`` the
     set is served from the compiled cache entry of its content (runtime/engine/sigcache.py): a
     warm start maps it without unpacking or parsing anything; a cold one parses, writes the entry
-    and then maps it like a warm one, so both serve the same, compact form.
+    and then maps it like a warm one, so both serve the same, compact form.  With ``build``
+    False a missing entry is not built: the set comes back verified but empty, ``entry`` None
+    (Engine.load then builds it in a child process).
     """
     bases = Path(bases)
     sigs = SignatureSet()
@@ -523,6 +526,8 @@ def load_signatures(bases: Path | str, cache_dir: Path | None = None, key: Publi
         entry = sigcache.open_entry(cache_dir, sigs.digest, parse_ndb_line, parse_ldb_line)
         if entry is not None:
             _from_entry(sigs, entry)
+            return sigs
+        if not build:
             return sigs
     changed = False
     for path, stamp in accepted:

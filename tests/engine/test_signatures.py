@@ -137,12 +137,14 @@ def test_compiled_matcher_cache_is_keyed_by_database_content(tmp_path: Path, pre
     db.mkdir()
     (db / "a.ndb").write_text("One:0:*:41424344\n")
     first = Engine.load(db, cache_dir=cache)
-    assert not first.matcher.from_cache
+    assert first.matcher.from_cache  # compiled once, by the child process that built the cache entry
+    compiled = list(cache.glob(f"db-{first.sigs.digest}/ndb-*.hs"))
+    assert len(compiled) == 1
     again = Engine.load(db, cache_dir=cache)
     assert again.matcher.from_cache and again.scan(b"xABCD").names == ["One"]
     (db / "a.ndb").write_text("Two:0:*:45464748\n")  # new content -> new key, no stale matcher
     changed = Engine.load(db, cache_dir=cache)
-    assert not changed.matcher.from_cache
+    assert list(cache.glob("db-*/ndb-*.hs")) == list(cache.glob(f"db-{changed.sigs.digest}/ndb-*.hs")) != compiled
     assert changed.scan(b"xABCD").status is Status.CLEAN and changed.scan(b"EFGH").names == ["Two"]
     assert sorted(p.stat().st_mode & 0o777 for p in [cache]) == [0o700]
 
