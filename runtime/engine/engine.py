@@ -75,7 +75,10 @@ def _build_in_child(build: Callable[[], object]) -> bool:
             code = 0
         finally:
             os._exit(code)
-    _pid, status = os.waitpid(pid, 0)
+    try:
+        _pid, status = os.waitpid(pid, 0)
+    except ChildProcessError:  # reaped by someone else: whether it succeeded shows in the cache
+        return False
     return os.waitstatus_to_exitcode(status) == 0
 
 
