@@ -14,11 +14,15 @@ Hyperscan version and this module's format version, so a restart or a reload of 
 signatures costs a file read instead of a compile.  The cache holds only Hyperscan's own
 serialised bytes (no pickles), in a directory we own with mode 0700.
 
-Debian packages no Python binding for Hyperscan, so the .deb must run without it: then the
-prefilter is an Aho-Corasick automaton (Debian's ``python3-ahocorasick``) over each signature's
-longest literal byte run, the way ClamAV's own matcher anchors its patterns, and every candidate
-is confirmed by the same linear-time matcher.  Slower (bench/README.md) but the same verdicts; tests
-run both prefilters on the same signatures.
+Debian packages no Python binding for Hyperscan, so the .deb uses Debian's ``libhs.so.5``
+(``libhyperscan5``) through ctypes (runtime/engine/libhs.py, the same interface; decision in
+docs/packaging.md).  Where that library is absent the prefilter is an Aho-Corasick automaton
+(Debian's ``python3-ahocorasick``) over each signature's longest literal byte run, the way
+ClamAV's own matcher anchors its patterns, and every candidate is confirmed by the same
+linear-time matcher.  Slower (bench/README.md) but the same verdicts; tests run every prefilter
+on the same signatures.  The compiled databases live in the database's cache entry
+(runtime/engine/sigcache.py) and are built from ``SignatureSet.prefilter()``, so a warm start
+loads them without parsing a signature.
 """
 
 from __future__ import annotations
