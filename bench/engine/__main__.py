@@ -35,6 +35,7 @@ from . import clamdb
 from .corpus import build_corpus, build_signatures, corpus_files
 
 REPO = Path(__file__).resolve().parents[2]
+CACHE_DIR: Path | None = None  # --cache
 
 
 def tree_memory(pid: int) -> tuple[int, int]:
@@ -78,7 +79,7 @@ class MemSampler(threading.Thread):
             time.sleep(0.05)
 
 
-def wait_socket(path: Path, proc: subprocess.Popen[bytes], ping: bytes, timeout: float = 600) -> float:
+def wait_socket(path: Path, proc: subprocess.Popen[bytes], ping: bytes, timeout: float = 3600) -> float:
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         if proc.poll() is not None:
@@ -105,7 +106,7 @@ def idle_memory(pid: int, settle: float = 2.0) -> tuple[int, int]:
 def run_aveserver(db: Path, files: list[Path], work: Path, cold: bool, key: Path | None = None,
                   deb_root: Path | None = None, scan_files: bool = True) -> dict[str, float]:
     """aveserver from this tree, or (``deb_root``) from the unpacked .deb under Debian's python3."""
-    cache = work / "ave-cache"  # shared: the .deb's first start only compiles its own (libhs) matchers
+    cache = CACHE_DIR or work / "ave-cache"  # shared: the .deb's first start only compiles its (libhs) matchers
     if cold:
         shutil.rmtree(cache, ignore_errors=True)
     conf = work / "kav.conf"
@@ -259,7 +260,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="scan an evenly spread sample of the corpus of about this size (0: all of it)")
     ap.add_argument("--deb", type=Path, default=None,
                     help="the .deb to unpack and run as a contender (default: the newest dist/*.deb, if any)")
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="keep aveserver's compiled cache here between runs (default: a temporary directory); "
+                         "with --no-cold a full-scale run need not rebuild it")
+    ap.add_argument("--no-cold", action="store_true", help="do not measure the first (cold) start")
     args = ap.parse_args(argv)
+    global CACHE_DIR
+    CACHE_DIR = args.cache
     print("building/reusing corpus and signatures under ~/.cache/kav4ms/bench-engine ...", flush=True)
     corpus = build_corpus()
     key = None
@@ -280,8 +287,9 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{n} {sfx}" for sfx, n in counts.items()) + f"; cores: {os.cpu_count()}", flush=True)
         print(f"ClamAV limits: {' '.join(clam_limits(largest))} (above the largest file)", flush=True)
         res = {}
-        res["aveserver (cold)"] = run_aveserver(ave_db, files, work, cold=True, key=key, scan_files=False)
-        print(f"aveserver cold load done: {res['aveserver (cold)']['load']:.1f} s", flush=True)
+        if not args.no_cold:
+            res["aveserver (cold)"] = run_aveserver(ave_db, files, work, cold=True, key=key, scan_files=False)
+            print(f"aveserver cold load done: {res['aveserver (cold)']['load']:.1f} s", flush=True)
         res["aveserver"] = run_aveserver(ave_db, files, work, cold=False, key=key)
         print("aveserver warm done", flush=True)
         if deb is not None:
