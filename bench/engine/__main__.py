@@ -314,9 +314,9 @@ def main(argv: list[str] | None = None) -> int:
         if "wall" not in r:
             print(f"{name:18} {'':>8} {'':>8} {'':>8} {r['load']:8.2f} {r['idle_pss'] / 1e6:12.0f}")
             continue
+        idle = f"{r['idle_pss'] / 1e6:12.0f}" if "idle_pss" in r else f"{'-':>12}"  # clamscan: no idle daemon
         print(f"{name:18} {total / 1e6 / r['wall']:8.2f} {len(files) / r['wall']:8.1f} {r['wall']:8.1f} "
-              f"{r['load']:8.2f} {r.get('idle_pss', 0) / 1e6:12.0f} {r['pss'] / 1e6:12.0f} {r['rss'] / 1e6:12.0f} "
-              f"{int(r['found']):6d}")
+              f"{r['load']:8.2f} {idle} {r['pss'] / 1e6:12.0f} {r['rss'] / 1e6:12.0f} {int(r['found']):6d}")
     print()
     cd = res["clamd"]
     for name in ("aveserver", "aveserver .deb"):
