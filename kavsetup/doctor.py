@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from kavsetup.detect import detect
+from kavsetup.detect.osinfo import layout_of
 from kavsetup.detect.rootfs import RootFS
 from kavsetup.detect.users import find_user
 from kavsetup.integrate.files import Root
 from kavsetup.mta import integration
 
-CONF = "/etc/kav/5.5/kav4mailservers/kav4mailservers.conf"
 ORDER = ("config", "mta", "content_filter", "transport", "aveserver", "database", "reinjection", "delivery")
 EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 PROBE_TIMEOUT = 5.0
@@ -295,12 +295,13 @@ def carries_eicar(raw: bytes) -> bool:
     return False
 
 
-def diagnose(root_dir: Path, conf: str = CONF, static: bool = False, to: str = "root",
+def diagnose(root_dir: Path, conf: str | None = None, static: bool = False, to: str = "root",
              timeout: float = 60.0, max_age_days: float = 7.0, kind: str = "auto", mta_config: str = "") -> Report:
     from kavsetup.integrate.site import choose_mta
     from kavsetup.mta import CompileError
 
     root = Root(root_dir)
+    conf = conf or layout_of(RootFS(root.path)).conf_file  # the system's OS layout (runtime/layout.py)
     try:
         active = choose_mta(detect(root.path), root, kind, mta_config)
         problem = ""

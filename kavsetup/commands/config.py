@@ -10,6 +10,7 @@ from typing import Any
 from kavsetup.commands import add_parser
 from kavsetup.conffile import render_config
 from runtime.config import ConfigError, load_config, parse_assignment, set_values
+from runtime.layout import HOST, LAYOUTS
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,6 +19,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     csub.required = True
 
     d = csub.add_parser("defaults", help="print the commented default configuration")
+    d.add_argument("--layout", choices=sorted(LAYOUTS), default=HOST.name,
+                   help="the OS the file is for (its paths; default this system's): a package built "
+                        "elsewhere, e.g. the FreeBSD port's kav4mailservers.conf.sample")
     d.set_defaults(func=cmd_defaults)
 
     c = csub.add_parser("check", help="validate FILE; FILE:LINE messages and exit 1 when invalid")
@@ -44,7 +48,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_defaults(args: argparse.Namespace) -> int:
-    sys.stdout.write(render_config())
+    sys.stdout.write(render_config(layout=LAYOUTS[args.layout]))
     return 0
 
 

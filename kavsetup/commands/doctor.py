@@ -22,8 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         "reinjection to a local mailbox, and say where it stops (guide chapter 8, done for you).")
     parser.add_argument("--root", type=Path, default=Path("/"), metavar="DIR", help="the system at DIR")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--conf", default="/etc/kav/5.5/kav4mailservers/kav4mailservers.conf",
-                        help="kav4mailservers.conf (a path inside the system)")
+    parser.add_argument("--conf", default=None,
+                        help="kav4mailservers.conf (a path inside the system; default: its OS's, "
+                             "/etc/kav/5.5/kav4mailservers/kav4mailservers.conf or /usr/local/etc/kav/... on FreeBSD)")
     parser.add_argument("--to", default="root", metavar="USER",
                         help="local user whose mailbox (/var/mail/USER or ~/Maildir) receives the test (default root)")
     parser.add_argument("--timeout", type=float, default=60.0, metavar="SEC",

@@ -110,6 +110,21 @@ def _after_change(root: Root, kind: str, phase: str) -> None:
         print(f"note: {note}")
 
 
+def _hand_back(root: Root, kind: str) -> None:
+    """Before uninstall, an MTA integrated as a listening instance with its own queue (Exim,
+    Sendmail) stops that instance and moves the mail it holds for scanning into its main queue, so
+    that the uninstall strands nothing (issue 11 item 7); ``_after_change`` then has it delivered.
+    Only the modules that keep such a queue define ``hand_back``."""
+    if not root.is_live:
+        return
+    from kavsetup.detect.model import MTAKind
+    from kavsetup.mta import integration
+
+    hook = getattr(integration(kind), "hand_back", None) if kind in tuple(MTAKind) else None
+    for note in hook(root) if hook else ():
+        print(f"note: {note}")
+
+
 def cmd_install(args: argparse.Namespace) -> int:
     return run_install(args)
 
@@ -122,6 +137,8 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
         state = tx.pending_state()
         if state and state != "installed" and not args.dry_run:
             return report(tx.recover())
+        if not args.dry_run and state == "installed":
+            _hand_back(root, tx.journal.doc["mta"])
         out = tx.uninstall(dry_run=args.dry_run)
         code = report(out)
         if out.ok and not args.dry_run and state == "installed":

@@ -23,8 +23,9 @@ import sys
 import time
 
 from kavsetup.commands import add_parser
+from runtime.layout import HOST
 
-CONFIG = "/etc/kav/5.5/kav4mailservers/kav4mailservers.conf"
+CONFIG = HOST.conf_file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -56,6 +57,10 @@ def _children(args: argparse.Namespace) -> list[tuple[str, list[str], dict[str, 
         ids: dict[str, object] = {}
         if os.geteuid() == 0:  # the unit's User=/Group=; an unprivileged caller runs it as itself
             ids = {"user": args.user, "group": args.group, "extra_groups": []}
+            if listen.startswith("unix:"):  # the unit's RuntimeDirectory (the qmail client's socket)
+                rundir = os.path.dirname(listen[5:])
+                os.makedirs(rundir, mode=0o755, exist_ok=True)
+                shutil.chown(rundir, args.user, args.group)
         out.append(("smtpscanner", [_program("smtpscanner"), "--daemon", "-c", args.config], ids))
     return out
 

@@ -1,6 +1,7 @@
 """The install journal: what we changed, with before-images, kept inside the root.
 
-Layout (in-system paths, so a packaged root carries its own journal)::
+Layout (in-system paths, so a packaged root carries its own journal; the state tree is the
+root's OS's, runtime/layout.py: /var/lib/kav/5.5/... on Linux, /var/db/kav/5.5/... on FreeBSD)::
 
     /var/lib/kav/5.5/kav4mailservers/journal/journal.json   steps, states, fingerprints (0600)
     /var/lib/kav/5.5/kav4mailservers/journal/blobs/<sha256>  before-image contents (0600)
@@ -34,10 +35,10 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from kavsetup.detect.osinfo import layout_of
+from kavsetup.detect.rootfs import RootFS
 from kavsetup.integrate.files import Image, Root, write_atomic
 
-STATE_DIR = PurePosixPath("/var/lib/kav/5.5/kav4mailservers")
-JOURNAL_DIR = STATE_DIR / "journal"
 FORMAT = 1
 
 
@@ -100,7 +101,9 @@ def read_trusted(path: os.PathLike[str] | str) -> bytes:
 class Journal:
     def __init__(self, root: Root) -> None:
         self.root = root
-        self.dir = root.host(JOURNAL_DIR)
+        #: in the state tree of the root's OS (a FreeBSD image under --root keeps it in /var/db/kav)
+        self.path = PurePosixPath(layout_of(RootFS(root.path)).journal)
+        self.dir = root.host(self.path)
         self.file = self.dir / "journal.json"
         self.doc: dict[str, Any] = {}
 
@@ -123,12 +126,12 @@ class Journal:
 
     def create(self, mta: str, settings: dict[str, Any], notes: list[str]) -> None:
         created: list[str] = []
-        p = JOURNAL_DIR
+        p = self.path
         chain = [*reversed(p.parents), p]
         for d in chain:
             host = self.root.host(d)
             if not os.path.lexists(host):
-                os.mkdir(host, 0o700 if d == JOURNAL_DIR else 0o755)
+                os.mkdir(host, 0o700 if d == p else 0o755)
                 created.append(str(d))
         (self.dir / "blobs").mkdir(mode=0o700, exist_ok=True)
         # Before-images of /etc/shadow go here: never into a directory someone else controls.

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.config import values as v
+from runtime.layout import HOST
 
 #: Object statuses that carry per-status group keys (guide 6.1.3, 6.2.2; format notes).
 STATUSES: tuple[str, ...] = (
@@ -49,11 +50,12 @@ EVENTS: tuple[str, ...] = tuple(s.lower() for s in STATUSES)
 PRODUCT_NAME = "kav4mailservers"
 PRODUCT_VERSION = "5.5"
 
-# FHS-style locations of 5.5 on Linux (format notes "Paths of 5.5").
-ETC_DIR = "/etc/kav/5.5/kav4mailservers"
-DB_DIR = "/var/db/kav/5.5/kav4mailservers"
-LOG_DIR = "/var/log/kav/5.5/kav4mailservers"
-CONFIG_FILE = f"{ETC_DIR}/kav4mailservers.conf"
+# Locations of 5.5 on the running OS (format notes "Paths of 5.5"; runtime/layout.py has the
+# table per OS family: /etc/kav/5.5 on Linux, /usr/local/etc/kav/5.5 on FreeBSD).
+ETC_DIR = HOST.etc
+DB_DIR = HOST.db
+LOG_DIR = HOST.log
+CONFIG_FILE = HOST.conf_file
 
 
 @dataclass(frozen=True)
@@ -665,6 +667,31 @@ SECTIONS: tuple[Section, ...] = (
                 "4.3",
                 "Account the console runs as when started by root (it never serves as root).",
                 note="The account smtpscanner runs as (the packages' units): it owns the quarantine and statistics.",
+            ),
+            K(
+                "PAMService",
+                v.String(),
+                "",
+                "4.3",
+                "PAM service (a file in /etc/pam.d) for logging in with a system account; empty: PasswordFile only.",
+                note="Off by default; the console is unprivileged, so the service needs a module that works "
+                "without root (docs/console.md).",
+            ),
+            K(
+                "PAMAdminGroup",
+                v.String(),
+                "",
+                "4.3",
+                "System group whose members may log in through PAMService as administrators.",
+                note="Empty: no system account is an administrator of the console.",
+            ),
+            K(
+                "PAMReadOnlyGroup",
+                v.String(),
+                "",
+                "4.3",
+                "System group whose members may log in through PAMService read-only.",
+                note="Accounts in neither group are refused before PAM is asked: the quarantine holds others' mail.",
             ),
             K(
                 "SessionTimeout",

@@ -59,12 +59,19 @@ def scan_file(path: str, cure: bool = False, all_objects: bool = False) -> bytes
     return f"AVE/1 SCANFILE {_flags(cure, all_objects)} {_quote(path)}\n".encode()
 
 
+def scan_fd(name: str, cure: bool = False, all_objects: bool = False) -> bytes:
+    """The SCANFD line; the client sends it with one open descriptor (``SCM_RIGHTS``) of a regular
+    file, which aveserver reads from its start.  The filter hands over its spool file this way:
+    the message never crosses the socket and aveserver needs no access to TempPath."""
+    return f"AVE/1 SCANFD {_flags(cure, all_objects)} {_quote(name or 'stream')}\n".encode()
+
+
 @dataclass(frozen=True)
 class Request:
-    verb: str  # PING, VERSION, SCANFILE, SCANDATA, QUIT
+    verb: str  # PING, VERSION, SCANFILE, SCANDATA, SCANFD, QUIT
     flags: str = "-"
     size: int = 0  # SCANDATA: bytes that follow the line
-    name: str = ""  # SCANFILE: the path; SCANDATA: the object's name
+    name: str = ""  # SCANFILE: the path; SCANDATA, SCANFD: the object's name
 
     @property
     def cure(self) -> bool:
@@ -89,6 +96,8 @@ def parse_request(line: str) -> Request:
     if verb in ("PING", "VERSION", "QUIT"):
         return Request(verb)
     if verb == "SCANFILE" and len(args) == 2:
+        return Request(verb, args[0], name=urllib.parse.unquote(args[1]))
+    if verb == "SCANFD" and len(args) == 2:
         return Request(verb, args[0], name=urllib.parse.unquote(args[1]))
     if verb == "SCANDATA" and len(args) == 3 and _digits(args[1]):
         return Request(verb, args[0], int(args[1]), urllib.parse.unquote(args[2]))

@@ -163,15 +163,17 @@ def _zip_members(data: bytes, budget: Budget) -> Iterator[Member]:
         if info.flag_bits & 0x1:
             yield Member(name, error=Protected("encrypted member"))
             continue
-        out = bytearray()
+        # BytesIO, not a bytearray: its buffer is a bytes object grown in place and handed over by
+        # getvalue() without a copy, so a 35 MB member is held once, not twice (issue 20).
+        out = io.BytesIO()
         try:
             with zf.open(info) as fh:
                 while True:
                     chunk = fh.read(CHUNK)
                     if not chunk:
                         break
-                    budget.charge(len(chunk), len(out) + len(chunk), info.compress_size)
-                    out += chunk
+                    budget.charge(len(chunk), out.tell() + len(chunk), info.compress_size)
+                    out.write(chunk)
         except LimitExceeded:
             raise
         except NotImplementedError as exc:
@@ -180,7 +182,8 @@ def _zip_members(data: bytes, budget: Budget) -> Iterator[Member]:
         except (zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError, lzma.LZMAError) as exc:
             yield Member(name, error=Corrupted(f"zip: {exc}"))
             continue
-        yield Member(name, bytes(out))
+        yield Member(name, out.getvalue())
+        del out
 
 
 def _tar_members(data: bytes, budget: Budget) -> Iterator[Member]:

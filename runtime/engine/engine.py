@@ -247,6 +247,16 @@ class Engine:
         return _Outcome(worst(statuses))
 
     def _mime(self, data: bytes, path: str, depth: int, ctx: _Scan, can_cure: bool) -> _Outcome:
+        if not (ctx.cure and can_cure):  # nothing to rewrite: no parse tree needed (big mail)
+            simple = mime.leaves_of(data)
+            if simple is not None:
+                statuses = [Status.CLEAN]
+                for name, payload in simple:
+                    ctx.budget.member()
+                    ctx.budget.charge(len(payload), len(payload), len(payload))
+                    statuses.append(self._scan(payload, f"{path}/{name}", depth + 1, ctx, can_cure).status)
+                    del payload
+                return _Outcome(worst(statuses))
         msg = mime.parse(data)
         statuses = [Status.CLEAN]
         changed = False

@@ -38,7 +38,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.config import CONFIG_FILE, ConfigError, KavConfig, load_config
-from runtime.prefork import StartupError, Supervisor, clean_stale_pid, clean_stale_socket, resolve_user, write_pid
+from runtime.prefork import (
+    StartupError,
+    Supervisor,
+    clean_stale_pid,
+    clean_stale_socket,
+    resolve_user,
+    scoreboard_path,
+    write_pid,
+)
 from runtime.report import EventLog
 
 from .bases import key_from_config, list_bases, list_viruses
@@ -154,8 +162,10 @@ class Worker:
     """One worker process: a few threads accept and serve connections."""
 
     def __init__(self, socks: list[socket.socket], engine: Engine, settings: ServerSettings, log: EventLog,
-                 db_date: str, ask_master: Callable[[str], None], master_pid: int) -> None:
+                 db_date: str, ask_master: Callable[[str], None], master_pid: int,
+                 marking: Callable[[threading.BoundedSemaphore], object] = lambda sem: sem) -> None:
         self.socks = socks
+        self.marking = marking  # the master's scoreboard: a held scan slot is a busy worker (issue 18)
         self.ask_master = ask_master
         self.master_pid = master_pid  # the parent it was forked from; another parent means orphaned
         self.engine = engine
@@ -179,7 +189,7 @@ class Worker:
             reload=lambda: self.ask_master("reload"),
             shutdown=lambda: self.ask_master("stop"),
             db_date=self.db_date,
-            scan_slots=threading.BoundedSemaphore(SCANS_PER_WORKER),
+            scan_slots=self.marking(threading.BoundedSemaphore(SCANS_PER_WORKER)),
         )
         threads = [threading.Thread(target=self._accept_loop, args=(state,), daemon=True)
                    for _ in range(THREADS_PER_WORKER)]
@@ -230,7 +240,8 @@ class Master(Supervisor):
     def __init__(self, config_path: str, settings: ServerSettings, log: EventLog) -> None:
         super().__init__("aveserver", log, self.serve, settings.workers, on_hup=self.reload,
                          owned=(settings.socket_path, settings.pid_path),
-                         run_as=resolve_user(settings.user, "[aveserver.options]"))
+                         run_as=resolve_user(settings.user, "[aveserver.options]"),
+                         scoreboard=scoreboard_path(settings.pid_path))
         self.config_path = config_path
         self.settings = settings
         self.engine: Engine | None = None
@@ -265,7 +276,7 @@ class Master(Supervisor):
     def serve(self) -> int:
         assert self.engine is not None
         return Worker(self.socks, self.engine, self.settings, self.log, self.db_date, self.ask_master,
-                      self.master_pid).run()
+                      self.master_pid, self.marking).run()
 
     def spawn_generation(self) -> None:
         gc.collect()

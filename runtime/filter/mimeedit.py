@@ -201,18 +201,32 @@ def _with_report(msg: Message, report: str) -> Message:
 _XAV = re.compile(rb"^X-Anti-Virus:.*(?:\r?\n[ \t].*)*\r?\n", re.IGNORECASE | re.MULTILINE)
 
 
+def header_end(data: bytes) -> int:
+    """Where the header block ends (the index of its blank line's first byte, minus one), or -1.
+    Only the header block is searched for a CRLF blank line, so a big body is not read."""
+    end = data.find(b"\n\n")
+    crlf = data.find(b"\r\n\r\n", 0, None if end < 0 else end + 3)
+    if crlf >= 0 and (end < 0 or crlf < end):
+        end = crlf
+    return end
+
+
 def set_x_header(data: bytes, value: str | None) -> bytes:
     """Drop any X-Anti-Virus: header that came from outside (it could fake a verdict) and put ours
     first (guide 6.8.4).  Works on raw bytes so an unchanged message stays byte for byte."""
-    end = data.find(b"\n\n")
-    crlf = data.find(b"\r\n\r\n")
-    if crlf >= 0 and (end < 0 or crlf < end):
-        end = crlf
+    end = header_end(data)
     head, body = (data, b"") if end < 0 else (data[: end + 1], data[end + 1:])
+    return set_x_header_head(head, value) + body
+
+
+def set_x_header_head(head: bytes, value: str | None) -> bytes:
+    """:func:`set_x_header` for a header block alone (``data[:header_end(data) + 1]``): the body
+    of a big unchanged copy stays in the spool file."""
+    data = head
     if b"x-anti-virus:" in head.lower():
         head = _XAV.sub(b"", head)
     if value is None:
-        return head + body
+        return head
     eol = b"\r\n" if b"\r\n" in head[:2000] or (not head and b"\r\n" in data) else b"\n"
     line = b"X-Anti-Virus: " + re.sub(r"[\r\n\x00]", " ", value).encode("ascii", "replace") + eol
-    return line + head + body
+    return line + head

@@ -14,13 +14,12 @@ whatever fails first stops the part before the copy can be delivered.
 from __future__ import annotations
 
 import asyncio
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
+from functools import cached_property
 from typing import Any
 
 from runtime.config import Group, KavConfig
@@ -34,8 +33,13 @@ from runtime.filter.licence import LicenceHook
 from runtime.filter.mimeedit import WHOLE, Finding
 from runtime.filter.notify import VERSION_TEXT, Notifier, message_part, one_line, report_part
 from runtime.filter.quarantine import Quarantine
+from runtime.filter.spool import IN_MEMORY, FileBody, Spool
 from runtime.filter.stats import Statistics
 from runtime.report import EventLog
+
+#: Messages up to this size get their structure check on the event loop (well under a
+#: millisecond); larger ones in a thread, so one big mail never stalls the other sessions.
+INLINE_CHECK = 64 * 1024
 
 #: Config spelling -> rank, for the roll-up of a message's findings (Filtered sits just above Cured).
 RANK = {s.config_name: SEVERITY[s] * 2 for s in Status}
@@ -84,11 +88,32 @@ class Incoming:
     """The received message as every group part sees it."""
 
     env: Envelope
-    data: bytes  # LF line endings
+    data: bytes  # LF line endings; bytes-like (a read-only map of the spool file)
     head: Message
     msgid: str
     subject: str
     per_recipient: bool  # LMTP: one reply per recipient; SMTP/qmail-queue: one for all
+    spool: Spool | None = None
+
+    @cached_property
+    def raw(self) -> bytes:
+        """The message as ``bytes``, for what parses or rewrites it (an infected or filtered
+        message, a notice, the quarantine): made only when one of them needs it."""
+        return as_bytes(self.data)
+
+    def unchanged_copy(self, x_header: str | None) -> bytes | FileBody:
+        """The message as received with our X-Anti-Virus header (6.8.4): only its header block
+        is rebuilt, the body is sent from the spool file (shared by every group that keeps it)."""
+        if self.spool is None or isinstance(self.data, bytes):
+            return mimeedit.set_x_header(self.data, x_header)
+        end = mimeedit.header_end(self.data)
+        if end < 0:
+            return mimeedit.set_x_header(self.raw, x_header)
+        return FileBody(mimeedit.set_x_header_head(self.data[: end + 1], x_header), self.spool, end + 1)
+
+
+def as_bytes(data: bytes | Any) -> bytes:
+    return data if isinstance(data, bytes) else bytes(data)
 
 
 class TempFail(Exception):
@@ -107,9 +132,11 @@ class Scanner:
     than MaxDepth or with more than MaxFiles parts is never parsed, it is one object that could
     not be scanned (status Error), decided by the group's rules like any other."""
 
-    def __init__(self, client: AsyncAveClient, data: bytes, max_depth: int = 16, max_parts: int = 10000) -> None:
+    def __init__(self, client: AsyncAveClient, data: bytes, max_depth: int = 16, max_parts: int = 10000,
+                 spool: Spool | None = None) -> None:
         self.client = client
-        self.data = data
+        self.data = data  # bytes-like: a map of the spool file when there is one
+        self.spool = spool
         self.max_depth = max_depth
         self.max_parts = max_parts
         self._whole: Verdict | None = None
@@ -119,12 +146,18 @@ class Scanner:
 
     async def problem(self) -> str | None:
         if self._problem is False:
-            self._problem = await asyncio.to_thread(structure_problem, self.data, self.max_depth, self.max_parts)
+            if len(self.data) <= INLINE_CHECK:  # linear and short: a thread hop would cost more
+                self._problem = structure_problem(self.data, self.max_depth, self.max_parts)
+            else:
+                self._problem = await asyncio.to_thread(structure_problem, self.data, self.max_depth,
+                                                        self.max_parts)
+            if self.spool is not None:
+                self.spool.forget()
         return self._problem  # type: ignore[return-value]
 
     async def _parsed(self):  # noqa: ANN202
         if self._msg is None:
-            self._msg = await asyncio.to_thread(mimeedit.parse, self.data)
+            self._msg = await asyncio.to_thread(lambda: mimeedit.parse(as_bytes(self.data)))
         return self._msg
 
     async def leaf_names(self) -> list[Leaf]:
@@ -133,7 +166,17 @@ class Scanner:
 
     async def whole(self) -> Verdict:
         if self._whole is None:
-            self._whole = await self.client.scan(self.data, "message", cure=False)
+            if self.spool is not None:
+                # aveserver reads the spool file through its descriptor (AVE/1 SCANFD).
+                try:
+                    self._whole = await self.client.scan_fd(self.spool.fd, "message", cure=False)
+                except AveServerError as exc:
+                    if exc.code != 400:
+                        raise
+                    # an aveserver from before SCANFD (restarted after smtpscanner in an upgrade)
+                    self._whole = await self.client.scan(as_bytes(self.data), "message", cure=False)
+            else:
+                self._whole = await self.client.scan(self.data, "message", cure=False)
         return self._whole
 
     async def leaves(self, cure: bool) -> list[Leaf]:
@@ -246,15 +289,22 @@ class Processor:
         return f"{VERSION_TEXT}, bases: {bases}, check: {time.strftime('%Y%m%d')} {status}"
 
     # -- one message ---------------------------------------------------------------------
-    async def process(self, env: Envelope, data: bytes, per_recipient: bool = True) -> dict[str, str]:
-        """Per-recipient SMTP reply lines; never raises."""
-        started, size = time.monotonic(), len(data)
-        spool = None
+    async def process(self, env: Envelope, data: bytes | Spool, per_recipient: bool = True) -> dict[str, str]:
+        """Per-recipient SMTP reply lines; never raises.
+
+        ``data`` is the message as received (CRLF), or already spooled in TempPath with LF line
+        endings (a :class:`Spool`, from the SMTP/LMTP session, which this then owns).  A message
+        larger than :data:`~runtime.filter.spool.IN_MEMORY` is spooled and handed to aveserver
+        as a descriptor; a smaller one stays in memory."""
+        started = time.monotonic()
+        spool = data if isinstance(data, Spool) else None
+        size = spool.size if spool is not None else len(data)  # type: ignore[arg-type]
         outcomes: list[PartOutcome] = []
         replies: dict[str, str] = {}
         try:
-            spool = self._spool(data)
-            data = data.replace(b"\r\n", b"\n")
+            if spool is None and len(data) > IN_MEMORY:  # type: ignore[arg-type]
+                spool = Spool.from_bytes(self.temp, data.replace(b"\r\n", b"\n"))  # type: ignore[union-attr]
+            data = data.replace(b"\r\n", b"\n") if spool is None else spool.view()  # type: ignore[union-attr]
             cut = data.find(b"\n\n")
             head = BytesHeaderParser(policy=compat32).parsebytes(data if cut < 0 else data[: cut + 1])
             msgid = one_line(str(head.get("Message-ID", "") or ""), 200) or "<none>"
@@ -264,8 +314,8 @@ class Processor:
                 g = self.cfg.select_group(env.sender, rc.address)
                 parts.setdefault(g.name, (g, []))[1].append(rc)
             scanner = Scanner(self.client, data, self.cfg.get("aveserver.limits", "MaxDepth"),
-                              self.cfg.get("aveserver.limits", "MaxFiles"))
-            msg = Incoming(env, data, head, msgid, subject, per_recipient)
+                              self.cfg.get("aveserver.limits", "MaxFiles"), spool)
+            msg = Incoming(env, data, head, msgid, subject, per_recipient, spool)
             for group, rcpts in parts.values():
                 out = PartOutcome(group.name, [r.address for r in rcpts])
                 outcomes.append(out)
@@ -285,22 +335,11 @@ class Processor:
             for rc in env.recipients:
                 replies[rc.address] = "451 4.3.0 internal error in the anti-virus filter, try again later"
         finally:
-            if spool:
-                try:
-                    os.unlink(spool)
-                except OSError:
-                    pass
+            if spool is not None:
+                spool.close()
         if self.stats is not None:  # the console's statistics store (stats.py, guide 6.8.3)
             self.stats.observe(outcomes, env.sender, size, time.monotonic() - started)
         return {rc.address: replies.get(rc.address, "451 4.3.0 not processed") for rc in env.recipients}
-
-    def _spool(self, data: bytes) -> str:
-        fd, path = tempfile.mkstemp(prefix="smtpscanner.", suffix=".msg", dir=self.temp)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        return path
 
     async def _scan(self, scanner: Scanner, group: Group) -> list[Finding]:
         async with self.scan_slots:
@@ -313,12 +352,12 @@ class Processor:
 
     async def _part(self, msg: Incoming, scanner: Scanner, group: Group, rcpts: list[Recipient],
                     out: PartOutcome) -> None:
-        env, data, msgid = msg.env, msg.data, msg.msgid
+        env, msgid = msg.env, msg.msgid
         add_x = bool(group.get("AddXHeaders"))
         notices: list[Outgoing] = []
+        copy: bytes | FileBody | None = None  # None: unchanged, sent from the spool
         if not group.check:
             out.status = "not_checked"
-            copy = data
             xh = await self.x_header("not_checked") if add_x else None
             findings: list[Finding] = []
         else:
@@ -330,8 +369,8 @@ class Processor:
                 xh = await self.x_header(status.lower() if findings else "clean") if add_x else None
             except AveServerUnavailable as exc:
                 raise TempFail(f"aveserver unavailable: {exc}", "451 4.7.1") from None
-            copy = data
             if findings:
+                data = msg.raw
                 statuses = list(dict.fromkeys(f.status for f in findings))
                 attach = any(group.setting(s, "RecipientAttachReport") for s in statuses)
                 rc_copy = await asyncio.to_thread(
@@ -361,7 +400,7 @@ class Processor:
                     await self._block(msg, group, findings, block, out)
                     return
                 notices = await asyncio.to_thread(self._notices, msg, group, findings, rc_copy.action, out)
-        copy = mimeedit.set_x_header(copy, xh)
+        copy = msg.unchanged_copy(xh) if copy is None else mimeedit.set_x_header(copy, xh)
         outgoing = Outgoing(env.sender, rcpts, copy, env.mail_params, env.xforward,
                             all_or_nothing=not msg.per_recipient)
         try:
@@ -416,7 +455,7 @@ class Processor:
 
     def _notices(self, msg: Incoming, group: Group, findings: list[Finding], rc_action: str,
                  out: PartOutcome, roles: tuple[str, ...] = ("admin", "sender", "recipient")) -> list[Outgoing]:
-        env, data = msg.env, msg.data
+        env, data = msg.env, msg.raw
         statuses = list(dict.fromkeys(f.status for f in findings))
         event = worst(statuses).lower()
         headers = "".join(f"{k}: {one_line(str(v), 2000)}\n" for k, v in msg.head.items())

@@ -20,11 +20,12 @@ from runtime.config.schema import CONFIG_FILE
 from runtime.engine.bases import key_from_config
 from runtime.report import EventLog
 
-from . import install
+from . import codesign, install
 from .fetch import Options, Source, display_url
 from .sources import CoolDown, ordered
 from .update import Context, Staged, UpdateFailed, stage_from, try_sources
 
+CERTS_DIR = "certs"
 OK, USAGE, SOURCES_FAILED, LOCKED, LICENCE, NO_BACKUP, POSTCMD = 0, 1, 2, 3, 4, 5, 6
 EXIT_CODES = f"""exit status:
   {OK}  the databases are current (updated, or nothing new; the report says which)
@@ -94,6 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Context(key, Options(cfg.get(opt, "ConnectTimeout"), cfg.get(opt, "ReceiveTimeout"), proxy,
                                progress=not silent and sys.stderr.isatty()),
                   log, cfg.get(opt, "DnsServer"), float(cfg.get(opt, "ConnectTimeout")))
+    # ClamAV 1.5's .sign files are checked with the certificates of certs/ beside the configuration
+    # (freshclam's CVDCertsDirectory, /etc/clamav/certs); no such directory: they are not consulted.
+    certs_dir = Path(args.config).absolute().parent / CERTS_DIR
+    try:
+        ctx.certs = codesign.certificates_for(certs_dir)
+    except (codesign.SignError, OSError) as exc:
+        print(f"keepup2date: {exc}", file=sys.stderr)
+        log.error(str(exc))
+        return USAGE
 
     def say(msg: str) -> None:
         if not silent and report:  # the report already went to stderr when it has no file
@@ -101,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
 
     log.info(f"keepup2date started (pid {os.getpid()}), BasesPath {bases}, signing key: {key.origin}"
              + (f", proxy {display_url(proxy)}" if proxy else ""))
+    if ctx.certs:
+        log.info(f"ClamAV .sign files are checked with {len(ctx.certs)} certificate(s) of {certs_dir}")
     _key_info(log, cfg)
     try:
         bases.mkdir(parents=True, exist_ok=True)
@@ -175,12 +187,12 @@ def _update(cfg: object, bases: Path, key_path: str, override: str | None, ctx: 
         try:
             src, got = try_sources(entries, ctx, cool, run)
         finally:
-            install.save_json(state / "cooldown.json", cool.until)
+            install.save_json(state / "cooldown.json", cool.until, log)
         cool.clear(src.name)
-        install.save_json(state / "cooldown.json", cool.until)
+        install.save_json(state / "cooldown.json", cool.until, log)
         if not got.files:
             validators_all.setdefault(src.name, {}).update(got.validators)
-            install.save_json(state / "validators.json", validators_all)
+            install.save_json(state / "validators.json", validators_all, log)
             line = f"databases are up to date ({src}): nothing downloaded (0 bytes)"
             log.info(line)
             say(line)
@@ -191,7 +203,7 @@ def _update(cfg: object, bases: Path, key_path: str, override: str | None, ctx: 
         swap = time.monotonic() - t0
         shutil.rmtree(install.partial_dir(bases), ignore_errors=True)
         validators_all.setdefault(src.name, {}).update(got.validators)
-        install.save_json(state / "validators.json", validators_all)
+        install.save_json(state / "validators.json", validators_all, log)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     for via in got.via.values():
@@ -272,10 +284,10 @@ def _mirror(cfg: object, bases: Path, rdir: Path, override: str | None, ctx: Con
             src, got = try_sources(entries, ctx, cool, lambda s: stage_from(
                 s, ctx, have, staging, install.partial_dir(bases), {}, mirror=True))
         finally:
-            install.save_json(state / "cooldown.json", cool.until)
-        for name, data in got.cdiffs.items():
-            (staging / name).write_bytes(data)
-        for name in sorted(got.cdiffs) + sorted(got.files):
+            install.save_json(state / "cooldown.json", cool.until, log)
+        for name, data in {**got.cdiffs, **got.signs}.items():
+            install.write_new(staging / name, data)
+        for name in sorted(got.cdiffs) + sorted(got.signs) + sorted(got.files):
             shutil.move(staging / name, rdir / f".{name}.tmp")
             os.replace(rdir / f".{name}.tmp", rdir / name)
         shutil.rmtree(install.partial_dir(bases), ignore_errors=True)

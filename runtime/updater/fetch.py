@@ -17,7 +17,6 @@ import email.utils
 import http.client
 import json
 import os
-import shutil
 import socket
 import sys
 import time
@@ -44,6 +43,30 @@ class FetchError(Exception):
         self.reason = reason
         self.cooldown = cooldown
         self.missing = missing  # 404 / no such file: a cdiff may legitimately be absent
+
+
+class LocalWriteError(OSError):
+    """Writing a download on this host failed (a full disk, a quota, EIO): not the source's fault.
+
+    ``filename`` is the file that could not be written. The partial download is removed before
+    this is raised: a part that filled the disk would keep the filter's own temporary files (and
+    aveserver's next update) short of room until the next run, and nothing half-written stays.
+    """
+
+
+def _local_error(exc: OSError, path: Path) -> LocalWriteError:
+    return LocalWriteError(exc.errno, exc.strerror or str(exc), str(path))
+
+
+def _write_all(out: BinaryIO, block: bytes, path: Path) -> None:
+    """Unbuffered write of ``block`` (a raw write may be short); a failure names ``path``."""
+    view = memoryview(block)
+    while view:
+        try:
+            n = out.write(view)
+        except OSError as exc:
+            raise _local_error(exc, path) from None
+        view = view[n or 0:]
 
 
 @dataclass(frozen=True)
@@ -239,8 +262,12 @@ class Source:
         """Download ``name`` to ``dest``, resuming ``dest.part`` left by a broken earlier run."""
         if self.local is not None:
             try:
-                with open(self.local / name, "rb") as src, open(dest, "wb") as out:
-                    shutil.copyfileobj(src, out, CHUNK)
+                with open(self.local / name, "rb") as src, open(dest, "wb", buffering=0) as out:
+                    while block := src.read(CHUNK):
+                        _write_all(out, block, dest)
+            except LocalWriteError:
+                dest.unlink(missing_ok=True)
+                raise
             except FileNotFoundError:
                 raise self._fail(name, "no such file", missing=True) from None
             except OSError as exc:
@@ -287,12 +314,20 @@ class Source:
                 raise self._fail(name, f"announces {total} bytes, above the {MAX_DOWNLOAD}-byte limit")
             meta_data = {"url": self._url(name), "etag": resp.headers.get("ETag") or "",
                          "last_modified": resp.headers.get("Last-Modified") or ""}
-            _write_meta(meta, meta_data)
+            try:
+                _write_meta(meta, meta_data)
+            except OSError as exc:
+                meta.unlink(missing_ok=True)
+                raise _local_error(exc, meta) from None
             got = have
             progress = _Progress(name, total) if self.opts.progress else None
-            with open(part, mode) as out:
+            with open(part, mode, buffering=0) as out:  # unbuffered: no write is left for close() to fail
                 try:
-                    got = _copy(resp, out, got, progress)
+                    got = _copy(resp, out, got, progress, part)
+                except LocalWriteError:
+                    part.unlink(missing_ok=True)
+                    meta.unlink(missing_ok=True)
+                    raise
                 except TimeoutError:
                     raise self._fail(name, f"timed out: truncated, no data for {self.opts.receive_timeout:g} s "
                                      f"(ReceiveTimeout) after {got} bytes; will resume") from None
@@ -311,12 +346,12 @@ class Source:
         return dest
 
 
-def _copy(resp: BinaryIO, out: BinaryIO, got: int, progress: _Progress | None) -> int:
+def _copy(resp: BinaryIO, out: BinaryIO, got: int, progress: _Progress | None, path: Path) -> int:
     while True:
         block = resp.read(CHUNK)
         if not block:
             return got
-        out.write(block)
+        _write_all(out, block, path)
         got += len(block)
         if got > MAX_DOWNLOAD:
             raise OSError(f"more than {MAX_DOWNLOAD} bytes")

@@ -17,6 +17,7 @@ staging directories and partial downloads older than a day are swept at start.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -36,6 +37,26 @@ REQUIRED = ("main", "daily")
 STATE_DIR = ".keepup2date"
 PARTIAL_MAX_AGE = 24 * 3600
 LOAD_TEST_TIMEOUT = 1800
+
+
+#: errors of this host's storage: a full disk, a quota, a read-only or failing filesystem
+LOCAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
+
+
+def disk_error(exc: OSError, doing: str) -> str:
+    """``cannot write FILE: reason`` for a failed write (a copy's destination is its filename2)."""
+    target = exc.filename2 or exc.filename
+    reason = exc.strerror or str(exc)
+    return f"{reason} while {doing} {target}" if target else f"{reason} while {doing}"
+
+
+def write_new(path: Path, data: bytes) -> None:
+    """Write a staged file; a failure names it (a write error alone carries no file name)."""
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
 
 
 class InstallError(Exception):
@@ -191,11 +212,17 @@ def switch(staging: Path, bases: Path, backup: Path, names: list[str], remove: l
     """Back up the current containers, then rename each staged file over its counterpart."""
     keep = backup.with_name(backup.name + ".new")
     shutil.rmtree(keep, ignore_errors=True)
-    keep.mkdir(mode=0o755, parents=True)
-    for f in database_files(bases):
-        if managed(f.name):
-            _link_or_copy(f, keep / f.name)
-    fsync_dir(keep)
+    try:
+        keep.mkdir(mode=0o755, parents=True)
+        for f in database_files(bases):
+            if managed(f.name):
+                _link_or_copy(f, keep / f.name)
+        fsync_dir(keep)
+    except OSError as exc:  # BackUpPath on a full filesystem: nothing switched, nothing left there
+        shutil.rmtree(keep, ignore_errors=True)
+        target = exc.filename2 or exc.filename or str(keep)
+        raise OSError(exc.errno, f"{exc.strerror or exc} while keeping the previous set in {backup}; "
+                      "nothing switched", target) from None
     old = backup.with_name(backup.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if backup.exists():
@@ -212,8 +239,16 @@ def switch(staging: Path, bases: Path, backup: Path, names: list[str], remove: l
     fsync_dir(bases)
 
 
-def save_json(path: Path, data: dict) -> None:
-    atomic_write(path, json.dumps(data, indent=1, sort_keys=True).encode(), mode=0o600)
+def save_json(path: Path, data: dict, log: object) -> None:
+    """Persist keepup2date's memory (cool-downs, validators); a full disk costs that memory only.
+
+    Never raises: losing it means one more request to a source next time, while raising here
+    (often from a ``finally``) would replace the error the admin needs to see.
+    """
+    try:
+        atomic_write(path, json.dumps(data, indent=1, sort_keys=True).encode(), mode=0o600)
+    except OSError as exc:
+        log.warning(f"{path}: not saved ({exc.strerror or exc}); the next run starts without it")  # type: ignore[attr-defined]
 
 
 def load_json(path: Path) -> dict:

@@ -15,12 +15,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography import x509
+
 from runtime.engine.cvd import Container, ContainerError, parse_header, read_container
 from runtime.engine.dsig import PublicKey
 from runtime.report import EventLog
 
-from . import cdiff, dnstxt, install
-from .fetch import FetchError, Options, Source
+from . import cdiff, codesign, dnstxt, install
+from .fetch import FetchError, LocalWriteError, Options, Source
 from .sources import CoolDown, Entry
 
 MAX_CDIFF_CHAIN = 60  # further behind than this, the full container is cheaper
@@ -43,6 +45,7 @@ class Staged:
     downloaded: int = 0  # bytes
     via: dict[str, str] = field(default_factory=dict)  # db -> "cdiff 3 → 5" / "full"
     cdiffs: dict[str, bytes] = field(default_factory=dict)  # for -u: the verified diffs seen
+    signs: dict[str, bytes] = field(default_factory=dict)  # for -u: the verified ClamAV 1.5 .sign files seen
 
 
 @dataclass
@@ -52,6 +55,8 @@ class Context:
     log: EventLog
     dns_server: str = ""
     dns_timeout: float = 5.0
+    #: the certificates ClamAV 1.5's .sign files are checked with; None: .sign files are not consulted
+    certs: list[x509.Certificate] | None = None
 
 
 class Refused(Exception):
@@ -120,6 +125,33 @@ def stage_from(src: Source, ctx: Context, have: dict[str, install.Installed], st
     return out
 
 
+def check_sign(src: Source, ctx: Context, data: bytes, sign_name: str, what: str, out: Staged) -> None:
+    """ClamAV 1.5's detached signature of ``what``, when the source publishes one (runtime/updater/codesign.py).
+
+    As freshclam does: an invalid .sign refuses the file (and the source); a missing one, or one
+    whose signer does not chain to the trusted certificates, leaves the header's RSA signature
+    (already verified) as the proof.
+    """
+    if ctx.certs is None:
+        return
+    try:
+        sign = src.small(sign_name, limit=codesign.MAX_SIGN_FILE)
+    except FetchError as exc:
+        if not exc.missing:
+            raise
+        ctx.log.activity(f"{src}: no {sign_name}: {what} rests on its RSA signature")
+        return
+    try:
+        signer = codesign.verify_sign_file(data, sign, ctx.certs, f"{src.name.rstrip('/')}/{sign_name}")
+    except codesign.SignError as exc:
+        raise Refused(f"{src}: {what} refused: {exc}") from None
+    except codesign.CannotVerify as exc:
+        ctx.log.warning(f"{exc}: {what} rests on its RSA signature")
+        return
+    ctx.log.info(f"{src}: {what} signed by {signer!r} ({sign_name}, verified)")
+    out.signs[sign_name] = sign
+
+
 def _html_hint(head: bytes) -> str:
     start = head.lstrip()[:15].lower()
     return " (an HTML page was served instead)" if start.startswith((b"<!doctype", b"<html", b"<head", b"<")) else ""
@@ -142,12 +174,13 @@ def _by_cdiff(src: Source, ctx: Context, db: str, local: install.Installed, remo
             data = src.small(fname)
             size += len(data)
             script = cdiff.verify_cdiff(data, ctx.key, f"{src.name}/{fname}")
+            check_sign(src, ctx, data, codesign.sign_file_name(db, version, "cdiff"), fname, out)
             members = cdiff.apply_script(members, script, f"{src.name}/{fname}")
             diffs[fname] = data
     except (FetchError, cdiff.CdiffError) as exc:
         ctx.log.warning(f"{exc}; falling back to the full {db}.cvd")
         return False
-    (staging / f"{db}.cld").write_bytes(cdiff.write_cld(base, members, remote))
+    install.write_new(staging / f"{db}.cld", cdiff.write_cld(base, members, remote))
     out.files[f"{db}.cld"] = remote
     out.downloaded += size
     out.cdiffs.update(diffs)
@@ -166,6 +199,11 @@ def _full(src: Source, ctx: Context, db: str, local: install.Installed | None, a
         path.unlink(missing_ok=True)  # never resume from a file that failed verification
         raise Refused(f"{src}: {str(exc).replace(str(path), name)}") from None
     version = box.header.version
+    try:
+        check_sign(src, ctx, path.read_bytes(), codesign.sign_file_name(db, version), name, out)
+    except Refused:
+        path.unlink(missing_ok=True)
+        raise
     if local is not None and version <= local.version:
         path.unlink(missing_ok=True)
         raise Refused(f"{src}: {name} holds version {version}, not newer than the installed {local.version}: "
@@ -187,7 +225,8 @@ def _collect_cdiffs(src: Source, ctx: Context, db: str, start: int, remote: int,
         try:
             data = src.small(fname)
             cdiff.verify_cdiff(data, ctx.key, f"{src.name}/{fname}")
-        except (FetchError, cdiff.CdiffError) as exc:
+            check_sign(src, ctx, data, codesign.sign_file_name(db, version, "cdiff"), fname, out)
+        except (FetchError, cdiff.CdiffError, Refused) as exc:
             ctx.log.activity(f"{exc}: not mirrored")
             continue
         out.cdiffs[fname] = data
@@ -225,7 +264,11 @@ def try_sources(entries: list[Entry], ctx: Context, cool: CoolDown, run: callabl
         except (Refused, install.InstallError, cdiff.CdiffError) as exc:
             msg = str(exc)
         except OSError as exc:  # a full disk while staging: the installed set is untouched
-            msg = f"{src}: {exc.strerror or exc} while staging {exc.filename or ''}".rstrip()
+            msg = f"{src}: {install.disk_error(exc, 'staging')}"
+            if isinstance(exc, LocalWriteError) or exc.errno in install.LOCAL_ERRNOS:
+                # this host's disk, not the source: the next source would fill it the same way
+                ctx.log.error(msg)
+                raise UpdateFailed([*errors, msg]) from None
         ctx.log.error(msg)
         errors.append(msg)
     raise UpdateFailed(errors)

@@ -173,7 +173,7 @@ def test_units_pass_systemd_analyze_verify(command: str) -> None:
 def _init(st: Scratch, command: str, action: str) -> subprocess.CompletedProcess[str]:
     defaults = st.root / f"default-{command}"
     defaults.write_text(f"DAEMON={st.wrapper(command)}\nCONFIG={st.conf}\nPIDFILE={st.root}/{command}.pid\n"
-                        f"RUN_AS={USER}:nogroup\n")
+                        f"RUN_AS={USER}:nogroup\nRUNDIR={st.root}/run/kav4mailservers\n")
     env = dict(os.environ, KAV4MS_DEFAULTS=str(defaults))
     return subprocess.run(["sh", str(INIT / f"kav4mailservers-{command}"), action], env=env,
                           capture_output=True, text=True, timeout=90)

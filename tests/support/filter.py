@@ -132,6 +132,7 @@ class Sink:
 
     port: int = 0
     mode: str = "ok"
+    host: str = "127.0.0.1"  # another address where the sink stands for a host of its own (tests/scaleout)
     fail_rcpts: set[str] = field(default_factory=set)
     got: list[Got] = field(default_factory=list)
     xforward: list[str] = field(default_factory=list)
@@ -166,7 +167,7 @@ class Sink:
                 # the limit its EHLO advertises (SIZE 100000000), not aiosmtpd's 32 MiB default
                 return _SinkSMTP(sink, decode_data=False, enable_SMTPUTF8=True, data_size_limit=100000000)
 
-        self.controller = C(self, hostname="127.0.0.1", port=self.port)
+        self.controller = C(self, hostname=self.host, port=self.port)
         self.controller.start()
         return self
 

@@ -9,6 +9,8 @@ Prefixes of the HTTP server's paths choose a behaviour, so one server covers eve
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import hashlib
 import http.server
 import os
@@ -21,6 +23,12 @@ import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs7
+from cryptography.x509.oid import NameOID
 
 from runtime.updater.cdiff import build_cdiff
 from tests.support.clamav import TestKey, build_cvd, make_test_key
@@ -247,6 +255,23 @@ def write_conf(path: Path, bases: Path, extra: dict[str, dict[str, str]] | None 
 REPO = Path(__file__).resolve().parents[2]
 
 
+def keepup2date(conf: Path, *args: str, env: dict[str, str] | None = None,
+                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The real command line (``python -m runtime.updater.cli -c CONF ...``); no proxy from this
+    machine's environment unless ``env`` gives one."""
+    import sys
+
+    base = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "no_proxy")}
+    return subprocess.run([sys.executable, "-m", "runtime.updater.cli", "-c", str(conf), *args],
+                          env={**base, "PYTHONPATH": str(REPO), **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def snapshot(bases: Path) -> dict[str, str]:
+    """SHA-256 of every file of a database directory: "the set is unchanged" is equality of two of these."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in bases.iterdir() if p.is_file()}
+
+
 class AveServer:
     """A real aveserver on a UNIX socket, reading ``bases`` (the set keepup2date maintains)."""
 
@@ -327,3 +352,41 @@ def detects(sock: Path, data: bytes) -> str:
     with AveClient(sock, timeout=30) as c:
         verdict = c.scan_bytes(data)
     return ",".join(verdict.names)
+
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+def make_cert(cn: str, key: rsa.RSAPrivateKey, issuer: tuple[x509.Certificate, rsa.RSAPrivateKey] | None = None,
+              ca: bool = False, days: int = 30, start: int = -1) -> x509.Certificate:
+    """An X.509 certificate for ``cn``, self-signed or issued by ``issuer`` (certificate, key)."""
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    builder = (x509.CertificateBuilder().subject_name(subject)
+               .issuer_name(issuer[0].subject if issuer else subject).public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(NOW + dt.timedelta(days=start)).not_valid_after(NOW + dt.timedelta(days=days))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    return builder.sign(issuer[1] if issuer else key, hashes.SHA256())
+
+
+class Pki:
+    """A test CA (in ``root/certs``, as keepup2date finds it beside its configuration) and a signer
+    certificate it issued; ``line`` is a ClamAV 1.5 .sign line (detached PKCS#7) for some data."""
+
+    def __init__(self, root: Path) -> None:
+        self.ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.ca = make_cert("kav4ms test CA", self.ca_key, ca=True)
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.signer = make_cert("kav4ms test signer", self.key, (self.ca, self.ca_key))
+        self.certs = root / "certs"
+        self.certs.mkdir(parents=True)
+        (self.certs / "ca.crt").write_bytes(self.ca.public_bytes(serialization.Encoding.PEM))
+        (self.certs / "README").write_text("not a certificate: ignored\n")
+        self.root = root
+
+    def line(self, data: bytes, signer: x509.Certificate | None = None, key: rsa.RSAPrivateKey | None = None,
+             algo: hashes.HashAlgorithm | None = None, levels: str = "220:") -> str:
+        der = (pkcs7.PKCS7SignatureBuilder().set_data(data)
+               .add_signer(signer or self.signer, key or self.key, algo or hashes.SHA256())
+               .sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.Binary]))
+        return f"{levels}:pkcs7-pem:{base64.b64encode(der).decode()}"

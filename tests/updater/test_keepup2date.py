@@ -11,7 +11,6 @@ import re
 import subprocess
 import sys
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,40 +28,17 @@ from tests.support.updater import (
     Pinger,
     daily_members,
     detects,
+    snapshot,
     write_conf,
 )
-
-
-@pytest.fixture(autouse=True)
-def _engine_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KAV_ENGINE_CACHE", str(tmp_path_factory.getbasetemp() / "engine-cache"))
-
-
-@pytest.fixture
-def mirror(tmp_path: Path) -> Mirror:
-    return Mirror(tmp_path / "mirror").build(daily=1)
-
-
-@pytest.fixture
-def server(mirror: Mirror) -> Iterator[MirrorServer]:
-    srv = MirrorServer(mirror.root)
-    yield srv
-    srv.close()
+from tests.support.updater import (
+    keepup2date as run,
+)
 
 
 @pytest.fixture
 def keyfile(tmp_path: Path) -> Path:
     return make_test_key().write_public(tmp_path / "test.key")
-
-
-def run(conf: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "runtime.updater.cli", "-c", str(conf), *args], env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def snapshot(bases: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in bases.iterdir() if p.is_file()}
 
 
 def setup_conf(tmp: Path, keyfile: Path, extra: dict[str, dict[str, str]] | None = None,

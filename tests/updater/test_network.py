@@ -3,40 +3,13 @@ ClamAV's version TXT record for the official-layout source (a server list entry 
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.updater import REPO, Mirror, MirrorServer, start_dnsmasq, start_tinyproxy, write_conf
-
-
-@pytest.fixture(autouse=True)
-def _engine_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KAV_ENGINE_CACHE", str(tmp_path_factory.getbasetemp() / "engine-cache"))
-
-
-@pytest.fixture
-def mirror(tmp_path: Path) -> Mirror:
-    return Mirror(tmp_path / "mirror").build(daily=1)
-
-
-@pytest.fixture
-def server(mirror: Mirror) -> Iterator[MirrorServer]:
-    srv = MirrorServer(mirror.root)
-    yield srv
-    srv.close()
-
-
-def run(conf: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "no_proxy")}
-    return subprocess.run([sys.executable, "-m", "runtime.updater.cli", "-c", str(conf), *args],
-                          env={**base, "PYTHONPATH": str(REPO), **(env or {})}, capture_output=True, text=True,
-                          timeout=120, check=False)
+from tests.support.updater import Mirror, MirrorServer, start_dnsmasq, start_tinyproxy, write_conf
+from tests.support.updater import keepup2date as run
 
 
 def conf_for(tmp: Path, mirror: Mirror, name: str, options: dict[str, str]) -> tuple[Path, Path]:

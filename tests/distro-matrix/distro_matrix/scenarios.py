@@ -14,8 +14,9 @@ dialogue  (Postfix) integration undone, then `kavsetup setup` answered through a
 reconfigure (Postfix) debconf preseeding + `dpkg-reconfigure kav4mailservers` with other ports: one
           journaled change (`kavsetup reconfigure`), mail still flows through the filter
 remove    `dpkg -r`: MTA configuration identical to the snapshot (bytes, modes, owners); no process of
-          ours left (prerm stopped them); MTA delivers. Postfix: a message deferred while aveserver
-          was down is delivered after `dpkg -r` with the MTA running, with no manual step
+          ours left (prerm stopped them); MTA delivers. Postfix, Exim, Sendmail: a message deferred
+          while aveserver was down (Exim/Sendmail: in the listening instance's own spool) is delivered
+          after `dpkg -r` with the MTA running, with no manual step
 purge     `dpkg --purge`: no file, user, group or process of ours is left
 refuse    (Postfix) another content_filter is set: postinst fails, says why, and the MTA's
           configuration is byte-identical; `dpkg --purge` then leaves nothing (own sandbox)
@@ -493,7 +494,36 @@ class Cell:
         self._start_product()
         self._start_mta()
         sent = self._deliver_clean(expect_header=True)
+        if self._qmail:
+            return f"{sent.token} delivered with X-Anti-Virus; {self._qmail_unprivileged()}"
         return f"{sent.token} delivered with X-Anti-Virus"
+
+    def _qmail_unprivileged(self) -> str:
+        """Issue 11 item 4: qmail-smtpd (as qmaild) and qmail-inject (as any local user) run
+        qmail-queue as themselves. Submitted as the unprivileged MAIL_USER, the message is scanned and
+        queued by the set-uid original, and the Received line names the submitting uid."""
+        from email.message import EmailMessage
+
+        sb = self._sb()
+        tok = mail.token()
+        m = EmailMessage()
+        m["From"], m["To"], m["Subject"] = f"{MAIL_USER}@{HOSTNAME}", mail.local(MAIL_USER), f"test {tok}"
+        m.set_content(f"Body of {tok}\n")
+        msg, env = sb.path(f"/tmp/{tok}.msg"), sb.path(f"/tmp/{tok}.env")
+        msg.write_bytes(m.as_bytes())
+        env.write_bytes(f"F{MAIL_USER}@{HOSTNAME}\0T{mail.local(MAIL_USER)}\0\0".encode())
+        for f in (msg, env):
+            f.chmod(0o644)
+        # qmail-queue(8): the message on descriptor 0, the envelope on descriptor 1
+        r = sb.run(["setpriv", "--reuid", MAIL_USER, "--regid", MAIL_USER, "--init-groups", "--",
+                    "sh", "-c", 'exec /var/qmail/bin/qmail-queue <"$0" 1<"$1"', f"/tmp/{tok}.msg", f"/tmp/{tok}.env"])
+        assert r.returncode == 0, f"qmail-queue as {MAIL_USER} exited {r.returncode}: {r.stderr.strip()[-500:]}"
+        got = self._wait_for(MAIL_USER, tok, 30)
+        assert got and got[0].get("X-Anti-Virus"), f"{tok} from {MAIL_USER} not queued with X-Anti-Virus"
+        uid = sb.run(["id", "-u", MAIL_USER]).check().stdout.strip()
+        received = " ".join(" ".join(str(h).split()) for h in got[0].get_all("Received", []))
+        assert f"invoked by uid {uid}" in received, f"no Received line naming uid {uid}: {received[:500]}"
+        return f"{tok} submitted as {MAIL_USER} (uid {uid}) through kavqmailqueue, scanned and queued"
 
     def eicar(self) -> str:
         sb = self._sb()
@@ -604,12 +634,17 @@ class Cell:
         return f"filter moved to {port} by dpkg-reconfigure; {sent.token} delivered with X-Anti-Virus"
 
     def _strand_one(self) -> mail.Sent | None:
-        """Issue 11 item 7 (Postfix): with the MTA running, aveserver down, a message waits in the
-        queue for our transport; `dpkg -r` must get it delivered with no manual step."""
-        if self.spec.flavour.kind != "postfix" or not self.integrated or not self._has_initd(AVESERVER_UNIT):
+        """Issue 11 item 7: with the MTA running, aveserver down, a message waits in the queue for our
+        transport (Postfix: its queue, content_filter; Exim and Sendmail: the listening instance's own
+        spool); `dpkg -r` must get it delivered with no manual step."""
+        kind = self.spec.flavour.kind
+        if kind not in ("postfix", "exim", "sendmail") or not self.integrated or not self._has_initd(AVESERVER_UNIT):
             return None
         sb = self._sb()
-        if "mta" not in self.running:
+        if kind == "postfix" and "mta" not in self.running:
+            self._start_mta()
+        elif kind != "postfix" and not all(u.name in self.running for u in self.mta_units):
+            self._stop_mta()
             self._start_mta()
         self._product_stop(AVESERVER_UNIT)
         sent = mail.send(sb, mail.local(MAIL_USER))
@@ -621,7 +656,7 @@ class Cell:
     def remove(self) -> str:
         sb = self._sb()
         stranded = self._strand_one()
-        # Our daemons are left running for prerm to stop (issue 11); so is Postfix when a message
+        # Our daemons are left running for prerm to stop (issue 11); so is the MTA when a message
         # waits in its queue (the running MTA must be reloaded and the mail requeued by the package).
         if stranded is None:
             self._stop_all(keep_package_services=True)
