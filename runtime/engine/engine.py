@@ -17,7 +17,7 @@ from .bodysig import DeadlineExceeded
 from .containers import identify, members
 from .dsig import CLAMAV_KEY, PublicKey
 from .limits import Budget, Corrupted, LimitExceeded, Limits, Protected
-from .matcher import BodyMatcher, LogicalMatcher
+from .matcher import BodyMatcher, LogicalMatcher, matcher_version, prefilter_name
 from .signatures import SignatureSet, load_signatures
 from .verdict import ObjectResult, Status, Verdict, worst
 
@@ -82,6 +82,21 @@ def _build_in_child(build: Callable[[], object]) -> bool:
     return os.waitstatus_to_exitcode(status) == 0
 
 
+def _compiled_marker(entry: Path) -> Path:
+    """Set once this process's kind of matcher (prefilter and library version) is compiled into the entry."""
+    tag = hashlib.sha256(f"{prefilter_name()}|{matcher_version()}".encode()).hexdigest()[:16]
+    return entry / f"compiled-{tag}"
+
+
+def _compiled(entry: Path) -> bool:
+    return _compiled_marker(entry).exists()
+
+
+def _mark_compiled(engine: Engine) -> None:
+    if engine.sigs.entry is not None:
+        _compiled_marker(engine.sigs.entry).touch(mode=0o600)
+
+
 class Engine:
     """Scans byte strings; thread-safe."""
 
@@ -105,8 +120,9 @@ class Engine:
         """
         try:
             sigs = load_signatures(bases, cache_dir, key, build=cache_dir is None)
-            if sigs.entry is None and cache_dir is not None and not sigs.refused:
-                _build_in_child(lambda: cls(load_signatures(bases, cache_dir, key), limits, cache_dir))
+            if cache_dir is not None and not sigs.refused and (sigs.entry is None or not _compiled(sigs.entry)):
+                # a new database, or an entry without this process's compiled matchers (another binding)
+                _build_in_child(lambda: _mark_compiled(cls(load_signatures(bases, cache_dir, key), limits, cache_dir)))
                 sigs = load_signatures(bases, cache_dir, key)  # mapped; built here if the child could not
         except OSError as exc:
             raise DatabaseError(str(exc)) from None

@@ -90,6 +90,11 @@ def prefilter_name() -> str:
     return "aho-corasick" if ahocorasick is not None else "re"
 
 
+def matcher_version() -> str:
+    """The compiled databases' dependency on the library: part of their cache keys."""
+    return f"{getattr(hyperscan, '__version__', '-') if hyperscan is not None else '-'}|{FORMAT_VERSION}"
+
+
 def default_cache_dir() -> Path:
     """``$KAV_ENGINE_CACHE`` or ``$XDG_CACHE_HOME/kav4ms/engine`` (``~/.cache`` by default)."""
     env = os.environ.get("KAV_ENGINE_CACHE")

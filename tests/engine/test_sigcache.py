@@ -77,3 +77,21 @@ def test_new_content_new_entry_old_pruned_and_damaged_entry_rebuilt(tmp_path: Pa
     assert third.scan(b"..newnewnew..").names == ["Body.New"]
     assert (entry / "records.bin").read_bytes().startswith(b"KAVRECS1")
     assert not list(cache.glob(".db-*"))  # no half-built entry left behind
+
+
+def test_another_binding_compiles_its_matchers_in_a_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The .deb (libhs.so.5) starting on an entry the venv (the wheel) wrote: its own compiled
+    matchers are built in a child process too, never in the caller's heap."""
+    from runtime.engine import libhs, matcher
+
+    if matcher.hyperscan is None or matcher.hyperscan is libhs or not libhs.available():
+        pytest.skip("needs both the hyperscan wheel and libhs.so.5")
+    key = make_test_key()
+    db = _cvd(tmp_path, key)
+    cache = tmp_path / "cache"
+    Engine.load(db, cache_dir=cache, key=key.public)
+    monkeypatch.setattr(matcher, "hyperscan", libhs)
+    other = Engine.load(db, cache_dir=cache, key=key.public)
+    assert other.matcher.from_cache  # compiled by the child, only loaded here
+    assert len(list(cache.glob("db-*/compiled-*"))) == 2
+    assert sorted(other.scan(SAMPLE).names) == ["Body.One", "Logic.One"]
