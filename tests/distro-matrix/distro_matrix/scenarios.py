@@ -8,6 +8,8 @@ clean     MTA + aveserver + smtpscanner running: a clean message arrives with `X
 eicar     EICAR is not delivered as sent; recipient notice, admin notice, quarantine entry
 queue     aveserver stopped: mail waits in the MTA's queue; started again: it is delivered
           (qmail stand-in: qmail-queue exits with a temporary code, so the SMTP client keeps it)
+unprivileged  as `nobody`: aveserver's socket refused; with the clamd TCP port opened by the admin,
+          SHUTDOWN/RELOAD refused and SCAN of a FIFO or /dev/zero an error within 1 s; mail flows
 doctor    (not qmail) `kavsetup doctor` passes, then names each link broken on purpose (doctor_scenario.py)
 dialogue  (Postfix) integration undone, then `kavsetup setup` answered through a real pty (pexpect):
           mail flows through the filter again
@@ -29,6 +31,7 @@ failed or blocked one are BLOCKED by it.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -44,7 +47,8 @@ from .rpm_scenarios import RPM_KINDS, RPM_SCENARIOS, run_rpm
 from .sandbox import Sandbox, SandboxError
 from .spec import ADMIN_USER, HOSTNAME, MAIL_USER, RootSpec
 
-SCENARIOS: tuple[str, ...] = ("baseline", "install", "ownership", "clean", "eicar", "queue", "doctor",
+SCENARIOS: tuple[str, ...] = ("baseline", "install", "ownership", "clean", "eicar", "queue", "unprivileged",
+                              "doctor",
                               "dialogue", "reconfigure",
                               "remove", "purge",
                               "refuse", *RPM_SCENARIOS)
@@ -62,6 +66,41 @@ SMTPSCANNER_UNIT = "kav4mailservers-smtpscanner.service"
 #: The package's LSB init scripts (issue 11), named like the units; the roots have no systemd.
 INIT_SCRIPTS = {AVESERVER_UNIT: "/etc/init.d/kav4mailservers-aveserver",
                 SMTPSCANNER_UNIT: "/etc/init.d/kav4mailservers-smtpscanner"}
+#: Run as ``nobody`` inside the cell by the ``unprivileged`` scenario; prints what it saw as JSON.
+_UNPRIVILEGED_PROBE = """
+import json, os, socket, sys, tempfile, time
+port = int(sys.argv[1])
+out = {}
+try:
+    socket.socket(socket.AF_UNIX).connect("/run/aveserver")
+    out["socket"] = "connected"
+except OSError as exc:
+    out["socket"] = type(exc).__name__
+
+def ask(cmd):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        t = time.monotonic()
+        s.sendall(b"z" + cmd.encode() + b"\\0")
+        data = b""
+        while not data.endswith(b"\\0"):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return data.rstrip(b"\\0").decode(errors="replace"), time.monotonic() - t
+
+d = tempfile.mkdtemp()
+os.chmod(d, 0o755)  # aveserver (kluser) must reach the FIFO to meet its open checks
+fifo = os.path.join(d, "fifo")
+os.mkfifo(fifo)
+out["SHUTDOWN"] = ask("SHUTDOWN")[0]
+out["RELOAD"] = ask("RELOAD")[0]
+out["fifo"] = ask("SCAN " + fifo)
+out["/dev/zero"] = ask("SCAN /dev/zero")
+out["PING"] = ask("PING")[0]
+print(json.dumps(out))
+"""
+
 #: The roots' policy-rc.d forbids every start (roots.py); a cell lets our package start its own
 #: services, so that "the package starts and stops its daemons" is what is tested.
 POLICY_RC_D = ("#!/bin/sh\n# distro-matrix: the package under test may start its services; nothing else\n"
@@ -124,6 +163,7 @@ class Cell:
             "clean": self.clean,
             "eicar": self.eicar,
             "queue": self.queue,
+            "unprivileged": self.unprivileged,
             "doctor": lambda: doctor_scenario.run(self),
             "dialogue": self.dialogue,
             "reconfigure": self.reconfigure,
@@ -136,6 +176,7 @@ class Cell:
             "clean": ("install",),
             "eicar": ("clean",),
             "queue": ("clean",),
+            "unprivileged": ("clean",),
             "doctor": ("clean",),
             "dialogue": ("clean",),
             "reconfigure": ("clean",),
@@ -546,6 +587,40 @@ class Cell:
         )
         assert _count_files(qdir) > before, f"quarantine {qdir} holds nothing new"
         return f"{sent.token}: not delivered as sent; recipient and admin notices; quarantined"
+
+    def unprivileged(self) -> str:
+        """Issue 11 acceptance, against the installed package: a local user with no business with
+        the scanner (``nobody``) cannot reach aveserver's UNIX socket at all, and on the clamd TCP
+        port an admin has opened, SHUTDOWN and RELOAD are refused and a FIFO or /dev/zero named in
+        SCAN is answered with an error within a second; aveserver keeps answering and mail keeps
+        flowing.  The admin's change is undone afterwards."""
+        sb = self._sb()
+        port = 3310
+        conf = sb.path(CONF)
+        original = conf.read_bytes()
+        try:
+            sb.run(["kavsetup", "config", "set", CONF, f"aveserver.options.ClamdTcpPort={port}"]).check()
+            self._product_start(AVESERVER_UNIT, "restart")
+            assert sb.wait_port(port, timeout=30), f"aveserver did not open its clamd port {port}"
+            r = sb.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
+                        "python3", "-c", _UNPRIVILEGED_PROBE, str(port)], timeout=60)
+            assert r.returncode == 0, f"unprivileged probe failed ({r.returncode}):\n{r.stdout}{r.stderr}"
+            found = json.loads(r.stdout)
+            assert found["socket"] == "PermissionError", f"nobody reached /run/aveserver: {found}"
+            for cmd in ("SHUTDOWN", "RELOAD"):
+                assert "Permission denied" in found[cmd], f"{cmd} over TCP by nobody: {found[cmd]!r}"
+            for obj in ("fifo", "/dev/zero"):
+                reply, took = found[obj]
+                assert reply.endswith("ERROR") and took < 1.0, f"SCAN {obj}: {reply!r} after {took:.2f}s"
+            assert found["PING"] == "PONG", f"aveserver stopped answering: {found}"
+            assert self._aveserver_alive(), "aveserver died after the unprivileged requests"
+            sent = self._deliver_clean(expect_header=True)
+        finally:
+            conf.write_bytes(original)
+            self._product_start(AVESERVER_UNIT, "restart")
+            _wait(lambda: sb.path("/run/aveserver").exists(), 30)
+        return (f"nobody: socket refused; SHUTDOWN/RELOAD over TCP refused; FIFO {found['fifo'][1]:.2f}s, "
+                f"/dev/zero {found['/dev/zero'][1]:.2f}s, both errors; {sent.token} delivered meanwhile")
 
     def queue(self) -> str:
         sb = self._sb()
