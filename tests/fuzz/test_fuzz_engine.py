@@ -152,6 +152,8 @@ def _zip_version_64() -> bytes:
 @given(archive)
 @example(("zip", _zip_version_64()))  # found: NotImplementedError escaped ZipFile()
 @example(("uue", b"begin 644 \x1b[31mred\nM\nend\n"))
+@example(("zip", mutate(_zip(["00\x80\x80\x80\x80\U00010000\U00010000", "000000000"], b"\x00\x00\x00\x00\x01"),
+                        [(147, 0)], 0)))  # found: a member with an empty name raised IndexError in is_dir()
 def test_unpackers(case: tuple[str, bytes]) -> None:
     kind, data = case
     budget = Budget(_LIMITS)
