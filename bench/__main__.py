@@ -11,7 +11,7 @@ import sys
 
 def main() -> int:
     failed = 0
-    for name in ("bench.engine", "bench.filter", "bench.scanner"):
+    for name in ("bench.engine", "bench.filter", "bench.scanner", "bench.updater"):
         print(f"==> python -m {name}", flush=True)
         failed |= subprocess.call([sys.executable, "-m", name]) != 0
     return 1 if failed else 0

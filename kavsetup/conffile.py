@@ -15,6 +15,7 @@ import jinja2
 
 from runtime.config import schema
 from runtime.config.editor import normalise
+from runtime.layout import HOST, OSLayout, localize
 
 #: The default group body used by front-ends of the time (format notes), which matches the
 #: guide's 4.1/6.1.1 description; the Cured* keys turn cure mode on (6.1.2, 4.1 "disinfects").
@@ -38,7 +39,7 @@ DEFAULT_GROUP: dict[str, Any] = {
 #: 6.1.1: administrators receive what is addressed to them unchanged (they may be sent infected
 #: copies on purpose); the installer fills Recipients from the postmaster aliases.
 ADMIN_GROUP: dict[str, Any] = {
-    "Recipients": ["postmaster@localhost"],
+    "Recipients": ["^postmaster@localhost$"],  # anchored: see kavsetup.mta.common.admin_masks
     "Check": True,
     "AddXHeaders": True,
     "AdminNotify": False,
@@ -89,7 +90,10 @@ def _group_items(body: Mapping[str, Any]) -> list[dict[str, str]]:
     return items
 
 
-def build_sections(settings: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+def build_sections(settings: Mapping[str, Mapping[str, Any]] | None = None,
+                   layout: OSLayout = HOST) -> list[dict[str, Any]]:
+    """The sections to render; ``layout``: the OS the file is for (its defaults' configuration
+    directory, e.g. /usr/local/etc/kav on FreeBSD; runtime/layout.py)."""
     settings = dict(settings or {})
     out: list[dict[str, Any]] = []
     for section in schema.SECTIONS:
@@ -101,7 +105,9 @@ def build_sections(settings: Mapping[str, Mapping[str, Any]] | None = None) -> l
         }
         items = []
         for spec in section.keys:
-            value = overrides.pop(spec.name, spec.default_text())
+            value = overrides.pop(spec.name, None)
+            if value is None:
+                value = localize(spec.default_text(), layout)
             items.append({"key": spec.name, "value": value, "comment": _key_comment(spec)})
         out.append({"name": section.name, "guide": section.guide, "doc": section.doc, "preamble": [], "items": items})
         if section.name == "smtpscan.report":
@@ -140,7 +146,8 @@ def build_sections(settings: Mapping[str, Mapping[str, Any]] | None = None) -> l
     return out
 
 
-def render_config(settings: Mapping[str, Mapping[str, Any]] | None = None, origin: str = "") -> str:
+def render_config(settings: Mapping[str, Mapping[str, Any]] | None = None, origin: str = "",
+                  layout: OSLayout = HOST) -> str:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("kavsetup", "templates"),
         keep_trailing_newline=True,
@@ -148,6 +155,7 @@ def render_config(settings: Mapping[str, Mapping[str, Any]] | None = None, origi
         undefined=jinja2.StrictUndefined,
     )
     text = env.get_template("kav4mailservers.conf.j2").render(
-        product=schema.PRODUCT_NAME, version=schema.PRODUCT_VERSION, origin=origin, sections=build_sections(settings)
+        product=schema.PRODUCT_NAME, version=schema.PRODUCT_VERSION, origin=origin,
+        sections=build_sections(settings, layout)
     )
     return text.rstrip("\n") + "\n"

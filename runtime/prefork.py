@@ -12,17 +12,31 @@ here, once:
 * generations: a reload may start a new set of workers and retire the old one (aveserver keeps
   serving the open connections of the retired workers until they close);
 * :meth:`Supervisor.enter_worker`: what every worker does right after the fork, before it
-  serves.  It is the single place for per-worker hardening (privilege dropping, resource limits),
-  so both daemons get it the same way.
+  serves.  It is the single place for per-worker hardening: a master started by root keeps root
+  only to bind, write the pid file and remove both at the end; every worker drops to the daemon's
+  account (``run_as``) before it reads a byte from a client (the privilege model, design.md "Who
+  runs as whom").
+* the control pipe: a worker that no longer runs as root cannot signal its root master, so the
+  requests a client may make of the master (reload, stop; already checked by the worker against
+  the client's credentials) travel over a pipe the master reads in its loop;
+* the scoreboard (optional): one shared page per daemon in its run directory where each worker
+  counts the requests it is serving, so kavconsole can show busy and idle workers (issue 18)
+  without asking the daemon anything.
 """
 
 from __future__ import annotations
 
 import contextlib
+import grp
+import mmap
 import os
+import pwd
 import select
 import signal
 import socket
+import stat
+import struct
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,14 +50,18 @@ class StartupError(Exception):
 
 
 # -- pid file and stale files ---------------------------------------------------------------------
-def pid_alive(pid: int, names: tuple[bytes, ...]) -> bool:
+def pid_alive(pid: int, names: tuple[bytes, ...] = ()) -> bool:
     """Whether ``pid`` runs and looks like one of ``names`` (a recycled pid of another program
-    does not count; without /proc, any live process does)."""
+    does not count; without /proc or without ``names``, any live process does)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        return True
+    if not names:
         return True
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -91,8 +109,41 @@ def write_pid(path: Path) -> None:
     atomic_write(path, f"{os.getpid()}\n".encode(), mode=0o644)
 
 
-def die_with_parent() -> None:
-    """Linux: have the kernel send SIGTERM to this worker when the master dies (kill -9)."""
+def resolve_user(user: str, what: str) -> pwd.struct_passwd | None:
+    """The account a daemon started by root serves as; None when it keeps the current uid.
+
+    Not root: nothing to drop (the administrator already runs it as the account of their choice).
+    ``root`` is accepted only as an explicit opt-out; an account that does not exist is a start-up
+    error, never a silent fall-back to root."""
+    if os.geteuid() != 0 or user == "root":
+        return None
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        raise StartupError(f"{what} User {user!r} does not exist; refusing to serve as root "
+                           "(create the account or set User=root explicitly)") from None
+    return None if pw.pw_uid == 0 else pw
+
+
+def drop_privileges(pw: pwd.struct_passwd) -> None:
+    """Become ``pw`` for good: supplementary groups, gid, then uid (the order that leaves no way
+    back); verified, because a process that still has root after this must not serve."""
+    groups = sorted({pw.pw_gid, *(g.gr_gid for g in grp.getgrall() if pw.pw_name in g.gr_mem)})
+    os.setgroups(groups)
+    os.setgid(pw.pw_gid)
+    os.setuid(pw.pw_uid)
+    if os.getuid() == 0 or os.geteuid() == 0:
+        raise SystemExit("could not drop root privileges")
+
+
+def die_with_parent(master: int) -> None:
+    """Linux: have the kernel send SIGTERM to this worker when the master dies (kill -9).
+
+    The request only covers a death after it is made: a master killed between the fork (or the
+    setuid, which clears it) and here has already left the worker reparented, so the parent is
+    checked once more and such an orphan exits at once instead of holding the socket and the
+    log pipes of a daemon that no longer exists.
+    """
     try:
         import ctypes
 
@@ -100,6 +151,132 @@ def die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass  # elsewhere a worker notices the new parent (os.getppid) within half a second
+    if os.getppid() != master:
+        os._exit(0)
+
+
+# -- scoreboard -----------------------------------------------------------------------------------
+SCOREBOARD_MAGIC = b"KAVSB001"
+SCOREBOARD_SLOTS = 500  # header + slots of 8 bytes: one 4 KiB page, far more workers than any host runs
+_HEAD = struct.Struct("<8sii")  # magic, slots, master pid
+_SLOT = struct.Struct("<iI")  # worker pid (0: free slot), requests in progress
+
+
+def scoreboard_path(pid_path: Path) -> Path:
+    """Where a daemon whose pid file is ``pid_path`` keeps its scoreboard: beside it, so the
+    console finds it from the configuration alone."""
+    return pid_path.with_name(pid_path.stem + ".scoreboard")
+
+
+class Scoreboard:
+    """One page shared by the master and its workers (a file the master maps before it forks).
+
+    Each worker owns a slot: its pid and how many requests it is serving.  Marking a request is a
+    thread lock and two writes to shared memory, no system call, so it adds nothing measurable per
+    scan; the file exists only so another process (kavconsole) can map the page read-only.
+    """
+
+    SIZE = _HEAD.size + SCOREBOARD_SLOTS * _SLOT.size
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, bytes(self.SIZE), mode=0o644)
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            self.map = mmap.mmap(fd, self.SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        finally:
+            os.close(fd)
+        _HEAD.pack_into(self.map, 0, SCOREBOARD_MAGIC, SCOREBOARD_SLOTS, os.getpid())
+        self.owner: dict[int, int] = {}  # in the master: worker pid -> slot
+        self.slot = -1  # in a worker: its own slot
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def _offset(slot: int) -> int:
+        return _HEAD.size + slot * _SLOT.size
+
+    # master ----------------------------------------------------------------------------------
+    def claim(self) -> int:
+        """A free slot for the worker about to be forked (-1 when all are taken: it runs unmarked)."""
+        taken = set(self.owner.values())
+        for slot in range(SCOREBOARD_SLOTS):
+            if slot not in taken:
+                _SLOT.pack_into(self.map, self._offset(slot), 0, 0)
+                return slot
+        return -1
+
+    def assign(self, slot: int, pid: int) -> None:
+        if slot >= 0:
+            self.owner[pid] = slot
+            struct.pack_into("<i", self.map, self._offset(slot), pid)  # the pid only: the worker may be counting
+
+    def release(self, pid: int) -> None:
+        slot = self.owner.pop(pid, -1)
+        if slot >= 0:
+            _SLOT.pack_into(self.map, self._offset(slot), 0, 0)
+
+    # worker ----------------------------------------------------------------------------------
+    def enter(self, slot: int) -> None:
+        self.slot = slot
+        if slot >= 0:
+            _SLOT.pack_into(self.map, self._offset(slot), os.getpid(), 0)
+
+    def _add(self, n: int) -> None:
+        if self.slot < 0:
+            return
+        off = self._offset(self.slot)
+        with self.lock:
+            pid, busy = _SLOT.unpack_from(self.map, off)
+            _SLOT.pack_into(self.map, off, pid, max(0, busy + n))
+
+    def marking(self, inner: contextlib.AbstractContextManager) -> contextlib.AbstractContextManager:
+        """``inner`` (e.g. a worker's scan semaphore) whose holders count as busy requests."""
+        return _Marked(self, inner)
+
+
+class _Marked:
+    def __init__(self, board: Scoreboard, inner: contextlib.AbstractContextManager) -> None:
+        self.board, self.inner = board, inner
+
+    def __enter__(self) -> object:
+        got = self.inner.__enter__()
+        self.board._add(1)
+        return got
+
+    def __exit__(self, *exc: object) -> bool | None:
+        self.board._add(-1)
+        return self.inner.__exit__(*exc)
+
+
+def read_scoreboard(path: Path, owners: tuple[int, ...] = ()) -> list[tuple[int, int]] | None:
+    """(pid, requests in progress) of each live worker on a daemon's scoreboard; None when there is
+    no usable board (daemon not running, stopped by kill -9, or started without one).
+
+    Read by another program, so trusted only when it is a regular file (never followed through a
+    link) owned by root or one of ``owners`` and writable by its owner alone: a board somebody
+    else could write would be a number anybody could fake."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if (not stat.S_ISREG(st.st_mode) or st.st_uid not in (0, *owners) or st.st_mode & 0o022
+                or st.st_size < Scoreboard.SIZE):
+            return None
+        data = os.pread(fd, Scoreboard.SIZE, 0)
+    finally:
+        os.close(fd)
+    magic, slots, master = _HEAD.unpack_from(data, 0)
+    if magic != SCOREBOARD_MAGIC or slots != SCOREBOARD_SLOTS or not pid_alive(master):
+        return None
+    out = []
+    for slot in range(slots):
+        pid, busy = _SLOT.unpack_from(data, _HEAD.size + slot * _SLOT.size)
+        if pid_alive(pid):
+            out.append((pid, busy))
+    return out
 
 
 # -- the master -----------------------------------------------------------------------------------
@@ -109,6 +286,8 @@ class Supervisor:
     ``work`` runs in the child and returns its exit code; the child never returns into the
     master's code.  ``on_hup`` is the daemon's reload (called in the master, outside the signal
     handler).  ``owned`` are the paths (socket, pid file) removed when the master stops.
+    ``scoreboard``: where to keep the busy/idle page (:class:`Scoreboard`); workers mark what
+    they serve through :meth:`marking`.
     """
 
     RESPAWN_FIRST = 0.2  # seconds before replacing a dead worker ...
@@ -116,9 +295,15 @@ class Supervisor:
     YOUNG = 5.0  # a worker that lived less than this counts as dying young
     GRACE = 30.0  # SIGTERM: seconds the workers get to finish what they are doing
 
+    CONTROL = {b"H": signal.SIGHUP, b"T": signal.SIGTERM}  # control pipe byte -> the signal it stands for
+
     def __init__(self, name: str, log: EventLog, work: Callable[[], int], size: int,
-                 on_hup: Callable[[], None] | None = None, owned: tuple[Path, ...] = ()) -> None:
+                 on_hup: Callable[[], None] | None = None, owned: tuple[Path, ...] = (),
+                 run_as: pwd.struct_passwd | None = None, scoreboard: Path | None = None) -> None:
         self.name = name
+        self.scoreboard_at = scoreboard
+        self.board: Scoreboard | None = None  # mapped in run(), by the master that forks
+        self.run_as = run_as
         self.log = log
         self.work = work
         self.size = size
@@ -130,22 +315,45 @@ class Supervisor:
         self.stopping = False
         self.backoff = self.RESPAWN_FIRST
         self.respawn_at: list[float] = []  # monotonic times at which a replacement is due
+        self.master_pid = os.getpid()  # a worker compares its parent with this to notice an orphaning
+        self.control_r, self.control_w = os.pipe()  # workers -> master: reload / stop requests
+        os.set_blocking(self.control_r, False)
+        os.set_blocking(self.control_w, False)
 
     # workers ---------------------------------------------------------------------------------
     def enter_worker(self) -> None:
         """Run in every worker right after the fork: default signal dispositions, die with the
-        master.  Privilege dropping and resource limits belong here too (one place for both
-        daemons)."""
+        master, drop to ``run_as`` (one place for both daemons).  Nothing a client sends is read
+        before this returns."""
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
-        die_with_parent()
+        os.close(self.control_r)
+        die_with_parent(self.master_pid)
+        if self.run_as is not None:
+            drop_privileges(self.run_as)
+            die_with_parent(self.master_pid)  # setuid clears PR_SET_PDEATHSIG
+
+    def marking(self, inner: contextlib.AbstractContextManager) -> contextlib.AbstractContextManager:
+        """In a worker: ``inner`` with its holders counted busy on the scoreboard (``inner`` as it is
+        when the daemon keeps no scoreboard)."""
+        return inner if self.board is None else self.board.marking(inner)
+
+    def ask_master(self, request: str) -> None:
+        """From a worker: ``reload`` or ``stop`` (the caller has checked the client may ask)."""
+        byte = {"reload": b"H", "stop": b"T"}[request]
+        with contextlib.suppress(BlockingIOError):
+            os.write(self.control_w, byte)
 
     def spawn(self) -> int:
+        self.master_pid = os.getpid()
+        slot = self.board.claim() if self.board is not None else -1
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
+                if self.board is not None:
+                    self.board.enter(slot)
                 self.enter_worker()
                 code = self.work()
             except BaseException as exc:  # noqa: BLE001 - a worker must never return into the master's code
@@ -154,6 +362,8 @@ class Supervisor:
             finally:
                 os._exit(code)
         self.current[pid] = time.monotonic()
+        if self.board is not None:
+            self.board.assign(slot, pid)
         return pid
 
     def spawn_generation(self) -> None:
@@ -163,7 +373,15 @@ class Supervisor:
     def new_generation(self, retire_signal: int) -> None:
         """Start a fresh set of workers, then tell the old ones to stop accepting
         (``retire_signal``); they exit on their own once their connections are done.  New
-        before old: the listening socket never goes unserved."""
+        before old: the listening socket never goes unserved.
+
+        At most one retired generation keeps serving: workers retired by an earlier reload and
+        still holding a connection are told to stop (SIGTERM: finish the request in flight, then
+        exit), so reloads cannot pile up workers (20 sessions each asking for a RELOAD used to
+        leave 21 generations running)."""
+        for pid in self.retired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         old, self.current = set(self.current), {}
         self.spawn_generation()
         for pid in old:
@@ -184,6 +402,8 @@ class Supervisor:
                 return
             if pid == 0:
                 return
+            if self.board is not None:
+                self.board.release(pid)
             if pid in self.retired:
                 self.retired.discard(pid)
                 continue
@@ -217,6 +437,9 @@ class Supervisor:
         signal.set_wakeup_fd(wfd)
         for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(sig, lambda s, _f: self.flags.add(s))
+        if self.scoreboard_at is not None:
+            self.board = Scoreboard(self.scoreboard_at)
+            self.owned = (*self.owned, self.scoreboard_at)
         self.spawn_generation()
         if ready is not None:
             ready()
@@ -224,9 +447,13 @@ class Supervisor:
             while True:
                 wait = min([1.0, *(t - time.monotonic() for t in self.respawn_at)])
                 with contextlib.suppress(InterruptedError):
-                    select.select([rfd], [], [], max(0.0, wait))
+                    select.select([rfd, self.control_r], [], [], max(0.0, wait))
                 with contextlib.suppress(BlockingIOError):
                     os.read(rfd, 512)
+                with contextlib.suppress(BlockingIOError):
+                    # many requests queued meanwhile are one reload: the pipe's bytes are a set
+                    self.flags |= {self.CONTROL[bytes([b])] for b in os.read(self.control_r, 4096)
+                                   if bytes([b]) in self.CONTROL}
                 flags, self.flags = self.flags, set()
                 if signal.SIGCHLD in flags:
                     self.reap()

@@ -9,7 +9,9 @@ worker processes of aveserver can share one log without interleaving lines.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import sys
 import threading
 import time
@@ -71,18 +73,38 @@ class EventLog:
         )
 
     def _open(self) -> None:
+        """Open the report file so that whoever can write its directory cannot aim it elsewhere.
+
+        aveserver opens its log as root, possibly in a directory the filter's account owns: a
+        symlink planted there is refused (O_NOFOLLOW), a FIFO does not block (O_NONBLOCK), a
+        hard link to another file (st_nlink > 1) or anything but a regular file is refused, and
+        ``Append=no`` truncates only after those checks, never by O_TRUNC at open time."""
         assert self.path
-        # O_NOFOLLOW: root writes reports to paths like the guide's /tmp/logfile.log, where anyone
-        # could plant a link to /etc/shadow; a log is never reached through a symbolic link.
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
-        if self._truncate_pending:
-            flags |= os.O_TRUNC
-            self._truncate_pending = False
+        # also the guide's /tmp/logfile.log, where anyone could plant a link to /etc/shadow
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        existed = os.path.exists(self.path)
-        fd = os.open(self.path, flags, self.permission)
-        if not existed:
-            os.fchmod(fd, self.permission)  # the umask must not widen or narrow the admin's choice
+        existed = os.path.lexists(self.path)
+        try:
+            fd = os.open(self.path, flags, self.permission)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OSError(exc.errno, "is a symbolic link; refusing to write a log through it", self.path) from None
+            raise
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise OSError(errno.EINVAL, "is not a regular file; refusing to write a log to it", self.path)
+            if st.st_nlink > 1:
+                raise OSError(errno.EMLINK, "has other hard links; refusing to write a log to it", self.path)
+            os.set_blocking(fd, True)
+            if self._truncate_pending:
+                os.ftruncate(fd, 0)
+                self._truncate_pending = False
+            if not existed:
+                os.fchmod(fd, self.permission)  # the umask must not widen or narrow the admin's choice
+        except BaseException:
+            os.close(fd)
+            raise
         self._fd = fd
 
     def reopen(self) -> None:
@@ -133,3 +155,29 @@ class EventLog:
 
     def debug(self, message: str) -> None:
         self.log(DEBUG, message)
+
+
+# -- syslog ---------------------------------------------------------------------------------------
+SYSLOG_SOCKET = os.environ.get("KAV_SYSLOG_SOCKET", "/dev/log")  # elsewhere in a chroot or container
+LOG_MAIL, LOG_ERR = 2, 3  # facility and severity numbers of RFC 3164
+
+
+def to_syslog(ident: str, message: str, severity: int = LOG_ERR, path: str | None = None) -> bool:
+    """Send one line to the system log (facility mail) without the stdlib ``syslog`` module, whose
+    socket is fixed and whose failures are silent; False when no syslog daemon listens.
+
+    For what must reach the administrator even when our own report file cannot be opened (a
+    spawned smtpscanner refusing a session because kav4mailservers.conf is broken)."""
+    import socket
+
+    line = f"<{LOG_MAIL * 8 + severity}>{ident}[{os.getpid()}]: {_one_line(message)}".encode("utf-8", "replace")
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        try:
+            with socket.socket(socket.AF_UNIX, kind) as s:
+                s.settimeout(1.0)
+                s.connect(path or SYSLOG_SOCKET)
+                s.sendall(line if kind == socket.SOCK_DGRAM else line + b"\n")
+            return True
+        except OSError:
+            continue
+    return False

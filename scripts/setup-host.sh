@@ -12,9 +12,9 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 pkgs=(python3 python3-venv python3-dev swaks mmdebstrap debootstrap iproute2 procps
-      clamav clamav-daemon clamdscan clamsmtp dpkg-dev debhelper fakeroot lintian m4 sendmail-cf
+      clamav clamav-daemon clamdscan clamsmtp tinyproxy dnsmasq-base dpkg-dev debhelper fakeroot lintian m4 sendmail-cf
       rpm rpmlint
-      chromium chromium-driver sqlite3)
+      chromium chromium-driver sqlite3 fetchmail dovecot-pop3d)
 
 has_mta() { dpkg-query -W -f='${Status}\n' postfix exim4-base sendmail-bin 2>/dev/null | grep -q "install ok installed"; }
 has_mta || pkgs+=(postfix)

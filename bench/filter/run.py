@@ -186,6 +186,7 @@ AVSpidPATH={work / 'aveserver.pid'}
 TempPath={work / 'kavspool'}
 [aveserver.options]
 DetachFromTerminal=no
+User=root
 [aveserver.report]
 ReportFileName={work / 'aveserver.log'}
 ReportLevel=3

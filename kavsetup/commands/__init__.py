@@ -21,6 +21,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "uninstall": ("kavsetup.commands.install", "undo the integration (guide chapter 7)"),
     "status": ("kavsetup.commands.install", "is kav4mailservers integrated, and with what"),
     "recover": ("kavsetup.commands.install", "finish or roll back an interrupted install/uninstall"),
+    "run": ("kavsetup.commands.run", "run the daemons in the foreground (containers without an init system)"),
+    "doctor": ("kavsetup.commands.doctor", "send the EICAR test through the mail path and say where it stops"),
+    "pop3": ("kavsetup.commands.pop3", "scan POP3 mail from external mailboxes: fetchmail entries (guide 6.5)"),
     "demo": ("kavsetup.commands.demo", "run aveserver + smtpscanner against a local sink and show the results"),
 }
 

@@ -10,6 +10,7 @@ from typing import Any
 from kavsetup.commands import add_parser
 from kavsetup.conffile import render_config
 from runtime.config import ConfigError, load_config, parse_assignment, set_values
+from runtime.layout import HOST, LAYOUTS
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,6 +19,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     csub.required = True
 
     d = csub.add_parser("defaults", help="print the commented default configuration")
+    d.add_argument("--layout", choices=sorted(LAYOUTS), default=HOST.name,
+                   help="the OS the file is for (its paths; default this system's): a package built "
+                        "elsewhere, e.g. the FreeBSD port's kav4mailservers.conf.sample")
     d.set_defaults(func=cmd_defaults)
 
     c = csub.add_parser("check", help="validate FILE; FILE:LINE messages and exit 1 when invalid")
@@ -44,7 +48,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_defaults(args: argparse.Namespace) -> int:
-    sys.stdout.write(render_config())
+    sys.stdout.write(render_config(layout=LAYOUTS[args.layout]))
     return 0
 
 
@@ -60,9 +64,31 @@ def cmd_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _report(exc)
     if not args.quiet:
-        for w in cfg.warnings:
+        for w in [*cfg.warnings, *admin_mask_warnings(cfg)]:
             print(f"{w} (warning)", file=sys.stderr)
     return 0
+
+
+#: The group whose mail passes unchanged (guide 6.1.1): membership must be exact.
+ADMIN_GROUP = "kavadministrators"
+
+
+def admin_mask_warnings(cfg: Any) -> list[str]:
+    """An admin-group mask that is not anchored matches more than it says (issue 11): masks are
+    searched like regexec(3), so ``root@.*`` also takes ``groot@...``. The guide's own examples
+    keep that meaning (they are not rewritten); the admin is told, file, line and key."""
+    out: list[str] = []
+    section = f"smtpscan.group:{ADMIN_GROUP}"
+    for key, setting in cfg.sections.get(section, {}).items():
+        if key not in ("Recipients", "Senders"):
+            continue
+        for mask in setting.value:
+            if not (mask.startswith("^") and mask.endswith("$") and not mask.endswith("\\$")):
+                line = setting.lines[0] if setting.lines else None
+                where = f"{cfg.filename}:{line}:" if line else f"{cfg.filename}:"
+                out.append(f"{where} [{section}] {key}: mask {mask!r} is not anchored: it also matches addresses "
+                           f"that merely contain it (write '^{mask.lstrip('^').rstrip('$')}$')")
+    return out
 
 
 def _text(value: Any) -> str:

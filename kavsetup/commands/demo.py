@@ -18,6 +18,7 @@ import argparse
 import email
 import email.policy
 import os
+import pwd
 import shutil
 import signal
 import smtplib
@@ -161,8 +162,9 @@ def _settings(root: Path, sink_port: int, port: int) -> dict[str, dict[str, obje
     return {
         "path": {"BasesPath": str(root / "bases"), "LocalSocketPath": str(root / "run" / "aveserver"),
                  "AVSpidPATH": str(root / "run" / "aveserver.pid"), "TempPath": str(root / "spool"),
-                 "LicensePath": str(root / "licenses")},
-        "aveserver.options": {"DetachFromTerminal": False, "Workers": 1},
+                 "LicensePath": str(root / "licenses"), "CachePath": str(root / "cache")},
+        # the demo runs everything as whoever runs it (a scratch root, not a server): no account switch
+        "aveserver.options": {"DetachFromTerminal": False, "Workers": 1, "User": pwd.getpwuid(os.geteuid()).pw_name},
         "aveserver.report": {"ReportFileName": str(root / "log" / "aveserver.log")},
         "smtpscan.general": {"Protocol": "smtp", "ListenAddress": f"inet:127.0.0.1:{port}",
                              "ForwardMailer": f"smtp:127.0.0.1:{sink_port}",

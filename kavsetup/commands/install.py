@@ -93,8 +93,36 @@ def run_install(args: argparse.Namespace, *, fail_after: int | None = None, cras
         code = report(out)
         if out.ok:
             print(tx.journal.doc.get("verification", ""))
-            print("restart the mail system to use the new configuration (guide 3.4)")
+            _after_change(root, mta.kind.value, "install")
         return code
+
+
+def _after_change(root: Root, kind: str, phase: str) -> None:
+    """The running MTA picks up the change (and, after uninstall, the mail it held for us)."""
+    if not root.is_live:
+        return  # an image or chroot (--root) has no running MTA to reload
+    from kavsetup.detect.model import MTAKind
+    from kavsetup.mta import integration
+
+    if kind not in tuple(MTAKind):
+        return
+    for note in integration(kind).after_change(root, phase):
+        print(f"note: {note}")
+
+
+def _hand_back(root: Root, kind: str) -> None:
+    """Before uninstall, an MTA integrated as a listening instance with its own queue (Exim,
+    Sendmail) stops that instance and moves the mail it holds for scanning into its main queue, so
+    that the uninstall strands nothing (issue 11 item 7); ``_after_change`` then has it delivered.
+    Only the modules that keep such a queue define ``hand_back``."""
+    if not root.is_live:
+        return
+    from kavsetup.detect.model import MTAKind
+    from kavsetup.mta import integration
+
+    hook = getattr(integration(kind), "hand_back", None) if kind in tuple(MTAKind) else None
+    for note in hook(root) if hook else ():
+        print(f"note: {note}")
 
 
 def cmd_install(args: argparse.Namespace) -> int:
@@ -109,7 +137,13 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
         state = tx.pending_state()
         if state and state != "installed" and not args.dry_run:
             return report(tx.recover())
-        return report(tx.uninstall(dry_run=args.dry_run))
+        if not args.dry_run and state == "installed":
+            _hand_back(root, tx.journal.doc["mta"])
+        out = tx.uninstall(dry_run=args.dry_run)
+        code = report(out)
+        if out.ok and not args.dry_run and state == "installed":
+            _after_change(root, tx.journal.doc["mta"], "uninstall")
+        return code
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ import distro
 
 from kavsetup.detect.model import InitSystem, OSFamily, OSInfo, PackageFormat
 from kavsetup.detect.rootfs import RootFS
+from runtime.layout import FREEBSD, LINUX, OSLayout
 
 _FAMILY_IDS: dict[OSFamily, frozenset[str]] = {
     OSFamily.DEBIAN: frozenset({"debian", "ubuntu", "devuan", "raspbian", "linuxmint", "kali"}),
@@ -108,6 +109,12 @@ def _pkg_format(fs: RootFS, family: OSFamily) -> PackageFormat:
     if family is OSFamily.FREEBSD:
         return PackageFormat.PKG
     return PackageFormat.UNKNOWN
+
+
+def layout_of(fs: RootFS) -> OSLayout:
+    """The directory layout of the tree's OS (runtime/layout.py): where kavsetup finds and writes
+    kav4mailservers.conf and its journal. Only FreeBSD differs from the Linux (FHS) layout."""
+    return FREEBSD if _freebsd(fs) is not None else LINUX
 
 
 def detect_os(fs: RootFS) -> OSInfo:

@@ -52,3 +52,12 @@ def read_users(fs: RootFS, active: MTAKind | None, mta_user_hint: str = "") -> U
         names = ((mta_user_hint,) if mta_user_hint else ()) + MTA_USERS[active]
         mta_user = next((by_name[n] for n in names if n in by_name), None)
     return Users(tuple(users), tuple(groups), mta_user, frozenset(uids), frozenset(gids))
+
+
+def find_user(fs: RootFS, name: str) -> UserEntry | None:
+    """Any account of the tree by name (``kavsetup pop3`` works for ordinary local users too)."""
+    for parts in _rows(fs, "/etc/passwd"):
+        if parts[0] == name and parts[3].lstrip("-").isdigit():
+            return UserEntry(parts[0], int(parts[2]), int(parts[3]), parts[5] if len(parts) > 5 else "",
+                             parts[6] if len(parts) > 6 else "")
+    return None

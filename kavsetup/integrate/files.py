@@ -83,7 +83,24 @@ class Root:
         return self.path == Path("/")
 
     def host(self, path: PurePosixPath | str) -> Path:
-        return self.path / as_posix(path).relative_to("/")
+        """The host path of the entry ``path`` names. Under ``--root`` its directories are resolved
+        inside the tree, as a chroot would (an absolute symlink ``/etc -> /srv/etc`` means
+        ``DIR/srv/etc``, ``..`` stops at DIR), and the result is checked to lie inside DIR; the last
+        component itself is never followed (writes replace the entry). Issue 11: a symlink in a
+        parent directory must not take a write, or a read, out of the tree."""
+        p = as_posix(path)
+        if self.is_live or p == PurePosixPath("/"):
+            return self.path / p.relative_to("/")
+        from kavsetup.detect.rootfs import RootFS
+
+        parent = RootFS(self.path).resolve(p.parent)
+        if parent.error:
+            raise OSError(f"{p}: {parent.error} in {p.parent}; refusing to touch it")
+        host = self.path / parent.target.relative_to("/") / p.name
+        real = os.path.realpath(host.parent)
+        if real != str(self.path) and not real.startswith(str(self.path).rstrip("/") + "/"):
+            raise OSError(f"{p}: its directory leads to {real}, outside {self.path}; refusing to touch it")
+        return host
 
     # -- reading ----------------------------------------------------------------------
     def read(self, path: PurePosixPath | str) -> Image:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-PREFIX = "/opt/kav/5.5/kav4mailservers"
-CONF_DIR = "/etc/kav/5.5/kav4mailservers"
-CONF_FILE = f"{CONF_DIR}/kav4mailservers.conf"
+from runtime.layout import GUIDE_PREFIX, HOST, LAYOUTS, OSLayout
+
+PREFIX = GUIDE_PREFIX
 
 
 class SettingsError(Exception):
@@ -41,7 +41,8 @@ class IntegrationSettings:
     mta_config: str = ""                 # the MTA's main file as answered (reconfigure starts from it)
     import_from: str = ""                # a 5.0/4.x configuration whose settings seed kav4mailservers.conf
     prefix: str = PREFIX
-    conf_file: str = CONF_FILE
+    layout: str = HOST.name               # the target's OS layout (runtime/layout.py); site.py sets it
+    conf_file: str = HOST.conf_file
     user: str = "kluser"
     group: str = "filter"
     spool: str = "/var/spool/filter"
@@ -59,6 +60,10 @@ class IntegrationSettings:
         doc = asdict(self)
         doc.pop("conf_default_text", None)
         return doc
+
+    @property
+    def os_layout(self) -> OSLayout:
+        return LAYOUTS[self.layout]
 
     def with_(self, **kw: Any) -> IntegrationSettings:
         return replace(self, **kw)

@@ -14,6 +14,8 @@ import socket
 
 from kavsetup.conffile import render_config
 from kavsetup.detect.model import MTAInfo, MTAKind, System
+from kavsetup.detect.osinfo import layout_of
+from kavsetup.detect.rootfs import RootFS
 from kavsetup.integrate.files import Root
 from kavsetup.integrate.settings import IntegrationSettings
 from kavsetup.mta import CompileError, integration
@@ -63,6 +65,8 @@ def site_settings(root: Root, mta: MTAInfo, s: IntegrationSettings) -> Integrati
     facts = dict(integration(mta.kind).site_facts(root, mta))
     facts["taken_ports"] = tuple(sorted(set(facts.get("taken_ports", ())) | _listening(root, s)))
     nologin = "/usr/sbin/nologin" if root.read("/usr/sbin/nologin").exists else "/bin/false"
+    layout = layout_of(RootFS(root.path))  # /usr/local/etc/kav on FreeBSD (runtime/layout.py)
+    s = s.with_(layout=layout.name, conf_file=layout.conf_file)
     return s.with_(**facts, nologin=nologin, conf_default_text=s.conf_default_text or default_conf_text(root, s))
 
 
@@ -71,11 +75,12 @@ def default_conf_text(root: Root, s: IntegrationSettings) -> str:
     setup answered ``import_from``, the earlier installation's settings converted (guide 3.2;
     kavsetup/importer.py, as ``kavsetup config import``)."""
     if not s.import_from:
-        return render_config(None, origin="kavsetup install")
+        return render_config(None, origin="kavsetup install", layout=s.os_layout)
     from kavsetup import importer
 
     host = root.host(s.import_from)
     if not host.is_file():
         raise CompileError(f"import_from: {s.import_from}: no such file in {root.path}")
     result = importer.import_4x(host) if host.suffix.lower() == ".ini" else importer.import_50(host)
-    return render_config(result.settings, origin=f"imported from {result.version} {s.import_from}")
+    return render_config(result.settings, origin=f"imported from {result.version} {s.import_from}",
+                         layout=s.os_layout)

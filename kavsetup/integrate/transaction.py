@@ -196,6 +196,9 @@ class Transaction:
 
     def recover(self) -> Outcome:
         if not self.journal.exists():
+            if self.journal.sweep_unsaved():
+                return Outcome(True, "an install killed before its first step was found; its temporary "
+                               "journal was removed and nothing else had changed")
             return Outcome(True, "no interrupted run found; nothing to recover")
         doc = self.journal.load()
         state = doc["state"]

@@ -55,6 +55,12 @@ class Integration(Protocol):
         """Run the MTA's own checker on what ``plan`` wrote: (ok, message)."""
         ...
 
+    def after_change(self, root: Root, phase: str) -> list[str]:
+        """After ``install`` or ``uninstall`` (``phase``): reload the MTA if it is running and, after
+        uninstall, requeue the mail it held for our transport, so nothing waits for a person; when
+        it is not running, notes saying exactly what to run (issue 11). Notes for the admin."""
+        ...
+
 
 def integration(kind: MTAKind | str) -> Integration:
     """The module that integrates ``kind`` (imported on first use)."""

@@ -25,7 +25,8 @@ TRUSTED_CONFIG_LIST (Debian: ``/etc/exim4/trusted_configs``): we add ours there.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import PurePosixPath
+import re
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kavsetup.detect.model import EximInfo, InitSystem, MTAInfo, System
@@ -136,3 +137,136 @@ def verify(root: Root, mta: MTAInfo, s: IntegrationSettings) -> tuple[bool, str]
     if code != 0:
         return False, f"exim -bV -C {listen}: {checker.last_line(out, code)}"
     return True, "exim -bV passed"
+
+
+# -- the running Exim after install/uninstall (issue 11 item 7) --------------------------------------
+#: The system daemon's pid files (Debian's exim4, then the upstream default).
+SYSTEM_PIDS = ("/run/exim4/exim.pid", "/var/spool/exim/exim-daemon.pid")
+#: The listening instance's spool (see ``plan``): Debian's name, then the upstream one.
+LISTEN_SPOOLS = ("/var/spool/exim4-kav", "/var/spool/exim-kav")
+
+
+def _binary(root: Root) -> str:
+    return "exim4" if root.host("/usr/sbin/exim4").exists() else "exim"
+
+
+def _main_spool(root: Root, binary: str) -> Path:
+    """The delivering instance's spool: what the MTA's own configuration says (``-bP``)."""
+    argv, _why = checker.runner(root, f"/usr/sbin/{binary}")
+    if argv is not None:
+        code, out = checker.run([*argv, "-bP", "spool_directory"])
+        m = re.search(r"^\s*spool_directory\s*=\s*(/\S+)\s*$", out, re.M)
+        if code == 0 and m:
+            return root.host(m.group(1))
+    return root.host("/var/spool/exim4" if binary == "exim4" else "/var/spool/exim")
+
+
+def held_messages(listen: Path, main: Path) -> list[common.HeldMessage]:
+    """The messages in the listening spool (``input/[x/]ID-H`` with its ``-D``), with where each
+    file goes in the main spool: ``-D``, ``-J`` and the message log first, ``-H`` last (a queue
+    runner only sees a message by its -H file). Exim locks ``-D`` while it delivers."""
+    out: list[common.HeldMessage] = []
+    inp = listen / "input"
+    for h in sorted(inp.rglob("*-H")) if inp.is_dir() else []:
+        ident, rel = h.name[:-2], h.parent.relative_to(inp)
+        data = h.with_name(f"{ident}-D")
+        if not data.is_file():
+            continue  # being written or removed: not a message yet
+        dest = main / "input" / rel
+        files = [(data, dest / data.name)]
+        journal = h.with_name(f"{ident}-J")
+        if journal.is_file():
+            files.append((journal, dest / journal.name))
+        log = listen / "msglog" / rel / ident
+        if log.is_file():
+            files.append((log, main / "msglog" / rel / ident))
+        files.append((h, dest / h.name))
+        out.append(common.HeldMessage(ident, data, tuple(files)))
+    return out
+
+
+def hand_back(root: Root) -> list[str]:
+    """Before uninstall: stop the listening instance (its configuration is about to go) and move the
+    mail waiting in its spool (for example while aveserver was down) into the main spool, where
+    ``after_change`` has the MTA deliver it. Without this it would wait forever in a spool no daemon
+    reads."""
+    notes = common.stop_daemon(root, LISTEN_PID, "exim: the listening instance")
+    listen = next((root.host(p) for p in LISTEN_SPOOLS if root.host(p).is_dir()), None)
+    if listen is None:
+        return notes
+    main = _main_spool(root, _binary(root))
+    held = held_messages(listen, main)
+    if held and not (main / "input").is_dir():
+        return [*notes, f"exim: {len(held)} message(s) held in {listen}, but {main}/input is not a spool; "
+                "left there"]
+    return notes + common.hand_back(held, "exim", str(main))
+
+
+def after_change(root: Root, phase: str) -> list[str]:
+    """Exim re-reads its configuration on SIGHUP (it re-execs); ``-qff`` then retries everything
+    that waited, frozen messages included, and after uninstall the mail ``hand_back`` moved into
+    the main spool. After install the listening/delivering pair replaces the system daemon (see the
+    plan's notes); after uninstall the system daemon takes port 25 back."""
+    binary = _binary(root)
+    pidfile = next((p for p in (DELIVER_PID, *SYSTEM_PIDS) if common.pid_alive(root, p)), None)
+    if pidfile is None:
+        return common.not_running("exim", [["sh", "-c", f"kill -HUP $(cat {SYSTEM_PIDS[0]})"], [binary, "-qff"]])
+    pid = root.host(pidfile).read_text().split()[0]
+    notes = common.run_commands([["kill", "-HUP", pid], [binary, "-qff"]], "exim")
+    if phase == "uninstall" and pidfile == DELIVER_PID:
+        notes.append(f"exim: the listening instance is gone; start the system's {binary} service again "
+                     f"(`invoke-rc.d {binary} start` or `systemctl start {binary}`), then stop the delivering "
+                     f"instance (`kill {pid}`)")
+    return notes
+# -- kavsetup doctor (kavsetup/doctor.py): what only Exim can tell -------------------------------
+def doctor_links(root: Root, mta: MTAInfo, static: bool) -> dict[str, tuple[bool | None, str, str]]:
+    """``mta``: the listening instance runs (its pid file, /proc); ``content_filter``: the
+    listening configuration exists with our router and transport (and is trusted on Debian);
+    ``transport``: there is no listener to probe — Exim runs smtpscanner per delivery, which the
+    delivery test proves."""
+    listen = listen_path(mta)
+    links: dict[str, tuple[bool | None, str, str]] = {}
+    if static:
+        links["mta"] = (None, "not probed (--static)", "")
+    else:
+        try:
+            pid = int(root.host(LISTEN_PID).read_text().split()[0])
+            with open(f"/proc/{pid}/comm") as fh:
+                comm = fh.read().strip()
+            ok = comm.startswith("exim")
+            detail = f"the listening instance runs as pid {pid}" if ok else f"{LISTEN_PID} names {comm!r}"
+        except (OSError, ValueError, IndexError):
+            ok, detail = False, f"no listening instance ({LISTEN_PID} missing or stale)"
+        script = "/opt/kav/5.5/kav4mailservers/bin/kavexim.sh start"
+        links["mta"] = (ok, detail if ok else f"MTA not running: {detail}",
+                        "" if ok else f"systemctl start kav4ms-exim-listen kav4ms-exim-deliver (or {script})")
+    text = root.text(listen) if root.read(listen).kind == "file" else ""
+    if not text:
+        links["content_filter"] = (False, f"content_filter missing: {listen} does not exist, Exim delivers "
+                                   "unscanned", "kavsetup install")
+    elif "kav_scan:" not in text or "kav_lmtp_transport:" not in text:
+        links["content_filter"] = (False, f"content_filter missing: {listen} lacks the kav_scan router or "
+                                   "kav_lmtp_transport", "kavsetup install")
+    elif _debian(mta) and listen not in root.text("/etc/exim4/trusted_configs").split():
+        links["content_filter"] = (False, f"{listen} is not in /etc/exim4/trusted_configs: the listening "
+                                   "instance runs without root privilege", "kavsetup install")
+    else:
+        links["content_filter"] = (True, f"{listen} routes all mail to kav_lmtp_transport", "")
+    links["transport"] = (None, "smtpscanner is started by Exim's lmtp transport for each delivery "
+                          "(nothing listens; the delivery test proves it)", "")
+    return links
+
+
+def queue_reason(root: Root, mta: MTAInfo, reply: str) -> tuple[str, str] | None:
+    """Why the message accepted with ``reply`` (``250 OK id=ID``) waits: the last line of its
+    message log in the listening instance's spool (``exim -C LISTEN -Mvl ID``)."""
+    m = re.search(r"id=([0-9A-Za-z-]+)", reply)
+    argv, _ = checker.runner(root, str(mta.exim.binary))
+    if m is None or argv is None:
+        return None
+    code, out = checker.run([*argv, "-C", listen_path(mta), "-Mvl", m.group(1)])
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    if code != 0 or not lines:
+        return None
+    return (f"{m.group(1)}: {lines[-1][:300]}",
+            f"fix the cause, then: {mta.exim.binary} -C {listen_path(mta)} -M {m.group(1)}")

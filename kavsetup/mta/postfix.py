@@ -196,3 +196,137 @@ def verify(root: Root, mta: MTAInfo, s: IntegrationSettings) -> tuple[bool, str]
     if code != 0:
         return False, f"postfix check: {checker.last_line(out, code)}"
     return True, "postfix check passed"
+
+
+# -- the running Postfix after install/uninstall (issue 11 item 7) -----------------------------------
+def _postfix_running(root: Root) -> bool:
+    import subprocess
+
+    if not root.is_live:
+        return False
+    try:
+        return subprocess.run(["postfix", "status"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def held_for_us(queues: tuple[str, ...] = ("deferred", "hold", "active", "incoming")) -> list[str]:
+    """Queue ids of messages whose recorded content filter is our transport.
+
+    Postfix records content_filter in the queue file when cleanup accepts the message, so mail
+    deferred while the filter was down keeps asking for ``kavscan:`` after uninstall ("mail
+    transport unavailable") until it is requeued; mail for anything else is left alone."""
+    import json
+    import subprocess
+
+    ids: list[str] = []
+    out = subprocess.run(["postqueue", "-j"], capture_output=True, text=True, timeout=120, check=False)
+    for line in out.stdout.splitlines():
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if msg.get("queue_name") not in queues:
+            continue
+        qid = str(msg.get("queue_id", ""))
+        if not qid.isalnum():
+            continue
+        env = subprocess.run(["postcat", "-e", "-q", qid], capture_output=True, text=True, timeout=60, check=False)
+        if any(ln.startswith("content_filter: ") and is_ours(ln.split(": ", 1)[1].strip())
+               for ln in env.stdout.splitlines()):
+            ids.append(qid)
+    return ids
+
+
+def after_change(root: Root, phase: str) -> list[str]:
+    """Reload a running Postfix after ``install``/``uninstall``; after uninstall also requeue the
+    mail held for our transport so it is delivered with no one running anything. Notes."""
+    manual = [["postfix", "reload"]]
+    if phase == "uninstall":
+        manual.append(["postsuper", "-r", "ALL", "deferred"])
+    if not _postfix_running(root):
+        return common.not_running("postfix", manual)
+    notes = common.run_commands([["postfix", "reload"]], "postfix")
+    if phase == "uninstall":
+        ids = held_for_us()
+        if ids:
+            # -r: back through cleanup, which no longer adds our content_filter; then a queue run
+            notes += common.run_commands([["postsuper", "-r", qid] for qid in ids] + [["postqueue", "-f"]], "postfix")
+            notes.append(f"postfix: requeued {len(ids)} message(s) held for the {TRANSPORT} transport")
+    return notes
+# -- kavsetup doctor (kavsetup/doctor.py): what only Postfix can tell ----------------------------
+def _running(root: Root, mta: MTAInfo) -> tuple[bool, str]:
+    """Postfix's master process, from its pid file (``$queue_directory/pid/master.pid``) and /proc."""
+    qdir = mta.postfix.queue_directory or PurePosixPath("/var/spool/postfix")
+    pidfile = qdir / "pid" / "master.pid"
+    try:
+        pid = int(root.host(pidfile).read_text().split()[0])
+        with open(f"/proc/{pid}/comm") as fh:
+            comm = fh.read().strip()
+    except (OSError, ValueError, IndexError):
+        return False, f"no master process ({pidfile} missing or stale)"
+    if comm != "master":
+        return False, f"{pidfile} names pid {pid}, which is {comm!r}, not Postfix's master"
+    return True, f"master runs as pid {pid}"
+
+
+def doctor_links(root: Root, mta: MTAInfo, static: bool) -> dict[str, tuple[bool | None, str, str]]:
+    """``mta``: master running; ``content_filter``: main.cf hands mail to our transport and
+    master.cf defines it; ``transport_address``: where that transport connects (detail), and the
+    fix when nothing answers there."""
+    info = mta.postfix
+    links: dict[str, tuple[bool | None, str, str]] = {}
+    if static:
+        links["mta"] = (None, "not probed (--static)", "")
+    else:
+        ok, detail = _running(root, mta)
+        links["mta"] = (ok, ("" if ok else "MTA not running: ") + detail, "" if ok else "systemctl start postfix")
+    current = info.content_filter.strip()
+    master = root.text(info.master_cf)
+    fix = f"kavsetup install (or: postconf -e 'content_filter = {TRANSPORT}:[127.0.0.1]:10025' && postfix reload)"
+    if not current:
+        links["content_filter"] = (False, f"content_filter missing: {info.main_cf} does not set content_filter, "
+                                   "mail is delivered unscanned", fix)
+    elif not is_ours(current):
+        links["content_filter"] = (False, f"content_filter = {current} is not kav4mailservers' transport",
+                                   "kavsetup install --chain (scan first, then hand mail to the other filter)")
+    elif postfix_cf.find_service(master, f"{TRANSPORT}/unix") is None:
+        links["content_filter"] = (False, f"content_filter = {current} but {info.master_cf} has no "
+                                   f"'{TRANSPORT} unix' service", "kavsetup install")
+    else:
+        links["content_filter"] = (True, f"content_filter = {current}", "")
+    if current and is_ours(current):
+        nexthop = current.split(":", 1)[1]
+        host, _, port = nexthop.rpartition(":")
+        address = f"{host.strip('[]')}:{port}"
+        spawn = postfix_cf.find_service(master, f"{address}/inet")
+        how = ("postfix reload (master.cf's spawn service for smtpscanner on " + address + ")" if spawn else
+               f"kavsetup install ({info.master_cf} has no service on {address}), or systemctl start "
+               "kav4mailservers-smtpscanner where smtpscanner runs as a daemon")
+        links["transport_address"] = (None, address, how)
+    return links
+
+
+def queue_reason(root: Root, mta: MTAInfo, reply: str) -> tuple[str, str] | None:
+    """Why the message the MTA accepted with ``reply`` (``... queued as ID``) is still queued:
+    the ``delay_reason`` ``postqueue -j`` gives for it, and what to do next."""
+    import json
+    import re
+
+    m = re.search(r"queued as ([0-9A-Za-z]+)", reply)
+    argv, _ = checker.runner(root, "/usr/sbin/postqueue")
+    if m is None or argv is None:
+        return None
+    code, out = checker.run([*argv, "-c", str(mta.postfix.config_directory), "-j"])
+    for line in out.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("queue_id") != m.group(1):
+            continue
+        reasons = [r.get("delay_reason", "") for r in entry.get("recipients", []) if r.get("delay_reason")]
+        where = entry.get("queue_name", "queue")
+        reason = reasons[0] if reasons else f"waiting in the {where} queue (not tried yet)"
+        return f"{m.group(1)} ({where}): {reason}", f"fix the cause, then: postqueue -i {m.group(1)}"
+    return None

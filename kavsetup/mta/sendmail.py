@@ -22,7 +22,8 @@ write the MTA queue (it goes through the MSP and back into the listening instanc
 from __future__ import annotations
 
 import dataclasses
-from pathlib import PurePosixPath
+import re
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kavsetup.detect.model import InitSystem, MTAInfo, SendmailInfo, System
@@ -123,3 +124,126 @@ def verify(root: Root, mta: MTAInfo, s: IntegrationSettings) -> tuple[bool, str]
     if "smtpscanner" not in out:
         return False, f"sendmail -bt -C {listen} does not route to smtpscanner: {checker.last_line(out, code)}"
     return True, "sendmail -bt routes mail to smtpscanner"
+
+
+# -- the running Sendmail after install/uninstall (issue 11 item 7) ----------------------------------
+#: The system daemon's pid files (Debian's, then the classic one).
+SYSTEM_PIDS = ("/run/sendmail/mta/sendmail.pid", "/var/run/sendmail.pid")
+SENDMAIL_CF = "/etc/mail/sendmail.cf"
+
+
+def _main_queue(root: Root) -> tuple[Path | None, str]:
+    """The delivering instance's queue directory (``O QueueDirectory=`` of sendmail.cf), or why not."""
+    m = re.search(r"^O QueueDirectory=(\S+)\s*$", root.text(SENDMAIL_CF), re.M)
+    qdir = m.group(1) if m else "/var/spool/mqueue"
+    if "*" in qdir or not qdir.startswith("/"):
+        return None, f"{SENDMAIL_CF} uses queue groups or a relative queue ({qdir})"
+    host = root.host(qdir)
+    return (host, "") if host.is_dir() else (None, f"{qdir} is not a directory")
+
+
+def held_messages(listen: Path, main: Path) -> list[common.HeldMessage]:
+    """The messages in the listening queue (``qfID``, or ``hfID`` when quarantined), with where each
+    file goes in the main queue (its ``qf/``, ``df/``, ``xf/`` subdirectories when it has them):
+    ``df`` and ``xf`` first, the control file last (a queue run only sees a message by it).
+    Sendmail locks the control file while it works on the message."""
+    def where(kind: str) -> Path:
+        sub = main / kind
+        return sub if sub.is_dir() else main
+
+    out: list[common.HeldMessage] = []
+    for control in sorted([*listen.glob("qf*"), *listen.glob("hf*")]):
+        ident = control.name[2:]
+        files = [(listen / f"{kind}{ident}", where(kind) / f"{kind}{ident}") for kind in ("df", "xf")
+                 if (listen / f"{kind}{ident}").is_file()]
+        files.append((control, where("qf") / control.name))
+        out.append(common.HeldMessage(ident, control, tuple(files)))
+    return out
+
+
+def hand_back(root: Root) -> list[str]:
+    """Before uninstall: stop the listening instance (its configuration is about to go) and move the
+    mail waiting in its queue (for example while aveserver was down) into the main queue, where
+    ``after_change`` has Sendmail deliver it. Without this it would wait forever in a queue no
+    daemon reads."""
+    notes = common.stop_daemon(root, LISTEN_PID, "sendmail: the listening instance")
+    listen = root.host(LISTEN_QUEUE)
+    if not listen.is_dir():
+        return notes
+    if not any(listen.glob("qf*")) and not any(listen.glob("hf*")):
+        return notes
+    main, why = _main_queue(root)
+    if main is None:
+        return [*notes, f"sendmail: mail held in {LISTEN_QUEUE} is left there: {why}"]
+    return notes + common.hand_back(held_messages(listen, main), "sendmail", str(main))
+
+
+def after_change(root: Root, phase: str) -> list[str]:
+    """Sendmail re-reads sendmail.cf on SIGHUP; a queue run then retries what waited, and after
+    uninstall the mail ``hand_back`` moved into the main queue. After install the listening/
+    delivering pair replaces the system daemon (see the plan's notes); after uninstall the system
+    daemon takes port 25 back."""
+    pidfile = next((p for p in (DELIVER_PID, *SYSTEM_PIDS) if common.pid_alive(root, p)), None)
+    manual = [["sh", "-c", f"kill -HUP $(head -1 {SYSTEM_PIDS[0]})"], ["sendmail", "-q"]]
+    if pidfile is None:
+        return common.not_running("sendmail", manual)
+    pid = root.host(pidfile).read_text().split()[0]
+    notes = common.run_commands([["kill", "-HUP", pid], ["sendmail", "-q"]], "sendmail")
+    if phase == "uninstall" and pidfile == DELIVER_PID:
+        notes.append("sendmail: the listening instance is gone; start the system's sendmail service again "
+                     f"(`invoke-rc.d sendmail start` or `systemctl start sendmail`), then stop the delivering "
+                     f"instance (`kill {pid}`)")
+    return notes
+# -- kavsetup doctor (kavsetup/doctor.py): what only Sendmail can tell ---------------------------
+def doctor_links(root: Root, mta: MTAInfo, static: bool) -> dict[str, tuple[bool | None, str, str]]:
+    """``mta``: the listening instance runs (its pid file, /proc); ``content_filter``: the
+    listening configuration holds the smtpscanner mailer and the rule sending every recipient to
+    it; ``transport``: nothing listens — Sendmail runs smtpscanner per delivery (the delivery
+    test proves it)."""
+    listen = listen_path(mta)
+    links: dict[str, tuple[bool | None, str, str]] = {}
+    if static:
+        links["mta"] = (None, "not probed (--static)", "")
+    else:
+        try:
+            pid = int(root.host(LISTEN_PID).read_text().split()[0])
+            with open(f"/proc/{pid}/comm") as fh:
+                comm = fh.read().strip()
+            ok = comm.startswith("sendmail")
+            detail = f"the listening instance runs as pid {pid}" if ok else f"{LISTEN_PID} names {comm!r}"
+        except (OSError, ValueError, IndexError):
+            ok, detail = False, f"no listening instance ({LISTEN_PID} missing or stale)"
+        links["mta"] = (ok, detail if ok else f"MTA not running: {detail}",
+                        "" if ok else "systemctl start kav4ms-sendmail-listen kav4ms-sendmail-deliver "
+                        "(or /opt/kav/5.5/kav4mailservers/bin/kavsendmail.sh start)")
+    text = root.text(listen) if root.read(listen).kind == "file" else ""
+    if not text:
+        links["content_filter"] = (False, f"content_filter missing: {listen} does not exist, Sendmail "
+                                   "delivers unscanned", "kavsetup install")
+    elif "Msmtpscanner" not in text or "$#smtpscanner" not in text:
+        links["content_filter"] = (False, f"content_filter missing: {listen} lacks the smtpscanner mailer "
+                                   "or its ParseLocal rule", "kavsetup install")
+    else:
+        links["content_filter"] = (True, f"{listen} sends every recipient to the smtpscanner mailer", "")
+    links["transport"] = (None, "smtpscanner is started by Sendmail's mailer for each delivery "
+                          "(nothing listens; the delivery test proves it)", "")
+    return links
+
+
+def queue_reason(root: Root, mta: MTAInfo, reply: str) -> tuple[str, str] | None:
+    """Why the message accepted with ``reply`` (``250 2.0.0 ID Message accepted``) waits: the
+    parenthesised reason under its entry in the listening queue (``sendmail -C LISTEN -bp``)."""
+    m = re.search(r"^\S+\s+(\S+)\s+Message accepted", reply)
+    argv, _ = checker.runner(root, "/usr/sbin/sendmail")
+    if m is None or argv is None:
+        return None
+    qid = m.group(1)
+    _code, out = checker.run([*argv, "-C", listen_path(mta), "-bp"])
+    lines = out.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(qid):
+            reason = next((ln.strip() for ln in lines[i + 1:i + 4] if ln.strip().startswith("(")),
+                          "(waiting in the listening queue, not tried yet)")
+            return (f"{qid}: {reason[:300]}",
+                    f"fix the cause, then: sendmail -C {listen_path(mta)} -qI{qid}")
+    return None

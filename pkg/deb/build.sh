@@ -32,6 +32,8 @@ tar -C "$top" --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' \
 cp -r "$here/debian" "$src/debian"
 # One stager for all three package formats (pkg/common/stage.py), run by debian/rules.
 cp "$top/pkg/common/stage.py" "$src/debian/stage.py"
+# The LSB init scripts (pkg/sysvinit, shared with other packagings) for debian/rules' dh_installinit.
+cp -r "$top/pkg/sysvinit" "$src/debian/sysvinit"
 
 (cd "$src" && PYTHONDONTWRITEBYTECODE=1 dpkg-buildpackage -b -us -uc >"$work/build.log" 2>&1) || {
     tail -40 "$work/build.log" >&2

@@ -38,9 +38,15 @@ TOP = HERE.parents[1]
 sys.path.insert(0, str(HERE.parent / "common"))
 sys.path.insert(0, str(HERE))
 import pkgreader  # noqa: E402
-import stage  # noqa: E402
+import stage  # noqa: E402 - puts the tree's runtime/ on sys.path
 
-PREFIX = "/usr/local"
+from runtime.layout import FREEBSD  # noqa: E402
+
+PREFIX = FREEBSD.prefix  # LOCALBASE/PREFIX of the ports tree
+#: plist keywords whose path is a file of the payload: plain, @sample (the .sample copy) and @config
+#: (a configuration file pkg(8) merges on upgrade, for files that must not have a .sample beside
+#: them, e.g. a crontab in etc/cron.d, which cron(8) would read twice)
+PAYLOAD = ("", "sample", "config")
 
 
 def make_vars(makefile: Path = HERE / "Makefile") -> dict[str, str]:
@@ -54,13 +60,33 @@ def make_vars(makefile: Path = HERE / "Makefile") -> dict[str, str]:
     return out
 
 
-def sub_list(v: dict[str, str], python_cmd: str) -> dict[str, str]:
-    """SUB_LIST as the framework expands it, plus PREFIX (always substituted)."""
+def expand(value: str, v: dict[str, str], python_cmd: str) -> str:
+    """``${VAR}`` references as make(1) expands them (PREFIX and PYTHON_CMD are the framework's)."""
+    known = {"PREFIX": PREFIX, "PYTHON_CMD": python_cmd}
+    for _ in range(10):  # nested references (KAVETC=${PREFIX}/etc/...) resolve in a few rounds
+        new = re.sub(r"\$\{(\w+)\}", lambda m: known.get(m.group(1), v.get(m.group(1), "")), value)
+        if new == value:
+            break
+        value = new
+    return value
+
+
+def sub_list(v: dict[str, str], python_cmd: str, var: str = "SUB_LIST") -> dict[str, str]:
+    """SUB_LIST (or PLIST_SUB) as the framework expands it, plus PREFIX (always substituted)."""
     values = {"PREFIX": PREFIX, "PYTHON_CMD": python_cmd}
-    for item in v["SUB_LIST"].split():
+    for item in v[var].split():
         key, _, value = item.partition("=")
-        values[key] = re.sub(r"\$\{(\w+)\}", lambda m: values.get(m.group(1), v.get(m.group(1), "")), value)
+        values[key] = expand(value, v, python_cmd)
     return values
+
+
+def check_layout(v: dict[str, str], python_cmd: str) -> list[str]:
+    """The port's directories must be runtime/layout.py's FREEBSD, which kavsetup and the daemons
+    use on FreeBSD: the Makefile cannot import it, so the build compares them."""
+    want = {"KAVETC": FREEBSD.etc, "KAVSTATE": FREEBSD.state, "KAVLOG": FREEBSD.log, "KAVANSWERS": FREEBSD.answers}
+    problems = [f"pkg/freebsd/Makefile: {key}={expand(v.get(key, ''), v, python_cmd)}, but runtime/layout.py "
+                f"says {path}" for key, path in want.items() if expand(v.get(key, ""), v, python_cmd) != path]
+    return problems
 
 
 def substitute(text: str, values: dict[str, str]) -> str:
@@ -91,13 +117,14 @@ def stage_tree(dest: Path, values: dict[str, str], v: dict[str, str]) -> list[st
             shutil.copyfileobj(src, gz)
         man.unlink()
     conf = dest / values["KAVETC"].lstrip("/") / "kav4mailservers.conf.sample"
-    r = subprocess.run([sys.executable, "-m", "kavsetup.cli", "config", "defaults"], cwd=TOP, capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "kavsetup.cli", "config", "defaults", "--layout", FREEBSD.name],
+                       cwd=TOP, capture_output=True,
                        text=True, env={**os.environ, "PYTHONPATH": str(TOP), "PYTHONDONTWRITEBYTECODE": "1"})
     if r.returncode != 0:
         raise SystemExit(f"build.py: kavsetup config defaults failed: {r.stderr.strip()}")
     conf.write_text(r.stdout)
     rc_entries = []
-    rcd = dest / "usr/local/etc/rc.d"
+    rcd = dest / PREFIX.lstrip("/") / "etc/rc.d"
     rcd.mkdir(parents=True, exist_ok=True)
     for name in v["USE_RC_SUBR"].split():
         target = rcd / name
@@ -124,7 +151,7 @@ def messages(values: dict[str, str]) -> list[dict[str, str]]:
 def check_plist(root: Path, entries: list[tuple[str, str, str | None]]) -> list[str]:
     """Staged files and links vs the plist, both ways."""
     staged = {"/" + str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() or p.is_symlink()}
-    listed = {path for kw, path, _ in entries if kw in ("", "sample")}
+    listed = {path for kw, path, _ in entries if kw in PAYLOAD}
     problems = [f"staged but not in pkg-plist: {p}" for p in sorted(staged - listed)]
     problems += [f"in pkg-plist but not staged: {p}" for p in sorted(listed - staged)]
     return problems
@@ -139,13 +166,17 @@ def _owner(attrs: str | None) -> tuple[str, str, int | None]:
 
 def build(out_dir: Path, python_cmd: str = "/usr/local/bin/python3.11") -> Path:
     v = make_vars()
+    mismatch = check_layout(v, python_cmd)
+    if mismatch:
+        raise SystemExit("build.py: the port's paths are not FreeBSD's layout:\n  " + "\n  ".join(mismatch))
     values = sub_list(v, python_cmd)
+    plist_values = sub_list(v, python_cmd, "PLIST_SUB")
     with tempfile.TemporaryDirectory(prefix="kav4ms-fbsd-") as tmp:
         root = Path(tmp) / "stage"
         rc_entries = stage_tree(root, values, v)
-        lib = sorted("/" + str(p.relative_to(root)) for p in (root / "usr/local/lib/kav4mailservers").rglob("*")
-                     if p.is_file() or p.is_symlink())
-        entries = plist_entries(values, rc_entries + [p[len(PREFIX) + 1:] for p in lib])
+        libdir = root / PREFIX.lstrip("/") / "lib/kav4mailservers"
+        lib = sorted("/" + str(p.relative_to(root)) for p in libdir.rglob("*") if p.is_file() or p.is_symlink())
+        entries = plist_entries(plist_values, rc_entries + [p[len(PREFIX) + 1:] for p in lib])
         problems = check_plist(root, entries)
         if problems:
             raise SystemExit("build.py: pkg-plist and the staged tree disagree:\n  " + "\n  ".join(problems))
@@ -153,7 +184,7 @@ def build(out_dir: Path, python_cmd: str = "/usr/local/bin/python3.11") -> Path:
         files: dict[str, str] = {}
         flatsize = 0
         for kw, path, _ in entries:
-            if kw not in ("", "sample"):
+            if kw not in PAYLOAD:
                 continue
             p = root / path.lstrip("/")
             if p.is_symlink():
@@ -188,7 +219,8 @@ def build(out_dir: Path, python_cmd: str = "/usr/local/bin/python3.11") -> Path:
             **compact,
             "files": files,
             "directories": directories,
-            "config": [path[: -len(".sample")] for kw, path, _ in entries if kw == "sample"],
+            "config": [path[: -len(".sample")] if kw == "sample" else path for kw, path, _ in entries
+                       if kw in ("sample", "config")],
             "scripts": scripts(values),
             "messages": messages(values),
         }
@@ -203,7 +235,7 @@ def build(out_dir: Path, python_cmd: str = "/usr/local/bin/python3.11") -> Path:
                 info.size, info.mode, info.uname, info.gname = len(blob), 0o644, "root", "wheel"
                 tar.addfile(info, io.BytesIO(blob))
             for kw, path, _ in entries:
-                if kw not in ("", "sample", "dir"):
+                if kw not in (*PAYLOAD, "dir"):
                     continue
                 p = root / path.lstrip("/")
                 info = tar.gettarinfo(str(p), arcname=path)

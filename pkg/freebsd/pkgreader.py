@@ -146,8 +146,8 @@ def check(pkg: Path) -> Report:
         if files and total != manifest.get("flatsize"):
             rep.problems.append(f"+MANIFEST: flatsize {manifest.get('flatsize')} but files total {total}")
         for conf in manifest.get("config", []):
-            if conf + ".sample" not in files:
-                rep.problems.append(f"+MANIFEST: config {conf} has no {conf}.sample (@sample)")
+            if conf + ".sample" not in files and conf not in files:  # @sample, or @config (the file itself)
+                rep.problems.append(f"+MANIFEST: config {conf} is not in the payload, nor its {conf}.sample (@sample)")
     return rep
 
 

@@ -91,7 +91,9 @@ def apply_assignments(text: str, assignments: list[Assignment], filename: str = 
         assert key_spec is not None
         existing = _matching_keys(doc, a.section, a.key)
         if existing:
-            current_raw = ",".join(e.value for e in existing)
+            # As the loader reads it: a list key's lines add up, for any other key the last one wins
+            # (found by tests/fuzz/test_fuzz_config.py: a repeated scalar key was rewritten).
+            current_raw = ",".join(e.value for e in existing) if key_spec.type.is_list else existing[-1].value
             try:
                 same = key_spec.type.parse(current_raw) == key_spec.type.parse(a.value)
             except ValueError:
@@ -112,9 +114,12 @@ def apply_assignments(text: str, assignments: list[Assignment], filename: str = 
             if head is None:
                 if doc.lines and not doc.lines[-1].endswith(("\n", "\r")):
                     doc.lines[-1] += eol
+                nl = _eol_after(doc.lines[-1], eol) if doc.lines else eol
+                if doc.lines and _continued(doc.lines[-1]):
+                    doc.lines.append(nl)  # end the dangling continuation: the header stays a header
                 if doc.lines and doc.lines[-1].strip():
-                    doc.lines.append(eol)
-                doc.lines += [f"[{a.section}]{eol}", f"{a.key}={a.value}{eol}"]
+                    doc.lines.append(nl)
+                doc.lines += [f"[{a.section}]{nl}", f"{a.key}={a.value}{nl}"]
             else:
                 # After the section's last key (or its header), before trailing comments/blanks.
                 entries = doc.entries[head : last + 1]
@@ -122,9 +127,22 @@ def apply_assignments(text: str, assignments: list[Assignment], filename: str = 
                 at = anchor.last + 1
                 if not doc.lines[anchor.last].endswith(("\n", "\r")):
                     doc.lines[anchor.last] += eol
-                doc.lines.insert(at, f"{a.key}={a.value}{eol}")
+                nl = _eol_after(doc.lines[anchor.last], eol)
+                new_line = f"{a.key}={a.value}{nl}"
+                doc.lines[at:at] = [nl, new_line] if _continued(doc.lines[anchor.last]) else [new_line]
         doc.reparse()
     return doc.text()
+
+
+def _eol_after(line: str, eol: str) -> str:
+    """The ending for lines inserted after ``line``: a line ending in a bare CR followed by one
+    starting with LF would read back as a single CRLF line, so after a bare CR only CR is safe."""
+    return "\r" if line.endswith("\r") else eol
+
+
+def _continued(line: str) -> bool:
+    """Whether a physical line ends in a continuation backslash (the next line would join it)."""
+    return line.rstrip("\r\n").rstrip().endswith("\\")
 
 
 def set_values(path: str | Path, assignments: list[Assignment] | dict[str, Any]) -> bool:

@@ -109,6 +109,10 @@ class Document:
                 i += 1
                 nxt, _ = split_eol(self.lines[i])
                 value += nxt.strip()
+            if value.rstrip().endswith("\\"):
+                # A continuation with nothing after it (end of file) continues onto nothing: the
+                # value is the same whether or not a line is later appended below (the editor does).
+                value = value.rstrip()[:-1]
             self.entries.append(Entry("key", first, i, section, name=name, value=unquote(value.strip())))
             i += 1
 

@@ -337,9 +337,85 @@ def loads_config(text: str, filename: str = "<string>", path: Path | None = None
                             filename, s.lines[0], name, s.key.name, "has no effect without Quarantine=yes", "warning"
                         )
                     )
+    warnings += _limit_conflicts(filename, sections)
+    errors += _check_blocking(sections, section_lines, filename)
     if errors:
         raise ConfigError(errors)
     return KavConfig(path, filename, doc, sections, section_lines, warnings)
+
+
+def _limit_conflicts(filename: str, sections: dict[str, dict[str, Setting]]) -> list[Message]:
+    """Limit combinations that cannot work as the administrator probably expects (issue 11):
+    mail smtpscanner accepts but aveserver refuses to scan, scans smtpscanner stops waiting for."""
+
+    def value(section: str, key: str) -> tuple[Any, int | None]:
+        found = sections.get(section, {}).get(key)
+        if found is not None:
+            return found.value, found.lines[0]
+        spec = schema.SECTION_INDEX[section].key(key)
+        assert spec is not None
+        return spec.default, None
+
+    out: list[Message] = []
+    size, size_line = value("smtpscan.limits", "MaxMessageSize")
+    stream, stream_line = value("aveserver.options", "StreamMaxLength")
+    if size == 0 or size > stream:
+        what = "no limit" if size == 0 else f"{size} bytes"
+        out.append(Message(filename, size_line or stream_line, "smtpscan.limits", "MaxMessageSize",
+                           f"{what} lets in messages larger than [aveserver.options] StreamMaxLength ({stream}), "
+                           "which cannot be scanned: they get each group's Error rules and, when removed, a copy in "
+                           "the quarantine; set MaxMessageSize to at most StreamMaxLength", "warning"))
+    check, check_line = value("smtpscan.limits", "MaxCheckTime")
+    scan, scan_line = value("aveserver.limits", "MaxScanTime")
+    if check < scan:
+        out.append(Message(filename, check_line or scan_line, "smtpscan.limits", "MaxCheckTime",
+                           f"{check}s is shorter than [aveserver.limits] MaxScanTime ({scan}s): a slow scan is "
+                           "deferred (4xx) again at every retry instead of being decided", "warning"))
+    return out
+
+
+def _check_blocking(sections: dict[str, dict[str, Setting]], section_lines: dict[str, int],
+                    filename: str) -> list[Message]:
+    """Our RecipientAction extension (docs/smtpscanner.md, 'Block'): ``discard`` must not lose the
+    only copy of a message unless the admin says ``DiscardAllowLoss=yes``; ``reject`` only makes
+    sense where the 5xx reaches the sender's client (a before-queue SMTP filter)."""
+    out: list[Message] = []
+    general = sections.get("smtpscan.general", {})
+    spec = schema.SECTION_INDEX["smtpscan.general"]
+
+    def general_value(key: str) -> Any:
+        found = general.get(key)
+        return found.value if found is not None else spec.key(key).default  # type: ignore[union-attr]
+
+    before_queue = bool(general_value("BeforeQueue")) and general_value("Protocol") == "smtp"
+    for name, settings in sections.items():
+        if not name.startswith("smtpscan.group:"):
+            continue
+        group = Group(name.split(":", 1)[1], {k: s.value for k, s in settings.items()})
+        by_action: dict[str, list[str]] = {}
+        for status in schema.STATUSES:
+            by_action.setdefault(str(group.setting(status, "RecipientAction")), []).append(status)
+
+        def line_of(statuses: list[str], settings: dict[str, Setting] = settings, name: str = name) -> int | None:
+            for key in [s + "RecipientAction" for s in statuses] + ["RecipientAction"]:
+                if key in settings:
+                    return settings[key].lines[0]
+            return section_lines.get(name)
+
+        rejecting = by_action.get("reject", [])
+        if rejecting and not before_queue:
+            out.append(Message(filename, line_of(rejecting), name, "RecipientAction",
+                               f"reject (for {', '.join(rejecting)}) needs a before-queue SMTP filter: set "
+                               "[smtpscan.general] BeforeQueue=yes and Protocol=smtp, or use discard"))
+        unsafe = [s for s in by_action.get("discard", [])
+                  if not group.setting(s, "Quarantine")
+                  and not (group.setting(s, "AdminNotify") and group.get("AdminAddress"))]
+        if unsafe and not group.get("DiscardAllowLoss"):
+            out.append(Message(filename, line_of(unsafe), name, "RecipientAction",
+                               f"discard (for {', '.join(unsafe)}) would lose the message: turn on Quarantine=yes "
+                               "with <Status>Quarantine=yes, or the admin copy (AdminNotify=yes and AdminAddress), or "
+                               "set DiscardAllowLoss=yes"))
+    return out
 
 
 def load_config(path: str | Path) -> KavConfig:

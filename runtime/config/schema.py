@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.config import values as v
+from runtime.layout import HOST
 
 #: Object statuses that carry per-status group keys (guide 6.1.3, 6.2.2; format notes).
 STATUSES: tuple[str, ...] = (
@@ -43,14 +44,18 @@ GROUP_ATTRS: tuple[str, ...] = (
 ROLES: tuple[str, ...] = ("admin", "sender", "recipient")
 EVENTS: tuple[str, ...] = tuple(s.lower() for s in STATUSES)
 
-PRODUCT_NAME = "Kaspersky Anti-Virus for Unix Mail Servers"
+# Honest identity (issue 11): X-Anti-Virus headers and notices name THIS project in the guide's
+# format ("<name> version 5.5/RELEASE"); the guide printed "Kaspersky Anti-Virus for Unix Mail
+# Servers", which would make recipients believe a Kaspersky product scanned their mail.
+PRODUCT_NAME = "kav4mailservers"
 PRODUCT_VERSION = "5.5"
 
-# FHS-style locations of 5.5 on Linux (format notes "Paths of 5.5").
-ETC_DIR = "/etc/kav/5.5/kav4mailservers"
-DB_DIR = "/var/db/kav/5.5/kav4mailservers"
-LOG_DIR = "/var/log/kav/5.5/kav4mailservers"
-CONFIG_FILE = f"{ETC_DIR}/kav4mailservers.conf"
+# Locations of 5.5 on the running OS (format notes "Paths of 5.5"; runtime/layout.py has the
+# table per OS family: /etc/kav/5.5 on Linux, /usr/local/etc/kav/5.5 on FreeBSD).
+ETC_DIR = HOST.etc
+DB_DIR = HOST.db
+LOG_DIR = HOST.log
+CONFIG_FILE = HOST.conf_file
 
 
 @dataclass(frozen=True)
@@ -170,7 +175,22 @@ def _group_keys() -> tuple[Key, ...]:
         ),
         K("RecipientNotify", _BOOL, True, "6.1.4", "Notify the recipient."),
         K("RecipientAttachReport", _BOOL, True, "5.2.1", "Attach the scan report to the recipient's copy."),
-        K("RecipientAction", v.GroupAction(), "remove", "6.1.3", "Object in the recipient's copy."),
+        K(
+            "RecipientAction",
+            v.RecipientAction(),
+            "remove",
+            "6.1.3",
+            "Object in the recipient's copy.",
+            note="discard and reject are our extension beyond the guide (docs/smtpscanner.md, 'Block').",
+        ),
+        K(
+            "DiscardAllowLoss",
+            _BOOL,
+            False,
+            "6.1.3",
+            "Allow RecipientAction=discard with neither quarantine nor the admin copy (AdminNotify).",
+            note="Our extension: without it config check refuses a discard that would lose the original.",
+        ),
     ]
     generic = {k.name: k for k in keys}
     for status in STATUSES:
@@ -216,6 +236,14 @@ SECTIONS: tuple[Section, ...] = (
                 "Licence accounting store (users, traffic, notices); owned by the filter's user.",
                 note="Not in the guide: the state directory of the accounting smtpscanner keeps.",
             ),
+            K(
+                "CachePath",
+                v.Path(),
+                "/var/cache/kav4mailservers",
+                "4.2",
+                "aveserver's cache of the compiled database (root-owned; removed on purge).",
+                note="Not in the guide: FHS /var/cache, not root's ~/.cache where a purge would leave it.",
+            ),
             K("LocalSocketPath", v.Path(), "/var/run/aveserver", "6.4", "aveserver's UNIX socket."),
             K("AVSpidPATH", v.Path(), "/var/run/aveserver.pid", "6.4.2", "aveserver's pid file."),
             K(
@@ -249,6 +277,10 @@ SECTIONS: tuple[Section, ...] = (
             K("ActionCured", v.String(), "attachement cured", "6.1.4", "%ACTION% text."),
             K("ActionRemoved", v.String(), "attachment removed", "6.1.4", "%ACTION% text."),
             K("ActionCuredRemoved", v.String(), "attachments cured and removed", "6.1.4", "%ACTION% text."),
+            K("ActionDiscarded", v.String(), "message not delivered (kept by the administrator)", "6.1.4",
+              "%ACTION% text for RecipientAction=discard (our extension)."),
+            K("ActionRejected", v.String(), "message refused", "6.1.4",
+              "%ACTION% text for RecipientAction=reject (our extension)."),
         ),
     ),
     Section(
@@ -265,7 +297,23 @@ SECTIONS: tuple[Section, ...] = (
                 "fast: detach after reading the config; normal: after loading databases and keys.",
                 note="normal: a start that cannot load its databases fails visibly instead of silently.",
             ),
-            K("LocalSocketPermission", _PERM, 0o666, "6.4", "Permission of the UNIX socket (guide default 0666)."),
+            K(
+                "LocalSocketPermission",
+                _PERM,
+                0o660,
+                "6.4",
+                "Permission of the UNIX socket; owner User, group User's group (filter).",
+                note="The guide printed 0666: any local user could then SCAN, RELOAD and SHUTDOWN. 0660 lets "
+                "only aveserver's account and its group (smtpscanner's) connect.",
+            ),
+            K(
+                "User",
+                v.String(),
+                "kluser",
+                "6.4",
+                "Account the workers serve as after root bound the socket ('root' keeps root: not recommended).",
+                note="Not in the guide (it ran aveserver as root); like clamd's User clamav.",
+            ),
             K(
                 "Workers",
                 v.Int(minimum=0, maximum=256),
@@ -363,6 +411,15 @@ SECTIONS: tuple[Section, ...] = (
                 aliases=("EHL0supportSMTPUTF8",),
             ),
             K("User", v.String(), "kluser", "4.4.3", "Account smtpscanner runs as (least privilege)."),
+            K(
+                "BeforeQueue",
+                _BOOL,
+                False,
+                "4.4.5",
+                "The MTA hands mail over before it queues it (Postfix smtpd_proxy_filter), so a 5xx "
+                "reaches the sending client: needed by RecipientAction=reject.",
+                note="Our extension; the filter cannot tell from the session, so the admin says so.",
+            ),
         ),
     ),
     Section(
@@ -445,6 +502,14 @@ SECTIONS: tuple[Section, ...] = (
         (
             K("BackUpPath", v.Path(), f"{DB_DIR}/bases.backup", "5.1", "Copy of the previous databases."),
             K("UploadPatchPath", v.Path(optional=True), "", "5.1", "Where downloaded module patches go."),
+            K(
+                "ServerListFile",
+                v.Path(optional=True),
+                "",
+                "5.1",
+                "Another list of update servers than the shipped one (updcfg.xml's role).",
+                note="Empty: the list shipped in runtime/updater/mirrors.list, which the admin does not edit.",
+            ),
         ),
     ),
     Section(
@@ -468,12 +533,29 @@ SECTIONS: tuple[Section, ...] = (
             K(
                 "PostUpdateCmd",
                 v.String(),
-                "systemctl reload aveserver",
+                "systemctl reload kav4mailservers-aveserver.service",
                 "5.1",
                 "Run after a successful update.",
-                note="The guide's /etc/init.d/aveserver reload; the installer writes the OS's own form.",
+                note="The guide's /etc/init.d/aveserver reload in the packaged unit's form; aveserver keeps "
+                "answering while it reloads (6.4.1).",
             ),
             K("ConnectTimeout", v.Int(minimum=1), 30, "5.1", "Seconds to wait for an update server."),
+            K(
+                "ReceiveTimeout",
+                v.Int(minimum=1),
+                60,
+                "5.1",
+                "Seconds to wait for more data from an update server before giving up (a hanging mirror).",
+                note="Not in the guide: without it a mirror that stops sending holds cron's run forever.",
+            ),
+            K(
+                "DnsServer",
+                v.String(),
+                "",
+                "5.1",
+                "DNS server (HOST or HOST:PORT) for the version TXT record of the official source.",
+                note="Empty: the first nameserver of /etc/resolv.conf.",
+            ),
             K("UseProxy", _BOOL, False, "5.1.5", "Go through ProxyAddress or $http_proxy."),
             K("ProxyAddress", v.String(), "", "5.1.5", "http://user:password@ip:port"),
             K("PassiveFtp", _BOOL, True, "5.1", "Passive FTP (works through NAT)."),
@@ -585,6 +667,31 @@ SECTIONS: tuple[Section, ...] = (
                 "4.3",
                 "Account the console runs as when started by root (it never serves as root).",
                 note="The account smtpscanner runs as (the packages' units): it owns the quarantine and statistics.",
+            ),
+            K(
+                "PAMService",
+                v.String(),
+                "",
+                "4.3",
+                "PAM service (a file in /etc/pam.d) for logging in with a system account; empty: PasswordFile only.",
+                note="Off by default; the console is unprivileged, so the service needs a module that works "
+                "without root (docs/console.md).",
+            ),
+            K(
+                "PAMAdminGroup",
+                v.String(),
+                "",
+                "4.3",
+                "System group whose members may log in through PAMService as administrators.",
+                note="Empty: no system account is an administrator of the console.",
+            ),
+            K(
+                "PAMReadOnlyGroup",
+                v.String(),
+                "",
+                "4.3",
+                "System group whose members may log in through PAMService read-only.",
+                note="Accounts in neither group are refused before PAM is asked: the quarantine holds others' mail.",
             ),
             K(
                 "SessionTimeout",

@@ -18,10 +18,8 @@ import difflib
 import io
 import ipaddress
 import json
-import os
 import re
 import secrets
-import signal
 import socket
 import ssl
 import threading
@@ -40,7 +38,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from runtime.config import ConfigError, KavConfig, apply_assignments, load_config, loads_config
 from runtime.config import schema as S
 from runtime.config.editor import Assignment, normalise, set_values
-from runtime.console import accounts, metrics, plots
+from runtime.console import accounts, metrics, pamauth, plots
 from runtime.console import status as status_mod
 from runtime.console.audit import AuditLog
 from runtime.console.sessions import LoginLimiter, Session, Sessions, same_token
@@ -72,6 +70,7 @@ class Console:
         self.limiter = LoginLimiter(int(c["LoginAttempts"]), float(c["LoginLockout"]))
         self.audit = AuditLog(str(c["AuditLog"]))
         self.password_file = str(c["PasswordFile"])
+        self.pam = (str(c["PAMService"]), str(c["PAMAdminGroup"]), str(c["PAMReadOnlyGroup"]))
         self.tls = bool(c["TLSCertificate"] and c["TLSKey"])
         store = c["StatisticsStore"]
         self.store = StatStore(store) if store else None
@@ -274,14 +273,33 @@ class Handler(BaseHTTPRequestHandler):
             self.audit("login", f"refused: password file unusable ({exc})", user=user)
             self.get_login("The password file cannot be read; see the audit log.", 500)
             return
-        if acct is None or not accounts.check_password(password, acct.hash):
+        method, why = "password file", "wrong user name or password"
+        role = None
+        if acct is not None:
+            role = acct.role if accounts.check_password(password, acct.hash) else None
+        elif self.console.pam[0]:
+            # a system account through PAM: the console group first, then PAM (pamauth)
+            method = f"PAM service {self.console.pam[0]}"
+            role = pamauth.role_of(user, *self.console.pam[1:])
+            if role is None:
+                why = "wrong user name or password (no console account, not in a PAM console group)"
+            else:
+                try:
+                    ok, reason = pamauth.authenticate(self.console.pam[0], user, password)
+                except pamauth.PamUnavailable as exc:
+                    self.audit("login", f"refused: {exc}", user=user)
+                    self.get_login("PAM login is configured but unavailable; see the audit log.", 500)
+                    return
+                if not ok:
+                    role, why = None, f"wrong user name or password (PAM: {reason})"
+        if role is None:
             self.console.limiter.failed(self.addr, user)
-            self.audit("login", "refused: wrong user name or password", user=user)
+            self.audit("login", f"refused: {why}", user=user, method=method)
             self.get_login("Wrong user name or password.", 401)
             return
         self.console.limiter.succeeded(self.addr, user)
-        s = self.console.sessions.create(acct.user, acct.role)
-        self.audit("login", "ok", s, role=acct.role)
+        s = self.console.sessions.create(user, role)
+        self.audit("login", "ok", s, role=role, method=method)
         self.redirect("/status", [("Set-Cookie", self.cookie_header(COOKIE, s.id)),
                                   ("Set-Cookie", self.cookie_header(PRE_COOKIE, "", 0))])
 
@@ -292,7 +310,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- status ---------------------------------------------------------------------------
     def get_status(self, s: Session) -> None:
-        st = status_mod.collect(self.console.cfg)
+        st = status_mod.collect(self.console.cfg, config_path=self.console.config_path)
         self.page("status.html.j2", session=s, st=st, config=self.console.config_path)
 
     # -- statistics -----------------------------------------------------------------------
@@ -618,19 +636,36 @@ class Handler(BaseHTTPRequestHandler):
         self.page("result.html.j2", session=s, title="Reload", results=self._reload(s), back="/status")
 
     def _reload(self, s: Session) -> list[tuple[str, str]]:
-        """SIGHUP to aveserver (6.4.2: it re-reads the configuration and the database); the console
-        needs the same rights over it as an administrator's ``kill -HUP``."""
+        """aveserver: clamd's RELOAD over its UNIX socket (6.4.2: configuration and database
+        re-read), which aveserver grants to root and its own account after checking the peer's
+        credentials with the kernel (SO_PEERCRED): no pid file to trust, no signal to a root master
+        the unprivileged console could not send.  smtpscanner reads its configuration at start: the
+        console says whether the running one predates the file, and how to restart it."""
         out = []
-        pidfile = Path(str(self.console.cfg.get("path", "AVSpidPATH")))
+        sock = str(self.console.cfg.get("path", "LocalSocketPath"))
         try:
-            pid = int(pidfile.read_text().split()[0])
-            os.kill(pid, signal.SIGHUP)
-            out.append(("aveserver", f"reload signalled (pid {pid})"))
-            self.audit("reload.aveserver", "ok", s, pid=pid)
-        except (OSError, ValueError, IndexError) as exc:
+            answer = clamd_command(sock, b"RELOAD")
+            if answer != "RELOADING":
+                raise OSError(answer)
+            out.append(("aveserver", "reload requested: configuration and database re-read (RELOADING)"))
+            self.audit("reload.aveserver", "ok", s, socket=sock)
+        except OSError as exc:
             out.append(("aveserver", f"not reloaded: {exc}"))
-            self.audit("reload.aveserver", f"failed: {exc}", s)
-        out.append(("smtpscanner", "reads its configuration at start: restart it for [smtpscan.*] changes"))
+            self.audit("reload.aveserver", f"failed: {exc}", s, socket=sock)
+        st = status_mod.Status(smtpscanner_listen=str(self.console.cfg.get("smtpscan.general", "ListenAddress")))
+        status_mod.smtpscanner_outdated(self.console.cfg, self.console.config_path, st)
+        if st.smtpscanner_pid is None:
+            text = ("not found running as this console's account on "
+                    f"{st.smtpscanner_listen}: it reads {self.console.config_path} when it starts")
+        elif st.smtpscanner_outdated:
+            text = (f"pid {st.smtpscanner_pid} started {st.smtpscanner_started}, before the last change: it reads its "
+                    "configuration at start, restart it to apply the change (systemctl restart "
+                    "kav4mailservers-smtpscanner, or its init script)")
+        else:
+            text = f"pid {st.smtpscanner_pid} started {st.smtpscanner_started}, after the last change: up to date"
+        out.append(("smtpscanner", text))
+        self.audit("reload.smtpscanner", "restart needed" if st.smtpscanner_outdated else "nothing to do", s,
+                   pid=st.smtpscanner_pid)
         return out
 
     # -- audit & metrics ------------------------------------------------------------------
@@ -652,6 +687,21 @@ class Handler(BaseHTTPRequestHandler):
                 self.send(403, "forbidden\n", "text/plain")
                 return
         self.send(200, metrics.render(self.console.cfg, self.console.store), metrics.CONTENT_TYPE)
+
+
+def clamd_command(path: str, command: bytes, timeout: float = 10.0) -> str:
+    """One clamd command (``zCOMMAND\\0``) over aveserver's UNIX socket; its one-line answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+        c.settimeout(timeout)
+        c.connect(path)
+        c.sendall(b"z" + command + b"\0")
+        answer = b""
+        while not answer.endswith(b"\0") and len(answer) < 4096:
+            chunk = c.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return answer.rstrip(b"\0").decode("utf-8", "replace").strip()
 
 
 def make_server(console: Console, listen: str) -> ThreadingHTTPServer:

@@ -75,6 +75,14 @@ class ProductCollector:
         yield GaugeMetricFamily("kav4ms_aveserver_up", "1 when aveserver answers VERSION", value=int(st.aveserver_up))
         yield GaugeMetricFamily("kav4ms_smtpscanner_up", "1 when smtpscanner accepts connections",
                                 value=int(st.smtpscanner_up))
+        if st.sessions is not None:
+            yield GaugeMetricFamily("kav4ms_smtpscanner_sessions", "SMTP/LMTP connections open to smtpscanner's "
+                                    "listener (from /proc/net)", value=st.sessions)
+        if st.filter_busy is not None:
+            yield GaugeMetricFamily("kav4ms_smtpscanner_workers_busy", "smtpscanner workers holding at least one "
+                                    "session (from /proc)", value=st.filter_busy)
+            yield GaugeMetricFamily("kav4ms_smtpscanner_workers_idle", "smtpscanner workers holding no session",
+                                    value=st.filter_idle)
         days = GaugeMetricFamily("kav4ms_licence_days_left", "Days until the active product key of each type "
                                  "expires (negative: expired)", labels=["type", "serial"])
         for (ktype, serial), n in sorted(st.days_left.items()):
@@ -89,6 +97,13 @@ class ProductCollector:
             if st.workers is not None:
                 yield GaugeMetricFamily("kav4ms_aveserver_workers", "aveserver worker processes running",
                                         value=st.workers)
+            if st.busy is not None:
+                yield GaugeMetricFamily("kav4ms_aveserver_workers_busy", "aveserver workers scanning now "
+                                        "(holding a scan slot, from its scoreboard)", value=st.busy)
+                yield GaugeMetricFamily("kav4ms_aveserver_workers_idle", "aveserver workers not scanning",
+                                        value=st.idle)
+                yield GaugeMetricFamily("kav4ms_aveserver_scans_in_progress", "Scans running over all aveserver "
+                                        "workers", value=st.scans)
             if st.db_age is not None:
                 yield GaugeMetricFamily("kav4ms_database_age_seconds", "Age of the loaded database",
                                         value=st.db_age)

@@ -59,12 +59,19 @@ def scan_file(path: str, cure: bool = False, all_objects: bool = False) -> bytes
     return f"AVE/1 SCANFILE {_flags(cure, all_objects)} {_quote(path)}\n".encode()
 
 
+def scan_fd(name: str, cure: bool = False, all_objects: bool = False) -> bytes:
+    """The SCANFD line; the client sends it with one open descriptor (``SCM_RIGHTS``) of a regular
+    file, which aveserver reads from its start.  The filter hands over its spool file this way:
+    the message never crosses the socket and aveserver needs no access to TempPath."""
+    return f"AVE/1 SCANFD {_flags(cure, all_objects)} {_quote(name or 'stream')}\n".encode()
+
+
 @dataclass(frozen=True)
 class Request:
-    verb: str  # PING, VERSION, SCANFILE, SCANDATA, QUIT
+    verb: str  # PING, VERSION, SCANFILE, SCANDATA, SCANFD, QUIT
     flags: str = "-"
     size: int = 0  # SCANDATA: bytes that follow the line
-    name: str = ""  # SCANFILE: the path; SCANDATA: the object's name
+    name: str = ""  # SCANFILE: the path; SCANDATA, SCANFD: the object's name
 
     @property
     def cure(self) -> bool:
@@ -73,6 +80,12 @@ class Request:
     @property
     def all_objects(self) -> bool:
         return "a" in self.flags
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²' or '٣', which int() then refuses (found by
+    tests/fuzz/test_fuzz_engine.py)."""
+    return text.isascii() and text.isdigit()
 
 
 def parse_request(line: str) -> Request:
@@ -84,7 +97,9 @@ def parse_request(line: str) -> Request:
         return Request(verb)
     if verb == "SCANFILE" and len(args) == 2:
         return Request(verb, args[0], name=urllib.parse.unquote(args[1]))
-    if verb == "SCANDATA" and len(args) == 3 and args[1].isdigit():
+    if verb == "SCANFD" and len(args) == 2:
+        return Request(verb, args[0], name=urllib.parse.unquote(args[1]))
+    if verb == "SCANDATA" and len(args) == 3 and _digits(args[1]):
         return Request(verb, args[0], int(args[1]), urllib.parse.unquote(args[2]))
     raise BadRequest(f"unknown or malformed command {verb}", close=False)
 
@@ -118,7 +133,13 @@ def is_pong(line: str) -> bool:
 def parse_version(line: str) -> dict[str, object]:
     if not line.startswith("AVE/1 200 "):
         raise AveServerUnavailable(f"unexpected reply from aveserver: {line[:200]!r}")
-    return json.loads(line[len("AVE/1 200 "):])
+    try:
+        doc = json.loads(line[len("AVE/1 200 "):])
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):  # out of step or not an aveserver: the same as any garbled reply
+        raise AveServerUnavailable(f"unexpected reply from aveserver: {line[:200]!r}")
+    return doc
 
 
 @dataclass(frozen=True)
@@ -134,8 +155,8 @@ def parse_result(line: str) -> ResultHead:
     (the connection is then out of step and must be dropped)."""
     parts = line.split(" ")
     if len(parts) >= 3 and parts[0] == "AVE/1" and parts[1] != "200":
-        raise AveServerError(int(parts[1]) if parts[1].isdigit() else 500, " ".join(parts[2:]))
-    if (len(parts) != 5 or parts[0] != "AVE/1" or parts[2] != "RESULT" or not parts[3].isdigit()
-            or not (parts[4] == "-" or parts[4].isdigit())):
+        raise AveServerError(int(parts[1]) if _digits(parts[1]) else 500, " ".join(parts[2:]))
+    if (len(parts) != 5 or parts[0] != "AVE/1" or parts[2] != "RESULT" or not _digits(parts[3])
+            or not (parts[4] == "-" or _digits(parts[4]))):
         raise AveServerUnavailable(f"unexpected reply from aveserver: {line[:200]!r}")
     return ResultHead(int(parts[3]), None if parts[4] == "-" else int(parts[4]))

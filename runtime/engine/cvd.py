@@ -138,15 +138,19 @@ def _members(fh: BinaryIO, where: str) -> Iterator[tuple[str, bytes]]:
         raise ContainerError(f"{where}: archive unreadable: {exc}") from None
 
 
-def read_container(path: Path | str, key: PublicKey = CLAMAV_KEY, verify_cld: bool = False) -> Container:
-    """Verify and unpack one container; raise ContainerError naming the file and the reason."""
+def verify_container(path: Path | str, key: PublicKey = CLAMAV_KEY, verify_cld: bool = False) -> tuple[Header, bool]:
+    """Check the header, the payload's MD5 and the digital signature without unpacking anything.
+
+    Returns the header and whether the signature was checked (a ``.cld`` is not, see above).
+    A warm start uses this alone: the compiled cache (runtime/engine/sigcache.py) is keyed by the
+    verified MD5, so the unpacked members are only needed when that cache is missing.
+    """
     path = Path(path)
     where = str(path)
-    cvd = path.suffix == ".cvd"
     try:
         with open(path, "rb") as fh:
             header = parse_header(fh.read(HEADER_LEN), where)
-            signed = cvd or verify_cld
+            signed = path.suffix == ".cvd" or verify_cld
             if signed:
                 actual = _payload_md5(fh)
                 if actual != header.md5:
@@ -156,7 +160,23 @@ def read_container(path: Path | str, key: PublicKey = CLAMAV_KEY, verify_cld: bo
                     verify(header.md5, header.dsig, key)
                 except SignatureInvalid as exc:
                     raise ContainerError(f"{where}: {exc}") from None
-            members = list(_members(fh, where))
     except OSError as exc:
         raise ContainerError(f"{where}: {exc.strerror or exc}") from None
-    return Container(path, header, members, signed)
+    return header, signed
+
+
+def iter_members(path: Path | str) -> Iterator[tuple[str, bytes]]:
+    """The members of a container already verified, one at a time (only one is ever in memory)."""
+    where = str(path)
+    try:
+        with open(path, "rb") as fh:
+            yield from _members(fh, where)
+    except OSError as exc:
+        raise ContainerError(f"{where}: {exc.strerror or exc}") from None
+
+
+def read_container(path: Path | str, key: PublicKey = CLAMAV_KEY, verify_cld: bool = False) -> Container:
+    """Verify and unpack one container; raise ContainerError naming the file and the reason."""
+    path = Path(path)
+    header, signed = verify_container(path, key, verify_cld)
+    return Container(path, header, list(iter_members(path)), signed)

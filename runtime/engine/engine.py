@@ -7,6 +7,8 @@ process; aveserver builds a new one on SIGHUP and only swaps it in when it loade
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from .bodysig import DeadlineExceeded
 from .containers import identify, members
 from .dsig import CLAMAV_KEY, PublicKey
 from .limits import Budget, Corrupted, LimitExceeded, Limits, Protected
-from .matcher import BodyMatcher, LogicalMatcher
+from .matcher import BodyMatcher, LogicalMatcher, matcher_version, prefilter_name
 from .signatures import SignatureSet, load_signatures
 from .verdict import ObjectResult, Status, Verdict, worst
 
@@ -56,14 +58,55 @@ class _Outcome:
     deleted: bool = False
 
 
+def _build_in_child(build: Callable[[], object]) -> bool:
+    """Run the cold build (parse, write the cache entry, compile and cache the matchers) in a
+    forked child, so the parsed set and the compilers' heap never become the caller's private
+    memory: aveserver's master (and every worker forked from it) only ever maps the result, and
+    a reload onto a new database does not hold it next to the database still serving.
+    False when the child failed; the caller then builds in-process and reports the error."""
+    try:
+        pid = os.fork()
+    except OSError:
+        return False
+    if pid == 0:  # pragma: no cover - the child's exit status is what the parent checks
+        code = 1
+        try:
+            build()
+            code = 0
+        finally:
+            os._exit(code)
+    try:
+        _pid, status = os.waitpid(pid, 0)
+    except ChildProcessError:  # reaped by someone else: whether it succeeded shows in the cache
+        return False
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def _compiled_marker(entry: Path) -> Path:
+    """Set once this process's kind of matcher (prefilter and library version) is compiled into the entry."""
+    tag = hashlib.sha256(f"{prefilter_name()}|{matcher_version()}".encode()).hexdigest()[:16]
+    return entry / f"compiled-{tag}"
+
+
+def _compiled(entry: Path) -> bool:
+    return _compiled_marker(entry).exists()
+
+
+def _mark_compiled(engine: Engine) -> None:
+    if engine.sigs.entry is not None:
+        _compiled_marker(engine.sigs.entry).touch(mode=0o600)
+
+
 class Engine:
     """Scans byte strings; thread-safe."""
 
     def __init__(self, sigs: SignatureSet, limits: Limits | None = None, cache_dir: Path | None = None) -> None:
         self.sigs = sigs
         self.limits = limits or Limits()
-        self.matcher = BodyMatcher(sigs.body, sigs.body_digest(), cache_dir)
-        self.logical = LogicalMatcher(sigs.logical, cache_dir)
+        pre = sigs.prefilter()
+        compiled = sigs.entry or cache_dir  # the compiled matchers live in the set's cache entry
+        self.matcher = BodyMatcher(sigs.body, sigs.body_digest(), compiled, pre["ndb"])
+        self.logical = LogicalMatcher(sigs.logical, compiled, pre["ldb"])
 
     @classmethod
     def load(cls, bases: Path | str, limits: Limits | None = None, cache_dir: Path | None = None,
@@ -76,7 +119,11 @@ class Engine:
         only reported (``sigs.errors``).
         """
         try:
-            sigs = load_signatures(bases, cache_dir, key)
+            sigs = load_signatures(bases, cache_dir, key, build=cache_dir is None)
+            if cache_dir is not None and not sigs.refused and (sigs.entry is None or not _compiled(sigs.entry)):
+                # a new database, or an entry without this process's compiled matchers (another binding)
+                _build_in_child(lambda: _mark_compiled(cls(load_signatures(bases, cache_dir, key), limits, cache_dir)))
+                sigs = load_signatures(bases, cache_dir, key)  # mapped; built here if the child could not
         except OSError as exc:
             raise DatabaseError(str(exc)) from None
         if sigs.refused:
@@ -216,6 +263,16 @@ class Engine:
         return _Outcome(worst(statuses))
 
     def _mime(self, data: bytes, path: str, depth: int, ctx: _Scan, can_cure: bool) -> _Outcome:
+        if not (ctx.cure and can_cure):  # nothing to rewrite: no parse tree needed (big mail)
+            simple = mime.leaves_of(data)
+            if simple is not None:
+                statuses = [Status.CLEAN]
+                for name, payload in simple:
+                    ctx.budget.member()
+                    ctx.budget.charge(len(payload), len(payload), len(payload))
+                    statuses.append(self._scan(payload, f"{path}/{name}", depth + 1, ctx, can_cure).status)
+                    del payload
+                return _Outcome(worst(statuses))
         msg = mime.parse(data)
         statuses = [Status.CLEAN]
         changed = False

@@ -14,8 +14,9 @@ than clamd's whole start.  Here the record lines themselves become the table:
   ClamAV's ``size:digest:name`` order) inside one bucket — about a thousand lines at ClamAV's
   size — with ``mmap.find`` and checks the size field (``*``: any size).
 
-The file is kept in the cache directory under a fingerprint of the database files (name, size,
-modification time), so a restart or a reload of unchanged files maps it without parsing.
+The file is part of the database's entry in the compiled cache (runtime/engine/sigcache.py),
+keyed by the database's content, so a restart or a reload of unchanged files maps it without
+parsing.
 
 Layout::
 

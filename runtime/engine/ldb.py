@@ -160,20 +160,20 @@ class _ExprParser:
             node = self.expr(depth + 1)
             if self.take() != ")":
                 raise PatternError(f"{self.where}: missing ')' in logical expression")
-        elif tok.isdigit():
+        elif _digits(tok):
             node = Node("sub", index=int(tok))
         else:
             raise PatternError(f"{self.where}: expected a subsignature index, got {tok!r}")
         while self.peek() in ("=", "<", ">"):
             cmp = self.take()
             num = self.take()
-            if not num.isdigit():
+            if not _digits(num):
                 raise PatternError(f"{self.where}: '{cmp}' needs a number")
             distinct = 0
             if self.peek() == ",":
                 self.take()
                 d = self.take()
-                if not d.isdigit():
+                if not _digits(d):
                     raise PatternError(f"{self.where}: ',' needs a number")
                 distinct = int(d)
             node = Node("cmp", kids=[node], cmp=cmp, value=int(num), distinct=distinct)
@@ -352,7 +352,7 @@ def parse_ldb_line(line: str, where: str) -> LogicalSig:
     items = [item.partition(":") for item in tdb.split(",") if item.strip()]
     first = items[0] if items else ("", "", "")
     if any(k.strip() not in ("Target", "Engine") for k, _, _ in items) and not (
-            first[0].strip() == "Engine" and first[2].partition("-")[0].isdigit()
+            first[0].strip() == "Engine" and _digits(first[2].partition("-")[0])
             and int(first[2].partition("-")[0]) >= 51):
         # ClamAV refuses such a line (and with it the whole file); we refuse the line
         raise PatternError(f"{where}: attributes other than Target need Engine:51-... first in the block")
@@ -362,10 +362,10 @@ def parse_ldb_line(line: str, where: str) -> LogicalSig:
             raise Unsupported(f"tdb-{key}", f"{where}: target description {key} is not implemented")
         lo_s, _, hi_s = value.partition("-")
         if key == "Target":
-            if not value.isdigit():
+            if not _digits(value):
                 raise PatternError(f"{where}: bad Target {value!r}")
             target = int(value)
-        elif not lo_s.isdigit() or (hi_s and not hi_s.isdigit()):
+        elif not _digits(lo_s) or (hi_s and not _digits(hi_s)):
             raise PatternError(f"{where}: bad range {key}:{value}")
         elif key == "Engine":
             if int(lo_s) > FLEVEL or (hi_s and int(hi_s) < FLEVEL):
@@ -383,6 +383,11 @@ def parse_ldb_line(line: str, where: str) -> LogicalSig:
         lsig._expr = parse_expression(expr_s, where)
         lsig.zero_true = evaluate(lsig._expr, [0] * len(subs))[0]
     return lsig
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: '²'.isdigit() is true but int('²') raises (found by tests/fuzz)."""
+    return text.isascii() and text.isdigit()
 
 
 _EXPR_CHARS = re.compile(r"[0-9()&|=<>,\s]+")

@@ -14,11 +14,15 @@ Hyperscan version and this module's format version, so a restart or a reload of 
 signatures costs a file read instead of a compile.  The cache holds only Hyperscan's own
 serialised bytes (no pickles), in a directory we own with mode 0700.
 
-Debian packages no Python binding for Hyperscan, so the .deb must run without it: then the
-prefilter is an Aho-Corasick automaton (Debian's ``python3-ahocorasick``) over each signature's
-longest literal byte run, the way ClamAV's own matcher anchors its patterns, and every candidate
-is confirmed by the same linear-time matcher.  Slower (bench/README.md) but the same verdicts; tests
-run both prefilters on the same signatures.
+Debian packages no Python binding for Hyperscan, so the .deb uses Debian's ``libhs.so.5``
+(``libhyperscan5``) through ctypes (runtime/engine/libhs.py, the same interface; decision in
+docs/packaging.md).  Where that library is absent the prefilter is an Aho-Corasick automaton
+(Debian's ``python3-ahocorasick``) over each signature's longest literal byte run, the way
+ClamAV's own matcher anchors its patterns, and every candidate is confirmed by the same
+linear-time matcher.  Slower (bench/README.md) but the same verdicts; tests run every prefilter
+on the same signatures.  The compiled databases live in the database's cache entry
+(runtime/engine/sigcache.py) and are built from ``SignatureSet.prefilter()``, so a warm start
+loads them without parsing a signature.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import hashlib
 import os
 import re
 import threading
+from array import array
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +44,10 @@ from .signatures import BodySig
 
 try:
     import hyperscan
-except ImportError:  # Debian: no binding packaged; see the module docstring
-    hyperscan = None
+except ImportError:  # Debian packages no binding: its libhs.so.5 through ctypes (docs/packaging.md)
+    from . import libhs
+
+    hyperscan = libhs if libhs.available() else None
 try:
     import ahocorasick
 except ImportError:
@@ -77,8 +85,14 @@ def literal_anchor(regex: bytes) -> bytes:
 def prefilter_name() -> str:
     """Which prefilter this process uses (logged by aveserver, shown by the benchmark)."""
     if hyperscan is not None:
-        return "hyperscan"
+        return "hyperscan" if getattr(hyperscan, "__name__", "").startswith("hyperscan") else \
+            f"hyperscan ({hyperscan.__version__} via ctypes)"
     return "aho-corasick" if ahocorasick is not None else "re"
+
+
+def matcher_version() -> str:
+    """The compiled databases' dependency on the library: part of their cache keys."""
+    return f"{getattr(hyperscan, '__version__', '-') if hyperscan is not None else '-'}|{FORMAT_VERSION}"
 
 
 def default_cache_dir() -> Path:
@@ -114,23 +128,33 @@ def _views(target: int, data: bytes, memo: dict[int, list[bytes]]) -> list[bytes
 class BodyMatcher:
     """Compiled body signatures; thread-safe through per-thread Hyperscan scratch space."""
 
-    def __init__(self, sigs: list[BodySig], digest: str, cache_dir: Path | None = None) -> None:
+    def __init__(self, sigs: Sequence[BodySig], digest: str, cache_dir: Path | None = None,
+                 meta: list[tuple[int, bytes]] | None = None) -> None:
+        """``meta``: (target, anchor) per signature (SignatureSet.prefilter), so a mapped set is
+        not parsed to build the prefilters."""
         self.sigs = sigs
+        if meta is None:
+            meta = [(sig.target, sig.anchor) for sig in sigs]
         self.fallback: list[int] = []  # indexes no prefilter covers (checked on every object)
         self._local = threading.local()
         self.from_cache = False
         self.db: Any = None  # hyperscan.Database when hyperscan is there
         self._automaton: Any = None  # ahocorasick.Automaton otherwise
         # HTML/ASCII signatures (targets 3, 7) are prefiltered on the normalised text, not the raw bytes
-        norm = {i: sig.anchor for i, sig in enumerate(sigs) if sig.target not in _RAW_TARGETS}
-        self._norm_auto: Any = _automaton({k.decode("latin-1"): [i for i, a in norm.items() if a == k]
-                                           for k in set(norm.values()) if len(k) >= MIN_ANCHOR}) \
-            if ahocorasick is not None else None
-        self._norm_always = [i for i, a in norm.items() if len(a) < MIN_ANCHOR or ahocorasick is None]
+        norm_words: dict[tuple[bytes, bool], list[int]] = {}
+        self._norm_always: list[int] = []
+        for i, (target, anchor) in enumerate(meta):
+            if target in _RAW_TARGETS:
+                continue
+            if len(anchor) < MIN_ANCHOR or not _Literals.usable():
+                self._norm_always.append(i)
+            else:
+                norm_words.setdefault((anchor, False), []).append(i)
+        self._norm = _Literals(norm_words, cache_dir, "ndb-norm")
         if sigs and hyperscan is not None:
-            self._build(digest, cache_dir)
+            self._build(digest, cache_dir, meta)
         elif sigs:
-            self._build_automaton()
+            self._build_automaton(meta)
         self._fallback_set = frozenset(self.fallback)
 
     # -- building -------------------------------------------------------------------------
@@ -138,7 +162,7 @@ class BodyMatcher:
         key = hashlib.sha256(f"{digest}|{hyperscan.__version__}|{FORMAT_VERSION}".encode()).hexdigest()
         return cache_dir / f"ndb-{key}.hs"
 
-    def _build(self, digest: str, cache_dir: Path | None) -> None:
+    def _build(self, digest: str, cache_dir: Path | None, meta: list[tuple[int, bytes]]) -> None:
         cache = self._cache_file(digest, cache_dir) if cache_dir and digest else None
         if cache is not None and cache.is_file():
             try:
@@ -150,8 +174,9 @@ class BodyMatcher:
                 return
             except (hyperscan.error, ValueError, TypeError, OSError):
                 self.fallback = []  # unreadable cache: rebuild it below
-        ids = [i for i, sig in enumerate(self.sigs) if sig.target in _RAW_TARGETS and sig.hs_regex()]
-        self.fallback = [i for i, sig in enumerate(self.sigs) if sig.target in _RAW_TARGETS and not sig.hs_regex()]
+        raw = [i for i, (target, _a) in enumerate(meta) if target in _RAW_TARGETS]
+        ids = [i for i in raw if self.sigs[i].hs_regex()]
+        self.fallback = [i for i in raw if not self.sigs[i].hs_regex()]
         try:
             self.db = self._compile(ids)
         except hyperscan.error:
@@ -166,16 +191,15 @@ class BodyMatcher:
         if cache is not None and self.db is not None:
             self._store(cache)
 
-    def _build_automaton(self) -> None:
+    def _build_automaton(self, meta: list[tuple[int, bytes]]) -> None:
         """Aho-Corasick over literal anchors; signatures without one are verified on every object."""
         if ahocorasick is None:
-            self.fallback = [i for i, sig in enumerate(self.sigs) if sig.target in _RAW_TARGETS]
+            self.fallback = [i for i, (target, _a) in enumerate(meta) if target in _RAW_TARGETS]
             return
         automaton = ahocorasick.Automaton()
         anchored: dict[str, list[int]] = {}
-        for i, sig in enumerate(self.sigs):
-            anchor = sig.anchor
-            if sig.target not in _RAW_TARGETS:
+        for i, (target, anchor) in enumerate(meta):
+            if target not in _RAW_TARGETS:
                 continue  # the normalised-text automaton covers it
             if len(anchor) < MIN_ANCHOR:
                 self.fallback.append(i)
@@ -190,9 +214,7 @@ class BodyMatcher:
 
     def _compile(self, ids: list[int]) -> Any:
         db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        db.compile(
-            expressions=[self.sigs[i].hs_regex() for i in ids], ids=ids, elements=len(ids), flags=_FLAGS
-        )
+        db.compile(expressions=[self.sigs[i].hs_regex() for i in ids], ids=ids, elements=len(ids), flags=_FLAGS)
         return db
 
     def _store(self, cache: Path) -> None:
@@ -242,120 +264,64 @@ class BodyMatcher:
             cands.extend(seen)
         cands.extend(self.fallback)
         memo: dict[int, list[bytes]] = {}
-        if self._norm_auto is not None or self._norm_always:
+        if self._norm or self._norm_always:
             views = _norm_views(data, memo)
             if views:
                 cands.extend(self._norm_always)
-                if self._norm_auto is not None:
-                    for view in views:
-                        for _end, ids in self._norm_auto.iter(view.decode("latin-1")):
-                            cands.extend(ids)
+                for view in views:
+                    for k in self._norm.scan(view):
+                        cands.extend(self._norm.groups.get(k))
         return [self.sigs[i].name for i in sorted(set(cands)) if self._confirm(i, data, deadline, memo)]
 
 
 class LogicalMatcher:
     """Logical signatures, prefiltered by their subsignatures' literal anchors."""
 
-    def __init__(self, lsigs: list[LogicalSig], cache_dir: Path | None = None) -> None:
+    def __init__(self, lsigs: Sequence[LogicalSig], cache_dir: Path | None = None,
+                 meta: list[tuple[int, bool, list[list[tuple[bytes, bool]] | None]]] | None = None) -> None:
+        """``meta``: (target, zero_true, per subsignature None for a PCRE or its (anchor, nocase)
+        forms) per signature (SignatureSet.prefilter)."""
         self.lsigs = lsigs
+        if meta is None:
+            meta = [(ls.target, ls.zero_true, [None if sub.pcre is not None else list(sub.keys) for sub in ls.subsigs])
+                    for ls in lsigs]
         self.always: list[int] = []  # a subsignature without a usable anchor: evaluate on every object
-        self._hs: Any = None  # with Hyperscan: one literal database for every raw-target anchor
-        self._hs_pairs: list[list[tuple[int, int]]] = []
-        self._local = threading.local()
-        self._auto: Any = None
-        self._auto_nocase: Any = None
-        self._auto_norm: Any = None
+        self._raw = _Literals({}, None, "")
+        self._normed = _Literals({}, None, "")
         if not lsigs:
             return
-        if ahocorasick is None and hyperscan is None:
+        if not _Literals.usable():
             self.always = list(range(len(lsigs)))
             return
-        words: dict[str, list[tuple[int, int]]] = {}
-        nocase_words: dict[str, list[tuple[int, int]]] = {}
-        norm_words: dict[str, list[tuple[int, int]]] = {}
-        for li, lsig in enumerate(lsigs):
-            normalised = lsig.target not in _RAW_TARGETS  # prefiltered on the lower-case normalised text
+        words: dict[tuple[bytes, bool], list[int]] = {}  # (anchor, nocase) -> packed (signature, subsignature)
+        norm_words: dict[tuple[bytes, bool], list[int]] = {}
+        for li, (target, zero_true, subs) in enumerate(meta):
+            normalised = target not in _RAW_TARGETS  # prefiltered on the lower-case normalised text
             unanchored = False
-            for si, sub in enumerate(lsig.subsigs):
-                if sub.pcre is not None:
-                    continue  # evaluated whenever its logical signature is, after its trigger
-                for anchor, nocase in sub.keys:
+            for si, keys in enumerate(subs):
+                if keys is None:
+                    continue  # a PCRE: evaluated whenever its logical signature is, after its trigger
+                for anchor, nocase in keys:
                     if len(anchor) < MIN_ANCHOR:
                         unanchored = True
                     elif normalised:
-                        norm_words.setdefault(anchor.lower().decode("latin-1"), []).append((li, si))
-                    elif nocase:
-                        nocase_words.setdefault(anchor.lower().decode("latin-1"), []).append((li, si))
+                        norm_words.setdefault((anchor.lower(), False), []).append(li << 6 | si)
                     else:
-                        words.setdefault(anchor.decode("latin-1"), []).append((li, si))
-            if unanchored or lsig.zero_true or all(sub.pcre is not None for sub in lsig.subsigs):
+                        words.setdefault((anchor.lower() if nocase else anchor, nocase), []).append(li << 6 | si)
+            if unanchored or zero_true or all(keys is None for keys in subs):
                 self.always.append(li)
-        if hyperscan is not None and (words or nocase_words):
-            self._build_hs(words, nocase_words, cache_dir)
-        else:
-            self._auto = _automaton(words)
-            self._auto_nocase = _automaton(nocase_words)
-        self._auto_norm = _automaton(norm_words) if ahocorasick is not None else None
-        if self._auto_norm is None and norm_words:
-            self.always.extend(sorted({li for pairs in norm_words.values() for li, _si in pairs}))
-
-    def _build_hs(self, words: dict[str, list[tuple[int, int]]], nocase: dict[str, list[tuple[int, int]]],
-                  cache_dir: Path | None) -> None:
-        keys = list(words) + list(nocase)
-        self._hs_pairs = list(words.values()) + list(nocase.values())
-        digest = hashlib.sha256(("\0".join(keys) + f"|{len(words)}").encode("latin-1")).hexdigest()
-        cache = None
-        if cache_dir is not None:
-            name = hashlib.sha256(f"{digest}|{hyperscan.__version__}|{FORMAT_VERSION}".encode()).hexdigest()
-            cache = cache_dir / f"ldb-{name}.hs"
-            if cache.is_file():
-                try:
-                    self._hs = hyperscan.loadb(cache.read_bytes(), hyperscan.HS_MODE_BLOCK)
-                    return
-                except (hyperscan.error, OSError, ValueError, TypeError):
-                    pass
-        db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        flags = [hyperscan.HS_FLAG_SINGLEMATCH] * len(words) + \
-            [hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_CASELESS] * len(nocase)
-        db.compile(expressions=[b"".join(b"\\x%02x" % c for c in k.encode("latin-1")) for k in keys],
-                   ids=list(range(len(keys))), elements=len(keys), flags=flags)
-        self._hs = db
-        if cache is not None:
-            try:
-                cache.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                atomic_write(cache, hyperscan.dumpb(db), mode=0o600)
-            except OSError:
-                pass
-
-    def _scratch(self) -> Any:
-        s = getattr(self._local, "scratch", None)
-        if s is None:
-            s = self._local.scratch = hyperscan.Scratch(self._hs)
-        return s
+        self._raw = _Literals(words, cache_dir, "ldb")
+        self._normed = _Literals(norm_words, cache_dir, "ldb-norm")
 
     def match(self, data: bytes, deadline: float | None = None) -> list[str]:
         hits: dict[int, set[int]] = {}
-        if self._hs is not None:
-            ids: list[int] = []
-            self._hs.scan(data, match_event_handler=_collect, context=ids, scratch=self._scratch())
-            for k in ids:
-                for li, si in self._hs_pairs[k]:
-                    hits.setdefault(li, set()).add(si)
-        text = None
-        for auto, lower in ((self._auto, False), (self._auto_nocase, True)):
-            if auto is None:
-                continue
-            if text is None or lower:
-                text = (data.lower() if lower else data).decode("latin-1")
-            for _end, pairs in auto.iter(text):
-                for li, si in pairs:
-                    hits.setdefault(li, set()).add(si)
+        for k in self._raw.scan(data):
+            _add_pairs(self._raw.groups.get(k), hits)
         memo: dict[int, list[bytes]] = {}
-        if self._auto_norm is not None:
+        if self._normed:
             for view in _norm_views(data, memo):
-                for _end, pairs in self._auto_norm.iter(view.decode("latin-1")):
-                    for li, si in pairs:
-                        hits.setdefault(li, set()).add(si)
+                for k in self._normed.scan(view):
+                    _add_pairs(self._normed.groups.get(k), hits)
         everything = set(range(64))
         for li in self.always:
             hits.setdefault(li, set()).update(everything)
@@ -369,12 +335,104 @@ class LogicalMatcher:
         return found
 
 
-def _automaton(words: dict[str, list[tuple[int, int]]]) -> Any:
+class _Groups:
+    """word number -> the integers it stands for, in two flat arrays (4 bytes each, no Python objects:
+    140 000 subsignatures as tuples would cost some 15 MB per process)."""
+
+    def __init__(self, values: list[list[int]]) -> None:
+        self.start = array("I", [0])
+        self.flat = array("I")
+        for vals in values:
+            self.flat.extend(vals)
+            self.start.append(len(self.flat))
+
+    def get(self, k: int) -> array[int]:
+        return self.flat[self.start[k] : self.start[k + 1]]
+
+
+def _add_pairs(packed: array[int], hits: dict[int, set[int]]) -> None:
+    for v in packed:  # signature << 6 | subsignature (at most 64 subsignatures)
+        hits.setdefault(v >> 6, set()).add(v & 63)
+
+
+class _Literals:
+    """A set of literal words, each case-sensitive or not, reported by number.
+
+    Hyperscan (the wheel or Debian's libhs.so.5) scans for all of them in one pass at memory
+    speed, its compiled database cached by content beside the signatures; pyahocorasick is the
+    fallback (some ten times slower: its iterator is driven from Python).
+    """
+
+    def __init__(self, words: dict[tuple[bytes, bool], list[int]], cache_dir: Path | None, tag: str) -> None:
+        self.groups = _Groups(list(words.values()))
+        self.count = len(words)
+        self._hs: Any = None
+        self._auto: Any = None
+        self._auto_nocase: Any = None
+        self._local = threading.local()
+        if not words:
+            return
+        keys = list(words)
+        if hyperscan is not None:
+            self._hs = self._build_hs(keys, cache_dir, tag)
+        elif ahocorasick is not None:
+            self._auto = _automaton({w.decode("latin-1"): k for k, (w, nc) in enumerate(keys) if not nc})
+            self._auto_nocase = _automaton({w.lower().decode("latin-1"): k for k, (w, nc) in enumerate(keys) if nc})
+
+    @staticmethod
+    def usable() -> bool:
+        return hyperscan is not None or ahocorasick is not None
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    @staticmethod
+    def _build_hs(keys: list[tuple[bytes, bool]], cache_dir: Path | None, tag: str) -> Any:
+        h = hashlib.sha256(f"{tag}|{hyperscan.__version__}|{FORMAT_VERSION}".encode())
+        for w, nc in keys:
+            h.update(b"%d:%d:" % (nc, len(w)) + w)
+        cache = cache_dir / f"{tag}-{h.hexdigest()}.hs" if cache_dir is not None else None
+        if cache is not None and cache.is_file():
+            try:
+                return hyperscan.loadb(cache.read_bytes(), hyperscan.HS_MODE_BLOCK)
+            except (hyperscan.error, OSError, ValueError, TypeError):
+                pass  # unreadable: compiled again below
+        db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        flags = [hyperscan.HS_FLAG_SINGLEMATCH | (hyperscan.HS_FLAG_CASELESS if nc else 0) for _w, nc in keys]
+        db.compile(expressions=[b"".join(b"\\x%02x" % c for c in w) for w, _nc in keys],
+                   ids=list(range(len(keys))), elements=len(keys), flags=flags)
+        if cache is not None:
+            try:
+                cache.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                atomic_write(cache, hyperscan.dumpb(db), mode=0o600)
+            except OSError:
+                pass  # a cache we cannot write only costs speed at the next start
+        return db
+
+    def scan(self, data: bytes) -> list[int]:
+        """Numbers of the words found in ``data`` (each once with Hyperscan; possibly repeated otherwise)."""
+        if self._hs is not None:
+            scratch = getattr(self._local, "scratch", None)
+            if scratch is None:
+                scratch = self._local.scratch = hyperscan.Scratch(self._hs)
+            ids: list[int] = []
+            self._hs.scan(data, match_event_handler=_collect, context=ids, scratch=scratch)
+            return ids
+        found: list[int] = []
+        if self._auto is not None:
+            found.extend(k for _end, k in self._auto.iter(data.decode("latin-1")))
+        if self._auto_nocase is not None:
+            found.extend(k for _end, k in self._auto_nocase.iter(data.lower().decode("latin-1")))
+        return found
+
+
+def _automaton(words: dict[str, Any]) -> Any:
+    """Aho-Corasick over ``words`` (each word's value is what ``iter`` reports for it)."""
     if not words:
         return None
     auto = ahocorasick.Automaton()
-    for key, pairs in words.items():
-        auto.add_word(key, tuple(pairs))
+    for key, value in words.items():
+        auto.add_word(key, value)
     auto.make_automaton()
     return auto
 

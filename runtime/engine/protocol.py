@@ -7,8 +7,10 @@ anything else is read as clamd commands (``zCMD\\0``, ``nCMD\\n`` or a bare ``CM
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
+import stat
 import struct
 import threading
 import time
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime.config.schema import PRODUCT_NAME
 from runtime.report import EventLog
 
 from . import ave1
@@ -24,7 +27,7 @@ from .verdict import Status, Verdict
 from .wire import ConnectionClosed, LineTooLong, Reader
 
 VERSION = "5.5.0"
-PRODUCT = "Kaspersky Anti-Virus for Linux Mail Servers (kav4mailservers clean-room)"
+PRODUCT = f"{PRODUCT_NAME} aveserver"  # this project's name, never the product it re-creates
 MAX_LINE = 65536  # a clamd command line
 CLAMD_COMMANDS = (
     "SCAN QUIT RELOAD PING CONTSCAN VERSIONCOMMANDS VERSION END SHUTDOWN MULTISCAN FILDES STATS "
@@ -63,11 +66,48 @@ def log_verdict(log: EventLog, v: Verdict) -> None:
         log.activity(o.report_line())
 
 
+def read_regular(fd: int, limit: int, start: int | None = None) -> bytes:
+    """All of a regular file's bytes, at most ``limit``; anything else is an OSError.
+
+    A client names the file (or passes the descriptor), so it may be a FIFO that never ends, a
+    device like /dev/zero that never stops, or a file that grows while we read: only a regular
+    file is read, and never more than StreamMaxLength bytes.  ``start``: read from that offset
+    (SCANFD: the filter's spool descriptor is positioned at its end), else from the current one.
+
+    The first read asks for the whole announced size (plus one byte, to notice growth), so the
+    object arrives in one ``bytes`` and is held once, never as chunks and then their join (for a
+    50 MB mail that was 100 MB for a moment)."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.EINVAL, "Not a regular file")
+    if st.st_size > limit:
+        raise OSError(errno.EFBIG, f"File larger than StreamMaxLength ({limit})")
+    chunks, total = [], 0
+    while True:
+        want = min(max(st.st_size + 1 - total, 1 << 20), limit + 1 - total)
+        chunk = os.read(fd, want) if start is None else os.pread(fd, want, start + total)
+        if not chunk:
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            raise OSError(errno.EFBIG, f"File larger than StreamMaxLength ({limit})")
+
+
+def open_regular(path: str) -> int:
+    """Open a client-named path without following a final symlink and without blocking on a FIFO
+    (O_NONBLOCK), as the worker's unprivileged account; read_regular then refuses non-files."""
+    return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+
+
 def scan_path(state: ServerState, path: str, cure: bool = False, all_objects: bool = False) -> Verdict:
     """Read a file named by a client and scan it (the smtpscanner -> aveserver path of guide 2.1)."""
     with state.scan_slots:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        fd = open_regular(path)
+        try:
+            data = read_regular(fd, state.stream_max)
+        finally:
+            os.close(fd)
         v = state.engine().scan(data, path, cure=cure, all_objects=all_objects)
     log_verdict(state.log, v)
     return v
@@ -76,9 +116,10 @@ def scan_path(state: ServerState, path: str, cure: bool = False, all_objects: bo
 class Connection:
     """Serves one client connection until it closes, idles out or the worker terminates."""
 
-    def __init__(self, sock: socket.socket, state: ServerState) -> None:
+    def __init__(self, sock: socket.socket, state: ServerState, peer_uid: int | None = None) -> None:
         self.sock = sock
         self.state = state
+        self.peer_uid = peer_uid  # SO_PEERCRED of a UNIX socket client; None over TCP
         self.idle_since = time.monotonic()
         self.waiting = True
         sock.settimeout(1.0)
@@ -147,6 +188,8 @@ class Connection:
                 self._send(ave1.cannot_read(req.name, str(exc.strerror)))
                 return
             self._send(ave1.result(v.dumps(), v.cured))
+        elif req.verb == "SCANFD":
+            self._ave_scan_fd(req)
         elif req.verb == "SCANDATA":
             if req.size > self.state.stream_max:
                 self._send(ave1.error(413, f"object larger than StreamMaxLength ({self.state.stream_max})"))
@@ -157,6 +200,29 @@ class Connection:
             self._send(ave1.result(v.dumps(), v.cured))
         else:  # QUIT
             raise ConnectionClosed()
+
+    def _ave_scan_fd(self, req: ave1.Request) -> None:
+        """SCANFD: the descriptor came with the request line (``SCM_RIGHTS``).  Read as the
+        worker's own account, from offset 0, only if it is a regular file no larger than
+        StreamMaxLength (the same checks as SCANFILE and clamd's FILDES)."""
+        if not self.reader.fds:
+            self._send(ave1.error(400, "SCANFD: no file descriptor received"))
+            return
+        fd = self.reader.fds.pop(0)
+        self.reader.close_fds()  # only one is used; never keep what a client pushed on us
+        try:
+            with self.state.scan_slots:
+                try:
+                    data = read_regular(fd, self.state.stream_max, start=0)
+                finally:
+                    os.close(fd)
+                v = self.state.engine().scan(data, req.name, cure=req.cure, all_objects=req.all_objects)
+                del data
+        except OSError as exc:
+            self._send(ave1.error(404 if exc.errno != errno.EFBIG else 413, f"SCANFD: {exc.strerror}"))
+            return
+        log_verdict(self.state.log, v)
+        self._send(ave1.result(v.dumps(), v.cured))
 
     # -- clamd ----------------------------------------------------------------------------
     def _serve_clamd(self) -> None:
@@ -203,6 +269,12 @@ class Connection:
             eng = st.engine()
             self._clamd_reply(f"aveserver {VERSION}/{eng.record_count}/{st.db_date}| COMMANDS: {CLAMD_COMMANDS}",
                               term, prefix)
+        elif cmd in ("RELOAD", "SHUTDOWN") and not self._may_control():
+            st.log.warning(f"{cmd} refused: client uid {self.peer_uid if self.peer_uid is not None else 'over TCP'} "
+                           "is neither root nor aveserver's account")
+            self._clamd_reply(f"{cmd}: Permission denied (root or aveserver's account, UNIX socket only). ERROR",
+                              term, prefix)
+            return False
         elif cmd == "RELOAD":
             st.reload()
             self._clamd_reply("RELOADING", term, prefix)
@@ -224,6 +296,11 @@ class Connection:
             self._clamd_reply("UNKNOWN COMMAND", term, prefix)
             return False
         return True
+
+    def _may_control(self) -> bool:
+        """RELOAD and SHUTDOWN stop or load the whole daemon: only root or the account aveserver
+        serves as, and only over the UNIX socket where the kernel tells us who is asking."""
+        return self.peer_uid is not None and self.peer_uid in (0, os.geteuid())
 
     @staticmethod
     def _clamd_word(v: Verdict) -> tuple[str, str] | None:
@@ -293,8 +370,10 @@ class Connection:
         fd = self.reader.fds.pop(0)
         self.reader.close_fds()
         try:
-            with os.fdopen(fd, "rb") as fh:
-                data = fh.read()
+            try:
+                data = read_regular(fd, self.state.stream_max)
+            finally:
+                os.close(fd)
         except OSError as exc:
             self._clamd_reply(f"FILDES: {exc.strerror}. ERROR", term, prefix)
             return False
@@ -306,10 +385,13 @@ class Connection:
         return True
 
 
-def database_date(bases: Path) -> str:
-    """Newest modification time of the database files, clamd-style, for VERSION."""
+def database_date(bases: Path, records: int) -> str:
+    """Newest modification time of the database files, clamd-style, for VERSION; empty for an
+    empty database, which has no date (a made-up one would say the bases are current)."""
+    if records == 0:
+        return ""
     try:
         newest = max((p.stat().st_mtime for p in bases.iterdir()), default=0.0)
     except OSError:
         newest = 0.0
-    return time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(newest or time.time()))
+    return time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(newest)) if newest else ""

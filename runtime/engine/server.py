@@ -24,24 +24,35 @@ import argparse
 import contextlib
 import gc
 import os
+import pwd
 import select
 import signal
 import socket
+import stat
+import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.config import CONFIG_FILE, ConfigError, KavConfig, load_config
-from runtime.prefork import StartupError, Supervisor, clean_stale_pid, clean_stale_socket, write_pid
+from runtime.prefork import (
+    StartupError,
+    Supervisor,
+    clean_stale_pid,
+    clean_stale_socket,
+    resolve_user,
+    scoreboard_path,
+    write_pid,
+)
 from runtime.report import EventLog
 
 from .bases import key_from_config, list_bases, list_viruses
 from .capacity import SCANS_PER_WORKER, THREADS_PER_WORKER
 from .engine import DatabaseError, Engine
 from .limits import Limits
-from .matcher import default_cache_dir
 from .protocol import Connection, ServerState, database_date
 
 
@@ -61,6 +72,8 @@ class ServerSettings:
     tcp_addr: str
     stream_max: int
     limits: Limits
+    user: str
+    cache: Path
 
     @classmethod
     def from_config(cls, cfg: KavConfig) -> ServerSettings:
@@ -78,7 +91,26 @@ class ServerSettings:
             tcp_addr=cfg.get(opt, "ClamdTcpAddress"),
             stream_max=cfg.get(opt, "StreamMaxLength"),
             limits=Limits.from_config(cfg),
+            user=cfg.get(opt, "User"),
+            cache=Path(os.environ.get("KAV_ENGINE_CACHE") or Path(cfg.get("path", "CachePath")) / "engine"),
         )
+
+
+def trusted_cache(path: Path, log: EventLog) -> Path | None:
+    """The compiled-database cache directory, or None (no cache: slower start, same results).
+
+    The master reads it as root and the blobs are deserialised, so a directory another account
+    could write (a planted blob, a signature removed from the parsed form) is not used."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = os.stat(path, follow_symlinks=False)
+    except OSError as exc:
+        log.warning(f"database cache {path} unusable ({exc.strerror}); compiling without a cache")
+        return None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        log.warning(f"database cache {path} is not a directory only this account can write; not used")
+        return None
+    return path
 
 
 # -- stale files ----------------------------------------------------------------------------------
@@ -88,7 +120,10 @@ def clean_stale(settings: ServerSettings, log: EventLog) -> None:
     clean_stale_socket(settings.socket_path, log)
 
 
-def bind_sockets(settings: ServerSettings) -> list[socket.socket]:
+def bind_sockets(settings: ServerSettings, run_as: pwd.struct_passwd | None = None) -> list[socket.socket]:
+    """Bind as root (when started so), then hand the UNIX socket to the account the workers serve
+    as: owner that account, group its primary group (``filter`` for kluser), mode
+    LocalSocketPermission (0660 by default, not the guide's 0666)."""
     settings.socket_path.parent.mkdir(parents=True, exist_ok=True)
     unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)  # never world-accessible between bind and chmod
@@ -96,6 +131,8 @@ def bind_sockets(settings: ServerSettings) -> list[socket.socket]:
         unix.bind(str(settings.socket_path))
     finally:
         os.umask(old)
+    if run_as is not None:
+        os.chown(settings.socket_path, run_as.pw_uid, run_as.pw_gid)
     os.chmod(settings.socket_path, settings.socket_perm)
     unix.listen(128)
     socks = [unix]
@@ -110,13 +147,27 @@ def bind_sockets(settings: ServerSettings) -> list[socket.socket]:
     return socks
 
 
+def peer_uid(conn: socket.socket) -> int | None:
+    """The uid of the process at the other end of a UNIX socket (SO_PEERCRED); None over TCP,
+    where nobody can be trusted to be anyone."""
+    if conn.family != socket.AF_UNIX or not hasattr(socket, "SO_PEERCRED"):
+        return None
+    _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                          struct.calcsize("3i")))
+    return uid
+
+
 # -- worker ---------------------------------------------------------------------------------------
 class Worker:
     """One worker process: a few threads accept and serve connections."""
 
     def __init__(self, socks: list[socket.socket], engine: Engine, settings: ServerSettings, log: EventLog,
-                 db_date: str) -> None:
+                 db_date: str, ask_master: Callable[[str], None], master_pid: int,
+                 marking: Callable[[threading.BoundedSemaphore], object] = lambda sem: sem) -> None:
         self.socks = socks
+        self.marking = marking  # the master's scoreboard: a held scan slot is a busy worker (issue 18)
+        self.ask_master = ask_master
+        self.master_pid = master_pid  # the parent it was forked from; another parent means orphaned
         self.engine = engine
         self.settings = settings
         self.log = log
@@ -130,16 +181,15 @@ class Worker:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        master = os.getppid()
         state = ServerState(
             engine=lambda: self.engine,
             log=self.log,
             stream_max=self.settings.stream_max,
             terminating=lambda: self.terminating,
-            reload=lambda: os.kill(master, signal.SIGHUP),
-            shutdown=lambda: os.kill(master, signal.SIGTERM),
+            reload=lambda: self.ask_master("reload"),
+            shutdown=lambda: self.ask_master("stop"),
             db_date=self.db_date,
-            scan_slots=threading.BoundedSemaphore(SCANS_PER_WORKER),
+            scan_slots=self.marking(threading.BoundedSemaphore(SCANS_PER_WORKER)),
         )
         threads = [threading.Thread(target=self._accept_loop, args=(state,), daemon=True)
                    for _ in range(THREADS_PER_WORKER)]
@@ -157,9 +207,8 @@ class Worker:
         self.retiring = True
 
     def _accept_loop(self, state: ServerState) -> None:
-        master = os.getppid()
         while not (self.retiring or self.terminating):
-            if os.getppid() != master:  # the master was killed (kill -9): do not serve orphaned
+            if os.getppid() != self.master_pid:  # the master was killed (kill -9): do not serve orphaned
                 self.terminating = True
                 return
             try:
@@ -177,7 +226,7 @@ class Worker:
                     return
                 conn.setblocking(True)
                 try:
-                    Connection(conn, state).serve()
+                    Connection(conn, state, peer_uid=peer_uid(conn)).serve()
                 except Exception as exc:  # noqa: BLE001 - one bad connection must not cost a serving thread
                     self.log.error(f"connection failed: {type(exc).__name__}: {exc}")
                 break
@@ -190,7 +239,9 @@ class Master(Supervisor):
 
     def __init__(self, config_path: str, settings: ServerSettings, log: EventLog) -> None:
         super().__init__("aveserver", log, self.serve, settings.workers, on_hup=self.reload,
-                         owned=(settings.socket_path, settings.pid_path))
+                         owned=(settings.socket_path, settings.pid_path),
+                         run_as=resolve_user(settings.user, "[aveserver.options]"),
+                         scoreboard=scoreboard_path(settings.pid_path))
         self.config_path = config_path
         self.settings = settings
         self.engine: Engine | None = None
@@ -204,7 +255,7 @@ class Master(Supervisor):
             key = key_from_config(settings.config)
         except (OSError, ValueError) as exc:
             raise DatabaseError(f"BasesPublicKey: {exc}") from None
-        engine = Engine.load(settings.bases, settings.limits, default_cache_dir(), key)
+        engine = Engine.load(settings.bases, settings.limits, trusted_cache(settings.cache, self.log), key)
         for err in engine.sigs.errors[:50]:
             self.log.error(f"database: {err} (line skipped)")
         if len(engine.sigs.errors) > 50:
@@ -216,12 +267,16 @@ class Master(Supervisor):
             f"{len(engine.sigs.files)} files, {time.monotonic() - t0:.2f} s"
             + (" (compiled matcher from cache)" if engine.matcher.from_cache else "")
         )
+        if engine.record_count == 0:
+            self.log.warning(f"the anti-virus database in {settings.bases} is empty: nothing will be detected "
+                             "until it is filled (keepup2date); scanned mail carries no bases date")
         return engine
 
     # workers -------------------------------------------------------------------------------
     def serve(self) -> int:
         assert self.engine is not None
-        return Worker(self.socks, self.engine, self.settings, self.log, self.db_date).run()
+        return Worker(self.socks, self.engine, self.settings, self.log, self.db_date, self.ask_master,
+                      self.master_pid, self.marking).run()
 
     def spawn_generation(self) -> None:
         gc.collect()
@@ -249,7 +304,7 @@ class Master(Supervisor):
         self.log.reopen()
         self.settings, self.engine = new, engine
         self.size = new.workers
-        self.db_date = database_date(new.bases)
+        self.db_date = database_date(new.bases, engine.record_count)
         gc.unfreeze()
         self.new_generation(signal.SIGUSR2)
         self.log.info(f"reload complete: {len(self.current)} workers serve {engine.record_count} records")
@@ -305,7 +360,7 @@ def _daemonize() -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="aveserver", description="Kaspersky Anti-Virus scanning daemon (guide 6.4)")
+    ap = argparse.ArgumentParser(prog="aveserver", description="kav4mailservers scanning daemon (guide 6.4)")
     ap.add_argument("-c", "--config", default=CONFIG_FILE, help="configuration file (default %(default)s)")
     ap.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground (DetachFromTerminal=no)")
     ap.add_argument("--list-bases", action="store_true", help="list the databases in BasesPath and what was loaded")
@@ -347,12 +402,16 @@ def main(argv: list[str] | None = None) -> int:
             tell("OK\n")
         master = Master(args.config, settings, log)
         log.info(f"aveserver {os.getpid()}: configuration {args.config}")
+        if master.run_as is not None:
+            log.info(f"workers serve as {master.run_as.pw_name} (uid {master.run_as.pw_uid})")
+        elif os.geteuid() == 0:
+            log.warning("[aveserver.options] User=root: workers serve clients as root (not recommended)")
         from runtime.license.info import log_key_info  # 5.4.2: key information at start; never raises
 
         log_key_info(log, cfg)
         master.engine = master.load_engine(settings)
-        master.db_date = database_date(settings.bases)
-        master.socks = bind_sockets(settings)
+        master.db_date = database_date(settings.bases, master.engine.record_count)
+        master.socks = bind_sockets(settings, master.run_as)
         if detach and notify_fd < 0:
             _, notify_fd = _daemonize()
         write_pid(settings.pid_path)

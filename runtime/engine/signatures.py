@@ -19,19 +19,19 @@ MD5 or signature check is refused as a whole (``SignatureSet.refused``).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import json
 import re
 import tempfile
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from runtime.fsutil import atomic_write
-
-from . import bodysig, targets
+from . import bodysig, sigcache, targets
 from .bodysig import BodyPattern, PatternError, Unsupported
-from .cvd import CONTAINER_SUFFIXES, ContainerError, parse_header, read_container
+from .cvd import CONTAINER_SUFFIXES, ContainerError, iter_members, parse_header, verify_container
 from .dsig import CLAMAV_KEY, PublicKey
 from .hashdb import HashBuilder, HashTable
 from .ldb import LogicalSig, Offset, parse_ldb_line
@@ -104,50 +104,47 @@ class SignatureSet:
 
     Hash records go into ``builder`` while parsing and are then served from ``table``, a
     memory-mapped binary file (runtime/engine/hashdb.py) shared by the pre-forked workers.
+    Loaded through the compiled cache (runtime/engine/sigcache.py), ``body`` and ``logical`` are
+    mapped ``Records`` parsed on access, and ``prefilter()`` gives the matchers what they need
+    without parsing every signature.
     """
 
-    body: list[BodySig] = field(default_factory=list)
+    body: Sequence[BodySig] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     digest: str = ""
     builder: HashBuilder | None = field(default_factory=HashBuilder)
     table: HashTable = field(default_factory=HashTable)
-    logical: list[LogicalSig] = field(default_factory=list)
+    logical: Sequence[LogicalSig] = field(default_factory=list)
     fp: dict[str, set[str]] = field(default_factory=lambda: {"md5": set(), "sha1": set(), "sha256": set()})
     ignored: set[str] = field(default_factory=set)
     unsupported: Counter[str] = field(default_factory=Counter)
     containers: list[str] = field(default_factory=list)  # "main.cvd version 62 (signed)"
     refused: list[str] = field(default_factory=list)  # container errors, each naming the file
     dropped: int = 0  # signatures removed by .ign/.ign2
+    body_src: list[tuple[str, str]] = field(default_factory=list)  # (FILE:LINE, line) of each body/logical sig,
+    logical_src: list[tuple[str, str]] = field(default_factory=list)  # kept while building the cache entry
+    entry: Path | None = None  # the cache entry this set was mapped from
+    _body_digest: str | None = None
 
     def add_hash(self, sig: HashSig, kind: str = "file") -> None:
         assert self.builder is not None, "hashes are added while loading"
         self.builder.add(kind, sig.digest, sig.size, sig.name.encode())
 
-    def finish(self, table_dir: Path | None, keep: Path | None = None) -> None:
-        """Write the hash table (as ``keep`` in ``table_dir``, or a private temporary file) and map it.
-
-        Older table files in ``table_dir`` are removed: a running generation keeps its mapping.
-        """
+    def finish(self, table_dir: Path | None = None) -> None:
+        """Write the hash table to a private temporary file and map it (no cache: tests, --list-*)."""
         builder, self.builder = self.builder, None
         if builder is None or not builder.counts:
             return
-        if table_dir is not None and keep is not None:
-            table_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            builder.write(keep)
-            self.table = HashTable(keep)
-            for old in table_dir.glob("hashes-*"):
-                if old.stem != keep.stem:
-                    with contextlib.suppress(OSError):
-                        old.unlink()
-        else:
-            with tempfile.TemporaryDirectory(prefix="kav-hashes-") as tmp:
-                path = Path(tmp) / "hashes.bin"
-                builder.write(path)
-                self.table = HashTable(path)
+        with tempfile.TemporaryDirectory(prefix="kav-hashes-", dir=table_dir) as tmp:
+            path = Path(tmp) / "hashes.bin"
+            builder.write(path)
+            self.table = HashTable(path)
 
     def body_digest(self) -> str:
         """What the compiled body matcher depends on (its cache key): the .ndb signatures' text."""
+        if self._body_digest is not None:
+            return self._body_digest
         h = hashlib.sha256()
         for b in self.body:
             h.update(f"{b.target}|{b.offset}|{b.hexsig}\n".encode())
@@ -166,9 +163,28 @@ class SignatureSet:
     def names(self) -> list[str]:
         """Every detectable name, sorted and once (``aveserver --list-viruses``, guide 1.1)."""
         found = set(self.table.names()) - self.ignored
-        found.update(b.name for b in self.body)
-        found.update(lsig.name for lsig in self.logical)
+        for seq, sep in ((self.body, ":"), (self.logical, ";")):
+            if isinstance(seq, sigcache.Records):
+                found.update(seq.names(sep))
+            else:
+                found.update(s.name for s in seq)
         return sorted(found)
+
+    def prefilter(self) -> dict[str, list[Any]]:
+        """What the matchers are built from, without the signatures themselves.
+
+        ``ndb``: ``(target, anchor)`` per body signature; ``ldb``: ``(target, zero_true, subs)``
+        per logical signature, ``subs`` holding per subsignature None (PCRE) or its
+        ``(anchor, nocase)`` forms.  Read from the cache entry when the set came from one.
+        """
+        if self.entry is not None:
+            raw = json.loads((self.entry / "prefilter.json").read_text())
+            return {"ndb": [(t, a.encode("latin-1")) for t, a in raw["ndb"]],
+                    "ldb": [(t, bool(z), [None if sub is None else [(a.encode("latin-1"), bool(nc)) for a, nc in sub]
+                                          for sub in subs]) for t, z, subs in raw["ldb"]]}
+        return {"ndb": [(b.target, b.anchor) for b in self.body],
+                "ldb": [(ls.target, ls.zero_true, [None if sub.pcre is not None else list(sub.keys)
+                                                   for sub in ls.subsigs]) for ls in self.logical]}
 
     def summary(self) -> str:
         """The one load-summary line: what is served, and every unsupported kind with its count."""
@@ -187,6 +203,11 @@ class SignatureSet:
             return
         ign = self.ignored
         before = len(self.body) + len(self.logical)
+        if self.body_src:
+            self.body_src = [src for b, src in zip(self.body, self.body_src, strict=True) if b.name not in ign]
+        if self.logical_src:
+            self.logical_src = [src for ls, src in zip(self.logical, self.logical_src, strict=True)
+                                if ls.name not in ign]
         self.body = [b for b in self.body if b.name not in ign]
         self.logical = [lsig for lsig in self.logical if lsig.name not in ign]
         self.dropped = before - len(self.body) - len(self.logical)
@@ -219,10 +240,10 @@ def parse_hash_line(line: str, where: str, sha_only: bool = False, section: bool
         raise SignatureError(f"{where}: .hdb/.mdb expect MD5 (use .hsb/.msb for SHA); ClamAV would never match it")
     if size_s == "*":
         flevel = parts[3].strip() if len(parts) > 3 else ""
-        if md5_only and not (flevel.isdigit() and int(flevel) >= 73):
+        if md5_only and not (flevel.isascii() and flevel.isdigit() and int(flevel) >= 73):
             raise SignatureError(f"{where}: size '*' needs a minimum functionality level of 73 (HASH:*:NAME:73)")
         size = None
-    elif size_s.isdigit():
+    elif size_s.isascii() and size_s.isdigit():  # not "²": int() refuses it
         size = int(size_s)
     else:
         raise SignatureError(f"{where}: bad size {size_s!r}")
@@ -326,12 +347,12 @@ def parse_ndb_line(line: str, where: str) -> BodySig:
     name, target_s, offset_s, hexsig = (p.strip() for p in parts[:4])
     if not _NAME_RE.match(name):
         raise SignatureError(f"{where}: bad or empty name")
-    if not target_s.isdigit():
+    if not (target_s.isascii() and target_s.isdigit()):
         raise SignatureError(f"{where}: bad target {target_s!r}")
     target = int(target_s)
     if target not in SUPPORTED_TARGETS:
         raise Unsupported(f"target-{target}", f"{where}: target type {target} is not implemented")
-    fl = [int(p) if p.strip().isdigit() else None for p in parts[4:]]
+    fl = [int(p) if p.strip().isascii() and p.strip().isdigit() else None for p in parts[4:]]
     lo_fl, hi_fl = (fl + [None, None])[:2]
     if (lo_fl is not None and lo_fl > FLEVEL) or (hi_fl is not None and hi_fl < FLEVEL):
         raise Unsupported("flevel", f"{where}: made for functionality level {lo_fl}-{hi_fl}")
@@ -430,9 +451,11 @@ def _parse_text(name: str, data: bytes, into: SignatureSet) -> None:
         where = f"{name}:{lineno}"
         try:
             if suffix == ".ndb":
-                into.body.append(parse_ndb_line(line, where))
+                into.body.append(parse_ndb_line(line, where))  # type: ignore[attr-defined]
+                into.body_src.append((where, line))
             elif suffix == ".ldb":
-                into.logical.append(parse_ldb_line(line, where))
+                into.logical.append(parse_ldb_line(line, where))  # type: ignore[attr-defined]
+                into.logical_src.append((where, line))
             elif suffix in (".fp", ".sfp"):
                 sig = parse_hash_line(line, where)
                 into.fp[sig.algo].add(f"{sig.digest.hex()}:{'*' if sig.size is None else sig.size}")
@@ -447,11 +470,11 @@ def _parse_text(name: str, data: bytes, into: SignatureSet) -> None:
             into.errors.append(str(exc))
 
 
-TABLE_VERSION = "4"  # bump with the table layout or the canonical-line rules
+TABLE_VERSION = "5"  # bump with the table layout or the canonical-line rules (also in sigcache.FORMAT)
 
 
 def fingerprint(files: list[Path]) -> str:
-    """Name, size and modification time of every database file (the caches' key, like make's)."""
+    """Name, size and modification time of every database file (a quick key when nothing is cached)."""
     h = hashlib.sha256(f"kav4ms-db|{TABLE_VERSION}".encode())
     for path in files:
         st = path.stat()
@@ -459,59 +482,104 @@ def fingerprint(files: list[Path]) -> str:
     return h.hexdigest()
 
 
-def load_signatures(bases: Path | str, cache_dir: Path | None = None, key: PublicKey = CLAMAV_KEY) -> SignatureSet:
+def _stamp(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def load_signatures(bases: Path | str, cache_dir: Path | None = None, key: PublicKey = CLAMAV_KEY,
+                    build: bool = True) -> SignatureSet:
     """Read every database under ``bases`` (containers verified with ``key``); collect per-line errors.
 
-    With ``cache_dir`` the hash table file is kept there under the files' fingerprint: a restart
-    or reload of unchanged files maps it and skips the hash files (their bad-line reports are
-    kept beside it); the compiled Hyperscan database is cached by runtime/engine/matcher.py.
-    Containers are verified at every load whatever the cache says.
+    Containers are verified (MD5 and digital signature) at every load.  With ``cache_dir`` the
+    set is served from the compiled cache entry of its content (runtime/engine/sigcache.py): a
+    warm start maps it without unpacking or parsing anything; a cold one parses, writes the entry
+    and then maps it like a warm one, so both serve the same, compact form.  With ``build``
+    False a missing entry is not built: the set comes back verified but empty, ``entry`` None
+    (Engine.load then builds it in a child process).
     """
     bases = Path(bases)
     sigs = SignatureSet()
     if not bases.exists():
         raise FileNotFoundError(f"{bases}: anti-virus database directory does not exist")
     files = signature_files(bases)
-    sigs.digest = fingerprint(files)
-    cached = cache_dir / f"hashes-{sigs.digest}.bin" if cache_dir is not None else None
-    errors_file = cached.with_suffix(".errors") if cached is not None else None
-    reuse = None
-    if cached is not None and cached.is_file():
-        try:
-            reuse = HashTable(cached)
-            sigs.builder = None  # _parse_text skips hash files
-        except (OSError, ValueError):
-            reuse = None
+    accepted: list[tuple[Path, tuple[int, int, int] | None]] = []  # (path, stamp of a verified container)
+    parts = []
     for path in files:
         if path.suffix in CONTAINER_SUFFIXES:
             try:
-                box = read_container(path, key)
-            except ContainerError as exc:
+                stamp = _stamp(path)
+                hd, signed = verify_container(path, key)
+            except (ContainerError, OSError) as exc:
                 sigs.refused.append(str(exc))
                 continue
-            for member, data in box.members:
-                _parse_text(f"{path}/{member}", data, sigs)
-            hd = box.header
             sigs.containers.append(f"{path.name} version {hd.version} built {hd.time} "
-                                   f"({'signed, verified' if box.signed else 'local .cld, unsigned'})")
-            sigs.files.append(path)
-            continue
+                                   f"({'signed, verified' if signed else 'local .cld, unsigned'})")
+            parts.append(f"{path.name}|md5:{hd.md5}" if signed else f"{path.name}|sha256:{sigcache.file_digest(path)}")
+            accepted.append((path, stamp))
+        else:
+            parts.append(f"{path.name}|sha256:{sigcache.file_digest(path)}")
+            accepted.append((path, None))
         sigs.files.append(path)
-        if reuse is not None and path.suffix in _CANONICAL:
+    sigs.digest = sigcache.content_key(parts)  # of the content: the cache entry's name, and VERSION's
+    if cache_dir is not None:
+        entry = sigcache.open_entry(cache_dir, sigs.digest, parse_ndb_line, parse_ldb_line)
+        if entry is not None:
+            _from_entry(sigs, entry)
+            return sigs
+        if not build:
+            return sigs
+    changed = False
+    for path, stamp in accepted:
+        if stamp is None:
+            _parse_text(str(path), path.read_bytes(), sigs)
             continue
-        _parse_text(str(path), path.read_bytes(), sigs)
-    sigs.apply_ignores()
-    if reuse is not None:
-        sigs.table = reuse
         try:
-            assert errors_file is not None
-            sigs.errors[:0] = errors_file.read_text().splitlines()
-        except OSError:
-            pass
-    else:
-        hash_errors = [e for e in sigs.errors if Path(e.split(":", 1)[0]).suffix in _CANONICAL]
-        sigs.finish(cache_dir, cached)
-        if errors_file is not None and sigs.table.mm is not None:
-            with contextlib.suppress(OSError):
-                atomic_write(errors_file, "".join(e + "\n" for e in hash_errors).encode(), mode=0o600)
-    return sigs
+            for member, data in iter_members(path):
+                _parse_text(f"{path}/{member}", data, sigs)
+        except ContainerError as exc:
+            sigs.refused.append(str(exc))
+        changed = changed or _stamp(path) != stamp  # replaced since it was verified: do not cache it
+    sigs.apply_ignores()
+    if cache_dir is None or changed or sigs.refused:
+        sigs.finish(None)
+        sigs.body_src, sigs.logical_src = [], []
+        return sigs
+    return _write_entry(sigs, cache_dir)
+
+
+def _write_entry(sigs: SignatureSet, cache_dir: Path) -> SignatureSet:
+    """Write the parsed set as a cache entry and return the set mapped from it."""
+    builder, sigs.builder = sigs.builder, None
+    pre = sigs.prefilter()
+    prefilter = {"ndb": [(t, a.decode("latin-1")) for t, a in pre["ndb"]],
+                 "ldb": [(t, int(z), [None if sub is None else [(a.decode("latin-1"), int(nc)) for a, nc in sub]
+                                      for sub in subs]) for t, z, subs in pre["ldb"]]}
+    meta = {"format": sigcache.FORMAT, "errors": sigs.errors, "unsupported": dict(sigs.unsupported),
+            "ignored": sorted(sigs.ignored), "fp": {k: sorted(v) for k, v in sigs.fp.items()}, "dropped": sigs.dropped,
+            "body_digest": sigs.body_digest()}
+    assert builder is not None
+    path = sigcache.write_entry(cache_dir, sigs.digest, sigs.body_src, sigs.logical_src,
+                                {"meta.json": meta, "prefilter.json": prefilter}, builder.write)
+    del builder, pre, prefilter
+    sigcache.prune(cache_dir, path)
+    entry = sigcache.open_entry(cache_dir, sigs.digest, parse_ndb_line, parse_ldb_line)
+    if entry is None:
+        raise OSError(f"{path}: cache entry unreadable right after it was written")
+    mapped = SignatureSet(files=sigs.files, containers=sigs.containers, refused=sigs.refused, digest=sigs.digest)
+    _from_entry(mapped, entry)
+    return mapped
+
+
+def _from_entry(sigs: SignatureSet, entry: sigcache.Entry) -> None:
+    meta = entry.meta
+    sigs.builder = None
+    sigs.table = HashTable(entry.path / "hashes.bin")
+    sigs.body, sigs.logical = entry.ndb, entry.ldb
+    sigs.errors = list(meta["errors"])
+    sigs.unsupported = Counter(meta["unsupported"])
+    sigs.ignored = set(meta["ignored"])
+    sigs.fp = {k: set(v) for k, v in meta["fp"].items()}
+    sigs.dropped = meta["dropped"]
+    sigs._body_digest = meta["body_digest"]
+    sigs.entry = entry.path

@@ -69,15 +69,24 @@ def type_ok(target: int, data: bytes) -> bool:
     return False
 
 
+def _collapse(text: bytes) -> bytes:
+    """Every whitespace run one space: ``_WS.sub(b" ", text)``, done by bytes.split (whose
+    whitespace is exactly _WS's set) at several times the speed of a regex substitution."""
+    body = b" ".join(text.split())
+    if not body:
+        return b" " if text else b""
+    return (b" " if text[:1].isspace() else b"") + body + (b" " if text[-1:].isspace() else b"")
+
+
 def ascii_normalise(data: bytes) -> bytes:
-    return _WS.sub(b" ", data.lower())
+    return _collapse(data.lower())
 
 
 def html_normalise(data: bytes) -> list[bytes]:
     """The two views ClamAV matches HTML signatures on: without comments, and without tags."""
     text = _COMMENT.sub(b"", data.lower())
-    text = _WS.sub(b" ", text).replace(b"> ", b">").lstrip(b" ").rstrip(b" ")
-    return [text, _WS.sub(b" ", _TAG.sub(b" ", text)).strip(b" ")]
+    text = _collapse(text).replace(b"> ", b">").lstrip(b" ").rstrip(b" ")
+    return [text, b" ".join(_TAG.sub(b" ", text).split())]
 
 
 def views(target: int, data: bytes) -> list[bytes]:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import time
+import weakref
 
 from runtime.engine import ave1
 from runtime.engine.ave1 import AveServerError, AveServerUnavailable
@@ -33,24 +35,45 @@ class AsyncAveClient:
         #: threads: then a connection is not kept idle between requests.
         self.keep_idle = True
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._socks: weakref.WeakKeyDictionary[asyncio.StreamWriter, socket.socket] = weakref.WeakKeyDictionary()
         self._version: tuple[float, dict[str, object]] | None = None
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        # Our own socket object, kept on the writer: SCANFD sends a descriptor with ``sendmsg``,
+        # which asyncio's transport does not offer.
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
         try:
-            return await asyncio.wait_for(asyncio.open_unix_connection(self.socket_path, limit=1 << 20),
-                                          self.timeout)
+            await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, self.socket_path), self.timeout)
+            reader, writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 20)
         except (OSError, TimeoutError) as exc:
+            sock.close()
             raise AveServerUnavailable(f"cannot connect to aveserver at {self.socket_path}: {exc or 'timeout'}") \
                 from None
+        self._socks[writer] = sock
+        return reader, writer
 
-    async def _request(self, head: bytes, body: bytes = b"") -> tuple[str, asyncio.StreamReader,
-                                                                        asyncio.StreamWriter]:
+    async def _send(self, writer: asyncio.StreamWriter, head: bytes, body: bytes, fd: int | None) -> None:
+        if fd is None:
+            writer.write(head + body if len(body) < 65536 else head)
+            if len(body) >= 65536:
+                writer.write(body)  # no head + body copy of a large object
+            await writer.drain()
+            return
+        # The connection is idle (every request is drained and answered before the next), so the
+        # request line and its descriptor can go straight to the socket, beside the transport.
+        sock = self._socks[writer]
+        sent = socket.send_fds(sock, [head], [fd])
+        if sent != len(head):
+            raise ConnectionError("short write of a SCANFD request")
+
+    async def _request(self, head: bytes, body: bytes = b"", fd: int | None = None) -> tuple[
+            str, asyncio.StreamReader, asyncio.StreamWriter]:
         for attempt in (0, 1):
             reused = bool(self._idle)
             reader, writer = self._idle.pop() if reused else await self._open()
             try:
-                writer.write(head + body)
-                await writer.drain()
+                await self._send(writer, head, body, fd)
                 raw = await reader.readline()
                 if not raw:
                     raise ConnectionResetError("closed")
@@ -74,10 +97,16 @@ class AsyncAveClient:
 
     async def scan(self, data: bytes, name: str = "stream", cure: bool = False) -> Verdict:
         async with self._slots:
-            return await self._scan(data, name, cure)
+            return await self._scan(ave1.scan_data(len(data), name, cure), data, None)
 
-    async def _scan(self, data: bytes, name: str, cure: bool) -> Verdict:
-        line, reader, writer = await self._request(ave1.scan_data(len(data), name, cure), data)
+    async def scan_fd(self, fd: int, name: str = "stream", cure: bool = False) -> Verdict:
+        """Scan a regular file by handing aveserver its open descriptor (AVE/1 SCANFD): a big
+        message is neither copied into a request nor held by aveserver's socket buffers."""
+        async with self._slots:
+            return await self._scan(ave1.scan_fd(name, cure), b"", fd)
+
+    async def _scan(self, head_line: bytes, data: bytes, fd: int | None) -> Verdict:
+        line, reader, writer = await self._request(head_line, data, fd)
         try:
             head = ave1.parse_result(line)
         except (AveServerError, AveServerUnavailable):

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from runtime.config.values import MailerSpec
 from runtime.filter.envelope import Recipient
+from runtime.filter.spool import FileBody
 
 
 class ForwardError(Exception):
@@ -52,7 +53,7 @@ class Outgoing:
 
     sender: str
     recipients: list[Recipient]
-    data: bytes
+    data: bytes | FileBody  # FileBody: an unchanged copy, read from the spool while sent
     mail_params: list[str] = field(default_factory=list)  # ENVID=, RET=, BODY=, SMTPUTF8 (verbatim)
     xforward: dict[str, str] = field(default_factory=dict)
     #: SMTP-in and qmail-queue have one answer for all recipients: deliver to all or to none.
@@ -70,6 +71,47 @@ def dot_stuff(data: bytes) -> bytes:
     if body.startswith(b"."):
         body = b"." + body
     return body + b".\r\n"
+
+
+class DotStuffer:
+    """:func:`dot_stuff` for a body given in chunks (a :class:`~runtime.filter.spool.FileBody`):
+    the same bytes, never the whole body at once.  Pieces are cut just after an LF, so no CRLF
+    and no line start is split; a line with no LF at all is cut once it is long (never after a
+    CR, which could begin a CRLF)."""
+
+    def __init__(self) -> None:
+        self.carry = b""
+        self.bol = True  # the next byte starts a line
+        self.tail = b""  # the last two bytes sent
+        self.any = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        buf = self.carry + chunk if self.carry else chunk
+        cut = buf.rfind(b"\n") + 1
+        if cut == 0:
+            if len(buf) <= 65536 or buf.endswith(b"\r"):
+                self.carry = buf
+                return b""
+            cut = len(buf)
+        self.carry = buf[cut:]
+        return self._convert(buf[:cut])
+
+    def _convert(self, piece: bytes) -> bytes:
+        out = piece.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n").replace(b"\r\n.", b"\r\n..")
+        if self.bol and out.startswith(b"."):
+            out = b"." + out
+        if out:
+            self.any = True
+            self.bol = out.endswith(b"\n")
+            self.tail = (self.tail + out)[-2:]
+        return out
+
+    def close(self) -> bytes:
+        out = self._convert(self.carry) if self.carry else b""
+        self.carry = b""
+        if self.any and self.tail != b"\r\n":
+            out += b"\r\n"
+        return out + b".\r\n"
 
 
 class Connection:
@@ -144,7 +186,7 @@ class Connection:
                 self.broken = True
                 raise ForwardError(f"{self.spec.canonical} closed the connection")
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            if len(line) < 3 or not line[:3].isdigit():
+            if len(line) < 3 or not (line[:3].isascii() and line[:3].isdigit()):
                 self.broken = True
                 raise ForwardError(f"{self.spec.canonical}: garbled reply {line[:80]!r}")
             texts.append(line[4:])
@@ -246,7 +288,16 @@ class Connection:
             await self.command("RSET")
             return results
         self.data_sent = True
-        await self.write(dot_stuff(msg.data))
+        if isinstance(msg.data, FileBody):
+            # A big unchanged copy is read from the spool and stuffed chunk by chunk.
+            stuffer = DotStuffer()
+            for chunk in msg.data.chunks():
+                out = stuffer.feed(chunk)
+                if out:
+                    await self.write(out)
+            await self.write(stuffer.close())
+        else:
+            await self.write(dot_stuff(msg.data))
         if self.lmtp:
             for a in accepted:
                 results[a] = await self.reply()

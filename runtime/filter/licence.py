@@ -106,7 +106,9 @@ class LicenceHook:
         delivered = [r for o in clean for r, reply in o.replies.items() if reply.startswith("250")]
         if delivered:
             who = "\0".join([env.sender, *delivered]).encode("utf-8", "surrogateescape")
-            self.acc.record(len(data), [env.sender, *delivered], digest=hashlib.sha256(who + b"\0" + data).digest())
+            digest = hashlib.sha256(who + b"\0")
+            digest.update(data)  # no ``who + data`` copy of a big (memory-mapped) message
+            self.acc.record(len(data), [env.sender, *delivered], digest=digest.digest())
         usage = self.usage_for(active)
         due = [n for n in periodic(active, usage, today) if self.acc.claim_periodic(n.kind)]
         bad = [o for o in outcomes if o.status != "Clean"]

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if os.path.basename(sys.argv[0]) == "qmail-queue" and argv[:1] != ["qmail-queue"]:
         argv.insert(0, "qmail-queue")
-    ap = argparse.ArgumentParser(prog="smtpscanner", description="Kaspersky Anti-Virus mail filter (guide 2.1, 6.1)")
+    ap = argparse.ArgumentParser(prog="smtpscanner", description="kav4mailservers mail filter (guide 2.1, 6.1)")
     ap.add_argument("-c", "--config", default=os.environ.get(CONFIG_ENV, CONFIG_FILE),
                     help="configuration file (default %(default)s; env KAV_CONFIG)")
     mode = ap.add_mutually_exclusive_group()
@@ -67,10 +67,15 @@ def main(argv: list[str] | None = None) -> int:
         if name == "release":
             p.add_argument("--keep", action="store_true", help="keep the entry after release")
     args = ap.parse_args(argv)
+    spawned = args.command is None and (args.stdio or (not args.daemon and not args.listen and stdin_is_channel()))
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
+        if spawned:  # the MTA reads our stdout: tell it why instead of dropping the connection
+            from runtime.filter.refusal import refuse_session
+
+            return refuse_session(str(exc), args.config)
         return 55 if args.command == "qmail-queue" else 1
     if args.command == "quarantine":
         from runtime.filter.quarantine_cli import run
@@ -80,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         log = EventLog.from_config(cfg, "smtpscan.report")
     except OSError as exc:
         print(f"smtpscanner: cannot open event log: {exc}", file=sys.stderr)
+        if spawned:
+            from runtime.filter.refusal import refuse_session
+
+            return refuse_session(f"cannot open event log: {exc}", args.config)
         return 55 if args.command == "qmail-queue" else 1
     if args.command == "qmail-queue":
         from runtime.filter.qmailqueue import run_qmail_queue

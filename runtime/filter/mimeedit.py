@@ -9,6 +9,7 @@ are addressed by their position in ``walk()`` order, which is stable for the sam
 from __future__ import annotations
 
 import email
+import email.parser
 import email.policy
 import io
 import re
@@ -41,9 +42,29 @@ def parse(data: bytes) -> Message:
     return email.message_from_bytes(data, policy=email.policy.compat32)
 
 
-def serialize(msg: Message) -> bytes:
+class _Generator(BytesGenerator):
+    """BytesGenerator that writes a malformed multipart (its boundary never found, so its payload
+    is the raw text) back as received.  The stock one writes ``get_payload()``, which decodes 8-bit
+    bytes to characters it then cannot encode: UnicodeEncodeError, and the message was answered 451
+    on every retry (found by tests/fuzz/test_fuzz_mime.py).  ``_handle_<maintype>`` is the
+    generator's own dispatch hook."""
+
+    def _handle_multipart(self, msg: Message) -> None:
+        if isinstance(msg._payload, str):  # noqa: SLF001 - the raw text of a boundary-less multipart
+            self._handle_text(msg)
+            return
+        super()._handle_multipart(msg)
+
+    def _encode(self, s: str) -> bytes:
+        # An attached message/rfc822 is flattened to text first; 8-bit bytes in it (a header name
+        # such as ``X-\xc3\xa9``) come back as surrogates. Write them as the bytes received rather
+        # than fail the whole notice (found by tests/fuzz/test_fuzz_mime.py).
+        return s.encode("ascii", "surrogateescape")
+
+
+def serialize(msg: Message, maxheaderlen: int = 0) -> bytes:
     buf = io.BytesIO()
-    BytesGenerator(buf, mangle_from_=False, maxheaderlen=0).flatten(msg)
+    _Generator(buf, mangle_from_=False, maxheaderlen=maxheaderlen).flatten(msg)
     return buf.getvalue()
 
 
@@ -124,8 +145,11 @@ def build_copy(data: bytes, findings: list[Finding], action_of: Callable[[str], 
         setattr(res, what, getattr(res, what) + 1)
     if res.kept == len(plan) and report is None:
         return res
-    msg = parse(data)
-    parts = dict(leaves(msg))
+    # A finding about the whole message never parses its body (it may be why it could not be
+    # scanned: nested too deep for the parser, too many parts): headers parsed, body kept raw.
+    whole = any(f.index == WHOLE for f in findings)
+    msg = _shallow(data) if whole else parse(data)
+    parts = {} if whole else dict(leaves(msg))
     for f, what in plan:
         target = msg if f.index == WHOLE else parts.get(f.index)
         if target is None or what == "kept":
@@ -142,6 +166,11 @@ def build_copy(data: bytes, findings: list[Finding], action_of: Callable[[str], 
     return res
 
 
+def _shallow(data: bytes) -> Message:
+    """Headers parsed, the body one raw string (the generator writes it back unchanged)."""
+    return email.parser.BytesParser(policy=email.policy.compat32).parsebytes(data, headersonly=True)
+
+
 def _with_report(msg: Message, report: str) -> Message:
     part = MIMEText(report, "plain", "us-ascii" if report.isascii() else "utf-8")
     part["Content-Disposition"] = 'inline; filename="anti-virus-report.txt"'
@@ -153,17 +182,18 @@ def _with_report(msg: Message, report: str) -> Message:
 
     outer = MIMEMultipart("mixed")
     del outer["MIME-Version"]
-    inner = Message()
     for key, value in msg.items():
-        if key.lower().startswith("content-"):
-            inner[key] = value
-        elif key.lower() != "mime-version":
+        if not key.lower().startswith("content-") and key.lower() != "mime-version":
             outer[key] = value
+    # The message itself becomes the first part, its payload untouched: copying it with
+    # get_payload() would turn 8-bit bytes into U+FFFD, which the generator then cannot write
+    # (found by tests/fuzz/test_fuzz_mime.py: every such message was answered 451 forever).
+    for key in dict.fromkeys(k.lower() for k in msg.keys() if not k.lower().startswith("content-")):
+        del msg[key]
+    if msg.get("Content-Type") is None:
+        msg["Content-Type"] = "text/plain"
     outer["MIME-Version"] = "1.0"
-    inner.set_payload(msg.get_payload())
-    if inner.get("Content-Type") is None:
-        inner["Content-Type"] = "text/plain"
-    outer.attach(inner)
+    outer.attach(msg)
     outer.attach(part)
     return outer
 
@@ -171,18 +201,32 @@ def _with_report(msg: Message, report: str) -> Message:
 _XAV = re.compile(rb"^X-Anti-Virus:.*(?:\r?\n[ \t].*)*\r?\n", re.IGNORECASE | re.MULTILINE)
 
 
+def header_end(data: bytes) -> int:
+    """Where the header block ends (the index of its blank line's first byte, minus one), or -1.
+    Only the header block is searched for a CRLF blank line, so a big body is not read."""
+    end = data.find(b"\n\n")
+    crlf = data.find(b"\r\n\r\n", 0, None if end < 0 else end + 3)
+    if crlf >= 0 and (end < 0 or crlf < end):
+        end = crlf
+    return end
+
+
 def set_x_header(data: bytes, value: str | None) -> bytes:
     """Drop any X-Anti-Virus: header that came from outside (it could fake a verdict) and put ours
     first (guide 6.8.4).  Works on raw bytes so an unchanged message stays byte for byte."""
-    end = data.find(b"\n\n")
-    crlf = data.find(b"\r\n\r\n")
-    if crlf >= 0 and (end < 0 or crlf < end):
-        end = crlf
+    end = header_end(data)
     head, body = (data, b"") if end < 0 else (data[: end + 1], data[end + 1:])
+    return set_x_header_head(head, value) + body
+
+
+def set_x_header_head(head: bytes, value: str | None) -> bytes:
+    """:func:`set_x_header` for a header block alone (``data[:header_end(data) + 1]``): the body
+    of a big unchanged copy stays in the spool file."""
+    data = head
     if b"x-anti-virus:" in head.lower():
         head = _XAV.sub(b"", head)
     if value is None:
-        return head + body
+        return head
     eol = b"\r\n" if b"\r\n" in head[:2000] or (not head and b"\r\n" in data) else b"\n"
     line = b"X-Anti-Virus: " + re.sub(r"[\r\n\x00]", " ", value).encode("ascii", "replace") + eol
-    return line + head + body
+    return line + head

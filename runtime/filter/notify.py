@@ -15,7 +15,6 @@ import re
 import time
 from email.header import Header
 from email.message import Message
-from email.mime.message import MIMEMessage
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from pathlib import Path
@@ -94,7 +93,9 @@ class Notifier:
         msg["Message-ID"] = email.utils.make_msgid("kav4ms")
         msg["Auto-Submitted"] = "auto-generated"
         msg["X-Anti-Virus-Notice"] = f"{role}; {event}"
-        return msg.as_bytes()
+        from runtime.filter.mimeedit import serialize
+
+        return serialize(msg, maxheaderlen=78)  # as_bytes() fails on an attached malformed multipart
 
 
 def report_part(text: str) -> Message:
@@ -104,8 +105,10 @@ def report_part(text: str) -> Message:
 
 
 def message_part(data: bytes) -> Message:
-    from runtime.filter.mimeedit import parse
-
-    part = MIMEMessage(parse(data))
+    """The message as a message/rfc822 attachment, byte for byte: it is not parsed (a message the
+    filter could not scan may be one the parser cannot take) and not regenerated."""
+    part = Message()
+    part["Content-Type"] = "message/rfc822"
     part["Content-Disposition"] = 'attachment; filename="original-message.eml"'
+    part.set_payload(data.replace(b"\r\n", b"\n").decode("ascii", "surrogateescape"))
     return part

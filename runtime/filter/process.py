@@ -14,15 +14,16 @@ whatever fails first stops the part before the copy can be delivered.
 from __future__ import annotations
 
 import asyncio
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
+from functools import cached_property
+from typing import Any
 
 from runtime.config import Group, KavConfig
+from runtime.engine.mime import structure_problem
 from runtime.engine.verdict import SEVERITY, Status, Verdict
 from runtime.filter import mimeedit
 from runtime.filter.avescan import AsyncAveClient, AveServerError, AveServerUnavailable
@@ -32,13 +33,25 @@ from runtime.filter.licence import LicenceHook
 from runtime.filter.mimeedit import WHOLE, Finding
 from runtime.filter.notify import VERSION_TEXT, Notifier, message_part, one_line, report_part
 from runtime.filter.quarantine import Quarantine
+from runtime.filter.spool import IN_MEMORY, FileBody, Spool
 from runtime.filter.stats import Statistics
 from runtime.report import EventLog
+
+#: Messages up to this size get their structure check on the event loop (well under a
+#: millisecond); larger ones in a thread, so one big mail never stalls the other sessions.
+INLINE_CHECK = 64 * 1024
 
 #: Config spelling -> rank, for the roll-up of a message's findings (Filtered sits just above Cured).
 RANK = {s.config_name: SEVERITY[s] * 2 for s in Status}
 RANK["Filtered"] = 3
 RANK["Clean"] = 0
+
+
+def blocking(group: Group, statuses: list[str]) -> str:
+    """'reject', 'discard' or '' for a share whose objects have these statuses: one blocking
+    RecipientAction blocks the whole copy (reject wins: the message is then never accepted)."""
+    actions = {group.setting(s, "RecipientAction") for s in statuses}
+    return next((a for a in ("reject", "discard") if a in actions), "")
 
 
 def worst(statuses: list[str]) -> str:
@@ -75,11 +88,32 @@ class Incoming:
     """The received message as every group part sees it."""
 
     env: Envelope
-    data: bytes  # LF line endings
+    data: bytes  # LF line endings; bytes-like (a read-only map of the spool file)
     head: Message
     msgid: str
     subject: str
     per_recipient: bool  # LMTP: one reply per recipient; SMTP/qmail-queue: one for all
+    spool: Spool | None = None
+
+    @cached_property
+    def raw(self) -> bytes:
+        """The message as ``bytes``, for what parses or rewrites it (an infected or filtered
+        message, a notice, the quarantine): made only when one of them needs it."""
+        return as_bytes(self.data)
+
+    def unchanged_copy(self, x_header: str | None) -> bytes | FileBody:
+        """The message as received with our X-Anti-Virus header (6.8.4): only its header block
+        is rebuilt, the body is sent from the spool file (shared by every group that keeps it)."""
+        if self.spool is None or isinstance(self.data, bytes):
+            return mimeedit.set_x_header(self.data, x_header)
+        end = mimeedit.header_end(self.data)
+        if end < 0:
+            return mimeedit.set_x_header(self.raw, x_header)
+        return FileBody(mimeedit.set_x_header_head(self.data[: end + 1], x_header), self.spool, end + 1)
+
+
+def as_bytes(data: bytes | Any) -> bytes:
+    return data if isinstance(data, bytes) else bytes(data)
 
 
 class TempFail(Exception):
@@ -91,35 +125,67 @@ class TempFail(Exception):
 
 
 class Scanner:
-    """One message's scans, shared by its group parts (a scan is done once per cure mode)."""
+    """One message's scans, shared by its group parts (a scan is done once per cure mode).
 
-    def __init__(self, client: AsyncAveClient, data: bytes) -> None:
+    Parsing and per-part work run in a thread, never on the event loop that serves every other
+    session; and only after :func:`structure_problem` has bounded them: a message nested deeper
+    than MaxDepth or with more than MaxFiles parts is never parsed, it is one object that could
+    not be scanned (status Error), decided by the group's rules like any other."""
+
+    def __init__(self, client: AsyncAveClient, data: bytes, max_depth: int = 16, max_parts: int = 10000,
+                 spool: Spool | None = None) -> None:
         self.client = client
-        self.data = data
+        self.data = data  # bytes-like: a map of the spool file when there is one
+        self.spool = spool
+        self.max_depth = max_depth
+        self.max_parts = max_parts
         self._whole: Verdict | None = None
         self._leaves: dict[bool, list[Leaf]] = {}
         self._msg = None
+        self._problem: str | None | bool = False  # False: not checked yet
 
-    @property
-    def msg(self):  # noqa: ANN201
+    async def problem(self) -> str | None:
+        if self._problem is False:
+            if len(self.data) <= INLINE_CHECK:  # linear and short: a thread hop would cost more
+                self._problem = structure_problem(self.data, self.max_depth, self.max_parts)
+            else:
+                self._problem = await asyncio.to_thread(structure_problem, self.data, self.max_depth,
+                                                        self.max_parts)
+            if self.spool is not None:
+                self.spool.forget()
+        return self._problem  # type: ignore[return-value]
+
+    async def _parsed(self):  # noqa: ANN202
         if self._msg is None:
-            self._msg = mimeedit.parse(self.data)
+            self._msg = await asyncio.to_thread(lambda: mimeedit.parse(as_bytes(self.data)))
         return self._msg
 
-    def leaf_names(self) -> list[Leaf]:
-        return [Leaf(i, *mimeedit.leaf_name(i, p)) for i, p in mimeedit.leaves(self.msg)]
+    async def leaf_names(self) -> list[Leaf]:
+        msg = await self._parsed()
+        return await asyncio.to_thread(lambda: [Leaf(i, *mimeedit.leaf_name(i, p)) for i, p in mimeedit.leaves(msg)])
 
     async def whole(self) -> Verdict:
         if self._whole is None:
-            self._whole = await self.client.scan(self.data, "message", cure=False)
+            if self.spool is not None:
+                # aveserver reads the spool file through its descriptor (AVE/1 SCANFD).
+                try:
+                    self._whole = await self.client.scan_fd(self.spool.fd, "message", cure=False)
+                except AveServerError as exc:
+                    if exc.code != 400:
+                        raise
+                    # an aveserver from before SCANFD (restarted after smtpscanner in an upgrade)
+                    self._whole = await self.client.scan(as_bytes(self.data), "message", cure=False)
+            else:
+                self._whole = await self.client.scan(self.data, "message", cure=False)
         return self._whole
 
     async def leaves(self, cure: bool) -> list[Leaf]:
         if cure not in self._leaves:
             out = []
-            for i, part in mimeedit.leaves(self.msg):
-                name, real = mimeedit.leaf_name(i, part)
-                payload = part.get_payload(decode=True) or b""
+            msg = await self._parsed()
+            decoded = await asyncio.to_thread(lambda: [(i, *mimeedit.leaf_name(i, p), p.get_payload(decode=True) or b"")
+                                                       for i, p in mimeedit.leaves(msg)])
+            for i, name, real, payload in decoded:
                 try:
                     v: Verdict | None = await self.client.scan(payload, name if real else f"part{i}", cure=cure)
                     err = ""
@@ -130,10 +196,14 @@ class Scanner:
         return self._leaves[cure]
 
     async def findings(self, group: Group) -> list[Finding]:
+        problem = await self.problem()
+        if problem is not None:
+            return [Finding(WHOLE, "message", "Error", [problem])]
         filter_names = bool(group.get("FilterByName"))
         filtered = set()
         if filter_names:
-            filtered = {leaf.index for leaf in self.leaf_names() if leaf.real_name and group.filtered_name(leaf.name)}
+            filtered = {leaf.index for leaf in await self.leaf_names()
+                        if leaf.real_name and group.filtered_name(leaf.name)}
         try:
             whole = await self.whole()
         except AveServerError as exc:
@@ -142,7 +212,7 @@ class Scanner:
             return []
         found: list[Finding] = []
         if whole.clean:
-            for leaf in self.leaf_names():
+            for leaf in await self.leaf_names():
                 if leaf.index in filtered:
                     found.append(Finding(leaf.index, leaf.name, "Filtered"))
             return found
@@ -207,8 +277,11 @@ class Processor:
         """6.8.4: product and version, bases date and record count, check date and status."""
         try:
             v = await self.client.version()
-            when = time.strptime(str(v.get("date", "")), "%a %b %d %H:%M:%S %Y")
-            bases = f"{time.strftime('%Y%m%d', when)} #{v.get('records', 0)}"
+            date = str(v.get("date", ""))
+            if date:
+                bases = f"{time.strftime('%Y%m%d', time.strptime(date, '%a %b %d %H:%M:%S %Y'))} #{v.get('records', 0)}"
+            else:  # an empty database has no date; never print one
+                bases = f"none #{v.get('records', 0)}"
         except (AveServerUnavailable, ValueError, OSError):
             if status != "not_checked":
                 raise
@@ -216,15 +289,22 @@ class Processor:
         return f"{VERSION_TEXT}, bases: {bases}, check: {time.strftime('%Y%m%d')} {status}"
 
     # -- one message ---------------------------------------------------------------------
-    async def process(self, env: Envelope, data: bytes, per_recipient: bool = True) -> dict[str, str]:
-        """Per-recipient SMTP reply lines; never raises."""
-        started, size = time.monotonic(), len(data)
-        spool = None
+    async def process(self, env: Envelope, data: bytes | Spool, per_recipient: bool = True) -> dict[str, str]:
+        """Per-recipient SMTP reply lines; never raises.
+
+        ``data`` is the message as received (CRLF), or already spooled in TempPath with LF line
+        endings (a :class:`Spool`, from the SMTP/LMTP session, which this then owns).  A message
+        larger than :data:`~runtime.filter.spool.IN_MEMORY` is spooled and handed to aveserver
+        as a descriptor; a smaller one stays in memory."""
+        started = time.monotonic()
+        spool = data if isinstance(data, Spool) else None
+        size = spool.size if spool is not None else len(data)  # type: ignore[arg-type]
         outcomes: list[PartOutcome] = []
         replies: dict[str, str] = {}
         try:
-            spool = self._spool(data)
-            data = data.replace(b"\r\n", b"\n")
+            if spool is None and len(data) > IN_MEMORY:  # type: ignore[arg-type]
+                spool = Spool.from_bytes(self.temp, data.replace(b"\r\n", b"\n"))  # type: ignore[union-attr]
+            data = data.replace(b"\r\n", b"\n") if spool is None else spool.view()  # type: ignore[union-attr]
             cut = data.find(b"\n\n")
             head = BytesHeaderParser(policy=compat32).parsebytes(data if cut < 0 else data[: cut + 1])
             msgid = one_line(str(head.get("Message-ID", "") or ""), 200) or "<none>"
@@ -233,8 +313,9 @@ class Processor:
             for rc in env.recipients:
                 g = self.cfg.select_group(env.sender, rc.address)
                 parts.setdefault(g.name, (g, []))[1].append(rc)
-            scanner = Scanner(self.client, data)
-            msg = Incoming(env, data, head, msgid, subject, per_recipient)
+            scanner = Scanner(self.client, data, self.cfg.get("aveserver.limits", "MaxDepth"),
+                              self.cfg.get("aveserver.limits", "MaxFiles"), spool)
+            msg = Incoming(env, data, head, msgid, subject, per_recipient, spool)
             for group, rcpts in parts.values():
                 out = PartOutcome(group.name, [r.address for r in rcpts])
                 outcomes.append(out)
@@ -254,22 +335,11 @@ class Processor:
             for rc in env.recipients:
                 replies[rc.address] = "451 4.3.0 internal error in the anti-virus filter, try again later"
         finally:
-            if spool:
-                try:
-                    os.unlink(spool)
-                except OSError:
-                    pass
+            if spool is not None:
+                spool.close()
         if self.stats is not None:  # the console's statistics store (stats.py, guide 6.8.3)
             self.stats.observe(outcomes, env.sender, size, time.monotonic() - started)
         return {rc.address: replies.get(rc.address, "451 4.3.0 not processed") for rc in env.recipients}
-
-    def _spool(self, data: bytes) -> str:
-        fd, path = tempfile.mkstemp(prefix="smtpscanner.", suffix=".msg", dir=self.temp)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        return path
 
     async def _scan(self, scanner: Scanner, group: Group) -> list[Finding]:
         async with self.scan_slots:
@@ -282,12 +352,12 @@ class Processor:
 
     async def _part(self, msg: Incoming, scanner: Scanner, group: Group, rcpts: list[Recipient],
                     out: PartOutcome) -> None:
-        env, data, msgid = msg.env, msg.data, msg.msgid
+        env, msgid = msg.env, msg.msgid
         add_x = bool(group.get("AddXHeaders"))
         notices: list[Outgoing] = []
+        copy: bytes | FileBody | None = None  # None: unchanged, sent from the spool
         if not group.check:
             out.status = "not_checked"
-            copy = data
             xh = await self.x_header("not_checked") if add_x else None
             findings: list[Finding] = []
         else:
@@ -299,16 +369,24 @@ class Processor:
                 xh = await self.x_header(status.lower() if findings else "clean") if add_x else None
             except AveServerUnavailable as exc:
                 raise TempFail(f"aveserver unavailable: {exc}", "451 4.7.1") from None
-            copy = data
             if findings:
+                data = msg.raw
                 statuses = list(dict.fromkeys(f.status for f in findings))
                 attach = any(group.setting(s, "RecipientAttachReport") for s in statuses)
-                rc_copy = mimeedit.build_copy(
-                    data, findings, lambda s: group.setting(s, "RecipientAction"), self.removed_text,
-                    self.report_text(findings, group, "RecipientAction") if attach else None)
+                rc_copy = await asyncio.to_thread(
+                    mimeedit.build_copy, data, findings, lambda s: group.setting(s, "RecipientAction"),
+                    self.removed_text, self.report_text(findings, group, "RecipientAction") if attach else None)
                 copy = rc_copy.data
                 out.action = self.locale(rc_copy.action)
-                if any(group.setting(s, "Quarantine") for s in statuses):
+                # An object that could not be scanned (our limits: size, nesting, parts, time) is
+                # never destroyed without a copy: removed from the recipient's copy, it is kept
+                # in the quarantine even where the group does not quarantine Error objects.
+                keep = [f for f in findings if f.status == "Error" and mimeedit.outcome(
+                    f.status, group.setting(f.status, "RecipientAction"), f.deleted) == "removed"]
+                if keep and not any(group.setting(s, "Quarantine") for s in statuses):
+                    self.log.warning(f"message {msgid}: {', '.join(f.name for f in keep)} could not be scanned "
+                                     "and is removed from the recipient's copy: keeping a copy in the quarantine")
+                if keep or any(group.setting(s, "Quarantine") for s in statuses):
                     try:
                         q = Quarantine(group.get("QuarantinePath"))
                         out.quarantined = await asyncio.to_thread(
@@ -317,19 +395,17 @@ class Processor:
                             group=group.name, status=status, names=out.names, msgid=msgid, subject=msg.subject)
                     except OSError as exc:
                         raise TempFail(f"cannot write quarantine: {exc}") from None
-                notices = self._notices(msg, group, findings, rc_copy.action, out)
-        copy = mimeedit.set_x_header(copy, xh)
+                block = blocking(group, statuses)
+                if block:
+                    await self._block(msg, group, findings, block, out)
+                    return
+                notices = await asyncio.to_thread(self._notices, msg, group, findings, rc_copy.action, out)
+        copy = msg.unchanged_copy(xh) if copy is None else mimeedit.set_x_header(copy, xh)
         outgoing = Outgoing(env.sender, rcpts, copy, env.mail_params, env.xforward,
                             all_or_nothing=not msg.per_recipient)
         try:
             async with self.mailer.session() as session:
-                for n in notices:
-                    res = await session.send(n)
-                    for addr, r in res.items():
-                        if not r.ok and not r.permanent:
-                            raise TempFail(f"notification to <{addr}> deferred by next hop: {r}")
-                        if not r.ok:
-                            self.log.warning(f"message {msgid}: notification to <{addr}> refused: {r} (dropped)")
+                await self._send_notices(session, notices, msgid)
                 res = await session.send(outgoing)
         except ForwardError as exc:
             raise TempFail(f"ForwardMailer: {exc}", "451 4.4.1") from None
@@ -342,9 +418,44 @@ class Processor:
                 out.replies[rc.address] = f"451 4.3.0 next hop said: {one_line(str(r), 300)}"
                 self.log.error(f"message {msgid}: next hop refused <{rc.address}>: {r} (answered 4xx)")
 
+    async def _send_notices(self, session: Any, notices: list[Outgoing], msgid: str) -> None:
+        for n in notices:
+            res = await session.send(n)
+            for addr, r in res.items():
+                if not r.ok and not r.permanent:
+                    raise TempFail(f"notification to <{addr}> deferred by next hop: {r}")
+                if not r.ok:
+                    self.log.warning(f"message {msgid}: notification to <{addr}> refused: {r} (dropped)")
+
+    async def _block(self, msg: Incoming, group: Group, findings: list[Finding], block: str,
+                     out: PartOutcome) -> None:
+        """RecipientAction=discard|reject (our extension, docs/smtpscanner.md 'Block'): no copy goes
+        to the recipients.  The quarantine (already written) and the admin copy keep the original;
+        discard answers 250 once the notices are accepted, reject a 5xx the sending client sees
+        (config check allows it only for a before-queue SMTP filter)."""
+        action = "ActionDiscarded" if block == "discard" else "ActionRejected"
+        out.action = self.locale(action)
+        # A rejected message was never accepted: its sender learns it from the 5xx, its recipients
+        # never expected it; only the administrator is told.
+        roles = ("admin", "sender", "recipient") if block == "discard" else ("admin",)
+        notices = self._notices(msg, group, findings, action, out, roles)
+        if notices:
+            try:
+                async with self.mailer.session() as session:
+                    await self._send_notices(session, notices, msg.msgid)
+            except ForwardError as exc:
+                raise TempFail(f"ForwardMailer: {exc}", "451 4.4.1") from None
+        if block == "discard":
+            reply = "250 2.0.0 Ok: discarded by the anti-virus policy"
+        else:
+            why = ", ".join(out.names) or self.locale(out.status)
+            reply = f"550 5.7.1 message refused by the anti-virus policy: {one_line(why, 200)}"
+        for r in out.recipients:
+            out.replies[r] = reply
+
     def _notices(self, msg: Incoming, group: Group, findings: list[Finding], rc_action: str,
-                 out: PartOutcome) -> list[Outgoing]:
-        env, data = msg.env, msg.data
+                 out: PartOutcome, roles: tuple[str, ...] = ("admin", "sender", "recipient")) -> list[Outgoing]:
+        env, data = msg.env, msg.raw
         statuses = list(dict.fromkeys(f.status for f in findings))
         event = worst(statuses).lower()
         headers = "".join(f"{k}: {one_line(str(v), 2000)}\n" for k, v in msg.head.items())
@@ -365,7 +476,7 @@ class Processor:
         def wants(attr: str) -> bool:
             return any(group.setting(s, attr) for s in statuses)
 
-        if wants("AdminNotify") and group.get("AdminAddress"):
+        if "admin" in roles and wants("AdminNotify") and group.get("AdminAddress"):
             admin = str(group.get("AdminAddress"))
             ad_copy = mimeedit.build_copy(data, findings, lambda s: group.setting(s, "AdminAction"),
                                           self.removed_text)
@@ -376,11 +487,11 @@ class Processor:
                                        attachments)
             notices.append(Outgoing("", [Recipient(admin)], body))
             out.notified.append("admin")
-        if wants("SenderNotify") and env.sender:  # never to the null sender
+        if "sender" in roles and wants("SenderNotify") and env.sender:  # never to the null sender
             body = self.notifier.build("sender", event, env.sender, macros)
             notices.append(Outgoing("", [Recipient(env.sender)], body))
             out.notified.append("sender")
-        if wants("RecipientNotify"):
+        if "recipient" in roles and wants("RecipientNotify"):
             for r in out.recipients:
                 body = self.notifier.build("recipient", event, r, macros)
                 notices.append(Outgoing("", [Recipient(r)], body))
@@ -404,6 +515,8 @@ class Processor:
                 bits.append(f"quarantined {o.quarantined}")
             if o.notified:
                 bits.append(f"notified {','.join(o.notified)}")
-            if not ok:
+            if any(r.startswith("5") for r in o.replies.values()):
+                bits.append("rejected (5xx)")
+            elif not ok:
                 bits.append("deferred (4xx)")
             self.log.activity("; ".join(bits))

@@ -83,8 +83,10 @@ async def serve_daemon(cfg: KavConfig, log: EventLog, listen: ListenAddress, soc
 
     session = session_class(features)
 
+    hostname = socket.getfqdn() or "localhost"  # once: a resolver lookup per connection blocked the loop
+
     def factory() -> KavSMTP:
-        return session(handler, features, hostname=socket.getfqdn() or "localhost", ident=IDENT)
+        return session(handler, features, hostname=hostname, ident=IDENT)
 
     owner = sock is None
     listener = bind(listen) if sock is None else sock

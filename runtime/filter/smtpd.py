@@ -36,6 +36,7 @@ from aiosmtpd.smtp import Envelope as AioEnvelope
 
 from runtime.config.values import XFORWARD_ATTRS
 from runtime.filter.envelope import Envelope, Recipient
+from runtime.filter.spool import DataSpooler, Spool
 
 _PARAM = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*)(?:=([!-<>-~]+))?$")
 _PATH = re.compile(r"^<([^<>\s]*)>(.*)$|^([^<>\s]+)(.*)$")
@@ -51,6 +52,17 @@ class _AuthMembers:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(inspect, name)
+
+    _signatures: dict[tuple[Any, bool], inspect.Signature] = {}
+
+    def signature(self, obj: Any) -> inspect.Signature:
+        """aiosmtpd also reads the EHLO hook's signature on every connection (~0.2 ms); it
+        depends only on the function (and whether it is bound)."""
+        key = (getattr(obj, "__func__", obj), hasattr(obj, "__self__"))
+        sig = self._signatures.get(key)
+        if sig is None:
+            sig = self._signatures[key] = inspect.signature(obj)
+        return sig
 
     def getmembers(self, obj: Any, predicate: Any = None) -> list[tuple[str, Any]]:
         names = self._cache.get(type(obj))
@@ -73,6 +85,19 @@ def _auth_lookup_by_class() -> Iterator[None]:
         yield
     finally:
         aiosmtpd_smtp.inspect = saved
+
+
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+
+
+def _clean_reply(data: bytes) -> bytes:
+    """Reply lines never carry control characters: aiosmtpd echoes an unknown command verbatim
+    (``500 Error: command "B<CR>C" not recognized``), which put a bare CR or a NUL from the client
+    into the reply stream (found by tests/fuzz/test_fuzz_smtpd.py).  Multi-line replies we build
+    ourselves (LMTP's one line per recipient) keep their CRLF separators."""
+    if not _CONTROL.search(data.replace(b"\r\n", b"")):
+        return data
+    return b"\r\n".join(_CONTROL.sub(b"?", line) for line in data.split(b"\r\n"))
 
 
 class KavEnvelope(AioEnvelope):
@@ -127,6 +152,7 @@ class KavSMTP(SMTP):
         """Replies to pipelined commands go out together (RFC 2920): while another complete
         command is already waiting in the input, hold the reply; one write per batch."""
         data = status if isinstance(status, bytes) else status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
+        data = _clean_reply(data)
         self._pending.append(data + b"\r\n")
         if b"\n" in self._reader._buffer:  # noqa: SLF001 - asyncio.StreamReader's input buffer
             return
@@ -301,6 +327,10 @@ class KavSMTP(SMTP):
             self._set_post_data_state()
             await self.push("452 4.3.1 Message size exceeds the anti-virus filter's limit")
             return
+        if isinstance(content, OSError):
+            self._set_post_data_state()
+            await self.push(f"451 4.3.0 cannot spool the message in TempPath: {content.strerror}")
+            return
         env.content = env.original_content = content
         env.xforward = xforward
         status = await self._call_handler_hook("DATA")
@@ -308,45 +338,39 @@ class KavSMTP(SMTP):
         await self.push(status)
 
 
-    async def _read_data(self, limit: int) -> tuple[bytes, bool] | None:
+    async def _read_data(self, limit: int) -> tuple[bytes | Spool | OSError, bool] | None:
         """The message up to CRLF.CRLF, dot-unstuffed; (b"", True) past ``limit`` bytes.
 
         Read in large blocks rather than line by line (the per-line loop was the filter's biggest
-        cost); whatever the client pipelined after the final dot goes back into the reader.
+        cost); a big message goes to a spool file in the handler's ``spool_dir`` (TempPath) as it
+        arrives and is never held in memory (spool.py).  Whatever the client pipelined after the
+        final dot goes back into the reader.
         """
         reader = self._reader
-        buf = bytearray()
-        start, dropped = 0, 0
-        while True:
-            if buf.startswith(b".\r\n") and not dropped:
-                end, body_end, skip = 0, 0, 3
-            else:
-                i = buf.find(b"\r\n.\r\n", start)
-                end, body_end, skip = (i, i + 2, 5) if i >= 0 else (-1, 0, 0)
-            if end >= 0:
-                rest = bytes(buf[end + skip:])
-                if rest:
-                    reader._buffer[0:0] = rest  # noqa: SLF001 - pipelined commands after the dot
-                body = bytes(buf[:body_end])
-                break
-            start = max(0, len(buf) - 4)
-            if limit and len(buf) + dropped > limit + 5:
-                keep = buf[-4:]
-                dropped += len(buf) - 4
-                buf = bytearray(keep)
-                start = 0
-            try:
-                chunk = await reader.read(262144)
-            except (ConnectionError, OSError):
-                return None
-            if not chunk:
-                return None
-            buf += chunk
-        if dropped or (limit and len(body) > limit):
-            return b"", True
-        if body.startswith(b".."):
-            body = body[1:]
-        return body.replace(b"\r\n..", b"\r\n."), False
+        data = DataSpooler(getattr(self.event_handler, "spool_dir", None), limit)
+        try:
+            while True:
+                try:
+                    chunk = await reader.read(262144)
+                except (ConnectionError, OSError):
+                    chunk = b""
+                if not chunk:
+                    data.discard()
+                    return None  # the client went away mid-DATA
+                rest = data.feed(chunk)
+                if rest is not None:
+                    break
+        except BaseException:
+            data.discard()
+            raise
+        if rest:
+            reader._buffer[0:0] = rest  # noqa: SLF001 - pipelined commands after the dot
+        if data.too_big or data.failed is not None:
+            data.discard()
+            return (b"", True) if data.too_big else (data.failed, False)
+        if data.spool is None:
+            return b"".join(data.held), False
+        return data.spool, False
 
 
 class KavLMTP(KavSMTP, LMTP):
@@ -366,6 +390,8 @@ class FilterHandler:
         self.processor = processor
         self.lmtp = lmtp
         self.active = 0
+        #: where DATA is spooled as it arrives (the processor owns and removes the file)
+        self.spool_dir: str | None = getattr(processor, "temp", None)
 
     async def handle_EHLO(self, server: KavSMTP, session: Any, envelope: KavEnvelope, hostname: str,
                           responses: list[str]) -> list[str]:
@@ -384,7 +410,8 @@ class FilterHandler:
         lines = [replies[r.address] for r in env.recipients]
         if self.lmtp:
             return "\r\n".join(lines)  # RFC 2033: one reply per recipient, in RCPT order
-        bad = [x for x in lines if not x.startswith("250")]
+        # A 4xx before a 5xx (RecipientAction=reject in one group): the MTA keeps it and retries.
+        bad = [x for x in lines if x.startswith("4")] or [x for x in lines if not x.startswith("250")]
         return bad[0] if bad else lines[0]
 
     async def handle_exception(self, error: Exception) -> str:

@@ -88,7 +88,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _level(text: str, lo: int, hi: int, what: str) -> int:
-    if not text.isdigit() or not lo <= int(text) <= hi:
+    if not (text.isascii() and text.isdigit()) or not lo <= int(text) <= hi:
         raise argparse.ArgumentTypeError(f"{what} must be a number {lo}-{hi}, got {text!r}")
     return int(text)
 
@@ -243,6 +243,19 @@ def main(argv: list[str] | None = None) -> int:
     return Run(args, cfg, formats, prints, types).run()
 
 
+class _KeyInfoLog:
+    """The event-log face ``log_key_info`` writes to, onto kavscanner's report and console sinks."""
+
+    def __init__(self, rep: Reporter) -> None:
+        self.rep = rep
+
+    def info(self, line: str) -> None:
+        self.rep.message(INFO, line)
+
+    def warning(self, line: str) -> None:
+        self.rep.message(WARNING, line)
+
+
 class Run:
     """One scan: area -> workers -> verdicts -> report and actions -> statistics and exit code."""
 
@@ -335,6 +348,11 @@ class Run:
         rep.message(INFO, f"{VERSION_TEXT} started, pid {os.getpid()}")
         conf = args.config or (default_config() if os.path.exists(default_config()) else "built-in defaults")
         rep.message(INFO, f"configuration: {conf}")
+        # 5.4.2: "each of them loads the information from the keys when they are launched" (as aveserver
+        # and keepup2date do); a missing or expired key is a warning, scanning goes on (5.4).
+        from runtime.license.info import log_key_info
+
+        log_key_info(_KeyInfoLog(rep), cfg)
         self.bases = bases = cfg.get("path", "BasesPath")
         if not os.path.isdir(bases) and not os.path.isfile(bases):
             rep.message(0, f"cannot load the anti-virus database: {bases}: no such directory")

@@ -7,6 +7,9 @@ import re
 import stat
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from runtime.config import loads_config
 from runtime.report import EventLog
@@ -81,3 +84,43 @@ def test_processes_share_one_log_without_torn_lines(tmp_path):
     lines = path.read_text().splitlines()
     assert len(lines) == 1600
     assert all(LINE.match(x) and len(set(LINE.match(x).group(4).rstrip("0123456789"))) == 1 for x in lines)
+
+
+# -- issue 11 item 2: root opens logs in directories a less privileged account may write ---------
+@pytest.mark.parametrize("append", [True, False])
+def test_a_planted_symlink_is_refused_and_its_target_untouched(tmp_path: Path, append: bool) -> None:
+    victim = tmp_path / "shadow"
+    victim.write_text("root:secret\n")
+    log = tmp_path / "logdir" / "aveserver.log"
+    log.parent.mkdir()
+    log.symlink_to(victim)
+    with pytest.raises(OSError, match="symbolic link"):
+        EventLog(str(log), append=append)
+    assert victim.read_text() == "root:secret\n"
+
+
+def test_a_dangling_symlink_creates_nothing(tmp_path: Path) -> None:
+    log = tmp_path / "aveserver.log"
+    log.symlink_to(tmp_path / "created-by-root")
+    with pytest.raises(OSError, match="symbolic link"):
+        EventLog(str(log))
+    assert not (tmp_path / "created-by-root").exists()
+
+
+def test_a_hard_link_or_a_fifo_is_refused(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("keep\n")
+    os.link(victim, tmp_path / "hard.log")
+    with pytest.raises(OSError, match="hard links"):
+        EventLog(str(tmp_path / "hard.log"), append=False)
+    assert victim.read_text() == "keep\n"
+    os.mkfifo(tmp_path / "fifo.log")
+    with pytest.raises(OSError, match="not a regular file|No such device"):  # ENXIO: no reader, no block
+        EventLog(str(tmp_path / "fifo.log"))  # and does not block waiting for a reader
+
+
+def test_append_no_still_truncates_a_regular_log(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text("old run\n")
+    EventLog(str(log), append=False).info("new run")
+    assert "old run" not in log.read_text() and "new run" in log.read_text()

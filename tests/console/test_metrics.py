@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.filter import eicar_mail, free_port
-from tests.support.procs import children
+from tests.support.procs import children, wait_for
 
 
 def scrape(url: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -53,6 +53,9 @@ def test_metrics_count_exactly_the_traffic_across_prefork_workers(make_console) 
         writers = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
     assert writers == 105
     assert len(children(st.scanner.pid)) == 2
+    # the two pre-forked workers (not the master) are smtpscanner's workers; the sessions are over
+    wait_for(lambda: (x := scrape(st.url))["kav4ms_smtpscanner_workers_idle"][()] == 2
+             and x["kav4ms_smtpscanner_workers_busy"][()] == 0, what="2 idle smtpscanner workers")
 
     # totals survive a restart of both programs
     st.restart_scanner()
@@ -98,3 +101,62 @@ def test_metrics_only_for_loopback_and_allowed_addresses(make_console, allowed: 
         assert r.status == 403
         assert any(a["action"] == "metrics" and str(a["result"]).startswith("refused") and a["addr"] == addr
                    for a in st.audit_lines())
+
+
+def test_busy_and_idle_workers_and_open_sessions(make_console) -> None:  # noqa: ANN001
+    """aveserver's scoreboard read through /metrics and the Status page: idle at rest, busy while a
+    scan runs; smtpscanner's open sessions counted from the kernel's connection table."""
+    import threading
+    import time
+
+    from runtime.engine.client import AveClient
+
+    st = make_console()
+    m = scrape(st.url)
+    assert m["kav4ms_aveserver_workers_busy"][()] == 0 and m["kav4ms_aveserver_workers_idle"][()] == 1
+    assert m["kav4ms_aveserver_scans_in_progress"][()] == 0
+    assert m["kav4ms_smtpscanner_sessions"][()] == 0
+    assert m["kav4ms_smtpscanner_workers_busy"][()] == 0 and m["kav4ms_smtpscanner_workers_idle"][()] == 1
+
+    stop = threading.Event()
+    blob = b"".join(b"%08d some text to scan, nothing infected here\n" % i for i in range(400_000))  # ~20 MB
+
+    def scan_forever() -> None:
+        with AveClient(str(st.sock), timeout=120) as c:
+            while not stop.is_set():
+                c.scan_bytes(blob, "big.txt")
+
+    t = threading.Thread(target=scan_forever, daemon=True)
+    t.start()
+    seen = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            m = scrape(st.url)
+            seen.append((m["kav4ms_aveserver_workers_busy"][()], m["kav4ms_aveserver_workers_idle"][()]))
+            if seen[-1] == (1, 0):
+                break
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        t.join(120)
+    assert seen[-1] == (1, 0), f"never saw the worker busy: {seen[-5:]}"
+
+    # two SMTP sessions held open (greeting read): exactly two sessions
+    socks = [socket.create_connection(("127.0.0.1", st.port), timeout=30) for _ in range(2)]
+    try:
+        for s in socks:
+            assert s.recv(512).startswith(b"220")
+        m = scrape(st.url)
+        assert m["kav4ms_smtpscanner_sessions"][()] == 2
+        assert m["kav4ms_smtpscanner_workers_busy"][()] == 1 and m["kav4ms_smtpscanner_workers_idle"][()] == 0
+        from tests.support.console import Client
+
+        c = Client(st.url)
+        assert c.login("admin", "correct horse battery") == 303
+        _, _, page = c.get("/status")
+        assert 'id="sessions">2<' in page and 'id="idle">1<' in page and 'id="busy">0<' in page
+        assert 'id="filter-busy">1<' in page and 'id="filter-idle">0<' in page
+    finally:
+        for s in socks:
+            s.close()

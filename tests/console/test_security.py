@@ -12,6 +12,7 @@ import subprocess
 
 from tests.support.console import Client
 from tests.support.filter import eicar_mail
+from tests.support.procs import wait_for
 
 PW = "correct horse battery"
 
@@ -26,7 +27,9 @@ def _uid(pid: int) -> int:
 def test_console_drops_root_and_keeps_a_private_password_file(make_console) -> None:  # noqa: ANN001
     st = make_console()
     assert st.console is not None
-    assert _uid(st.console.pid) == 65534  # started by root, serving as nobody
+    # started by root, serving as nobody: the port is bound (and connectable, requests wait in the
+    # backlog) a moment before the switch, so wait for it rather than race it
+    wait_for(lambda: _uid(st.console.pid) == 65534, timeout=30, what="kavconsole running as nobody")
     # `kavconsole passwd` run by root gives a new file to [console] User, who must read it
     fresh = st.root / "fresh.passwd"
     out = subprocess.run([st.python, "-m", "runtime.console.main", "-c", str(st.conf), "passwd", "bob",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.engine import matcher
+from runtime.engine import libhs, matcher
 from runtime.engine.engine import DatabaseError, Engine
 from runtime.engine.limits import Limits
 from runtime.engine.verdict import Status
@@ -17,11 +17,17 @@ WORST = "Worst.Shape:0:*:41414141*42424242*43434343\n"
 DENSE = "Dense.Shape:0:0,9999999:4141{1-4}4141{2-8}4343\n"  # an offset: every prefilter hands it on
 
 
-@pytest.fixture(params=["hyperscan", "aho-corasick"])
+@pytest.fixture(params=["hyperscan", "libhs", "aho-corasick"])
 def prefilter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """With Hyperscan (PyPI) and without it (the .deb: Debian's Aho-Corasick)."""
-    if request.param == "hyperscan" and matcher.hyperscan is None:
-        pytest.skip("hyperscan is not installed here")
+    """With Hyperscan (PyPI), Debian's libhs.so.5 through ctypes (the .deb on amd64) and
+    Debian's Aho-Corasick (the .deb elsewhere)."""
+    if request.param == "libhs":
+        if not libhs.available():
+            pytest.skip("libhs.so.5 (libhyperscan5) is not installed here")
+        monkeypatch.setattr(matcher, "hyperscan", libhs)
+        return request.param
+    if request.param == "hyperscan" and (matcher.hyperscan is None or matcher.hyperscan is libhs):
+        pytest.skip("the hyperscan wheel is not installed here")
     if request.param == "aho-corasick":
         monkeypatch.setattr(matcher, "hyperscan", None)
     return request.param
@@ -193,15 +199,15 @@ def test_newer_of_cvd_and_cld_wins(tmp_path: Path) -> None:
     assert [b.name for b in eng.sigs.body] == ["New.Sig"]
 
 
-def test_hash_table_cached_by_fingerprint(tmp_path: Path) -> None:
-    """A restart of unchanged files maps the kept table (bad lines still reported); a change rebuilds it."""
+def test_compiled_cache_keyed_by_content(tmp_path: Path) -> None:
+    """A restart of unchanged files maps the kept entry (bad lines still reported); a change rebuilds it."""
     data = b"cached object"
     hdb = f"{hashlib.md5(data).hexdigest()}:{len(data)}:Test.Cached\nnot a hash line\n"
     eng = load(tmp_path, {"t.hdb": hdb, "u.mdb": "12:" + "ab" * 16 + ":Test.Sect\n"})
     assert eng.scan(data).names == ["Test.Cached"]
     assert len(eng.sigs.errors) == 1 and "t.hdb:2" in eng.sigs.errors[0]
-    tables = list((tmp_path / "cache").glob("hashes-*.bin"))
-    assert len(tables) == 1
+    tables = list((tmp_path / "cache").glob("db-*/hashes.bin"))
+    assert len(tables) == 1 and tables[0].parent.name == f"db-{eng.sigs.digest}"
     again = Engine.load(tmp_path / "bases", cache_dir=tmp_path / "cache")
     assert again.sigs.builder is None and again.sigs.table.mm is not None  # mapped, not rebuilt
     assert again.scan(data).names == ["Test.Cached"] and again.sigs.errors == eng.sigs.errors
@@ -209,4 +215,5 @@ def test_hash_table_cached_by_fingerprint(tmp_path: Path) -> None:
     (tmp_path / "bases" / "t.hdb").write_text(f"{hashlib.md5(data).hexdigest()}:{len(data)}:Test.Changed\n")
     third = Engine.load(tmp_path / "bases", cache_dir=tmp_path / "cache")
     assert third.scan(data).names == ["Test.Changed"] and not third.sigs.errors
-    assert [p.name for p in (tmp_path / "cache").glob("hashes-*.bin")] != [t.name for t in tables]
+    assert [p.parent.name for p in (tmp_path / "cache").glob("db-*/hashes.bin")] == [f"db-{third.sigs.digest}"]
+    assert third.sigs.digest != eng.sigs.digest  # the old entry was pruned, the new one replaces it

@@ -5,34 +5,14 @@ from __future__ import annotations
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from runtime.engine.eicar import EICAR
-from tests.support.engine import Server
+from tests.support.engine import Server, instream, talk
 from tests.support.procs import wait_for
-
-
-def talk(server: Server, payload: bytes, tcp_port: int = 0) -> bytes:
-    if tcp_port:
-        s = socket.create_connection(("127.0.0.1", tcp_port), timeout=10)
-    else:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(10)
-        s.connect(str(server.sock))
-    with s:
-        s.sendall(payload)
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
-    return out
-
-
-def instream(*chunks: bytes) -> bytes:
-    return b"zINSTREAM\0" + b"".join(struct.pack("!I", len(c)) + c for c in chunks) + struct.pack("!I", 0)
 
 
 def test_raw_commands(server: Server, tmp_path: Path) -> None:

@@ -45,12 +45,21 @@ def test_ndb_syntax_item(tmp_path: Path, sig: str, hit: bytes, miss: bytes) -> N
 
 
 
-@pytest.fixture(autouse=True, params=["hyperscan", "aho-corasick", "re"])
+@pytest.fixture(autouse=True, params=["hyperscan", "libhs", "aho-corasick", "re"])
 def prefilter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every syntax item must give the same verdict whichever prefilter runs: Hyperscan (PyPI),
-    Aho-Corasick (Debian's python3-ahocorasick, what the .deb uses) or plain ``re``."""
-    from runtime.engine import matcher
+    Debian's libhs.so.5 through ctypes (the .deb on amd64), Aho-Corasick (Debian's
+    python3-ahocorasick, the .deb elsewhere) or plain ``re``."""
+    from runtime.engine import libhs, matcher
 
+    if request.param == "libhs":
+        if not libhs.available():
+            pytest.skip("libhs.so.5 (libhyperscan5) is not installed here")
+        monkeypatch.setattr(matcher, "hyperscan", libhs)
+        assert matcher.prefilter_name().startswith("hyperscan (libhs")
+        return "hyperscan"  # the same behaviour is expected of both bindings
+    if request.param == "hyperscan" and (matcher.hyperscan is None or matcher.hyperscan is libhs):
+        pytest.skip("the hyperscan wheel is not installed here")
     if request.param in ("aho-corasick", "re"):
         monkeypatch.setattr(matcher, "hyperscan", None)
     if request.param == "re":
@@ -128,12 +137,14 @@ def test_compiled_matcher_cache_is_keyed_by_database_content(tmp_path: Path, pre
     db.mkdir()
     (db / "a.ndb").write_text("One:0:*:41424344\n")
     first = Engine.load(db, cache_dir=cache)
-    assert not first.matcher.from_cache
+    assert first.matcher.from_cache  # compiled once, by the child process that built the cache entry
+    compiled = list(cache.glob(f"db-{first.sigs.digest}/ndb-*.hs"))
+    assert len(compiled) == 1
     again = Engine.load(db, cache_dir=cache)
     assert again.matcher.from_cache and again.scan(b"xABCD").names == ["One"]
     (db / "a.ndb").write_text("Two:0:*:45464748\n")  # new content -> new key, no stale matcher
     changed = Engine.load(db, cache_dir=cache)
-    assert not changed.matcher.from_cache
+    assert list(cache.glob("db-*/ndb-*.hs")) == list(cache.glob(f"db-{changed.sigs.digest}/ndb-*.hs")) != compiled
     assert changed.scan(b"xABCD").status is Status.CLEAN and changed.scan(b"EFGH").names == ["Two"]
     assert sorted(p.stat().st_mode & 0o777 for p in [cache]) == [0o700]
 

@@ -60,7 +60,7 @@ def test_5_2_1_clean_and_disinfected_delivery(make_stack) -> None:  # noqa: ANN0
         (copy,) = st.sink.deliveries()
         assert copy.rcpts == [BOB] and copy.sender == SENDER
         xav = copy.msg["X-Anti-Virus"]
-        assert xav.startswith("Kaspersky Anti-Virus for Unix Mail Servers version 5.5/RELEASE, bases: ")
+        assert xav.startswith("kav4mailservers version 5.5/RELEASE, bases: ")  # this project, guide format
         if kind == "clean":
             assert xav.endswith(" clean") and attachment(copy, "report.txt") == b"quarterly numbers\n"
             assert not st.sink.by_notice("")[1:] and len(st.sink.got) == 1
@@ -261,7 +261,7 @@ def test_templates_macros_locale_and_header_injection(make_stack, tmp_path) -> N
     assert not st.sink.by_notice("sender")
     (note,) = st.sink.by_notice("recipient")
     body = texts(note)
-    assert "V=Kaspersky Anti-Virus for Unix Mail Servers version 5.5/RELEASE" in body
+    assert "V=kav4mailservers version 5.5/RELEASE" in body
     assert "R=bob@example.com" in body and "N=eicar.com: ZARAZHEN (EICAR-Test-File)" in body
     assert "A=attachment removed" in body and "M=<x." in body and "H=From: alice@example.com" in body
     import re

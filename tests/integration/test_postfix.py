@@ -308,7 +308,7 @@ def test_kavadministrators_from_aliases(tmp_path: Path) -> None:
                                 "/etc/aliases": "mailer-daemon: postmaster\npostmaster: root,\n  alice@example.org\n"})
     assert kav(*_install_args(root))[0] == 0
     conf = (root / "etc/kav/5.5/kav4mailservers/kav4mailservers.conf").read_text()
-    assert "Recipients=postmaster@.*,root@.*,alice@example\\.org" in conf
+    assert "Recipients=^postmaster@.*$,^root@.*$,^alice@example\\.org$" in conf
 
 
 def test_uninstall_when_nothing_installed(tmp_path: Path) -> None:

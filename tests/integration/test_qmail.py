@@ -87,11 +87,18 @@ def test_round_trip_and_envelope_through_queue_kav55(tmp_path: Path, case: str) 
     st = aside.stat()
     assert (st.st_mode & 0o7777, st.st_uid, st.st_gid) == (0o4711, QMAILQ, QMAIL)
     assert aside.read_bytes() == STANDIN.read_bytes()
-    wrapper = (root / "var/qmail/bin/qmail-queue").read_text()
-    assert "smtpscanner qmail-queue" in wrapper
-    conf = (root / "etc/kav/5.5/kav4mailservers/kav4mailservers.conf").read_text()
+    wrapper_path = root / "var/qmail/bin/qmail-queue"
+    wrapper = wrapper_path.read_text()
+    # issue 11: no set-uid script; the wrapper is a client of smtpscanner's socket
+    assert "exec /opt/kav/5.5/kav4mailservers/bin/kavqmailqueue --socket /run/kav4mailservers/" in wrapper
+    assert wrapper_path.stat().st_mode & 0o7777 == 0o755
+    conf_path = root / "etc/kav/5.5/kav4mailservers/kav4mailservers.conf"
+    assert conf_path.stat().st_mode & 0o7777 == 0o640
+    conf = conf_path.read_text()
+    assert "ListenAddress=unix:/run/kav4mailservers/qmail-queue.sock" in conf
+    assert "Protocol=smtp" in conf  # kavqmailqueue is an SMTP client (smtplib)
     assert "ForwardMailer=qmail:(/var/qmail/bin/queue.kav55)" in conf
-    assert "Recipients=postmaster@.*,hostmaster@example\\.org,root@.*" in conf
+    assert "Recipients=^postmaster@.*$,^hostmaster@example\\.org$,^root@.*$" in conf
     # The renamed original still queues mail exactly as qmail-queue(8) says.
     assert queue_through(aside, b"Subject: t\n\nhello\n", b"Fa@example.org\0Tb@example.org\0\0") == 0
     todo = list((root / "var/qmail/queue/todo").iterdir())

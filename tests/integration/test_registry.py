@@ -17,7 +17,7 @@ def test_each_kind_has_a_module_with_the_whole_protocol() -> None:
     assert set(MODULES) == set(MTAKind)
     wanted = {name: [p for p in inspect.signature(fn).parameters if p != "self"]
               for name, fn in vars(Integration).items() if inspect.isfunction(fn) and not name.startswith("_")}
-    assert set(wanted) == {"from_config", "site_facts", "plan", "verify"}
+    assert set(wanted) == {"from_config", "site_facts", "plan", "verify", "after_change"}
     for kind in MTAKind:
         module = integration(kind)
         for name, params in wanted.items():

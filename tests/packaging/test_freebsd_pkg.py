@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from runtime.layout import FREEBSD, LINUX
 from tests.support import corpus, fixture_roots
 from tests.support.filter import EICAR, Sink, Stack, eicar_mail
 from tests.support.freebsd import (
@@ -37,7 +38,7 @@ from tests.support.freebsd import (
 from tests.support.procs import can_connect, wait_for
 
 PKGNAME = "kav4mailservers-5.5.0"
-CONF = "/etc/kav/5.5/kav4mailservers/kav4mailservers.conf"
+CONF = FREEBSD.conf_file  # /usr/local/etc/kav/5.5/kav4mailservers/kav4mailservers.conf
 FREEBSD_SENDMAIL_CF = corpus.CORPUS / "sendmail/01-santosha2003__freebsd-desktop"
 
 
@@ -61,8 +62,15 @@ def test_manifest_has_pkg_create_fields_and_the_payload_agrees(pkg: Path, manife
                  "/usr/local/etc/rc.d/kav4ms_smtpscanner", f"{CONF}.sample", "/usr/local/share/man/man8/kavsetup.8.gz"):
         assert path in files, path
     assert files["/opt/kav/5.5/kav4mailservers/bin/smtpscanner"] == "-"  # a link, per pkg-create(8)
-    assert manifest["config"] == [CONF]
-    assert manifest["directories"]["/var/db/kav/5.5/kav4mailservers/"] == "kluser,filter,0750"
+    # the configuration (@sample) and keepup2date's crontab (@config: pkg(8) keeps the admin's edits)
+    assert manifest["config"] == ["/usr/local/etc/cron.d/kav4mailservers-keepup2date", CONF]
+    # The state tree is root's (kavsetup's journal is in it: a kluser-owned parent would make root
+    # refuse, rightly, to trust the journal); the filter owns only the leaves it writes.
+    dirs = manifest["directories"]
+    assert dirs["/var/db/kav/5.5/kav4mailservers/"] == "root,filter,0750"
+    assert dirs["/var/db/kav/5.5/kav4mailservers/quarantine/"] == "kluser,filter,0750"
+    assert dirs["/usr/local/etc/kav/5.5/kav4mailservers/"] == "root,filter,0750"
+    assert not [d for d in dirs if d.startswith(("/etc/", "/var/lib/"))], "a Linux path in the FreeBSD package"
     assert set(manifest["scripts"]) == {"install", "deinstall"}
     assert {m["type"] for m in manifest["messages"]} == {"install", "remove"}
     assert 'kav4ms_aveserver_enable="YES"' in manifest["messages"][0]["message"]
@@ -72,7 +80,8 @@ def test_manifest_has_pkg_create_fields_and_the_payload_agrees(pkg: Path, manife
         text = tar.extractfile(rc).read().decode()  # type: ignore[union-attr]
     for needle in ("# PROVIDE: kav4ms_aveserver", "# BEFORE: mail", "# KEYWORD: shutdown",
                    'rcvar="kav4ms_aveserver_enable"',
-                   'command_interpreter="/usr/local/bin/python3.11"', 'extra_commands="reload"', "run_rc_command"):
+                   'command_interpreter="/usr/local/bin/python3.11"', 'extra_commands="reload"', "run_rc_command",
+                   f': ${{kav4ms_aveserver_config:="{CONF}"}}'):
         assert needle in text
     assert "%%" not in text
     with tarfile.open(pkg) as tar:
@@ -141,7 +150,14 @@ def test_install_and_deinstall_scripts_round_trip_byte_for_byte(pkg: Path, manif
     assert r.returncode == 0, r.stderr
     assert tree(root / mta_dir.lstrip("/")) != mta_before, f"{mta_dir} not integrated:\n{r.stderr}"
     assert (root / CONF.lstrip("/")).exists(), "no configuration after POST-INSTALL"
-    assert (root / "var/lib/kav/5.5/kav4mailservers/journal/journal.json").exists()
+    # FreeBSD's layout throughout (runtime/layout.py): the journal in /var/db/kav, nothing in the
+    # Linux directories, and the configuration kavsetup wrote names FreeBSD's paths.
+    assert (root / FREEBSD.journal.lstrip("/") / "journal.json").exists()
+    for linux in (LINUX.etc_root, LINUX.state_root):
+        assert not (root / linux.lstrip("/")).exists(), f"{linux} created in a FreeBSD root"
+    conf = (root / CONF.lstrip("/")).read_text()
+    assert f"PasswordFile={FREEBSD.etc}/console.passwd" in conf
+    assert f"={LINUX.etc_root}/" not in conf
 
     # An upgrade (PKG_UPGRADE, pkg-script(5)) runs old DEINSTALL and new POST-INSTALL: both keep it.
     integrated = tree(root)
@@ -194,16 +210,18 @@ def test_rc_scripts_start_status_reload_stop_the_real_daemons(pkg: Path, tmp_pat
     relocate(root)
     sink = Sink().start()
     stack = Stack(tmp_path / "site", sink)
+    # MaxCheckTime: a loaded test machine must not turn the clean message into a 4xx.
     stack.write({"default": {"Check": True, "RecipientAction": "remove"}},
-                extra={"aveserver.options": {"DetachFromTerminal": True}})
+                extra={"aveserver.options": {"DetachFromTerminal": True}, "smtpscan.limits": {"MaxCheckTime": 120}})
+    # The configuration where FreeBSD keeps it (the rc.d scripts' default, no *_config in rc.conf).
+    conf = root / CONF.lstrip("/")
+    shutil.copyfile(stack.conf, conf)
     scanner_pid = tmp_path / "smtpscanner.pid"
     rc_conf = tmp_path / "rc.conf"
     rc_conf.write_text(
         'kav4ms_aveserver_enable="YES"\n'
-        f'kav4ms_aveserver_config="{stack.conf}"\n'
         f'kav4ms_aveserver_pidfile="{stack.root / "run/aveserver.pid"}"\n'
         'kav4ms_smtpscanner_enable="NO"\n'
-        f'kav4ms_smtpscanner_config="{stack.conf}"\n'
         f'kav4ms_smtpscanner_pidfile="{scanner_pid}"\n'
         'kav4ms_smtpscanner_user="root"\n')
     started: list[int] = []

@@ -57,7 +57,9 @@ def test_layout_config_and_units(built: tuple[Path, str]) -> None:
     assert _q(rpm, "-c").split() == ["/etc/kav/5.5/kav4mailservers/kav4mailservers.conf"]
     flags = _q(rpm, "--qf", "[%{FILENAMES} %{FILEFLAGS:fflags} %{FILEUSERNAME}:%{FILEGROUPNAME} %{FILEMODES:perms}\n]")
     assert "/etc/kav/5.5/kav4mailservers/kav4mailservers.conf cn root:filter -rw-r-----" in flags
-    assert "/var/lib/kav/5.5/kav4mailservers  kluser:filter drwxr-x---" in flags
+    # the state tree (kavsetup's journal) is root's; only the quarantine and licensing are the filter's
+    assert "/var/lib/kav/5.5/kav4mailservers  root:filter drwxr-x---" in flags
+    assert "/var/lib/kav/5.5/kav4mailservers/quarantine  kluser:filter drwxr-x---" in flags
     links = _q(rpm, "--qf", "[%{FILENAMES} -> %{FILELINKTOS}\n]")
     assert "/opt/kav/5.5/kav4mailservers/bin/kavsetup -> ../../../../../usr/sbin/kavsetup" in links
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -62,7 +64,7 @@ class Server:
         conf: dict[str, dict[str, str]] = {
             "path": {"BasesPath": str(self.bases), "LocalSocketPath": str(self.sock),
                      "AVSpidPATH": str(self.pidfile)},
-            "aveserver.options": {"DetachFromTerminal": "no", "Workers": "2"},
+            "aveserver.options": {"DetachFromTerminal": "no", "Workers": "2", "User": "root"},
             "aveserver.report": {"ReportFileName": str(self.log), "ReportLevel": "4"},
         }
         for name, values in {**self.extra, **sections}.items():
@@ -112,3 +114,22 @@ class Server:
             except ProcessLookupError:
                 pass
 
+
+# -- the clamd protocol, raw --------------------------------------------------------------------
+def talk(server: Server, payload: bytes, tcp_port: int = 0) -> bytes:
+    if tcp_port:
+        s = socket.create_connection(("127.0.0.1", tcp_port), timeout=10)
+    else:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(str(server.sock))
+    with s:
+        s.sendall(payload)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
+def instream(*chunks: bytes) -> bytes:
+    return b"zINSTREAM\0" + b"".join(struct.pack("!I", len(c)) + c for c in chunks) + struct.pack("!I", 0)

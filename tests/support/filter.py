@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
+from email.parser import BytesHeaderParser
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
@@ -89,7 +90,8 @@ class Got:
 
     @property
     def notice(self) -> str:
-        return str(self.msg.get("X-Anti-Virus-Notice", ""))
+        # headers only: a delivered message may be nested too deep for the full parser
+        return str(BytesHeaderParser(policy=email.policy.compat32).parsebytes(self.data).get("X-Anti-Virus-Notice", ""))
 
 
 class _SinkSMTP(AioSMTP):
@@ -130,6 +132,7 @@ class Sink:
 
     port: int = 0
     mode: str = "ok"
+    host: str = "127.0.0.1"  # another address where the sink stands for a host of its own (tests/scaleout)
     fail_rcpts: set[str] = field(default_factory=set)
     got: list[Got] = field(default_factory=list)
     xforward: list[str] = field(default_factory=list)
@@ -164,7 +167,7 @@ class Sink:
                 # the limit its EHLO advertises (SIZE 100000000), not aiosmtpd's 32 MiB default
                 return _SinkSMTP(sink, decode_data=False, enable_SMTPUTF8=True, data_size_limit=100000000)
 
-        self.controller = C(self, hostname="127.0.0.1", port=self.port)
+        self.controller = C(self, hostname=self.host, port=self.port)
         self.controller.start()
         return self
 
@@ -219,8 +222,9 @@ class Stack:
         (self.root / "bases" / "local.ndb").write_text("Test.Body.Sig:0:*:6b61763474657374{2-8}7369676e\n")
         sections: dict[str, dict[str, object]] = {
             "path": {"BasesPath": self.root / "bases", "LocalSocketPath": self.sock,
-                     "AVSpidPATH": self.root / "run" / "aveserver.pid", "TempPath": self.temp},
-            "aveserver.options": {"DetachFromTerminal": False, "Workers": 1},
+                     "AVSpidPATH": self.root / "run" / "aveserver.pid", "TempPath": self.temp,
+                     "CachePath": self.root / "cache"},
+            "aveserver.options": {"DetachFromTerminal": False, "Workers": 1, "User": "root"},
             "aveserver.report": {"ReportFileName": self.root / "log" / "aveserver.log"},
             "smtpscan.general": {"Protocol": "smtp", "ListenAddress": f"inet:127.0.0.1:{self.port}",
                                  "ForwardMailer": f"smtp:127.0.0.1:{self.sink.port}",

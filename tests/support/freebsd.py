@@ -7,6 +7,8 @@ tests/fixtures/roots (and FreeBSD's own sendmail.cf from the corpus), and the re
 smtpscanner. What stands in, documented as such:
 - FreeBSD's python from ports (/usr/local/bin/python3.11): the payload's wrappers and rc.d scripts
   are relocated to this interpreter and to the extraction directory (`relocate`);
+- the extraction directory stands for /: the rc.d scripts' default configuration
+  (/usr/local/etc/kav/5.5/kav4mailservers/kav4mailservers.conf) is read from inside it;
 - /etc/rc.subr and daemon(8): tests/support/rc_subr_standin/ implements only what the rc.d
   scripts use (see the header of each file).
 """
@@ -24,6 +26,8 @@ STANDIN = Path(__file__).resolve().parent / "rc_subr_standin"
 FREEBSD_PYTHON = "/usr/local/bin/python3.11"  # PYTHON_CMD the package is built for
 sys.path.insert(0, str(REPO / "pkg/freebsd"))
 import pkgreader  # noqa: E402
+
+from runtime.layout import FREEBSD  # noqa: E402
 
 __all__ = ["pkgreader", "build_pkg", "kavsetup_shim", "run_script", "tree", "relocate", "remove_payload"]
 
@@ -101,4 +105,5 @@ def relocate(root: Path) -> None:
         text = text.replace(". /etc/rc.subr", f". {STANDIN / 'rc.subr'}")
         text = text.replace("/usr/sbin/daemon", str(STANDIN / "daemon"))
         text = text.replace(FREEBSD_PYTHON, sys.executable)
+        text = text.replace(f"{FREEBSD.etc}/", f"{root}{FREEBSD.etc}/")  # their default configuration
         script.write_text(text.replace("/usr/local/sbin/", f"{root}/usr/local/sbin/"))

@@ -1,17 +1,25 @@
 """The matrix scenarios for one cell (suite x MTA), run in order in one sandbox.
 
 baseline  the MTA as Debian installed it delivers a clean message to /var/mail/alice (no product)
-install   `dpkg -i` our .deb; postinst runs `kavsetup install --non-interactive`
+install   `dpkg -i` our .deb; postinst runs `kavsetup install --non-interactive` and starts aveserver
+          through the init script (policy-rc.d lets our services start, nothing else)
+ownership the installed tree matches docs/security.md's ownership table (every path we created)
 clean     MTA + aveserver + smtpscanner running: a clean message arrives with `X-Anti-Virus:`
 eicar     EICAR is not delivered as sent; recipient notice, admin notice, quarantine entry
 queue     aveserver stopped: mail waits in the MTA's queue; started again: it is delivered
           (qmail stand-in: qmail-queue exits with a temporary code, so the SMTP client keeps it)
+unprivileged  as `nobody`: aveserver's socket refused; with the clamd TCP port opened by the admin,
+          SHUTDOWN/RELOAD refused and SCAN of a FIFO or /dev/zero an error within 1 s; mail flows
+doctor    (not qmail) `kavsetup doctor` passes, then names each link broken on purpose (doctor_scenario.py)
 dialogue  (Postfix) integration undone, then `kavsetup setup` answered through a real pty (pexpect):
           mail flows through the filter again
 reconfigure (Postfix) debconf preseeding + `dpkg-reconfigure kav4mailservers` with other ports: one
           journaled change (`kavsetup reconfigure`), mail still flows through the filter
-remove    `dpkg -r`: MTA configuration identical to the snapshot (bytes, modes, owners); MTA delivers
-purge     `dpkg --purge`: no file, user or group of ours is left
+remove    `dpkg -r`: MTA configuration identical to the snapshot (bytes, modes, owners); no process of
+          ours left (prerm stopped them); MTA delivers. Postfix, Exim, Sendmail: a message deferred
+          while aveserver was down (Exim/Sendmail: in the listening instance's own spool) is delivered
+          after `dpkg -r` with the MTA running, with no manual step
+purge     `dpkg --purge`: no file, user, group or process of ours is left
 refuse    (Postfix) another content_filter is set: postinst fails, says why, and the MTA's
           configuration is byte-identical; `dpkg --purge` then leaves nothing (own sandbox)
 rpm-*     the .rpm's columns (Postfix, Exim, Sendmail), in their own sandbox: rpm_scenarios.py
@@ -23,6 +31,7 @@ failed or blocked one are BLOCKED by it.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -31,18 +40,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import mail, snapshot, units
+from . import doctor_scenario, mail, ownership, snapshot, units
 from .mta import CONTROLS
 from .roots import ensure_root
 from .rpm_scenarios import RPM_KINDS, RPM_SCENARIOS, run_rpm
 from .sandbox import Sandbox, SandboxError
 from .spec import ADMIN_USER, HOSTNAME, MAIL_USER, RootSpec
 
-SCENARIOS: tuple[str, ...] = ("baseline", "install", "clean", "eicar", "queue", "dialogue", "reconfigure",
+SCENARIOS: tuple[str, ...] = ("baseline", "install", "ownership", "clean", "eicar", "queue", "unprivileged",
+                              "doctor",
+                              "dialogue", "reconfigure",
                               "remove", "purge",
                               "refuse", *RPM_SCENARIOS)
 #: Scenarios that only make sense for some MTA kinds.
-ONLY_FOR: dict[str, tuple[str, ...]] = {"refuse": ("postfix",), "reconfigure": ("postfix",),
+ONLY_FOR: dict[str, tuple[str, ...]] = {"doctor": ("postfix", "exim", "sendmail"),
+                                         "refuse": ("postfix",), "reconfigure": ("postfix",),
                                          "dialogue": ("postfix",), **{s: RPM_KINDS for s in RPM_SCENARIOS},
                                          "rpm-refuse": ("postfix",)}
 PACKAGE = "kav4mailservers"
@@ -51,6 +63,50 @@ ANSWERS = "/etc/kav/5.5/setup.yaml"
 ADMIN_ADDRESS = f"{ADMIN_USER}@{HOSTNAME}"
 AVESERVER_UNIT = "kav4mailservers-aveserver.service"
 SMTPSCANNER_UNIT = "kav4mailservers-smtpscanner.service"
+#: The package's LSB init scripts (issue 11), named like the units; the roots have no systemd.
+INIT_SCRIPTS = {AVESERVER_UNIT: "/etc/init.d/kav4mailservers-aveserver",
+                SMTPSCANNER_UNIT: "/etc/init.d/kav4mailservers-smtpscanner"}
+#: Run as ``nobody`` inside the cell by the ``unprivileged`` scenario; prints what it saw as JSON.
+_UNPRIVILEGED_PROBE = """
+import json, os, socket, sys, tempfile, time
+port = int(sys.argv[1])
+out = {}
+try:
+    socket.socket(socket.AF_UNIX).connect("/run/aveserver")
+    out["socket"] = "connected"
+except OSError as exc:
+    out["socket"] = type(exc).__name__
+
+def ask(cmd):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        t = time.monotonic()
+        s.sendall(b"z" + cmd.encode() + b"\\0")
+        data = b""
+        while not data.endswith(b"\\0"):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return data.rstrip(b"\\0").decode(errors="replace"), time.monotonic() - t
+
+d = tempfile.mkdtemp()
+os.chmod(d, 0o755)  # aveserver (kluser) must reach the FIFO to meet its open checks
+fifo = os.path.join(d, "fifo")
+os.mkfifo(fifo)
+out["SHUTDOWN"] = ask("SHUTDOWN")[0]
+out["RELOAD"] = ask("RELOAD")[0]
+out["fifo"] = ask("SCAN " + fifo)
+out["/dev/zero"] = ask("SCAN /dev/zero")
+out["PING"] = ask("PING")[0]
+print(json.dumps(out))
+"""
+
+#: The roots' policy-rc.d forbids every start (roots.py); a cell lets our package start its own
+#: services, so that "the package starts and stops its daemons" is what is tested.
+POLICY_RC_D = ("#!/bin/sh\n# distro-matrix: the package under test may start its services; nothing else\n"
+               'case "$1" in kav4mailservers-*) exit 0 ;; esac\nexit 101\n')
+#: Command lines of our daemons (for "no process of ours left").
+OUR_PROCESSES = re.compile(r"(^|/)(aveserver|smtpscanner|kavconsole)\b|runtime\.(engine|filter|console)")
 
 #: Trees a purge must leave exactly as before the install (besides the MTA's own config, compared
 #: separately). Volatile places (mailboxes, MTA queues, dpkg's database, logs) are not compared.
@@ -103,9 +159,12 @@ class Cell:
         steps: dict[str, Callable[[], str]] = {
             "baseline": self.baseline,
             "install": self.install,
+            "ownership": self.ownership,
             "clean": self.clean,
             "eicar": self.eicar,
             "queue": self.queue,
+            "unprivileged": self.unprivileged,
+            "doctor": lambda: doctor_scenario.run(self),
             "dialogue": self.dialogue,
             "reconfigure": self.reconfigure,
             "remove": self.remove,
@@ -113,9 +172,12 @@ class Cell:
         }
         needs = {
             "install": ("baseline",),
+            "ownership": ("install",),
             "clean": ("install",),
             "eicar": ("clean",),
             "queue": ("clean",),
+            "unprivileged": ("clean",),
+            "doctor": ("clean",),
             "dialogue": ("clean",),
             "reconfigure": ("clean",),
             "remove": ("install",),
@@ -191,17 +253,69 @@ class Cell:
         r = self._sb().run(["dpkg-query", "-W", "-f", "${db:Status-Status}", PACKAGE])
         return r.returncode == 0 and r.stdout.strip() not in ("", "not-installed", "config-files")
 
-    def _stop_all(self) -> None:
+    def _stop_all(self, keep_package_services: bool = False) -> None:
+        """Stop what the harness started; with ``keep_package_services`` the daemons the package's
+        init scripts run are left for the package to stop (remove)."""
         sb = self._sb()
         by_name = {u.name: u for u in self.mta_units}
-        for name in reversed(self.running):
-            if name == "mta":
+        for name in reversed(list(self.running)):
+            if name.startswith("initd:"):
+                if keep_package_services:
+                    continue
+                self._initd(name[6:], "stop")
+            elif name == "mta":
                 self.control.stop_in(sb)
             elif name in by_name:
                 units.stop(sb, by_name[name])
             else:
                 sb.stop(name)
-        self.running.clear()
+            self.running.remove(name)
+
+    # -- the package's own services (issue 11: started and stopped by the package) ------------------
+    def _initd(self, unit_name: str, action: str):  # noqa: ANN202 - sandbox.Result
+        return self._sb().run([INIT_SCRIPTS[unit_name], action], timeout=90)
+
+    def _has_initd(self, unit_name: str) -> bool:
+        return self._sb().path(INIT_SCRIPTS[unit_name]).exists()
+
+    def _product_start(self, unit_name: str, action: str = "start") -> None:
+        """Through the package's init script where it ships one (what a non-systemd host runs),
+        else the unit's ExecStart (older packages)."""
+        sb = self._sb()
+        if self._has_initd(unit_name):
+            r = self._initd(unit_name, action)
+            assert r.returncode == 0, (
+                f"{INIT_SCRIPTS[unit_name]} {action} failed ({r.returncode}):\n{r.stdout}{r.stderr}")
+            if f"initd:{unit_name}" not in self.running:
+                self.running.append(f"initd:{unit_name}")
+            return
+        path = units.find(sb, unit_name)
+        if path is None:
+            raise Blocked(f"{unit_name} not shipped (command not in the package yet)")
+        units.start(sb, units.load(path))
+        self.running.append(unit_name)
+
+    def _product_stop(self, unit_name: str) -> None:
+        if f"initd:{unit_name}" in self.running:
+            r = self._initd(unit_name, "stop")
+            assert r.returncode == 0, f"{INIT_SCRIPTS[unit_name]} stop failed:\n{r.stdout}{r.stderr}"
+            self.running.remove(f"initd:{unit_name}")
+        elif unit_name in self.running:
+            self._sb().stop(unit_name)
+            self.running.remove(unit_name)
+
+    def _aveserver_alive(self) -> bool:
+        if f"initd:{AVESERVER_UNIT}" in self.running:
+            return self._initd(AVESERVER_UNIT, "status").returncode == 0
+        return self._sb().running(AVESERVER_UNIT)
+
+    def _our_processes(self) -> list[str]:
+        """Command lines of our daemons still running in the cell (its PID namespace)."""
+        out = self._sb().sh(
+            'for p in /proc/[0-9]*; do c=$(tr "\\0" " " < "$p/cmdline" 2>/dev/null) || continue; '
+            '[ -n "$c" ] && echo "${p#/proc/} $c"; done; true').stdout
+        return [ln for ln in out.splitlines() if OUR_PROCESSES.search(ln.split(" ", 1)[-1])
+                and "/proc/[0-9]" not in ln]
 
     def _start_mta(self) -> None:
         sb = self._sb()
@@ -293,7 +407,7 @@ class Cell:
         if expect_header:
             assert has, f"delivered without X-Anti-Virus header:\n{got[0].as_string()[:1500]}"
             # guide 6.8.4: "<name and version>, bases: YYYYMMDD #N, check: YYYYMMDD <status>"
-            fmt = re.compile(r".+, bases: \d{8} #\d+, check: \d{8} \S+", re.S)
+            fmt = re.compile(r".+, bases: (\d{8}|none) #\d+, check: \d{8} \S+", re.S)  # none: empty database
             assert any(fmt.match(" ".join(h.split())) for h in headers), f"X-Anti-Virus not in 6.8.4 form: {headers}"
         else:
             assert not has, "X-Anti-Virus header present while the product is not installed"
@@ -327,6 +441,9 @@ class Cell:
         answers = sb.path(ANSWERS)
         answers.parent.mkdir(parents=True, exist_ok=True)
         answers.write_text(f"admin_address: {ADMIN_ADDRESS}\n")
+        policy = sb.path("/usr/sbin/policy-rc.d")
+        policy.write_text(POLICY_RC_D)
+        policy.chmod(0o755)
         shutil.copyfile(self.deb, sb.path("/tmp/kav4mailservers.deb"))
         r = sb.run(["dpkg", "-i", "/tmp/kav4mailservers.deb"], timeout=300)
         if r.returncode != 0:
@@ -356,7 +473,19 @@ class Cell:
                      if p.name.endswith(("-listen.service", "-deliver.service"))]  # fmt: skip
             assert len(found) == 2, f"kavsetup installed no listen/deliver units for {kind}: {found}"
             self.mta_units = [units.load(p) for p in found]
-        return f"dpkg -i ok; {len(changed)} MTA config entries changed; status rc={status.returncode}"
+        started = ""
+        if self._has_initd(AVESERVER_UNIT):
+            # Issue 11: the package starts its daemon (postinst, invoke-rc.d); nobody else did.
+            self.running.append(f"initd:{AVESERVER_UNIT}")
+            _wait(lambda: sb.path("/run/aveserver").exists(), 30)
+            assert self._aveserver_alive() and sb.path("/run/aveserver").exists(), (
+                f"postinst did not start aveserver:\n{r.stderr[-1500:]}\n"
+                f"{self._initd(AVESERVER_UNIT, 'status').stdout}")
+            started = "; aveserver started by postinst"
+        return f"dpkg -i ok; {len(changed)} MTA config entries changed; status rc={status.returncode}{started}"
+
+    def ownership(self) -> str:
+        return ownership.check(self._sb())
 
     def _start_product(self) -> None:
         sb = self._sb()
@@ -364,25 +493,30 @@ class Cell:
         if self._scanner_listens():
             wanted.append(SMTPSCANNER_UNIT)
         for unit_name in wanted:
-            path = units.find(sb, unit_name)
-            if path is None:
-                raise Blocked(f"{unit_name} not shipped (command not in the package yet)")
-            unit = units.load(path)
-            units.start(sb, unit)
-            self.running.append(unit.name)
-        _wait(lambda: sb.path("/run/aveserver").exists() or not sb.running(AVESERVER_UNIT), 30)
+            # smtpscanner re-reads what the admin just changed (quarantine): restart, not start
+            self._product_start(unit_name, "restart" if unit_name == SMTPSCANNER_UNIT else "start")
+        listen = self._listen_address()
+        if SMTPSCANNER_UNIT in wanted and listen.startswith("unix:"):  # the qmail-queue client's socket
+            assert _wait(lambda: sb.path(listen[5:]).exists(), 30), f"smtpscanner did not open {listen[5:]}"
+        elif SMTPSCANNER_UNIT in wanted and listen.startswith("inet:"):
+            assert sb.wait_port(int(listen.rsplit(":", 1)[1]), timeout=30), f"smtpscanner not listening on {listen}"
+        _wait(lambda: sb.path("/run/aveserver").exists() or not self._aveserver_alive(), 30)
         if not sb.path("/run/aveserver").exists():
-            state = "exited" if not sb.running(AVESERVER_UNIT) else "running, no socket after 30s"
+            state = "exited" if not self._aveserver_alive() else "running, no socket after 30s"
             out = sb.path(f"/var/log/matrix-{AVESERVER_UNIT}.out")
             last = (out.read_text(errors="replace").strip().splitlines() or ["(no output)"])[-1] if out.exists() else ""
             raise AssertionError(f"aveserver did not open /run/aveserver ({state}): {last}")
 
-    def _scanner_listens(self) -> bool:
-        """smtpscanner is a standing daemon unless the MTA spawns it (`ListenAddress=stdio`, guide 4.4.3)."""
+    def _listen_address(self) -> str:
         conf = self._sb().path(CONF)
         text = conf.read_text(errors="replace") if conf.exists() else ""
         m = re.search(r"^\s*ListenAddress\s*=\s*(\S+)", text, re.M)
-        return bool(m) and m.group(1) != "stdio"
+        return m.group(1) if m else ""
+
+    def _scanner_listens(self) -> bool:
+        """smtpscanner is a standing daemon unless the MTA spawns it (`ListenAddress=stdio`, guide 4.4.3)."""
+        listen = self._listen_address()
+        return bool(listen) and listen != "stdio"
 
     def _admin_configures_quarantine(self) -> Path:
         """What an admin does after installing (guide 6.1.3): keep infected mail in quarantine."""
@@ -401,7 +535,36 @@ class Cell:
         self._start_product()
         self._start_mta()
         sent = self._deliver_clean(expect_header=True)
+        if self._qmail:
+            return f"{sent.token} delivered with X-Anti-Virus; {self._qmail_unprivileged()}"
         return f"{sent.token} delivered with X-Anti-Virus"
+
+    def _qmail_unprivileged(self) -> str:
+        """Issue 11 item 4: qmail-smtpd (as qmaild) and qmail-inject (as any local user) run
+        qmail-queue as themselves. Submitted as the unprivileged MAIL_USER, the message is scanned and
+        queued by the set-uid original, and the Received line names the submitting uid."""
+        from email.message import EmailMessage
+
+        sb = self._sb()
+        tok = mail.token()
+        m = EmailMessage()
+        m["From"], m["To"], m["Subject"] = f"{MAIL_USER}@{HOSTNAME}", mail.local(MAIL_USER), f"test {tok}"
+        m.set_content(f"Body of {tok}\n")
+        msg, env = sb.path(f"/tmp/{tok}.msg"), sb.path(f"/tmp/{tok}.env")
+        msg.write_bytes(m.as_bytes())
+        env.write_bytes(f"F{MAIL_USER}@{HOSTNAME}\0T{mail.local(MAIL_USER)}\0\0".encode())
+        for f in (msg, env):
+            f.chmod(0o644)
+        # qmail-queue(8): the message on descriptor 0, the envelope on descriptor 1
+        r = sb.run(["setpriv", "--reuid", MAIL_USER, "--regid", MAIL_USER, "--init-groups", "--",
+                    "sh", "-c", 'exec /var/qmail/bin/qmail-queue <"$0" 1<"$1"', f"/tmp/{tok}.msg", f"/tmp/{tok}.env"])
+        assert r.returncode == 0, f"qmail-queue as {MAIL_USER} exited {r.returncode}: {r.stderr.strip()[-500:]}"
+        got = self._wait_for(MAIL_USER, tok, 30)
+        assert got and got[0].get("X-Anti-Virus"), f"{tok} from {MAIL_USER} not queued with X-Anti-Virus"
+        uid = sb.run(["id", "-u", MAIL_USER]).check().stdout.strip()
+        received = " ".join(" ".join(str(h).split()) for h in got[0].get_all("Received", []))
+        assert f"invoked by uid {uid}" in received, f"no Received line naming uid {uid}: {received[:500]}"
+        return f"{tok} submitted as {MAIL_USER} (uid {uid}) through kavqmailqueue, scanned and queued"
 
     def eicar(self) -> str:
         sb = self._sb()
@@ -425,10 +588,43 @@ class Cell:
         assert _count_files(qdir) > before, f"quarantine {qdir} holds nothing new"
         return f"{sent.token}: not delivered as sent; recipient and admin notices; quarantined"
 
+    def unprivileged(self) -> str:
+        """Issue 11 acceptance, against the installed package: a local user with no business with
+        the scanner (``nobody``) cannot reach aveserver's UNIX socket at all, and on the clamd TCP
+        port an admin has opened, SHUTDOWN and RELOAD are refused and a FIFO or /dev/zero named in
+        SCAN is answered with an error within a second; aveserver keeps answering and mail keeps
+        flowing.  The admin's change is undone afterwards."""
+        sb = self._sb()
+        port = 3310
+        conf = sb.path(CONF)
+        original = conf.read_bytes()
+        try:
+            sb.run(["kavsetup", "config", "set", CONF, f"aveserver.options.ClamdTcpPort={port}"]).check()
+            self._product_start(AVESERVER_UNIT, "restart")
+            assert sb.wait_port(port, timeout=30), f"aveserver did not open its clamd port {port}"
+            r = sb.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
+                        "python3", "-c", _UNPRIVILEGED_PROBE, str(port)], timeout=60)
+            assert r.returncode == 0, f"unprivileged probe failed ({r.returncode}):\n{r.stdout}{r.stderr}"
+            found = json.loads(r.stdout)
+            assert found["socket"] == "PermissionError", f"nobody reached /run/aveserver: {found}"
+            for cmd in ("SHUTDOWN", "RELOAD"):
+                assert "Permission denied" in found[cmd], f"{cmd} over TCP by nobody: {found[cmd]!r}"
+            for obj in ("fifo", "/dev/zero"):
+                reply, took = found[obj]
+                assert reply.endswith("ERROR") and took < 1.0, f"SCAN {obj}: {reply!r} after {took:.2f}s"
+            assert found["PING"] == "PONG", f"aveserver stopped answering: {found}"
+            assert self._aveserver_alive(), "aveserver died after the unprivileged requests"
+            sent = self._deliver_clean(expect_header=True)
+        finally:
+            conf.write_bytes(original)
+            self._product_start(AVESERVER_UNIT, "restart")
+            _wait(lambda: sb.path("/run/aveserver").exists(), 30)
+        return (f"nobody: socket refused; SHUTDOWN/RELOAD over TCP refused; FIFO {found['fifo'][1]:.2f}s, "
+                f"/dev/zero {found['/dev/zero'][1]:.2f}s, both errors; {sent.token} delivered meanwhile")
+
     def queue(self) -> str:
         sb = self._sb()
-        sb.stop(AVESERVER_UNIT)
-        self.running.remove(AVESERVER_UNIT)
+        self._product_stop(AVESERVER_UNIT)
         if self._qmail:
             return self._queue_qmail()
         sent = mail.send(sb, mail.local(MAIL_USER))
@@ -437,8 +633,7 @@ class Cell:
         assert not mail.find(sb, MAIL_USER, sent.token), "delivered while aveserver was down (unscanned?)"
         queued = self._queued()
         assert queued >= 1, "message neither delivered nor in the MTA queue: lost"
-        units.start(sb, units.load(units.find(sb, AVESERVER_UNIT)))  # type: ignore[arg-type]
-        self.running.append(AVESERVER_UNIT)
+        self._product_start(AVESERVER_UNIT)
         _wait(lambda: sb.path("/run/aveserver").exists(), 30)
         self._flush()
         got = mail.wait_for(sb, MAIL_USER, sent.token, 60)
@@ -455,8 +650,7 @@ class Cell:
             f"qmail-queue with aveserver down exited {sent.returncode}, not a temporary failure"
         )
         assert not mail.qmail_find(sb, MAIL_USER, sent.token), "queued unscanned while aveserver was down"
-        units.start(sb, units.load(units.find(sb, AVESERVER_UNIT)))  # type: ignore[arg-type]
-        self.running.append(AVESERVER_UNIT)
+        self._product_start(AVESERVER_UNIT)
         _wait(lambda: sb.path("/run/aveserver").exists(), 30)
         again = self._deliver_clean(expect_header=True)
         return f"temporary failure ({sent.returncode}) while aveserver was down; {again.token} queued after restart"
@@ -514,11 +708,45 @@ class Cell:
         sent = self._deliver_clean(expect_header=True)
         return f"filter moved to {port} by dpkg-reconfigure; {sent.token} delivered with X-Anti-Virus"
 
+    def _strand_one(self) -> mail.Sent | None:
+        """Issue 11 item 7: with the MTA running, aveserver down, a message waits in the queue for our
+        transport (Postfix: its queue, content_filter; Exim and Sendmail: the listening instance's own
+        spool); `dpkg -r` must get it delivered with no manual step."""
+        kind = self.spec.flavour.kind
+        if kind not in ("postfix", "exim", "sendmail") or not self.integrated or not self._has_initd(AVESERVER_UNIT):
+            return None
+        sb = self._sb()
+        if kind == "postfix" and "mta" not in self.running:
+            self._start_mta()
+        elif kind != "postfix" and not all(u.name in self.running for u in self.mta_units):
+            self._stop_mta()
+            self._start_mta()
+        self._product_stop(AVESERVER_UNIT)
+        sent = mail.send(sb, mail.local(MAIL_USER))
+        assert sent.accepted, f"MTA refused mail while aveserver was down: {sent.last_reply}"
+        assert _wait(lambda: self._queued() >= 1, 30) and not mail.find(sb, MAIL_USER, sent.token), (
+            "the message was not deferred while aveserver was down")
+        return sent
+
     def remove(self) -> str:
         sb = self._sb()
-        self._stop_all()  # guide 7: aveserver and the mail service stopped before removal
+        stranded = self._strand_one()
+        # Our daemons are left running for prerm to stop (issue 11); so is the MTA when a message
+        # waits in its queue (the running MTA must be reloaded and the mail requeued by the package).
+        if stranded is None:
+            self._stop_all(keep_package_services=True)
         r = sb.run(["dpkg", "-r", PACKAGE], timeout=300)
         assert r.returncode == 0, f"dpkg -r failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+        if stranded is not None:
+            got = mail.wait_for(sb, MAIL_USER, stranded.token, 60)
+            assert got, (f"{stranded.token} deferred while aveserver was down is still not delivered 60s after "
+                         f"dpkg -r (queue: {self._queued()}):\n{r.stdout[-1500:]}{r.stderr[-1500:]}")
+            assert stranded.token in got[0].as_string(), "the deferred message was not delivered intact"
+            self._stop_all(keep_package_services=True)
+        self.running[:] = [n for n in self.running if not n.startswith("initd:")]
+        _wait(lambda: not self._our_processes(), 20)
+        left_procs = self._our_processes()
+        assert not left_procs, "processes of ours left after dpkg -r:\n" + "\n".join(left_procs[:10])
         diff = snapshot.compare(self.config_before, snapshot.take(sb.root, self.spec.flavour.config_paths))
         assert not diff, "MTA configuration differs from the snapshot after dpkg -r:\n" + "\n".join(diff[:40])
         left_units = [u.name for u in self.mta_units if units.find(sb, u.name)]
@@ -530,6 +758,8 @@ class Cell:
         finally:
             self._stop_mta()
         detail = f"config identical ({len(self.config_before)} entries); {sent.token} delivered"
+        if stranded is not None:
+            detail += f"; {stranded.token}, deferred while aveserver was down, delivered after dpkg -r unaided"
         if not self.integrated:
             raise Partial(f"package removal only, integration was not installed\n{detail}")
         return detail
@@ -540,6 +770,8 @@ class Cell:
         assert r.returncode == 0, f"dpkg --purge failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
         left = sorted(self._tree() - self.tree_before)
         assert not left, "left behind after purge:\n" + "\n".join(left[:40])
+        left_procs = self._our_processes()
+        assert not left_procs, "processes of ours left after dpkg --purge:\n" + "\n".join(left_procs[:10])
         for what, db in (("kluser", "passwd"), ("filter", "group")):
             assert sb.run(["getent", db, what]).returncode != 0, f"{db} entry {what} left after purge"
         status = sb.run(["dpkg-query", "-W", "-f", "${Status}", PACKAGE])

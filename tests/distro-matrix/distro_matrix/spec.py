@@ -126,14 +126,17 @@ SENDMAIL = MtaFlavour(
 
 #: The qmail-queue(8) stand-in written for the integration tests (issue 4); read in place.
 QMAIL_STANDIN = Path(__file__).resolve().parents[2] / "integration/qmail_standin/qmail-queue"
+#: Its compiled set-uid front (issue 11 item 4): what makes queue.kav55 set-uid qmailq like the real
+#: program when smtpscanner runs it as kluser; compiled inside the root, hence gcc there.
+QMAIL_STANDIN_SETUID = QMAIL_STANDIN.with_name("qmail-queue-setuid.c")
 
 QMAIL = MtaFlavour(
     name="qmail-standin",
     kind="qmail",
-    packages=(),
+    packages=("gcc", "libc6-dev"),
     customize=(hook("qmail-standin.sh", ADMIN_USER),),
     config_paths=("/var/qmail/bin", "/var/qmail/control", "/var/qmail/alias"),
-    extra={"qmail-queue": QMAIL_STANDIN},
+    extra={"qmail-queue": QMAIL_STANDIN, "qmail-queue-setuid.c": QMAIL_STANDIN_SETUID},
 )
 
 FLAVOURS: dict[str, MtaFlavour] = {

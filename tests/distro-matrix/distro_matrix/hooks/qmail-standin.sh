@@ -11,7 +11,16 @@ id -u alias >/dev/null 2>&1 || useradd --system -g nofiles -d /var/qmail/alias -
 install -d -m 0755 /var/qmail /var/qmail/bin /var/qmail/control
 install -d -o alias -g qmail -m 2755 /var/qmail/alias
 install -d -o qmailq -g qmail -m 0750 /var/qmail/queue /var/qmail/queue/mess /var/qmail/queue/intd /var/qmail/queue/todo
-install -o qmailq -g qmail -m 4711 "$hooks/qmail-queue" /var/qmail/bin/qmail-queue
+# qmail-queue is a compiled program installed set-uid qmailq, and Linux ignores set-uid on scripts:
+# the stand-in's Python logic goes to /usr/local/lib, and a compiled set-uid front runs it
+# (qmail-queue-setuid.c), so whoever calls qmail-queue (smtpscanner as kluser, after the swap) queues
+# mail as qmailq like with the real program, without being able to write the queue itself.
+install -d -m 0755 /usr/local/lib/qmail-standin
+install -m 0755 "$hooks/qmail-queue" /usr/local/lib/qmail-standin/qmail-queue
+cc -O2 -Wall -Werror -DQMAILHOME='"/var/qmail"' -DSTANDIN='"/usr/local/lib/qmail-standin/qmail-queue"' \
+    -o /tmp/qmail-queue-setuid "$hooks/qmail-queue-setuid.c"
+install -o qmailq -g qmail -m 4711 /tmp/qmail-queue-setuid /var/qmail/bin/qmail-queue
+rm -f /tmp/qmail-queue-setuid
 echo mta.test > /var/qmail/control/me
 printf 'mta.test\nlocalhost\n' > /var/qmail/control/locals
 printf 'mta.test\nlocalhost\n' > /var/qmail/control/rcpthosts

@@ -1,0 +1,1 @@
+"""bench/soak: the fault soak (issue 19 item 1); see run.py."""
