@@ -177,6 +177,21 @@ def pid_alive(root: Root, pidfile: str) -> bool:
     return read_pid(root, pidfile) is not None
 
 
+def listening_instance_link(root: Root, pidfile: str, program: str, fix: str) -> tuple[bool, str, str]:
+    """kavsetup doctor's ``mta`` link for an MTA integrated as a listening instance (Exim,
+    Sendmail): its pid file names a live ``program`` process; otherwise "MTA not running" and
+    ``fix``."""
+    try:
+        pid = int(root.host(pidfile).read_text().split()[0])
+        with open(f"/proc/{pid}/comm") as fh:
+            comm = fh.read().strip()
+        ok = comm.startswith(program)
+        detail = f"the listening instance runs as pid {pid}" if ok else f"{pidfile} names {comm!r}"
+    except (OSError, ValueError, IndexError):
+        ok, detail = False, f"no listening instance ({pidfile} missing or stale)"
+    return ok, detail if ok else f"MTA not running: {detail}", "" if ok else fix
+
+
 def run_commands(commands: list[list[str]], what: str) -> list[str]:
     """Run each command; notes saying what was done, or exactly what failed and what to run."""
     notes: list[str] = []

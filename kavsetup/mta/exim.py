@@ -229,17 +229,9 @@ def doctor_links(root: Root, mta: MTAInfo, static: bool) -> dict[str, tuple[bool
     if static:
         links["mta"] = (None, "not probed (--static)", "")
     else:
-        try:
-            pid = int(root.host(LISTEN_PID).read_text().split()[0])
-            with open(f"/proc/{pid}/comm") as fh:
-                comm = fh.read().strip()
-            ok = comm.startswith("exim")
-            detail = f"the listening instance runs as pid {pid}" if ok else f"{LISTEN_PID} names {comm!r}"
-        except (OSError, ValueError, IndexError):
-            ok, detail = False, f"no listening instance ({LISTEN_PID} missing or stale)"
         script = "/opt/kav/5.5/kav4mailservers/bin/kavexim.sh start"
-        links["mta"] = (ok, detail if ok else f"MTA not running: {detail}",
-                        "" if ok else f"systemctl start kav4ms-exim-listen kav4ms-exim-deliver (or {script})")
+        links["mta"] = common.listening_instance_link(
+            root, LISTEN_PID, "exim", f"systemctl start kav4ms-exim-listen kav4ms-exim-deliver (or {script})")
     text = root.text(listen) if root.read(listen).kind == "file" else ""
     if not text:
         links["content_filter"] = (False, f"content_filter missing: {listen} does not exist, Exim delivers "

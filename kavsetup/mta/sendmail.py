@@ -205,17 +205,9 @@ def doctor_links(root: Root, mta: MTAInfo, static: bool) -> dict[str, tuple[bool
     if static:
         links["mta"] = (None, "not probed (--static)", "")
     else:
-        try:
-            pid = int(root.host(LISTEN_PID).read_text().split()[0])
-            with open(f"/proc/{pid}/comm") as fh:
-                comm = fh.read().strip()
-            ok = comm.startswith("sendmail")
-            detail = f"the listening instance runs as pid {pid}" if ok else f"{LISTEN_PID} names {comm!r}"
-        except (OSError, ValueError, IndexError):
-            ok, detail = False, f"no listening instance ({LISTEN_PID} missing or stale)"
-        links["mta"] = (ok, detail if ok else f"MTA not running: {detail}",
-                        "" if ok else "systemctl start kav4ms-sendmail-listen kav4ms-sendmail-deliver "
-                        "(or /opt/kav/5.5/kav4mailservers/bin/kavsendmail.sh start)")
+        links["mta"] = common.listening_instance_link(
+            root, LISTEN_PID, "sendmail", "systemctl start kav4ms-sendmail-listen kav4ms-sendmail-deliver "
+            "(or /opt/kav/5.5/kav4mailservers/bin/kavsendmail.sh start)")
     text = root.text(listen) if root.read(listen).kind == "file" else ""
     if not text:
         links["content_filter"] = (False, f"content_filter missing: {listen} does not exist, Sendmail "

@@ -4,7 +4,9 @@ Shared by tests/engine and tests/filter, which both run those programs as real p
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,3 +48,20 @@ def children(pid: int) -> list[int]:
             if ppid == pid:
                 out.append(int(d.name))
     return out
+
+
+def stop(proc: subprocess.Popen[bytes] | None, grace: float = 30) -> None:
+    """SIGTERM a daemon the test started and wait ``grace`` seconds for its orderly stop (then
+    SIGKILL); its pipes are closed either way, so no test leaks them."""
+    if proc is None:
+        return
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for f in (proc.stdout, proc.stderr):
+        if f:
+            f.close()
