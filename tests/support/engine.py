@@ -14,7 +14,7 @@ from pathlib import Path
 from runtime.engine.engine import Engine
 from runtime.engine.limits import Limits
 from tests.support.procs import children as _children
-from tests.support.procs import wait_for
+from tests.support.procs import stop, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -90,17 +90,7 @@ class Server:
         return int(self.pidfile.read_text())
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc is not None:
-            for f in (self.proc.stdout, self.proc.stderr):
-                if f:
-                    f.close()
+        stop(self.proc)
 
     def kill_tree(self) -> None:
         """kill -9 the master and its workers (what an admin's ``kill -9`` plus OOM would leave)."""

@@ -25,7 +25,7 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as AioSMTP
 
-from tests.support.procs import can_connect, wait_for
+from tests.support.procs import can_connect, stop, wait_for
 from tests.support.procs import children as _children
 
 REPO = Path(__file__).resolve().parents[2]
@@ -323,18 +323,7 @@ def _kill(pid: int) -> None:
 
 
 def _stop(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is None or proc.poll() is not None:
-        if proc is not None and proc.stderr:
-            proc.stderr.close()
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    if proc.stderr:
-        proc.stderr.close()
+    stop(proc, grace=20)
 
 
 class FakeAve:

@@ -32,7 +32,7 @@ from cryptography.x509.oid import NameOID
 
 from runtime.updater.cdiff import build_cdiff
 from tests.support.clamav import TestKey, build_cvd, make_test_key
-from tests.support.procs import can_connect, wait_for
+from tests.support.procs import can_connect, stop, wait_for
 
 #: Three test payloads and their MD5 signatures: main detects A, daily v1 detects B, daily v2 adds C.
 SAMPLES = {name: f"kav4ms updater test sample {name} ".encode() * 40 for name in ("A", "B", "C", "D")}
@@ -303,15 +303,7 @@ class AveServer:
         return self.log.read_text().count("reload complete") if self.log.exists() else 0
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc is not None and self.proc.stderr:
-            self.proc.stderr.close()
+        stop(self.proc)
 
 
 class Pinger:
