@@ -43,7 +43,7 @@ def kav_conf(work: Path, db: Path, largest: int) -> Path:
     conf = work / "kav.conf"
     conf.write_text(
         f"[path]\nBasesPath={db}\nIcheckerDbFile={work}/ichecker.db\nLocalSocketPath={work}/ave.sock\n"
-        f"AVSpidPATH={work}/ave.pid\n\n[aveserver.options]\nDetachFromTerminal=no\nWorkers=0\n"
+        f"AVSpidPATH={work}/ave.pid\n\n[aveserver.options]\nDetachFromTerminal=no\nWorkers=0\nUser=root\n"
         f"StreamMaxLength={largest * 4}\n\n[aveserver.limits]\nMaxUnpackedSize=2000000000\nMaxScanTime=600\n\n"
         f"[aveserver.report]\nReportFileName={work}/ave.log\nReportLevel=3\n\n"
         f"[scanner.report]\nReportFileName={work}/kavscanner.log\nReportLevel=3\n"

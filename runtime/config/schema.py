@@ -573,6 +573,15 @@ SECTIONS: tuple[Section, ...] = (
             K("ExcludeDirs", v.StrList(), [], "6.2.1", "Directories not scanned."),
             K("MaxLoadAvg", v.Float(minimum=0), 0.0, "6.3.2", "Pause while the load average exceeds this; 0 = off."),
             K("UseIChecker", _BOOL, True, "6.3.1", "Skip files unchanged since found clean."),
+            K(
+                "IcheckerKeepVerdicts",
+                _BOOL,
+                False,
+                "6.3.1",
+                "Also remember non-clean verdicts of unchanged files: reported and acted upon again, not rescanned.",
+                note="Not in the guide (its iChecker stores clean files only, hence off by default); a cure run "
+                "(Cure=yes, -i1..-i3) still rescans them: it needs the engine's disinfected bytes.",
+            ),
             K("Packed", _BOOL, True, "6.2.1", "Scan packed executables."),
             K("Archives", _BOOL, True, "6.2.1", "Scan inside archives."),
             K("SelfExtArchives", _BOOL, True, "6.2.1", "Scan self-extracting archives."),
