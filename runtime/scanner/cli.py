@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ from runtime.report import ACTIVITY, ERROR, INFO, WARNING, EventLog
 from . import area as area_mod
 from .ichecker import IChecker, database_version
 from .report import Progress, Reporter, Sink, console_log
-from .scan import default_workers, scan_many
+from .scan import Result, aveserver_client, default_workers, scan_many, scan_via_aveserver
 
 if TYPE_CHECKING:
     from runtime.engine.engine import Engine
@@ -132,6 +133,11 @@ def parser() -> _Parser:
                          "w warning, c corrupted, p protected, e error, a all of these (5.3.3.1)")
     ap.add_argument("-w", "--workers", dest="workers", type=int, metavar="N",
                     help="files scanned in parallel (default [scanner.options] Workers, 0 = one per core)")
+    ap.add_argument("--aveserver", dest="aveserver", action="store_const", const=True,
+                    help="scan through the running aveserver ([path] LocalSocketPath), passing each open file "
+                         "with AVE/1 SCANFD; in-process when none answers (UseAveserver=yes)")
+    ap.add_argument("--in-process", dest="aveserver", action="store_const", const=False,
+                    help="scan in forked worker processes of kavscanner itself (UseAveserver=no)")
     ap.add_argument("--follow-symlinks", action="store_const", const=True, dest="follow",
                     help="follow symbolic links inside the area (loops are detected)")
     ap.add_argument("--no-ichecker", dest="ichecker", action="store_false", default=None,
@@ -282,7 +288,10 @@ class Run:
         self.use_ichecker = opt("UseIChecker") if args.ichecker is None else args.ichecker
         self.keep_verdicts = opt("IcheckerKeepVerdicts") if args.keep_verdicts is None else args.keep_verdicts
         self.remembered: list[tuple[str, os.stat_result, bytes]] = []
-        self.aveserver = ""
+        self.via_aveserver = opt("UseAveserver") if args.aveserver is None else args.aveserver
+        self.ave_records: object = None
+        self.aveserver = ""  # the socket of the aveserver used for this run, once one answered
+        self.retry: list[str] = []  # files aveserver could not scan: scanned in-process at the end
         if types:
             enabled = set(types)
         else:
@@ -402,7 +411,8 @@ class Run:
         try:
             if not self._scan(rep, area, ick):
                 return EXIT_FATAL
-            records = self.engine.record_count if self.engine is not None else (ick.meta("records") if ick else None)
+            records = (self.engine.record_count if self.engine is not None else self.ave_records if self.aveserver
+                       else ick.meta("records") if ick else None)
         finally:
             if ick is not None:
                 ick.close()
@@ -502,11 +512,51 @@ class Run:
             self.walked["done"] = True
             self._replay(rep, ick)
             return True  # nothing new to scan (an unchanged tree under iChecker): no engine needed
-        engine = self.engine = self._load_engine(rep)
-        if engine is None:
+        results = self._via_aveserver(rep, chain([first], feed))
+        if results is None:
+            engine = self.engine = self._load_engine(rep)
+            if engine is None:
+                return False
+            results = scan_many(engine, chain([first], feed), self.cure, self.workers, self.max_load, self.skip)
+        if not self._results(rep, ick, results):
             return False
-        for r in scan_many(engine, chain([first], feed), self.cure, self.workers, self.max_load, self.skip,
-                           self.aveserver):
+        self._replay(rep, ick)
+        return True
+
+    def _via_aveserver(self, rep: Reporter, paths: Iterator[str]) -> Iterator[Result] | None:
+        """The results through a running aveserver (UseAveserver=yes, --aveserver), or None: scan
+        in-process.  Not with -e limiting the object types: SCANFD has no way to say them."""
+        if not self.via_aveserver:
+            return None
+        sock = self.cfg.get("path", "LocalSocketPath")
+        if self.skip:
+            rep.message(INFO, f"-e{self.types}: object types aveserver cannot be told; scanning in-process")
+            return None
+        client = aveserver_client(sock)
+        if client is None:
+            rep.message(WARNING, f"no aveserver answers at {sock}; scanning in-process")
+            return None
+        try:
+            info = client.version()
+        except Exception as exc:  # noqa: BLE001 - answered PING but not VERSION: not usable
+            rep.message(WARNING, f"aveserver at {sock} unusable ({exc}); scanning in-process")
+            return None
+        finally:
+            client.close()
+        self.aveserver = sock
+        self.ave_records = info.get("records")
+        rep.message(INFO, f"scanning through aveserver at {sock} (AVE/1 SCANFD): {info.get('records')} records, "
+                          f"database {info.get('database')}")
+        if self.ick is not None and self.ave_records is not None:
+            self.ick.set_meta("records", str(self.ave_records))
+        return scan_via_aveserver(sock, paths, self.cure, self.workers, self.max_load)
+
+    def _results(self, rep: Reporter, ick: IChecker | None, results: Iterable[Result]) -> bool:
+        """Handle each result; files aveserver could not scan are scanned in-process at the end."""
+        for r in results:
+            if r.retry:
+                self.retry.append(r.path)
+                continue
             self.stats["paused_s"] += r.paused
             if r.skipped:
                 self.stats["links" if r.skipped == "link" else "special"] += 1
@@ -522,7 +572,15 @@ class Run:
                 rep.progress.draw(self.stats["files"], self.stats["bytes"], w["files"] if w["done"] else None,
                                   w["bytes"] if w["done"] else None)
             self._verdict(rep, ick, r.path, r.st, r.verdict)
-        self._replay(rep, ick)
+        if self.retry:
+            retry, self.retry = self.retry, []
+            rep.message(INFO, f"{len(retry)} file(s) aveserver did not scan (too large, name, connection): "
+                              "scanning them in-process")
+            engine = self.engine = self.engine or self._load_engine(rep)
+            if engine is None:
+                return False
+            return self._results(rep, ick, scan_many(engine, retry, self.cure, self.workers, self.max_load,
+                                                     self.skip))
         return True
 
     def _replay(self, rep: Reporter, ick: IChecker | None) -> None:
