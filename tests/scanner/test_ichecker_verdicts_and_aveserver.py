@@ -146,6 +146,14 @@ def test_aveserver_backend_gives_the_in_process_results(kit, tmp_path: Path) -> 
         conf = kit.config(path={"BasesPath": str(srv.bases), "LocalSocketPath": str(srv.sock)})
         here = kit.scan("--json", "--no-ichecker", "--in-process", str(tree.root), conf=conf)
         via = kit.scan("--json", "--no-ichecker", "--aveserver", "-j3", str(tree.root), conf=conf)
+        # cure through aveserver: SCANFD answers the disinfected bytes too
+        cure = write(tmp_path / "c" / "cure.com", b"CURE-" + EICAR + b"\r\n")
+        cured = kit.scan("-q", "--no-ichecker", "-i2", str(cure.parent), conf=conf)
+        assert cured.returncode == 5 and b"EICAR" not in cure.read_bytes()
+        # -e without archives: aveserver cannot be told, so in-process (and the zip member is not seen)
+        noarch = kit.scan("--json", "--no-ichecker", "-ePSBME", str(tree.root / "archives"), conf=conf)
+        assert json.loads(noarch.stdout)["summary"]["statuses"]["INFECTED"] == 0
+        assert "cannot be told; scanning in-process" in kit.report.read_text()
     finally:
         srv.stop()
     d_here, d_via = json.loads(here.stdout), json.loads(via.stdout)
