@@ -590,12 +590,13 @@ class Run:
         They are reported, counted and acted upon exactly as if just scanned (6.2.3)."""
         for path, st, doc in self.remembered:
             self.stats["ichecker_remembered"] += 1
-            self._verdict(rep, ick, path, st, Verdict.from_json(json.loads(doc)), remembered=True)
+            self._verdict(rep, ick, path, st, Verdict.from_json(json.loads(doc)), remembered=doc)
         self.remembered.clear()
 
     def _verdict(self, rep: Reporter, ick: IChecker | None, path: str, st: os.stat_result, v: Verdict,
-                 remembered: bool = False) -> None:
-        """One file's verdict: counts, report, actions, the iChecker record and the -p lists."""
+                 remembered: bytes = b"") -> None:
+        """One file's verdict: counts, report, actions, the iChecker record and the -p lists.
+        ``remembered``: the stored verdict this one was read from (kept as is, not written again)."""
         self.counts[v.status.value] += 1
         if v.status is Status.CLEAN:
             if ick is not None:
@@ -608,7 +609,7 @@ class Run:
         out = self._executor_for_run().apply(path, st, v)
         if ick is not None:
             if self.keep_verdicts and _replayable(v) and not (out.gone or out.cured):
-                ick.record_verdict(path, st, v.dumps())
+                ick.record_verdict(path, st, remembered or v.dumps())
             else:
                 ick.forget(path)
         for e in out.errors:
