@@ -24,7 +24,6 @@ Each worker checks the load average before every file (6.3.2) and waits while it
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import stat
 import threading
@@ -139,6 +138,8 @@ def scan_many(engine: Engine, paths: Iterable[str], cure: bool, workers: int,
             yield scan_file(engine, p, cure, max_load, skip_kinds)
         return
     _ENGINE, _CURE, _MAX_LOAD, _SKIP = engine, cure, max_load, skip_kinds
+    import multiprocessing  # here, not at the top: a run over an unchanged tree never forks
+
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(workers) as pool:
         try:
