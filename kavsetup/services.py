@@ -113,6 +113,15 @@ def start(root: Root, wanted: tuple[tuple[str, str], ...], record: list[dict[str
                     [["systemctl", "restart", unit]]
         else:  # the package enabled its LSB script (update-rc.d); it runs when ListenAddress is not stdio
             steps = [_sysv(name, "restart")]
+            if steps[0][0] == "invoke-rc.d" and _run(["invoke-rc.d", "--quiet", "--query", name, "start"])[0] == 101:
+                # policy-rc.d (a chroot, an image being built) or the runlevel forbids it: invoke-rc.d
+                # would say nothing and start nothing, so say it here instead of waiting for a greeting.
+                record.remove(entry)
+                if save:
+                    save()
+                notes.append(f"{name}: not started (policy-rc.d forbids starting services here); start it "
+                             f"before mail arrives (invoke-rc.d {name} start), it must answer on {address}")
+                continue
         for argv in steps:
             code, why = _run(argv)
             if code != 0:
