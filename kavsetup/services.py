@@ -29,6 +29,7 @@ SMTPSCANNER = "kav4mailservers-smtpscanner"
 #: How long a started daemon may take to answer on its address (Python start-up and the first
 #: configuration load; ~1 s on a quiet host, several on a loaded one).
 READY_TIMEOUT = 60.0
+POLICY_RC_D = "/usr/sbin/policy-rc.d"
 
 
 def init_system(root: Root, name: str) -> str:
@@ -57,6 +58,11 @@ def _sysv(name: str, action: str) -> list[str]:
     if shutil.which("service"):
         return ["service", name, action]
     return [f"/etc/init.d/{name}", action]
+
+
+def _policy_forbids(name: str) -> bool:
+    """Debian's policy-rc.d(8) interface: exit 101 means "do not start services here"."""
+    return os.access(POLICY_RC_D, os.X_OK) and _run([POLICY_RC_D, name, "start"])[0] == 101
 
 
 def answers(address: str, timeout: float = READY_TIMEOUT) -> tuple[bool, str]:
@@ -103,6 +109,12 @@ def start(root: Root, wanted: tuple[tuple[str, str], ...], record: list[dict[str
                          f"(in a container: kavsetup run), it must answer on {address}")
             continue
         unit = f"{name}.service"
+        if _policy_forbids(name):
+            # policy-rc.d (a chroot, an image being built) forbids it, as it does for the maintainer
+            # scripts' deb-systemd-invoke and invoke-rc.d: say so instead of waiting for a greeting.
+            notes.append(f"{name}: not started (policy-rc.d forbids starting services here); start it "
+                         f"before mail arrives, it must answer on {address}")
+            continue
         if init == "systemd":
             entry["enabled"] = _run(["systemctl", "is-enabled", "--quiet", unit])[0] != 0
         record.append(entry)
@@ -113,15 +125,6 @@ def start(root: Root, wanted: tuple[tuple[str, str], ...], record: list[dict[str
                     [["systemctl", "restart", unit]]
         else:  # the package enabled its LSB script (update-rc.d); it runs when ListenAddress is not stdio
             steps = [_sysv(name, "restart")]
-            if steps[0][0] == "invoke-rc.d" and _run(["invoke-rc.d", "--quiet", "--query", name, "start"])[0] == 101:
-                # policy-rc.d (a chroot, an image being built) or the runlevel forbids it: invoke-rc.d
-                # would say nothing and start nothing, so say it here instead of waiting for a greeting.
-                record.remove(entry)
-                if save:
-                    save()
-                notes.append(f"{name}: not started (policy-rc.d forbids starting services here); start it "
-                             f"before mail arrives (invoke-rc.d {name} start), it must answer on {address}")
-                continue
         for argv in steps:
             code, why = _run(argv)
             if code != 0:
