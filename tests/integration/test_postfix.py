@@ -313,6 +313,29 @@ def test_spawn_form_when_answered(tmp_path: Path) -> None:
     _postfix_check(root, before)
 
 
+def test_reconfigure_keeps_a_recorded_spawn_form(tmp_path: Path) -> None:
+    """An installation made in the spawn form (the default before issue 20) keeps it when the
+    package is upgraded: postinst runs ``kavsetup reconfigure`` with only the answers debconf was
+    given this time (none here), which starts from the answers in the journal."""
+    root = _root(tmp_path, "debian-bookworm")
+    answers = tmp_path / "answers.yaml"
+    answers.write_text("postfix_mode: spawn\n")
+    assert kav(*_install_args(root, "--answers", str(answers)))[0] == 0
+    installed = snapshot(root)
+    code, out = kav("reconfigure", "--root", str(root), "--non-interactive")
+    assert code == 0 and "nothing to change" in out, out
+    assert diff_snapshots(installed, snapshot(root)) == []
+    master = (root / "etc/postfix/master.cf").read_text()
+    assert pcf.find_service(master, "127.0.0.1:10025/inet") is not None
+    # the admin can still move to the new default explicitly
+    answers.write_text("postfix_mode: daemon\n")
+    code, out = kav("reconfigure", "--root", str(root), "--non-interactive", "--answers", str(answers))
+    assert code == 0, out
+    assert pcf.find_service((root / "etc/postfix/master.cf").read_text(), "127.0.0.1:10025/inet") is None
+    conf = (root / "etc/kav/5.5/kav4mailservers/kav4mailservers.conf").read_text()
+    assert "ListenAddress=inet:127.0.0.1:10025" in conf
+
+
 def test_bad_answers_file_is_one_line(tmp_path: Path) -> None:
     root = _root(tmp_path, "debian-bookworm")
     answers = tmp_path / "a.yaml"
