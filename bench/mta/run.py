@@ -191,10 +191,10 @@ class NoFilter(Contender):
 class Kav(Contender):
     filter_names = ("aveserver", "smtpscanner")
 
-    def __init__(self, work: Path, deb: Path, mode: str, protocol: str = "lmtp") -> None:
+    def __init__(self, work: Path, deb: Path, mode: str, protocol: str = "lmtp", extra: tuple[Path, ...] = ()) -> None:
         super().__init__(work)
-        self.deb, self.mode, self.protocol = deb, mode, protocol
-        self.name = f"kav {mode}/{protocol}"
+        self.deb, self.mode, self.protocol, self.extra = deb, mode, protocol, extra
+        self.name = f"kav {mode}/{protocol}" + (" +" + "+".join(p.name.split("_")[0] for p in extra) if extra else "")
 
     def setup(self, sb: Sandbox) -> None:
         answers = sb.path(ANSWERS)
@@ -205,6 +205,10 @@ class Kav(Contender):
         if self.protocol != "lmtp":
             text += f"protocol: {self.protocol}\n"
         answers.write_text(text)
+        if self.extra:  # Debian packages the admin added (e.g. python3-uvloop + libuv1), installed first
+            for p in self.extra:
+                shutil.copyfile(p, sb.path(f"/tmp/{p.name}"))
+            sb.run(["dpkg", "-i", *(f"/tmp/{p.name}" for p in self.extra)], timeout=600).check()
         shutil.copyfile(self.deb, sb.path("/tmp/kav.deb"))
         sb.run(["dpkg", "-i", "/tmp/kav.deb"], timeout=600).check()
         conf = sb.path(CONF).read_text()
@@ -381,6 +385,9 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=400, help="messages per contender and level")
     ap.add_argument("--only", action="append", help="contender name prefix (repeatable)")
     ap.add_argument("--deb", type=Path, help="package (default: newest dist/kav4mailservers_*_all.deb)")
+    ap.add_argument("--with-debs", type=Path, action="append", default=[], metavar="DEB",
+                    help="also run the default form with these Debian packages installed first (repeatable; "
+                         "e.g. python3-uvloop and libuv1 from `apt-get download`)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench.mta needs root (overlay mounts, namespaces), as the distro matrix does")
@@ -401,6 +408,8 @@ def main() -> int:
     signatures(work / "bases")
     contenders: list[Contender] = [NoFilter(work), Kav(work, deb, "daemon"), Kav(work, deb, "spawn"),
                                    ClamSMTP(work)]
+    if args.with_debs:
+        contenders.insert(2, Kav(work, deb, DEFAULT_MODE, extra=tuple(p.resolve() for p in args.with_debs)))
     if shutil.which("amavisd"):
         contenders.append(Amavis(work))
     else:
