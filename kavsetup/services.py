@@ -103,7 +103,7 @@ def start(root: Root, wanted: tuple[tuple[str, str], ...], record: list[dict[str
     notes: list[str] = []
     for name, address in wanted:
         init = init_system(root, name)
-        entry: dict[str, Any] = {"name": name, "address": address, "init": init, "enabled": False}
+        entry: dict[str, Any] = {"name": name, "address": address, "init": init, "enabled_by_us": False}
         if not init:
             notes.append(f"{name}: no init system to start it here; start it before mail arrives "
                          f"(in a container: kavsetup run), it must answer on {address}")
@@ -116,12 +116,12 @@ def start(root: Root, wanted: tuple[tuple[str, str], ...], record: list[dict[str
                          f"before mail arrives, it must answer on {address}")
             continue
         if init == "systemd":
-            entry["enabled"] = _run(["systemctl", "is-enabled", "--quiet", unit])[0] != 0
+            entry["enabled_by_us"] = _run(["systemctl", "is-enabled", "--quiet", unit])[0] != 0
         record.append(entry)
         if save:
             save()
         if init == "systemd":
-            steps = ([["systemctl", "enable", "--quiet", unit]] if entry["enabled"] else []) + \
+            steps = ([["systemctl", "enable", "--quiet", unit]] if entry["enabled_by_us"] else []) + \
                     [["systemctl", "restart", unit]]
         else:  # the package enabled its LSB script (update-rc.d); it runs when ListenAddress is not stdio
             steps = [_sysv(name, "restart")]
@@ -146,7 +146,7 @@ def release(root: Root, record: list[dict[str, Any]]) -> list[str]:
         if init == "systemd":
             unit = f"{name}.service"
             steps = [["systemctl", "stop", unit]] + ([["systemctl", "disable", "--quiet", unit]]
-                                                     if entry.get("enabled") else [])
+                                                     if entry.get("enabled_by_us") else [])
         elif init == "sysv" and os.access(f"/etc/init.d/{name}", os.X_OK):
             steps = [_sysv(name, "stop")]
         else:
