@@ -107,6 +107,16 @@ class EventLog:
             raise
         self._fd = fd
 
+    def reconfigure(self, cfg: KavConfig, section: str) -> None:
+        """Take ``[<section>]``'s settings from a reloaded configuration (smtpscanner's SIGHUP) and
+        reopen: the same object, so everything holding this log follows.  ``Append=no`` truncates at
+        a start only, never at a reload (that would erase the lines about the reload itself)."""
+        fresh = EventLog.from_config.__func__(_Settings, cfg, section)  # type: ignore[attr-defined]
+        with self._lock:
+            self.path, self.level, self.permission = fresh.path, fresh.level, fresh.permission
+            self.date_format, self.time_format = fresh.date_format, fresh.time_format
+        self.reopen()
+
     def reopen(self) -> None:
         """Reopen the file (after logrotate moved it; aveserver calls this on SIGHUP)."""
         with self._lock:
@@ -160,6 +170,15 @@ class EventLog:
 # -- syslog ---------------------------------------------------------------------------------------
 SYSLOG_SOCKET = os.environ.get("KAV_SYSLOG_SOCKET", "/dev/log")  # elsewhere in a chroot or container
 LOG_MAIL, LOG_ERR = 2, 3  # facility and severity numbers of RFC 3164
+
+
+class _Settings:
+    """What :meth:`EventLog.from_config` reads, without opening a file (for :meth:`EventLog.reconfigure`)."""
+
+    def __init__(self, path: str | None, level: int, permission: int, append: bool, date_format: str,
+                 time_format: str) -> None:
+        self.path, self.level, self.permission = path or None, level, permission
+        self.append, self.date_format, self.time_format = append, date_format, time_format
 
 
 def to_syslog(ident: str, message: str, severity: int = LOG_ERR, path: str | None = None) -> bool:

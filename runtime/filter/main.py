@@ -109,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     processes = args.processes if args.processes > 0 else (os.cpu_count() or 1)
     try:
         if processes > 1:
-            return serve.serve_prefork(cfg, log, listen, processes)
-        return serve.run_loop(serve.serve_daemon(cfg, log, listen))
+            return serve.serve_prefork(cfg, log, listen, processes, os.path.abspath(args.config))
+        return serve.run_loop(serve.serve_daemon(cfg, log, listen, config_path=os.path.abspath(args.config)))
     except StartupError as exc:
         print(f"smtpscanner: cannot start: {exc}", file=sys.stderr)
         return 1
