@@ -7,21 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import socket
 import stat
 import sys
 import threading
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime.config import ConfigError, KavConfig, Message, load_config
 from runtime.config.values import ListenAddress
+from runtime.filter.reloadstate import ReloadState
 from runtime.filter.smtpd import FilterHandler, KavSMTP, session_class
 from runtime.filter.wiring import FilterParts, build
-from runtime.fsutil import atomic_write
 from runtime.prefork import StartupError, Supervisor, clean_stale_pid, clean_stale_socket, write_pid
 from runtime.report import EventLog
 
@@ -43,33 +43,6 @@ def run_loop(coro) -> int:  # noqa: ANN001
 #: console found this daemon.  A change is reported (log line, state file, console) and waits for
 #: a restart; everything else applies to the next connection.
 RESTART_ONLY = (("smtpscan.general", "ListenAddress"), ("smtpscan.general", "PidFile"))
-
-
-@dataclass
-class ReloadState:
-    """What the standing daemon publishes beside its pid file (``<pid file>.state``, JSON) after
-    it starts and after each SIGHUP: kavconsole reads it to report "reloaded (generation N)" or
-    why the reload was refused, without parsing the event log (which may be syslog or stderr)."""
-
-    pid: int
-    config: str
-    generation: int = 1
-    attempts: int = 0  # SIGHUPs handled (refused ones too): the console waits for this to move
-    result: str = "started"  # started | reloaded | refused
-    message: str = ""
-    restart_needed: list[str] = field(default_factory=list)
-
-    @staticmethod
-    def path_for(pid_path: Path) -> Path:
-        return pid_path.with_suffix(".state")
-
-    def write(self, pid_path: Path | None) -> None:
-        if pid_path is None:
-            return
-        try:
-            atomic_write(self.path_for(pid_path), json.dumps(asdict(self)).encode() + b"\n", mode=0o644)
-        except OSError as exc:  # the console then reports no answer; mail is not affected
-            print(f"smtpscanner: cannot write {self.path_for(pid_path)}: {exc.strerror}", file=sys.stderr)
 
 
 def pid_file(cfg: KavConfig, log: EventLog) -> Path | None:
@@ -184,6 +157,7 @@ class PreforkFilter(Supervisor):
         self.cfg = cfg
         self.state.generation += 1
         self.state.result, self.state.message, self.state.restart_needed = "reloaded", "", restart
+        self.state.loaded_at = time.time()
         self.signal_workers(signal.SIGHUP)  # the retiring workers reopen their logs too
         self.new_generation(signal.SIGUSR2)
         self.log.info(reload_line(self.state))
@@ -290,6 +264,7 @@ class FilterDaemon:
         self._retire(old)  # at once when no session holds it
         self.state.generation = self.current.number
         self.state.result, self.state.message, self.state.restart_needed = "reloaded", "", restart
+        self.state.loaded_at = time.time()
         self.log.info(reload_line(self.state))
         self.state.write(self.pid_path)
 
