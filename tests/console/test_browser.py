@@ -1,6 +1,7 @@
 """The console in a real headless browser (Debian's chromium + chromium-driver through selenium):
 log in, status, a statistics plot that equals the AVStatistics log after real mail, release of a
-quarantined EICAR message to the sink, a config edit refused then saved and reloaded, a forged POST
+quarantined EICAR message to the sink, a config edit refused then saved and reloaded (smtpscanner
+re-reads it: the next message shows the new value), a forged POST
 refused, an expired session.  Screenshots of every page go to .pytest-artifacts/console/."""
 
 from __future__ import annotations
@@ -111,11 +112,27 @@ def test_console_in_a_browser(make_console, driver) -> None:  # noqa: ANN001
     d.find_element(By.ID, "save").click()
     result = d.find_element(By.ID, "results").text
     assert "1 value(s) written" in result and "reload requested" in result
-    assert "restart it to apply the change" in result  # smtpscanner started before the edit
+    assert f"pid {st.scanner.pid}: reloaded (generation 2)" in result  # smtpscanner re-read the file
     screenshot(d, "config-saved")
     assert "[aveserver.limits]\nMaxScanTime=30\n" in st.conf.read_text()
     wait_for(lambda: "SIGHUP: reloading configuration" in (st.root / "log" / "aveserver.log").read_text(),
              what="aveserver's reload")
+
+    # a setting of smtpscanner's own, saved and reloaded: the next message shows it
+    assert st.send(eicar_mail("clean", subject="before the edit"))["bob@example.com"][0] == 250
+    assert st.sink.got[-1].msg["X-Anti-Virus"] is not None
+    d.get(st.url + "/config?section=smtpscan.group:default")
+    field = d.find_element(By.ID, "k-AddXHeaders")
+    field.clear()
+    field.send_keys("no")
+    d.find_element(By.ID, "preview").click()
+    assert "+AddXHeaders=no" in d.find_element(By.ID, "diff").text
+    d.find_element(By.ID, "save").click()
+    result = d.find_element(By.ID, "results").text
+    assert f"pid {st.scanner.pid}: reloaded (generation 3)" in result
+    screenshot(d, "config-saved-smtpscanner")
+    assert st.send(eicar_mail("clean", subject="after the edit"))["bob@example.com"][0] == 250
+    assert st.sink.got[-1].msg["X-Anti-Virus"] is None, "smtpscanner did not apply the saved AddXHeaders=no"
 
     # a forged POST (a form without the token, as another site would send it) is refused
     d.get(st.url + "/status")
@@ -130,6 +147,7 @@ def test_console_in_a_browser(make_console, driver) -> None:  # noqa: ANN001
     actions = [a["action"] for a in st.audit_lines() if a["result"] == "ok"]
     for wanted in ("login", "quarantine.view", "quarantine.release", "config.save", "reload.aveserver"):
         assert wanted in actions
+    assert ("reload.smtpscanner", "ok (generation 3)") in [(a["action"], a["result"]) for a in st.audit_lines()]
 
 
 def test_session_expires_in_the_browser(make_console, driver) -> None:  # noqa: ANN001
