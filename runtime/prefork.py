@@ -104,6 +104,14 @@ def clean_stale_socket(sock_path: Path, log: EventLog | None = None) -> None:
         probe.close()
 
 
+def survive_early_hup() -> None:
+    """Called first thing by a daemon that reloads on SIGHUP: until its loop installs the real
+    handler (after it read the configuration and bound its socket), a SIGHUP is ignored rather
+    than fatal (the default action).  A unit's ExecReload or logrotate may send one as soon as the
+    socket answers, and the daemon has only just read the file then."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
 def write_pid(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, f"{os.getpid()}\n".encode(), mode=0o644)

@@ -24,7 +24,7 @@ import sys
 
 from runtime.config import CONFIG_FILE, ConfigError, load_config
 from runtime.config.values import Listen
-from runtime.prefork import StartupError
+from runtime.prefork import StartupError, survive_early_hup
 from runtime.report import EventLog
 
 CONFIG_ENV = "KAV_CONFIG"
@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--keep", action="store_true", help="keep the entry after release")
     args = ap.parse_args(argv)
     spawned = args.command is None and (args.stdio or (not args.daemon and not args.listen and stdin_is_channel()))
+    if args.command is None and not spawned:
+        survive_early_hup()  # a standing daemon: a reload during start-up must not kill it
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
