@@ -101,3 +101,28 @@ def test_a_message_in_flight_during_sighup_is_delivered_once_under_its_configura
     assert _x_header(st) is None
     if mode == "prefork":
         wait_for(lambda: "retired after a reload" in st.log_text(), what="the old worker to leave")
+
+
+def test_the_man_page_documents_the_reload_as_the_daemon_logs_it() -> None:
+    """smtpscanner(8) (shipped by pkg/common/stage.py in place of the generated stub) quotes the
+    log lines the daemon writes: a reworded log line must be re-documented."""
+    import shutil
+    import subprocess
+
+    from runtime.filter.reloadstate import ReloadState
+    from runtime.filter.serve import reload_line
+    from tests.support.filter import REPO
+
+    page = REPO / "docs/man/smtpscanner.8"
+    if shutil.which("groff") is None:
+        pytest.skip("groff not installed")
+    out = subprocess.run(["groff", "-man", "-Tutf8", "-P-cbou", "-rLL=400n", str(page)], capture_output=True,
+                         text=True, check=True)
+    text = " ".join(out.stdout.replace("\u2010", "-").split())
+    ok = reload_line(ReloadState(1, "FILE", generation=7, result="reloaded"))
+    refused = reload_line(ReloadState(1, "FILE", generation=7, result="refused",
+                                      message="FILE:LINE: [section] Key: why"))
+    assert ok.replace("7", "N") in text, ok
+    assert refused.replace("7", "N") in text, refused
+    for option in ("--processes", "--stdio", "--listen", "qmail-queue", "SIGHUP", "SIGTERM", "PidFile"):
+        assert option in text, option
