@@ -77,13 +77,15 @@ def remove_pid_file(pid_path: Path | None) -> None:
 
 def load_for_reload(config_path: str, running: KavConfig, log: EventLog,
                     processes: int) -> tuple[KavConfig, FilterParts, list[str]]:
-    """Read and check the configuration file again, and build what a new generation is made of
-    (which catches what the schema alone cannot, e.g. an unreadable template path): raises
-    :class:`ConfigError` with file, line and key.  Also returns the changed settings that wait
+    """Read and check the configuration file again, build what a new generation is made of (a
+    value the parts refuse is caught here, not in a worker), and take the event log's new
+    settings (a ReportFileName that cannot be opened is refused, the log left as it was): raises
+    :class:`ConfigError` naming file, line and key.  Also returns the changed settings that wait
     for a restart."""
     cfg = load_config(config_path)
     try:
         parts = build(cfg, log, processes)
+        log.reconfigure(cfg, "smtpscan.report")
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError([Message(config_path, None, None, None, f"cannot be used: {exc}")]) from None
     restart = [f"[{sec}] {key}" for sec, key in RESTART_ONLY if cfg.get(sec, key) != running.get(sec, key)]
@@ -92,6 +94,13 @@ def load_for_reload(config_path: str, running: KavConfig, log: EventLog,
 
 def one_line_error(exc: ConfigError) -> str:
     return "; ".join(str(m) for m in exc.messages) or str(exc)
+
+
+def refuse(state: ReloadState, why: str, log: EventLog, pid_path: Path | None) -> None:
+    """A reload that cannot happen: the running generation stays, one log line says why."""
+    state.result, state.message, state.restart_needed = "refused", why, []
+    log.error(reload_line(state))
+    state.write(pid_path)
 
 
 def reload_line(state: ReloadState) -> str:
@@ -145,20 +154,19 @@ class PreforkFilter(Supervisor):
     def reload(self) -> None:
         self.log.reopen()
         self.state.attempts += 1
+        self.signal_workers(signal.SIGHUP)  # logrotate's HUP reaches the workers, reload or not
         try:
             cfg, _trial, restart = load_for_reload(self.state.config, self.cfg, self.log, self.size)
         except ConfigError as exc:
-            self.state.result, self.state.message, self.state.restart_needed = "refused", one_line_error(exc), []
-            self.log.error(reload_line(self.state))
-            self.signal_workers(signal.SIGHUP)  # logrotate's HUP still reaches them
-            self.state.write(self.pid_path)
+            refuse(self.state, one_line_error(exc), self.log, self.pid_path)
             return
-        self.log.reconfigure(cfg, "smtpscan.report")
+        except Exception as exc:  # noqa: BLE001 - the master must outlive any reload
+            refuse(self.state, f"{type(exc).__name__}: {exc}", self.log, self.pid_path)
+            return
         self.cfg = cfg
         self.state.generation += 1
         self.state.result, self.state.message, self.state.restart_needed = "reloaded", "", restart
         self.state.loaded_at = time.time()
-        self.signal_workers(signal.SIGHUP)  # the retiring workers reopen their logs too
         self.new_generation(signal.SIGUSR2)
         self.log.info(reload_line(self.state))
         self.state.write(self.pid_path)
@@ -254,11 +262,11 @@ class FilterDaemon:
         try:
             cfg, parts, restart = load_for_reload(self.config_path, old.cfg, self.log, self.processes)
         except ConfigError as exc:
-            self.state.result, self.state.message, self.state.restart_needed = "refused", one_line_error(exc), []
-            self.log.error(reload_line(self.state))
-            self.state.write(self.pid_path)
+            refuse(self.state, one_line_error(exc), self.log, self.pid_path)
             return
-        self.log.reconfigure(cfg, "smtpscan.report")
+        except Exception as exc:  # noqa: BLE001 - the daemon must outlive any reload
+            refuse(self.state, f"{type(exc).__name__}: {exc}", self.log, self.pid_path)
+            return
         self.current = Generation(old.number + 1, cfg, parts)
         self.live.append(self.current)
         self._retire(old)  # at once when no session holds it
