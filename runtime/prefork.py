@@ -34,14 +34,13 @@ import pwd
 import select
 import signal
 import socket
-import stat
 import struct
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from runtime.fsutil import atomic_write
+from runtime.fsutil import atomic_write, read_trusted
 from runtime.report import EventLog
 
 
@@ -264,18 +263,9 @@ def read_scoreboard(path: Path, owners: tuple[int, ...] = ()) -> list[tuple[int,
     Read by another program, so trusted only when it is a regular file (never followed through a
     link) owned by root or one of ``owners`` and writable by its owner alone: a board somebody
     else could write would be a number anybody could fake."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError:
+    data = read_trusted(path, owners, Scoreboard.SIZE)
+    if data is None or len(data) < Scoreboard.SIZE:
         return None
-    try:
-        st = os.fstat(fd)
-        if (not stat.S_ISREG(st.st_mode) or st.st_uid not in (0, *owners) or st.st_mode & 0o022
-                or st.st_size < Scoreboard.SIZE):
-            return None
-        data = os.pread(fd, Scoreboard.SIZE, 0)
-    finally:
-        os.close(fd)
     magic, slots, master = _HEAD.unpack_from(data, 0)
     if magic != SCOREBOARD_MAGIC or slots != SCOREBOARD_SLOTS or not pid_alive(master):
         return None

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.config import CONFIG_FILE, KavConfig
-from runtime.filter.reloadstate import ReloadState, read_state, read_trusted
+from runtime.filter.reloadstate import ReloadState, read_state
+from runtime.fsutil import read_trusted
 
 NAMES = (b"smtpscanner", b"runtime.filter")  # the installed program, or the module as tests run it
 WAIT = 30.0  # seconds for the daemon's answer: it re-reads one file and builds its parts

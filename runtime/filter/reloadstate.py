@@ -11,14 +11,12 @@ loading the filter's SMTP machinery.
 from __future__ import annotations
 
 import json
-import os
-import stat
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from runtime.fsutil import atomic_write
+from runtime.fsutil import atomic_write, read_trusted
 
 
 @dataclass
@@ -43,23 +41,6 @@ class ReloadState:
             atomic_write(self.path_for(pid_path), json.dumps(asdict(self)).encode() + b"\n", mode=0o644)
         except OSError as exc:  # the console then reports no answer; mail is not affected
             print(f"smtpscanner: cannot write {self.path_for(pid_path)}: {exc.strerror}", file=sys.stderr)
-
-
-def read_trusted(path: Path, owners: tuple[int, ...], limit: int = 65536) -> bytes | None:
-    """A small file another program wrote (the pid file, the state), or None: read only when it is
-    a regular file (never through a link) owned by root or one of ``owners`` and writable by its
-    owner alone, so nobody else can plant the pid the console is about to signal."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid not in (0, *owners) or st.st_mode & 0o022:
-            return None
-        return os.read(fd, limit)
-    finally:
-        os.close(fd)
 
 
 def read_state(pid_path: Path, owners: tuple[int, ...]) -> ReloadState | None:

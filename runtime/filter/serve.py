@@ -96,10 +96,33 @@ def one_line_error(exc: ConfigError) -> str:
     return "; ".join(str(m) for m in exc.messages) or str(exc)
 
 
-def refuse(state: ReloadState, why: str, log: EventLog, pid_path: Path | None) -> None:
-    """A reload that cannot happen: the running generation stays, one log line says why."""
+def attempt_reload(state: ReloadState, running: KavConfig, log: EventLog, processes: int,
+                   pid_path: Path | None) -> tuple[KavConfig, FilterParts] | None:
+    """One SIGHUP, in either standing mode: the new configuration and parts, with ``state``
+    advanced to the next generation (the caller switches to them, then :func:`reloaded`); or
+    None when the reload cannot happen: the running generation stays and one log line says why
+    (file, line and key for an invalid file)."""
+    log.reopen()
+    state.attempts += 1
+    try:
+        cfg, parts, restart = load_for_reload(state.config, running, log, processes)
+    except ConfigError as exc:
+        why = one_line_error(exc)
+    except Exception as exc:  # noqa: BLE001 - the daemon (the pre-fork master) must outlive any reload
+        why = f"{type(exc).__name__}: {exc}"
+    else:
+        state.generation += 1
+        state.result, state.message, state.restart_needed = "reloaded", "", restart
+        state.loaded_at = time.time()
+        return cfg, parts
     state.result, state.message, state.restart_needed = "refused", why, []
     log.error(reload_line(state))
+    state.write(pid_path)
+    return None
+
+
+def reloaded(state: ReloadState, log: EventLog, pid_path: Path | None) -> None:
+    log.info(reload_line(state))
     state.write(pid_path)
 
 
@@ -152,24 +175,13 @@ class PreforkFilter(Supervisor):
                                      generation=self.state.generation))
 
     def reload(self) -> None:
-        self.log.reopen()
-        self.state.attempts += 1
         self.signal_workers(signal.SIGHUP)  # logrotate's HUP reaches the workers, reload or not
-        try:
-            cfg, _trial, restart = load_for_reload(self.state.config, self.cfg, self.log, self.size)
-        except ConfigError as exc:
-            refuse(self.state, one_line_error(exc), self.log, self.pid_path)
+        got = attempt_reload(self.state, self.cfg, self.log, self.size, self.pid_path)
+        if got is None:
             return
-        except Exception as exc:  # noqa: BLE001 - the master must outlive any reload
-            refuse(self.state, f"{type(exc).__name__}: {exc}", self.log, self.pid_path)
-            return
-        self.cfg = cfg
-        self.state.generation += 1
-        self.state.result, self.state.message, self.state.restart_needed = "reloaded", "", restart
-        self.state.loaded_at = time.time()
+        self.cfg = got[0]  # the parts are a trial: the new workers build their own after the fork
         self.new_generation(signal.SIGUSR2)
-        self.log.info(reload_line(self.state))
-        self.state.write(self.pid_path)
+        reloaded(self.state, self.log, self.pid_path)
 
 
 def serve_prefork(cfg: KavConfig, log: EventLog, listen: ListenAddress, processes: int,
@@ -215,9 +227,8 @@ class FilterDaemon:
     to their end, exit)."""
 
     def __init__(self, cfg: KavConfig, log: EventLog, listen: ListenAddress, processes: int,
-                 generation: int, config_path: str | None) -> None:
+                 generation: int) -> None:
         self.log, self.listen, self.processes = log, listen, processes
-        self.config_path = config_path  # None in a pre-forked worker: its master reloads
         self.current = Generation(generation, cfg, build(cfg, log, processes))
         self.live: list[Generation] = [self.current]
         self.hostname = socket.getfqdn() or "localhost"  # once: a resolver lookup per connection blocked the loop
@@ -255,26 +266,15 @@ class FilterDaemon:
     def reload(self) -> None:
         """SIGHUP in the single-process daemon (on the event loop, between callbacks: no message
         is half-way through a configuration change)."""
-        assert self.config_path is not None and self.state is not None
-        self.log.reopen()
-        self.state.attempts += 1
+        assert self.state is not None
         old = self.current
-        try:
-            cfg, parts, restart = load_for_reload(self.config_path, old.cfg, self.log, self.processes)
-        except ConfigError as exc:
-            refuse(self.state, one_line_error(exc), self.log, self.pid_path)
+        got = attempt_reload(self.state, old.cfg, self.log, self.processes, self.pid_path)
+        if got is None:
             return
-        except Exception as exc:  # noqa: BLE001 - the daemon must outlive any reload
-            refuse(self.state, f"{type(exc).__name__}: {exc}", self.log, self.pid_path)
-            return
-        self.current = Generation(old.number + 1, cfg, parts)
+        self.current = Generation(self.state.generation, *got)
         self.live.append(self.current)
         self._retire(old)  # at once when no session holds it
-        self.state.generation = self.current.number
-        self.state.result, self.state.message, self.state.restart_needed = "reloaded", "", restart
-        self.state.loaded_at = time.time()
-        self.log.info(reload_line(self.state))
-        self.state.write(self.pid_path)
+        reloaded(self.state, self.log, self.pid_path)
 
     def retire(self) -> None:
         """SIGUSR2 from the master after a reload: stop taking connections, finish the open ones."""
@@ -290,7 +290,7 @@ async def serve_daemon(cfg: KavConfig, log: EventLog, listen: ListenAddress, soc
                        processes: int = 1, config_path: str | None = None, generation: int = 1) -> int:
     """``sock`` given: a pre-forked worker on its master's socket; otherwise the single-process
     daemon, which binds, keeps the pid file and reloads ``config_path`` on SIGHUP."""
-    daemon = FilterDaemon(cfg, log, listen, processes, generation, config_path if sock is None else None)
+    daemon = FilterDaemon(cfg, log, listen, processes, generation)
     proc, features = daemon.current.parts.processor, daemon.current.parts.features
     await proc.licence.at_start(os.getppid() if sock is not None else os.getpid())  # 5.4.1, 5.4.2
     loop = asyncio.get_running_loop()

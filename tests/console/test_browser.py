@@ -36,6 +36,17 @@ def login(d, url: str, user: str = "admin", password: str = PW) -> None:  # noqa
     d.find_element(By.ID, "login").click()
 
 
+def edit(d, url: str, section: str, key: str, value: str) -> None:  # noqa: ANN001
+    """Type ``value`` into ``key``'s field of the Configuration page and ask for the check and diff."""
+    from selenium.webdriver.common.by import By
+
+    d.get(f"{url}/config?section={section}")
+    field = d.find_element(By.ID, f"k-{key}")
+    field.clear()
+    field.send_keys(value)
+    d.find_element(By.ID, "preview").click()
+
+
 def test_console_in_a_browser(make_console, driver) -> None:  # noqa: ANN001
     from selenium.webdriver.common.by import By
 
@@ -92,21 +103,13 @@ def test_console_in_a_browser(make_console, driver) -> None:  # noqa: ANN001
     assert len(d.find_elements(By.CSS_SELECTOR, "#entries tr.entry")) == 1
 
     # configuration: a bad value is refused with its message, a good one saved and reloaded
-    d.get(st.url + "/config?section=aveserver.limits")
+    edit(d, st.url, "aveserver.limits", "MaxScanTime", "soon")
     assert "Seconds one object may take." in d.find_element(By.ID, "keys").text
-    field = d.find_element(By.ID, "k-MaxScanTime")
-    field.clear()
-    field.send_keys("soon")
-    d.find_element(By.ID, "preview").click()
     errors = d.find_element(By.ID, "errors").text
     assert "MaxScanTime" in errors and str(st.conf) in errors
     screenshot(d, "config-invalid")
     assert "MaxScanTime" not in st.conf.read_text()
-    d.get(st.url + "/config?section=aveserver.limits")
-    field = d.find_element(By.ID, "k-MaxScanTime")
-    field.clear()
-    field.send_keys("30")
-    d.find_element(By.ID, "preview").click()
+    edit(d, st.url, "aveserver.limits", "MaxScanTime", "30")
     assert "+MaxScanTime=30" in d.find_element(By.ID, "diff").text
     screenshot(d, "config-diff")
     d.find_element(By.ID, "save").click()
@@ -121,11 +124,7 @@ def test_console_in_a_browser(make_console, driver) -> None:  # noqa: ANN001
     # a setting of smtpscanner's own, saved and reloaded: the next message shows it
     assert st.send(eicar_mail("clean", subject="before the edit"))["bob@example.com"][0] == 250
     assert st.sink.got[-1].msg["X-Anti-Virus"] is not None
-    d.get(st.url + "/config?section=smtpscan.group:default")
-    field = d.find_element(By.ID, "k-AddXHeaders")
-    field.clear()
-    field.send_keys("no")
-    d.find_element(By.ID, "preview").click()
+    edit(d, st.url, "smtpscan.group:default", "AddXHeaders", "no")
     assert "+AddXHeaders=no" in d.find_element(By.ID, "diff").text
     d.find_element(By.ID, "save").click()
     result = d.find_element(By.ID, "results").text
