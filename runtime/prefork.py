@@ -324,8 +324,11 @@ class Supervisor:
         master, drop to ``run_as`` (one place for both daemons).  Nothing a client sends is read
         before this returns."""
         signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
+        # The master passes SIGHUP on (logrotate, a refused reload) at any moment, also to a worker
+        # still starting: ignored until the worker installs its own handler, never fatal.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         os.close(self.control_r)
         die_with_parent(self.master_pid)
         if self.run_as is not None:

@@ -192,9 +192,12 @@ def serve_prefork(cfg: KavConfig, log: EventLog, listen: ListenAddress, processe
     try:
         pid_path = pid_file(cfg, log)
         master = PreforkFilter(cfg, log, listen, processes, config_path, sock, pid_path)
-        master.state.write(pid_path)
-        return master.run(ready=lambda: print(f"smtpscanner: {processes} processes on {listen}",
-                                              file=sys.stderr, flush=True))
+
+        def ready() -> None:
+            master.state.write(pid_path)  # only now: its SIGHUP handler is in place
+            print(f"smtpscanner: {processes} processes on {listen}", file=sys.stderr, flush=True)
+
+        return master.run(ready=ready)
     finally:
         sock.close()
 
@@ -310,7 +313,6 @@ async def serve_daemon(cfg: KavConfig, log: EventLog, listen: ListenAddress, soc
             server.close()
             raise
         daemon.state = ReloadState(os.getpid(), str(config_path))
-        daemon.state.write(daemon.pid_path)
     stop = daemon.stop
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -319,6 +321,8 @@ async def serve_daemon(cfg: KavConfig, log: EventLog, listen: ListenAddress, soc
     else:
         loop.add_signal_handler(signal.SIGHUP, log.reopen)
         loop.add_signal_handler(signal.SIGUSR2, daemon.retire)
+    if daemon.state is not None:
+        daemon.state.write(daemon.pid_path)  # only now: the SIGHUP handler is in place
     proto = "LMTP" if features.lmtp else "SMTP"
     log.info(f"smtpscanner {os.getpid()}: {proto} on {listen}, forwarding to {proc.mailer.spec.canonical}"
              + (f" (generation {generation})" if generation > 1 else ""))
