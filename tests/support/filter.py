@@ -8,6 +8,7 @@ the connection after the message data, or stall.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
 import os
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser
@@ -392,3 +394,28 @@ class FakeAve:
         for c in self.conns:
             c.close()
         self.path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def stacks(base: Path) -> Iterator[Callable[..., Stack]]:
+    """``make(groups, general=..., extra=..., start=True)`` -> a Stack (started unless told) with its
+    own sink, under ``base``; every one made is stopped, sink included, on leaving.  The one factory
+    behind the ``make_stack`` fixtures of tests/filter and tests/license."""
+    made: list[Stack] = []
+
+    def make(groups: dict[str, dict[str, object]], general: dict[str, object] | None = None,
+             extra: dict[str, dict[str, object]] | None = None, start: bool = True) -> Stack:
+        sink = Sink().start()
+        st = Stack(base / f"root{len(made)}", sink)
+        made.append(st)
+        st.write(groups, general, extra)
+        if start:
+            st.start()
+        return st
+
+    try:
+        yield make
+    finally:
+        for st in made:
+            st.stop()
+            st.sink.stop()
