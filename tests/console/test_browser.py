@@ -103,8 +103,9 @@ def test_console_in_a_browser(make_console, driver) -> None:  # noqa: ANN001
     assert len(d.find_elements(By.CSS_SELECTOR, "#entries tr.entry")) == 1
 
     # configuration: a bad value is refused with its message, a good one saved and reloaded
-    edit(d, st.url, "aveserver.limits", "MaxScanTime", "soon")
+    d.get(st.url + "/config?section=aveserver.limits")
     assert "Seconds one object may take." in d.find_element(By.ID, "keys").text
+    edit(d, st.url, "aveserver.limits", "MaxScanTime", "soon")
     errors = d.find_element(By.ID, "errors").text
     assert "MaxScanTime" in errors and str(st.conf) in errors
     screenshot(d, "config-invalid")
