@@ -37,8 +37,8 @@ class ReloadState:
     def write(self, pid_path: Path | None) -> None:
         if pid_path is None:
             return
-        try:
-            atomic_write(self.path_for(pid_path), json.dumps(asdict(self)).encode() + b"\n", mode=0o644)
+        try:  # 0640 like the configuration (root:filter): a refusal quotes the file's values
+            atomic_write(self.path_for(pid_path), json.dumps(asdict(self)).encode() + b"\n", mode=0o640)
         except OSError as exc:  # the console then reports no answer; mail is not affected
             print(f"smtpscanner: cannot write {self.path_for(pid_path)}: {exc.strerror}", file=sys.stderr)
 
