@@ -95,3 +95,24 @@ def test_a_planted_pid_file_is_refused_and_audited(make_console) -> None:  # noq
     assert all(a == "reload.smtpscanner" and r.startswith("refused") for a, r in refusals), refusals
     assert "SIGHUP" not in st.log_text() and st.ave.poll() is None and st.scanner.poll() is None
     assert st.reload_state()["attempts"] == 0
+
+
+def test_without_a_pid_file_the_console_says_how_to_reload(make_console) -> None:  # noqa: ANN001
+    """A daemon started with PidFile empty cannot be found to be signalled: the reload says so
+    and how, and the Status page judges it by its start time."""
+    st = make_console()
+    stop(st.scanner)
+    text = st.conf.read_text()
+    st.conf.write_text(text.replace(f"PidFile={st.pid_file}", "PidFile="))
+    st.start_scanner()
+    c = Client(st.url)
+    assert c.login("admin", "correct horse battery") == 303
+    _, _, page = c.get("/status")
+    _, _, result = c.post("/config/reload", _form(page))
+    assert "PidFile is empty" in result and "systemctl reload kav4mailservers-smtpscanner" in result
+    assert _audit(st)[-1][1].startswith("refused: [smtpscan.general] PidFile is empty")
+    assert not st.pid_file.exists()
+    time.sleep(1.5)  # start times have a clock tick's resolution; the check allows a second
+    os.utime(st.conf)
+    _, _, page = c.get("/status")
+    assert f"smtpscanner (pid {st.scanner.pid}, started" in page and "reload or restart it" in page
