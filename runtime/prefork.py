@@ -103,6 +103,32 @@ def clean_stale_socket(sock_path: Path, log: EventLog | None = None) -> None:
         probe.close()
 
 
+def listen_unix(path: Path, mode: int, owner: tuple[int, int] | None = None, backlog: int = 128) -> socket.socket:
+    """A listening UNIX socket that appears at ``path`` only once it accepts, already with its
+    owner and ``mode``: bound under a private temporary name (umask 0177, so never more open than
+    its owner meanwhile), listening, chowned and chmodded, then renamed into place.  A client that
+    sees the path (an MTA, a test polling for it) is never refused for being too early."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
+    tmp.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        old = os.umask(0o177)
+        try:
+            sock.bind(str(tmp))
+        finally:
+            os.umask(old)
+        sock.listen(backlog)
+        if owner is not None:
+            os.chown(tmp, *owner)
+        os.chmod(tmp, mode)
+        os.rename(tmp, path)
+    except BaseException:
+        sock.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    return sock
+
+
 def survive_early_hup() -> None:
     """Called first thing by a daemon that reloads on SIGHUP: until its loop installs the real
     handler (after it read the configuration and bound its socket), a SIGHUP is ignored rather

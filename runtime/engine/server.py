@@ -43,6 +43,7 @@ from runtime.prefork import (
     Supervisor,
     clean_stale_pid,
     clean_stale_socket,
+    listen_unix,
     resolve_user,
     scoreboard_path,
     survive_early_hup,
@@ -126,16 +127,8 @@ def bind_sockets(settings: ServerSettings, run_as: pwd.struct_passwd | None = No
     as: owner that account, group its primary group (``filter`` for kluser), mode
     LocalSocketPermission (0660 by default, not the guide's 0666)."""
     settings.socket_path.parent.mkdir(parents=True, exist_ok=True)
-    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)  # never world-accessible between bind and chmod
-    try:
-        unix.bind(str(settings.socket_path))
-    finally:
-        os.umask(old)
-    if run_as is not None:
-        os.chown(settings.socket_path, run_as.pw_uid, run_as.pw_gid)
-    os.chmod(settings.socket_path, settings.socket_perm)
-    unix.listen(128)
+    unix = listen_unix(settings.socket_path, settings.socket_perm,
+                       (run_as.pw_uid, run_as.pw_gid) if run_as is not None else None)
     socks = [unix]
     if settings.tcp_port:
         tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -22,7 +22,14 @@ from runtime.config.values import ListenAddress
 from runtime.filter.reloadstate import ReloadState
 from runtime.filter.smtpd import FilterHandler, KavSMTP, session_class
 from runtime.filter.wiring import FilterParts, build
-from runtime.prefork import StartupError, Supervisor, clean_stale_pid, clean_stale_socket, write_pid
+from runtime.prefork import (
+    StartupError,
+    Supervisor,
+    clean_stale_pid,
+    clean_stale_socket,
+    listen_unix,
+    write_pid,
+)
 from runtime.report import EventLog
 
 IDENT = "kav4mailservers smtpscanner"
@@ -145,14 +152,12 @@ def bind(listen: ListenAddress) -> socket.socket:
     if listen.kind == "unix":
         path = Path(listen.path)
         clean_stale_socket(path)  # a killed instance's socket goes; a live instance's is refused
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(str(path))
         # the MTA (another user) must be able to connect; like aveserver's LocalSocketPermission default
-        os.chmod(path, 0o666)  # noqa: S103
+        sock = listen_unix(path, 0o666, backlog=512)
     else:
         sock = socket.create_server((listen.host, listen.port), reuse_port=False,
                                     family=socket.AF_INET6 if ":" in listen.host else socket.AF_INET)
-    sock.listen(512)
+        sock.listen(512)
     sock.setblocking(False)
     return sock
 
