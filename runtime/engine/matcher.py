@@ -142,15 +142,27 @@ class BodyMatcher:
         self._automaton: Any = None  # ahocorasick.Automaton otherwise
         # HTML/ASCII signatures (targets 3, 7) are prefiltered on the normalised text, not the raw bytes
         norm_words: dict[tuple[bytes, bool], list[int]] = {}
+        raw_words: dict[tuple[bytes, bool], list[int]] = {}
         self._norm_always: list[int] = []
+        # for streamed members: the targets of raw signatures that no literal anchor can rule out
+        self.unfiltered_targets: set[int] = set()
+        self.longest_raw = 0
         for i, (target, anchor) in enumerate(meta):
             if target in _RAW_TARGETS:
+                if len(anchor) < MIN_ANCHOR or not _Literals.usable():
+                    self.unfiltered_targets.add(target)
+                else:
+                    raw_words.setdefault((anchor, False), []).append(i)
+                    self.longest_raw = max(self.longest_raw, len(anchor))
                 continue
             if len(anchor) < MIN_ANCHOR or not _Literals.usable():
                 self._norm_always.append(i)
             else:
                 norm_words.setdefault((anchor, False), []).append(i)
         self._norm = _Literals(norm_words, cache_dir, "ndb-norm")
+        # Hyperscan's database holds whole signatures, whose matches a window can cut: the stream
+        # looks for the anchors (Aho-Corasick's automaton already is that set).
+        self._raw_anchors = _Literals(raw_words if hyperscan is not None else {}, cache_dir, "ndb-raw")
         if sigs and hyperscan is not None:
             self._build(digest, cache_dir, meta)
         elif sigs:
@@ -274,6 +286,34 @@ class BodyMatcher:
         return [self.sigs[i].name for i in sorted(set(cands)) if self._confirm(i, data, deadline, memo)]
 
 
+    # -- streamed members (runtime/engine/streamscan.py) -------------------------------------
+    def raw_anchor_in(self, window: bytes) -> bool:
+        """Whether the anchor of some raw-target signature occurs in ``window``."""
+        if self._raw_anchors:
+            return bool(self._raw_anchors.scan(window))
+        if self._automaton is not None:
+            return next(self._automaton.iter(window.decode("latin-1")), None) is not None
+        return False
+
+    def norm_anchor_in(self, window: bytes) -> bool:
+        """Whether the anchor of some HTML/ASCII signature occurs in ``window`` (normalised text)."""
+        return bool(self._norm) and bool(self._norm.scan(window))
+
+    @property
+    def longest_norm(self) -> int:
+        return self._norm.longest
+
+    @property
+    def has_norm(self) -> bool:
+        """Any HTML/ASCII signature at all (the normalised text must then be looked at)."""
+        return bool(self._norm) or bool(self._norm_always)
+
+    @property
+    def norm_unfiltered(self) -> bool:
+        """An HTML/ASCII signature without an anchor: every text object is a candidate."""
+        return bool(self._norm_always)
+
+
 class LogicalMatcher:
     """Logical signatures, prefiltered by their subsignatures' literal anchors."""
 
@@ -286,12 +326,14 @@ class LogicalMatcher:
             meta = [(ls.target, ls.zero_true, [None if sub.pcre is not None else list(sub.keys) for sub in ls.subsigs])
                     for ls in lsigs]
         self.always: list[int] = []  # a subsignature without a usable anchor: evaluate on every object
+        self.always_targets: set[int] = set()  # their targets (streamed members: type decides)
         self._raw = _Literals({}, None, "")
         self._normed = _Literals({}, None, "")
         if not lsigs:
             return
         if not _Literals.usable():
             self.always = list(range(len(lsigs)))
+            self.always_targets = {target for target, _z, _s in meta}
             return
         words: dict[tuple[bytes, bool], list[int]] = {}  # (anchor, nocase) -> packed (signature, subsignature)
         norm_words: dict[tuple[bytes, bool], list[int]] = {}
@@ -312,6 +354,26 @@ class LogicalMatcher:
                 self.always.append(li)
         self._raw = _Literals(words, cache_dir, "ldb")
         self._normed = _Literals(norm_words, cache_dir, "ldb-norm")
+        self.always_targets = {meta[li][0] for li in self.always}
+
+    # -- streamed members (runtime/engine/streamscan.py) -------------------------------------
+    def raw_anchor_in(self, window: bytes) -> bool:
+        return bool(self._raw) and bool(self._raw.scan(window))
+
+    def norm_anchor_in(self, window: bytes) -> bool:
+        return bool(self._normed) and bool(self._normed.scan(window))
+
+    @property
+    def longest_raw(self) -> int:
+        return self._raw.longest
+
+    @property
+    def longest_norm(self) -> int:
+        return self._normed.longest
+
+    @property
+    def has_norm(self) -> bool:
+        return bool(self._normed)
 
     def match(self, data: bytes, deadline: float | None = None) -> list[str]:
         hits: dict[int, set[int]] = {}
@@ -366,6 +428,7 @@ class _Literals:
     def __init__(self, words: dict[tuple[bytes, bool], list[int]], cache_dir: Path | None, tag: str) -> None:
         self.groups = _Groups(list(words.values()))
         self.count = len(words)
+        self.longest = max((len(w) for w, _nc in words), default=0)  # overlap a windowed scan needs
         self._hs: Any = None
         self._auto: Any = None
         self._auto_nocase: Any = None
