@@ -119,13 +119,13 @@ def test_streamed_and_whole_members_give_identical_verdicts(tmp_path: Path, pref
     assert matcher.prefilter_name() == "aho-corasick" or prefilter == "default"
     rnd = random.Random(2020)
     found = set()
-    for round_ in range(24):
+    for round_ in range(16):
         members = {f"m{k}.bin": _member(rnd, text=rnd.random() < 0.4) for k in range(rnd.randint(1, 2))}
         if rnd.random() < 0.2:
             members["hashed.bin"] = HASHED
         if rnd.random() < 0.15:
             members["small.com"] = EICAR
-        data = _zip(members, rnd.choice([zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA]))
+        data = _zip(members, rnd.choice([zipfile.ZIP_BZIP2] * 3 + [zipfile.ZIP_LZMA]))
         a, b = streamed.scan(data, f"r{round_}.zip"), whole.scan(data, f"r{round_}.zip")
         assert _key(a) == _key(b), round_
         found.update(o.name for o in a.objects if "/" in o.path)  # found in a member, not in the archive
@@ -201,9 +201,11 @@ def test_a_short_anchor_makes_members_read_whole_with_the_same_verdict(tmp_path:
 def test_a_clean_big_member_is_never_held_whole(tmp_path: Path) -> None:
     streamed, _whole = _engines(tmp_path)  # with HTML/ASCII signatures: the text is normalised too
     rnd = random.Random(5)
-    member = b"".join(rnd.choice([b"lorem ", b"ipsum ", b"dolor\n", b"sit ", b"amet "]) for _ in range(6_000_000))
-    zipped = _zip({"big.txt": member})
-    assert len(zipped) < len(member) // 3
+    words = [bytes(rnd.choices(b"abcdefghijklmnopqrstuvwxyz", k=rnd.randint(2, 9))) for _ in range(3000)]
+    block = b"".join(w + rnd.choice([b" ", b" ", b"\n", b"  \t"]) for w in rnd.choices(words, k=80_000))
+    member = block * (32_000_000 // len(block))
+    # deflate: zipfile bounds what one read decompresses (its bzip2 and lzma readers do not)
+    zipped = _zip({"big.txt": member}, zipfile.ZIP_DEFLATED)
     tracemalloc.start()
     try:
         v = streamed.scan(zipped, "big.zip")
@@ -211,7 +213,7 @@ def test_a_clean_big_member_is_never_held_whole(tmp_path: Path) -> None:
     finally:
         tracemalloc.stop()
     assert v.status is Status.CLEAN
-    assert peak < len(member) // 2, (peak, len(member))  # chunks and windows, not the 32 MB member
+    assert peak < len(member) // 3, (peak, len(member))  # chunks and windows, not the 32 MB member
 
 
 def test_ascii_stream_equals_the_whole_normalisation() -> None:
