@@ -290,23 +290,15 @@ class BodyMatcher:
     def raw_anchor_in(self, window: bytes) -> bool:
         """Whether the anchor of some raw-target signature occurs in ``window``."""
         if self._raw_anchors:
-            return bool(self._raw_anchors.scan(window))
+            return self._raw_anchors.found(window)
         if self._automaton is not None:
             return next(self._automaton.iter(window.decode("latin-1")), None) is not None
         return False
 
-    def norm_anchor_in(self, window: bytes) -> bool:
-        """Whether the anchor of some HTML/ASCII signature occurs in ``window`` (normalised text)."""
-        return bool(self._norm) and bool(self._norm.scan(window))
-
     @property
-    def longest_norm(self) -> int:
-        return self._norm.longest
-
-    @property
-    def has_norm(self) -> bool:
-        """Any HTML/ASCII signature at all (the normalised text must then be looked at)."""
-        return bool(self._norm) or bool(self._norm_always)
+    def norm_literals(self) -> _Literals:
+        """The anchors of the HTML/ASCII signatures, looked for in the normalised text."""
+        return self._norm
 
     @property
     def norm_unfiltered(self) -> bool:
@@ -356,24 +348,10 @@ class LogicalMatcher:
         self._normed = _Literals(norm_words, cache_dir, "ldb-norm")
         self.always_targets = {meta[li][0] for li in self.always}
 
-    # -- streamed members (runtime/engine/streamscan.py) -------------------------------------
-    def raw_anchor_in(self, window: bytes) -> bool:
-        return bool(self._raw) and bool(self._raw.scan(window))
-
-    def norm_anchor_in(self, window: bytes) -> bool:
-        return bool(self._normed) and bool(self._normed.scan(window))
-
     @property
-    def longest_raw(self) -> int:
-        return self._raw.longest
-
-    @property
-    def longest_norm(self) -> int:
-        return self._normed.longest
-
-    @property
-    def has_norm(self) -> bool:
-        return bool(self._normed)
+    def literals(self) -> tuple[_Literals, _Literals]:
+        """The subsignature anchors: on the raw bytes, and on the normalised text (streamscan.py)."""
+        return self._raw, self._normed
 
     def match(self, data: bytes, deadline: float | None = None) -> list[str]:
         hits: dict[int, set[int]] = {}
@@ -448,6 +426,10 @@ class _Literals:
 
     def __bool__(self) -> bool:
         return self.count > 0
+
+    def found(self, data: bytes) -> bool:
+        """Whether any of the words occurs in ``data``."""
+        return self.count > 0 and bool(self.scan(data))
 
     @staticmethod
     def _build_hs(keys: list[tuple[bytes, bool]], cache_dir: Path | None, tag: str) -> Any:

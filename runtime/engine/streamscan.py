@@ -49,9 +49,12 @@ class StreamFilter:
         self.body = body
         self.logical = logical
         self._unfiltered = frozenset(body.unfiltered_targets | logical.always_targets)
-        self._has_norm = body.has_norm or logical.has_norm
-        self._raw_overlap = max(body.longest_raw, logical.longest_raw, len(_UU_LINE)) - 1
-        self._norm_overlap = max(body.longest_norm, logical.longest_norm, 1) - 1
+        self._raw_ldb, ldb_norm = logical.literals
+        self._norm = [lits for lits in (body.norm_literals, ldb_norm) if lits]
+        self._has_norm = bool(self._norm) or body.norm_unfiltered
+        # windows overlap by the longest anchor less one byte: an anchor cut by a border is whole in one
+        self._raw_overlap = max(body.longest_raw, self._raw_ldb.longest, len(_UU_LINE)) - 1
+        self._norm_overlap = max([1] + [lits.longest for lits in self._norm]) - 1
 
     def _needs_whole(self, head: bytes) -> bool:
         """What the first HEAD bytes say: an object the stream cannot judge."""
@@ -102,11 +105,11 @@ class StreamFilter:
             if hit:
                 continue  # read to the end all the same: errors and limits as for a whole member
             window = tail + chunk
-            hit = _UU_LINE in window or self.body.raw_anchor_in(window) or self.logical.raw_anchor_in(window)
+            hit = _UU_LINE in window or self.body.raw_anchor_in(window) or self._raw_ldb.found(window)
             tail = window[-self._raw_overlap :] if self._raw_overlap else b""
             if text is not None and not hit:
                 nwindow = ntail + text.feed(chunk)
-                hit = self.body.norm_anchor_in(nwindow) or self.logical.norm_anchor_in(nwindow)
+                hit = any(lits.found(nwindow) for lits in self._norm)
                 ntail = nwindow[-self._norm_overlap :] if self._norm_overlap else b""
             del window
         if hit:
