@@ -162,7 +162,7 @@ class BodyMatcher:
         self._norm = _Literals(norm_words, cache_dir, "ndb-norm")
         # Hyperscan's database holds whole signatures, whose matches a window can cut: the stream
         # looks for the anchors (Aho-Corasick's automaton already is that set).
-        self._raw_anchors = _Literals(raw_words if hyperscan is not None else {}, cache_dir, "ndb-raw")
+        self._raw_anchors = _Literals(raw_words if hyperscan is not None else {}, cache_dir, "stream-ndb")
         if sigs and hyperscan is not None:
             self._build(digest, cache_dir, meta)
         elif sigs:
