@@ -34,14 +34,13 @@ import pwd
 import select
 import signal
 import socket
-import stat
 import struct
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from runtime.fsutil import atomic_write
+from runtime.fsutil import atomic_write, read_trusted
 from runtime.report import EventLog
 
 
@@ -102,6 +101,14 @@ def clean_stale_socket(sock_path: Path, log: EventLog | None = None) -> None:
         raise StartupError(f"another server is listening on {sock_path}")
     finally:
         probe.close()
+
+
+def survive_early_hup() -> None:
+    """Called first thing by a daemon that reloads on SIGHUP: until its loop installs the real
+    handler (after it read the configuration and bound its socket), a SIGHUP is ignored rather
+    than fatal (the default action).  A unit's ExecReload or logrotate may send one as soon as the
+    socket answers, and the daemon has only just read the file then."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def write_pid(path: Path) -> None:
@@ -256,18 +263,9 @@ def read_scoreboard(path: Path, owners: tuple[int, ...] = ()) -> list[tuple[int,
     Read by another program, so trusted only when it is a regular file (never followed through a
     link) owned by root or one of ``owners`` and writable by its owner alone: a board somebody
     else could write would be a number anybody could fake."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError:
+    data = read_trusted(path, owners, Scoreboard.SIZE)
+    if data is None or len(data) < Scoreboard.SIZE:
         return None
-    try:
-        st = os.fstat(fd)
-        if (not stat.S_ISREG(st.st_mode) or st.st_uid not in (0, *owners) or st.st_mode & 0o022
-                or st.st_size < Scoreboard.SIZE):
-            return None
-        data = os.pread(fd, Scoreboard.SIZE, 0)
-    finally:
-        os.close(fd)
     magic, slots, master = _HEAD.unpack_from(data, 0)
     if magic != SCOREBOARD_MAGIC or slots != SCOREBOARD_SLOTS or not pid_alive(master):
         return None
@@ -326,8 +324,11 @@ class Supervisor:
         master, drop to ``run_as`` (one place for both daemons).  Nothing a client sends is read
         before this returns."""
         signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
+        # The master passes SIGHUP on (logrotate, a refused reload) at any moment, also to a worker
+        # still starting: ignored until the worker installs its own handler, never fatal.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         os.close(self.control_r)
         die_with_parent(self.master_pid)
         if self.run_as is not None:

@@ -61,13 +61,14 @@ class EventLog:
             self._open()
 
     @classmethod
-    def from_config(cls, cfg: KavConfig, section: str, level: int | None = None, path: str | None = None) -> EventLog:
+    def from_config(cls, cfg: KavConfig, section: str, level: int | None = None, path: str | None = None,
+                    append: bool | None = None) -> EventLog:
         """An event log configured by ``[<section>]`` (ReportFileName, ReportLevel, ...) and ``[locale]``."""
         return cls(
             path=path if path is not None else cfg.get(section, "ReportFileName"),
             level=cfg.get(section, "ReportLevel") if level is None else level,
             permission=cfg.get(section, "ReportFilePermission"),
-            append=cfg.get(section, "Append"),
+            append=cfg.get(section, "Append") if append is None else append,
             date_format=cfg.get("locale", "DateFormat"),
             time_format=cfg.get("locale", "TimeFormat"),
         )
@@ -106,6 +107,19 @@ class EventLog:
             os.close(fd)
             raise
         self._fd = fd
+
+    def reconfigure(self, cfg: KavConfig, section: str) -> None:
+        """Take ``[<section>]``'s settings from a reloaded configuration (smtpscanner's SIGHUP): the
+        same object, so everything holding this log follows.  The new file is opened first, with
+        the same checks; if that fails (OSError) this log is left exactly as it was.  ``Append=no``
+        truncates at a start only, never at a reload (that would erase the lines about it)."""
+        fresh = EventLog.from_config(cfg, section, append=True)
+        with self._lock:
+            old, self._fd, fresh._fd = self._fd, fresh._fd, None
+            self.path, self.level, self.permission = fresh.path, fresh.level, fresh.permission
+            self.date_format, self.time_format = fresh.date_format, fresh.time_format
+        if old is not None:
+            os.close(old)
 
     def reopen(self) -> None:
         """Reopen the file (after logrotate moved it; aveserver calls this on SIGHUP)."""

@@ -366,6 +366,14 @@ SECTIONS: tuple[Section, ...] = (
                 "4.4.3",
                 "Where a standing smtpscanner listens (stdio when spawned by the MTA).",
             ),
+            K(
+                "PidFile",
+                v.Path(optional=True),
+                "/var/run/kav4mailservers/smtpscanner.pid",
+                "6.4.1",
+                "The standing smtpscanner's pid file; its reload state (.state) beside it.",
+                note="Not in the guide: kavconsole finds the daemon here to ask for a SIGHUP reload. Empty: none.",
+            ),
             K("ForwardMailer", v.Mailer(), "smtp:127.0.0.1:10026", "4.4.5", "Where scanned mail goes back to the MTA."),
             K("NotifyFromAddress", v.Address(), "MAILER-DAEMON@localhost", "4.1", "Sender of all notifications."),
             K(

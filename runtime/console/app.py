@@ -39,6 +39,7 @@ from runtime.config import ConfigError, KavConfig, apply_assignments, load_confi
 from runtime.config import schema as S
 from runtime.config.editor import Assignment, normalise, set_values
 from runtime.console import accounts, metrics, pamauth, plots
+from runtime.console import reload as reload_mod
 from runtime.console import status as status_mod
 from runtime.console.audit import AuditLog
 from runtime.console.sessions import LoginLimiter, Session, Sessions, same_token
@@ -632,15 +633,26 @@ class Handler(BaseHTTPRequestHandler):
         self.redirect(f"/config?file={urllib.parse.quote(name)}")
 
     def post_reload(self, s: Session, form: dict[str, list[str]]) -> None:
-        self.console.reload_config()
-        self.page("result.html.j2", session=s, title="Reload", results=self._reload(s), back="/status")
+        """Reload asks the daemons even when the file is invalid (an edit made by hand): each checks
+        it itself, keeps serving the configuration it has and says why; the console keeps showing
+        the last valid one and says so too."""
+        results = []
+        try:
+            self.console.reload_config()
+        except ConfigError as exc:
+            results.append(("console", f"{self.console.config_path} is invalid, the console keeps the previous "
+                                       f"configuration: {'; '.join(str(m) for m in exc.messages)}"))
+            self.audit("reload.console", "refused: invalid configuration", s, errors=[str(m) for m in exc.messages])
+        self.page("result.html.j2", session=s, title="Reload", results=results + self._reload(s), back="/status")
 
     def _reload(self, s: Session) -> list[tuple[str, str]]:
         """aveserver: clamd's RELOAD over its UNIX socket (6.4.2: configuration and database
         re-read), which aveserver grants to root and its own account after checking the peer's
         credentials with the kernel (SO_PEERCRED): no pid file to trust, no signal to a root master
-        the unprivileged console could not send.  smtpscanner reads its configuration at start: the
-        console says whether the running one predates the file, and how to restart it."""
+        the unprivileged console could not send.  smtpscanner: SIGHUP to the standing daemon, which
+        runs as this console's account, after checking that its pid file names smtpscanner with
+        this very configuration file (runtime.console.reload); its answer is the generation now
+        serving or the line, file and key that made it refuse."""
         out = []
         sock = str(self.console.cfg.get("path", "LocalSocketPath"))
         try:
@@ -652,20 +664,13 @@ class Handler(BaseHTTPRequestHandler):
         except OSError as exc:
             out.append(("aveserver", f"not reloaded: {exc}"))
             self.audit("reload.aveserver", f"failed: {exc}", s, socket=sock)
-        st = status_mod.Status(smtpscanner_listen=str(self.console.cfg.get("smtpscan.general", "ListenAddress")))
-        status_mod.smtpscanner_outdated(self.console.cfg, self.console.config_path, st)
-        if st.smtpscanner_pid is None:
-            text = ("not found running as this console's account on "
-                    f"{st.smtpscanner_listen}: it reads {self.console.config_path} when it starts")
-        elif st.smtpscanner_outdated:
-            text = (f"pid {st.smtpscanner_pid} started {st.smtpscanner_started}, before the last change: it reads its "
-                    "configuration at start, restart it to apply the change (systemctl restart "
-                    "kav4mailservers-smtpscanner, or its init script)")
-        else:
-            text = f"pid {st.smtpscanner_pid} started {st.smtpscanner_started}, after the last change: up to date"
-        out.append(("smtpscanner", text))
-        self.audit("reload.smtpscanner", "restart needed" if st.smtpscanner_outdated else "nothing to do", s,
-                   pid=st.smtpscanner_pid)
+        got = reload_mod.request(self.console.cfg, self.console.config_path)
+        out.append(("smtpscanner", got.text))
+        result = {"reloaded": f"ok (generation {got.state.generation})" if got.state else "ok",
+                  "refused": "refused by smtpscanner: invalid configuration",
+                  "not-signalled": f"refused: {got.text}"}.get(got.status, got.status)
+        self.audit("reload.smtpscanner", result, s, pid=got.pid,
+                   restart_needed=got.state.restart_needed if got.state else [])
         return out
 
     # -- audit & metrics ------------------------------------------------------------------

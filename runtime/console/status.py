@@ -208,7 +208,11 @@ def smtpscanner_process(listen: str) -> tuple[int, float] | None:
 
 
 def smtpscanner_outdated(cfg: KavConfig, config_path: str, st: Status) -> None:
-    """smtpscanner reads its configuration once, at start: say so when the file changed since."""
+    """Say when the standing smtpscanner serves the configuration as it was before the file last
+    changed: judged by when it last read the file (its reload state, :mod:`runtime.console.reload`),
+    else by its start time (without a pid file it is known to read the file at start only)."""
+    from runtime.console.reload import daemon_state
+
     proc = smtpscanner_process(st.smtpscanner_listen)
     if proc is None:
         return
@@ -218,12 +222,21 @@ def smtpscanner_outdated(cfg: KavConfig, config_path: str, st: Status) -> None:
         changed = os.stat(config_path).st_mtime
     except OSError:
         return
+    state = daemon_state(cfg)
+    if state is not None and state.pid == st.smtpscanner_pid:
+        st.smtpscanner_outdated = changed > state.loaded_at
+        if st.smtpscanner_outdated:
+            read = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(state.loaded_at))
+            st.warnings.append(f"smtpscanner (pid {st.smtpscanner_pid}) serves the configuration it read at {read}, "
+                               f"before {config_path} last changed: reload it (Reload, or systemctl reload "
+                               "kav4mailservers-smtpscanner)")
+        return
     # start times have the clock tick's resolution: a second's margin
     st.smtpscanner_outdated = changed > started + 1
     if st.smtpscanner_outdated:
         st.warnings.append(f"smtpscanner (pid {st.smtpscanner_pid}, started {st.smtpscanner_started}) runs with "
-                           f"the configuration as it was before {config_path} last changed: restart it to apply "
-                           "[smtpscan.*] changes (systemctl restart kav4mailservers-smtpscanner)")
+                           f"the configuration as it was before {config_path} last changed: reload or restart it "
+                           "(systemctl reload kav4mailservers-smtpscanner)")
 
 
 def last_update(cfg: KavConfig) -> str:

@@ -45,6 +45,7 @@ from runtime.prefork import (
     clean_stale_socket,
     resolve_user,
     scoreboard_path,
+    survive_early_hup,
     write_pid,
 )
 from runtime.report import EventLog
@@ -366,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list-bases", action="store_true", help="list the databases in BasesPath and what was loaded")
     ap.add_argument("--list-viruses", action="store_true", help="print every detectable name (guide 1.1)")
     args = ap.parse_args(argv)
+    survive_early_hup()
     try:
         cfg = load_config(args.config)
         settings = ServerSettings.from_config(cfg)

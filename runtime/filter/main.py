@@ -24,7 +24,7 @@ import sys
 
 from runtime.config import CONFIG_FILE, ConfigError, load_config
 from runtime.config.values import Listen
-from runtime.prefork import StartupError
+from runtime.prefork import StartupError, survive_early_hup
 from runtime.report import EventLog
 
 CONFIG_ENV = "KAV_CONFIG"
@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--keep", action="store_true", help="keep the entry after release")
     args = ap.parse_args(argv)
     spawned = args.command is None and (args.stdio or (not args.daemon and not args.listen and stdin_is_channel()))
+    if args.command is None and not spawned:
+        survive_early_hup()  # a standing daemon: a reload during start-up must not kill it
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
@@ -109,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     processes = args.processes if args.processes > 0 else (os.cpu_count() or 1)
     try:
         if processes > 1:
-            return serve.serve_prefork(cfg, log, listen, processes)
-        return serve.run_loop(serve.serve_daemon(cfg, log, listen))
+            return serve.serve_prefork(cfg, log, listen, processes, os.path.abspath(args.config))
+        return serve.run_loop(serve.serve_daemon(cfg, log, listen, config_path=os.path.abspath(args.config)))
     except StartupError as exc:
         print(f"smtpscanner: cannot start: {exc}", file=sys.stderr)
         return 1

@@ -1,6 +1,7 @@
 """The console in a real headless browser (Debian's chromium + chromium-driver through selenium):
 log in, status, a statistics plot that equals the AVStatistics log after real mail, release of a
-quarantined EICAR message to the sink, a config edit refused then saved and reloaded, a forged POST
+quarantined EICAR message to the sink, a config edit refused then saved and reloaded (smtpscanner
+re-reads it: the next message shows the new value), a forged POST
 refused, an expired session.  Screenshots of every page go to .pytest-artifacts/console/."""
 
 from __future__ import annotations
@@ -33,6 +34,17 @@ def login(d, url: str, user: str = "admin", password: str = PW) -> None:  # noqa
     d.find_element(By.ID, "password").send_keys(password)
     screenshot(d, "login")
     d.find_element(By.ID, "login").click()
+
+
+def edit(d, url: str, section: str, key: str, value: str) -> None:  # noqa: ANN001
+    """Type ``value`` into ``key``'s field of the Configuration page and ask for the check and diff."""
+    from selenium.webdriver.common.by import By
+
+    d.get(f"{url}/config?section={section}")
+    field = d.find_element(By.ID, f"k-{key}")
+    field.clear()
+    field.send_keys(value)
+    d.find_element(By.ID, "preview").click()
 
 
 def test_console_in_a_browser(make_console, driver) -> None:  # noqa: ANN001
@@ -93,29 +105,34 @@ def test_console_in_a_browser(make_console, driver) -> None:  # noqa: ANN001
     # configuration: a bad value is refused with its message, a good one saved and reloaded
     d.get(st.url + "/config?section=aveserver.limits")
     assert "Seconds one object may take." in d.find_element(By.ID, "keys").text
-    field = d.find_element(By.ID, "k-MaxScanTime")
-    field.clear()
-    field.send_keys("soon")
-    d.find_element(By.ID, "preview").click()
+    edit(d, st.url, "aveserver.limits", "MaxScanTime", "soon")
     errors = d.find_element(By.ID, "errors").text
     assert "MaxScanTime" in errors and str(st.conf) in errors
     screenshot(d, "config-invalid")
     assert "MaxScanTime" not in st.conf.read_text()
-    d.get(st.url + "/config?section=aveserver.limits")
-    field = d.find_element(By.ID, "k-MaxScanTime")
-    field.clear()
-    field.send_keys("30")
-    d.find_element(By.ID, "preview").click()
+    edit(d, st.url, "aveserver.limits", "MaxScanTime", "30")
     assert "+MaxScanTime=30" in d.find_element(By.ID, "diff").text
     screenshot(d, "config-diff")
     d.find_element(By.ID, "save").click()
     result = d.find_element(By.ID, "results").text
     assert "1 value(s) written" in result and "reload requested" in result
-    assert "restart it to apply the change" in result  # smtpscanner started before the edit
+    assert f"pid {st.scanner.pid}: reloaded (generation 2)" in result  # smtpscanner re-read the file
     screenshot(d, "config-saved")
     assert "[aveserver.limits]\nMaxScanTime=30\n" in st.conf.read_text()
     wait_for(lambda: "SIGHUP: reloading configuration" in (st.root / "log" / "aveserver.log").read_text(),
              what="aveserver's reload")
+
+    # a setting of smtpscanner's own, saved and reloaded: the next message shows it
+    assert st.send(eicar_mail("clean", subject="before the edit"))["bob@example.com"][0] == 250
+    assert st.sink.got[-1].msg["X-Anti-Virus"] is not None
+    edit(d, st.url, "smtpscan.group:default", "AddXHeaders", "no")
+    assert "+AddXHeaders=no" in d.find_element(By.ID, "diff").text
+    d.find_element(By.ID, "save").click()
+    result = d.find_element(By.ID, "results").text
+    assert f"pid {st.scanner.pid}: reloaded (generation 3)" in result
+    screenshot(d, "config-saved-smtpscanner")
+    assert st.send(eicar_mail("clean", subject="after the edit"))["bob@example.com"][0] == 250
+    assert st.sink.got[-1].msg["X-Anti-Virus"] is None, "smtpscanner did not apply the saved AddXHeaders=no"
 
     # a forged POST (a form without the token, as another site would send it) is refused
     d.get(st.url + "/status")
@@ -130,6 +147,7 @@ def test_console_in_a_browser(make_console, driver) -> None:  # noqa: ANN001
     actions = [a["action"] for a in st.audit_lines() if a["result"] == "ok"]
     for wanted in ("login", "quarantine.view", "quarantine.release", "config.save", "reload.aveserver"):
         assert wanted in actions
+    assert ("reload.smtpscanner", "ok (generation 3)") in [(a["action"], a["result"]) for a in st.audit_lines()]
 
 
 def test_session_expires_in_the_browser(make_console, driver) -> None:  # noqa: ANN001

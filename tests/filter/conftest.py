@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.filter import Sink, Stack
+from tests.support.filter import Stack, stacks
 
 
 @pytest.fixture(autouse=True)
@@ -18,19 +18,5 @@ def _engine_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
 @pytest.fixture
 def make_stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
     """make_stack(groups, general=..., extra=...) -> a started Stack; all stopped at teardown."""
-    made: list[Stack] = []
-
-    def make(groups: dict[str, dict[str, object]], general: dict[str, object] | None = None,
-             extra: dict[str, dict[str, object]] | None = None, start: bool = True) -> Stack:
-        sink = Sink().start()
-        st = Stack(tmp_path / f"root{len(made)}", sink)
-        made.append(st)
-        st.write(groups, general, extra)
-        if start:
-            st.start()
-        return st
-
-    yield make
-    for st in made:
-        st.stop()
-        st.sink.stop()
+    with stacks(tmp_path) as make:
+        yield make

@@ -223,6 +223,7 @@ def test_rc_scripts_start_status_reload_stop_the_real_daemons(pkg: Path, tmp_pat
         f'kav4ms_aveserver_pidfile="{stack.root / "run/aveserver.pid"}"\n'
         'kav4ms_smtpscanner_enable="NO"\n'
         f'kav4ms_smtpscanner_pidfile="{scanner_pid}"\n'
+        f'kav4ms_smtpscanner_rundir="{tmp_path / "rundir"}"\n'
         'kav4ms_smtpscanner_user="root"\n')
     started: list[int] = []
     try:
@@ -245,6 +246,8 @@ def test_rc_scripts_start_status_reload_stop_the_real_daemons(pkg: Path, tmp_pat
         wait_for(lambda: can_connect(("127.0.0.1", stack.port)), what="smtpscanner after rc.d onestart")
         pid = int(scanner_pid.read_text())
         started.append(pid)
+        assert (tmp_path / "rundir").is_dir()  # start_precmd made the run directory
+        wait_for(lambda: stack.reload_state().get("pid") == pid, what="smtpscanner's reload state")
         status = _rc(root, "kav4ms_smtpscanner", "onestatus", rc_conf)
         assert status == (0, f"kav4ms_smtpscanner is running as pid {pid}.\n")
 
@@ -264,6 +267,8 @@ def test_rc_scripts_start_status_reload_stop_the_real_daemons(pkg: Path, tmp_pat
             rc, out = _rc(root, name, f"{prefix}reload", conf)
             assert rc == 0 and f"Reloading {name} config files." in out, out
             assert _alive(the_pid), f"{name} died on reload"
+            if pidfile is not None:  # smtpscanner re-read its configuration: a new generation
+                wait_for(lambda: stack.reload_state().get("generation") == 2, what="smtpscanner's reload")
             # Let the reload finish (the daemon serves again) before stopping: a SIGTERM that lands
             # while aveserver is still handling SIGHUP is a daemon matter, not the rc.d script's.
             time.sleep(1)

@@ -10,6 +10,7 @@ the installed package, started by postinst and stopped by prerm.
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import pwd
 import shlex
@@ -21,7 +22,7 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,9 +80,38 @@ class Scratch:
             f"TempPath={r}/tmp\n[aveserver.options]\nWorkers=1\nUser=nobody\n"
             f"[aveserver.report]\nReportFileName={r}/log/aveserver.log\n"
             f"[smtpscan.general]\nProtocol=smtp\nListenAddress={listen}\nForwardMailer=smtp:127.0.0.1:9\n"
+            f"PidFile={self.pid_file}\n"
             f"[smtpscan.report]\nReportFileName={r}/log/smtpscanner.log\n"
             f"[smtpscan.group:default]\nQuarantinePath={r}/quarantine\n")
         os.chmod(self.conf, 0o644)
+
+    @property
+    def pid_file(self) -> Path:
+        """smtpscanner's own pid file, in the directory the unit's RuntimeDirectory= (or the init
+        script) makes: where kavconsole finds it, and its reload state beside it."""
+        return self.root / "run" / "kav4mailservers" / "smtpscanner.pid"
+
+    def reload_state(self) -> dict[str, object]:
+        state = self.pid_file.with_suffix(".state")
+        return json.loads(state.read_text()) if state.exists() else {}
+
+    def change_and_expect_reload(self, command: str, reload: Callable[[], object]) -> None:
+        """smtpscanner: change a setting, run the unit's/script's reload, and see the daemon
+        re-read the file (a new generation, the setting in its log).  aveserver: the reload runs
+        and the daemon stays up (its re-read is tested in tests/engine)."""
+        if command != "smtpscanner":
+            reload()
+            return
+        wait_for(lambda: self.reload_state().get("result") == "started", what="smtpscanner's reload state")
+        before = self.reload_state()
+        self.conf.write_text(self.conf.read_text().replace("ForwardMailer=smtp:127.0.0.1:9",
+                                                           "ForwardMailer=smtp:127.0.0.1:7"))
+        reload()
+        wait_for(lambda: self.reload_state().get("attempts") == int(before["attempts"]) + 1,
+                 what="smtpscanner's answer to the reload")
+        state = self.reload_state()
+        assert state["result"] == "reloaded" and state["generation"] == int(before["generation"]) + 1, state
+        assert state["pid"] == before["pid"]
 
     def listening(self, what: str) -> bool:
         return can_connect(str(self.sock)) if what == "aveserver" else can_connect(("127.0.0.1", self.port))
@@ -96,7 +126,8 @@ def scratch() -> Iterator[Scratch]:
     for d in ("sbin", "bases", "run", "tmp", "log", "quarantine", "cache"):
         (root / d).mkdir()
     nobody = pwd.getpwnam(USER)
-    for d in ("run", "tmp", "log", "quarantine", "cache"):
+    (root / "run" / "kav4mailservers").mkdir()  # the smtpscanner unit's RuntimeDirectory=
+    for d in ("run", "run/kav4mailservers", "tmp", "log", "quarantine", "cache"):
         os.chown(root / d, nobody.pw_uid, nobody.pw_gid)
     port = _free_port()
     st = Scratch(root, root / "kav4mailservers.conf", root / "run" / "aveserver", port)
@@ -142,7 +173,7 @@ def test_unit_exec_lines_start_reload_and_stop_the_daemon(scratch: Scratch, comm
         assert proc.poll() is None, proc.stderr.read().decode()  # type: ignore[union-attr]
         assert st.listening(command)
         reload = shlex.split(svc["ExecReload"].replace("$MAINPID", str(proc.pid)))
-        assert subprocess.run(reload, check=False).returncode == 0
+        st.change_and_expect_reload(command, lambda: subprocess.run(reload, check=True))
         time.sleep(0.5)
         assert proc.poll() is None and st.listening(command), "ExecReload stopped the daemon"
         proc.send_signal(signal.SIGTERM)  # systemd's default ExecStop: KillSignal=SIGTERM
@@ -210,7 +241,7 @@ def test_init_script_starts_reports_reloads_restarts_and_stops(scratch: Scratch,
             assert uid == pwd.getpwnam(USER).pw_uid
         assert _init(st, command, "status").returncode == 0
         assert _init(st, command, "start").returncode == 0 and _pid(st, command) == pid  # no second copy
-        assert _init(st, command, "reload").returncode == 0
+        st.change_and_expect_reload(command, lambda: _init(st, command, "reload").check_returncode())
         time.sleep(0.5)
         assert _alive(pid) and st.listening(command), "reload stopped the daemon"
         out = _init(st, command, "restart")

@@ -8,6 +8,7 @@ the connection after the message data, or stall.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
 import os
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser
@@ -128,12 +130,15 @@ class _SinkSMTP(AioSMTP):
 
 @dataclass
 class Sink:
-    """mode: ok | tempfail_rcpt | permfail_rcpt | drop_after_data | stall | tempfail_data"""
+    """mode: ok | tempfail_rcpt | permfail_rcpt | drop_after_data | stall | tempfail_data;
+    ``delay``: seconds each DATA waits before its answer (a message held in flight)."""
 
     port: int = 0
     mode: str = "ok"
     host: str = "127.0.0.1"  # another address where the sink stands for a host of its own (tests/scaleout)
     fail_rcpts: set[str] = field(default_factory=set)
+    delay: float = 0.0
+    receiving: int = 0  # DATA commands being answered right now
     got: list[Got] = field(default_factory=list)
     xforward: list[str] = field(default_factory=list)
     controller: Controller | None = None
@@ -152,6 +157,12 @@ class Sink:
             return "421 gone"
         if self.mode == "stall":
             await asyncio.sleep(30)
+        if self.delay:
+            self.receiving += 1
+            try:
+                await asyncio.sleep(self.delay)
+            finally:
+                self.receiving -= 1
         if self.mode == "tempfail_data":
             return "451 4.3.0 sink says later"
         self.got.append(Got(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content,
@@ -214,6 +225,25 @@ class Stack:
     def quarantine(self) -> Path:
         return self.root / "quarantine"
 
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "run" / "smtpscanner.pid"
+
+    def reload_state(self) -> dict[str, object]:
+        """What smtpscanner published after its start or its last SIGHUP (its pid file's .state)."""
+        import json
+
+        path = self.pid_file.with_suffix(".state")
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def reload_scanner(self) -> dict[str, object]:
+        """SIGHUP smtpscanner and wait for the reload it answers with (refused or not)."""
+        assert self.scanner is not None
+        before = int(self.reload_state().get("attempts", 0))
+        self.scanner.send_signal(signal.SIGHUP)
+        wait_for(lambda: int(self.reload_state().get("attempts", 0)) > before, what="smtpscanner's reload")
+        return self.reload_state()
+
     def write(self, groups: dict[str, dict[str, object]], general: dict[str, object] | None = None,
               extra: dict[str, dict[str, object]] | None = None) -> None:
         self.port = self.port or free_port()
@@ -228,7 +258,8 @@ class Stack:
             "aveserver.report": {"ReportFileName": self.root / "log" / "aveserver.log"},
             "smtpscan.general": {"Protocol": "smtp", "ListenAddress": f"inet:127.0.0.1:{self.port}",
                                  "ForwardMailer": f"smtp:127.0.0.1:{self.sink.port}",
-                                 "NotifyFromAddress": "kav@example.com", **(general or {})},
+                                 "NotifyFromAddress": "kav@example.com", "PidFile": self.pid_file,
+                                 **(general or {})},
             "smtpscan.limits": {"MaxCheckTime": 10},
             "smtpscan.report": {"ReportFileName": self.log, "ShowOk": True,
                                 "AVStatistics": self.root / "log" / "smtpscanner.stat"},
@@ -363,3 +394,28 @@ class FakeAve:
         for c in self.conns:
             c.close()
         self.path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def stacks(base: Path) -> Iterator[Callable[..., Stack]]:
+    """``make(groups, general=..., extra=..., start=True)`` -> a Stack (started unless told) with its
+    own sink, under ``base``; every one made is stopped, sink included, on leaving.  The one factory
+    behind the ``make_stack`` fixtures of tests/filter and tests/license."""
+    made: list[Stack] = []
+
+    def make(groups: dict[str, dict[str, object]], general: dict[str, object] | None = None,
+             extra: dict[str, dict[str, object]] | None = None, start: bool = True) -> Stack:
+        sink = Sink().start()
+        st = Stack(base / f"root{len(made)}", sink)
+        made.append(st)
+        st.write(groups, general, extra)
+        if start:
+            st.start()
+        return st
+
+    try:
+        yield make
+    finally:
+        for st in made:
+            st.stop()
+            st.sink.stop()

@@ -170,7 +170,32 @@ def guide_line(line: str, binds: dict[str, Path], env: dict[str, str], cwd: str 
     ``PATH`` is a wrapper around this checkout (placed outside the bound paths)."""
     wrapper_dir = Path(env.get("KAV_TEST_BIN", "")) or None
     assert wrapper_dir is not None and wrapper_dir.is_dir(), "env needs KAV_TEST_BIN (see wrapper_bin)"
+    full_env = dict(env, PATH=f"{wrapper_dir}:{env.get('PATH', os.defpath)}")
     mounts = []
+    # A checkout or interpreter under a bound path (a clone in /tmp, a venv in /home) would vanish
+    # behind the bind: hold it first on an empty directory beside the wrapper, outside the bound
+    # paths, and point the wrapper's interpreter and PYTHONPATH there.
+    hidden = [r for r in dict.fromkeys((REPO, Path(sys.prefix).resolve()))
+              if any(r.is_relative_to(t) for t in (*binds, *(overlays or {})))]
+    held: dict[Path, Path] = {}
+    for n, root in enumerate(hidden):
+        if any(root.is_relative_to(h) for h in held):
+            continue
+        hold = wrapper_dir.parent / f"held-{n}"
+        hold.mkdir(exist_ok=True)
+        held[root] = hold
+        mounts.append(f"mount --bind {shlex.quote(str(root))} {shlex.quote(str(hold))}")
+
+    def relocate(p: Path) -> Path:
+        for root, hold in held.items():
+            if p.is_relative_to(root):
+                return hold / p.relative_to(root)
+        return p
+
+    if held:
+        full_env["KAV_TEST_PYTHON"] = str(relocate(Path(sys.executable).absolute()))
+        full_env["PYTHONPATH"] = os.pathsep.join(str(relocate(Path(e))) if e else e
+                                                 for e in full_env.get("PYTHONPATH", "").split(os.pathsep))
     for target, d in (overlays or {}).items():
         (d / "upper").mkdir(parents=True, exist_ok=True)
         (d / "work").mkdir(parents=True, exist_ok=True)
@@ -180,16 +205,17 @@ def guide_line(line: str, binds: dict[str, Path], env: dict[str, str], cwd: str 
     for target, src in binds.items():
         mounts.append(f"mount --bind {shlex.quote(str(src))} {shlex.quote(target)}")
     script = " && ".join([*mounts, f"cd {shlex.quote(cwd)}", line])
-    full_env = dict(env, PATH=f"{wrapper_dir}:{env.get('PATH', os.defpath)}")
     return subprocess.run(["unshare", "-m", "/bin/sh", "-c", script], env=full_env, capture_output=True,
                           text=True, timeout=timeout, errors="surrogateescape")
 
 
 def wrapper_bin(d: Path) -> Path:
-    """A ``kavscanner`` executable running this checkout's code with this interpreter."""
+    """A ``kavscanner`` executable running this checkout's code with this interpreter (or the one
+    ``guide_line`` relocated out of a bound path, ``KAV_TEST_PYTHON``)."""
     d.mkdir(parents=True, exist_ok=True)
     w = d / "kavscanner"
-    w.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m runtime.scanner \"$@\"\n")
+    w.write_text(f"#!/bin/sh\npy=${{KAV_TEST_PYTHON:-{shlex.quote(sys.executable)}}}\n"
+                 "exec \"$py\" -m runtime.scanner \"$@\"\n")
     w.chmod(0o755)
     return d
 

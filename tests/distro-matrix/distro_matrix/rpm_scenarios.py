@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import snapshot, units
-from .sandbox import Sandbox, SandboxError
+from .sandbox import Sandbox, SandboxError, until
 from .spec import HOSTNAME
 
 if TYPE_CHECKING:
@@ -72,15 +72,6 @@ def build_rpms() -> tuple[Path, Path]:
                     raise RuntimeError(f"pkg/rpm/build.sh (Release {release}) failed:\n{tail}")
                 _built[release] = next(out.glob(f"kav4mailservers-*-{release}.noarch.rpm"))
         return _built["1"], _built["2"]
-
-
-def _wait(pred: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.2)
-    return pred()
 
 
 class RpmRun:
@@ -163,7 +154,7 @@ class RpmRun:
         # What %postun's `systemctl try-restart` does under systemd: the daemons restart from the new files.
         # First let the MTA finish what is in flight (the eicar notices), as an admin restarting a
         # filter would: a message caught in the restart window waits for the MTA's retry time.
-        _wait(lambda: c._queued() == 0, 30)
+        until(lambda: c._queued() == 0, 30)
         for name in (SMTPSCANNER_UNIT, AVESERVER_UNIT):
             if name in c.running:
                 sb.stop(name)
@@ -174,16 +165,16 @@ class RpmRun:
             pid = pidfile.read_text().split()[0] if pidfile.exists() else ""
             return not pid or sb.run(["kill", "-0", pid]).returncode != 0
 
-        assert _wait(ave_gone, 30), "the old aveserver did not exit within 30s of SIGTERM"
+        assert until(ave_gone, 30), "the old aveserver did not exit within 30s of SIGTERM"
         # Its exit removes the socket path; starting the new one before that, the old one's cleanup
         # would remove the NEW socket (systemd's restart waits for the whole stop, as this does).
-        _wait(lambda: not sb.path("/run/aveserver").exists(), 30)
+        until(lambda: not sb.path("/run/aveserver").exists(), 30)
         sb.path("/run/aveserver").unlink(missing_ok=True)  # left only by a master that was SIGKILLed
         c._start_product()
         # The socket file appears at bind(); wait until aveserver accepts, as systemd's readiness
         # would, or the first message meets a 4xx and waits for the MTA's retry time (not lost).
         probe = "import socket; s = socket.socket(socket.AF_UNIX); s.connect('/run/aveserver')"
-        assert _wait(lambda: sb.run(["python3", "-c", probe]).returncode == 0, 30), "aveserver does not accept"
+        assert until(lambda: sb.run(["python3", "-c", probe]).returncode == 0, 30), "aveserver does not accept"
         # A standing smtpscanner must listen again before mail arrives, or the MTA records a retry
         # time for it (Exim: ~15 min) and the message waits in its queue: not lost, but not "flowing".
         m = re.search(r"^\s*ListenAddress\s*=\s*inet:[^:]*:(\d+)", sb.path(CONF).read_text(), re.M)

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +82,17 @@ ln -s /proc/self/fd/0 "$R/dev/stdin"; ln -s /proc/self/fd/1 "$R/dev/stdout"; ln 
 mkdir -p "$R/run/lock" && chmod 1777 "$R/run/lock"
 exec chroot "$R" /usr/bin/env -i PATH=@PATH@ /usr/bin/python3 -c "$INIT"
 """.replace("@DEVICES@", " ".join(f"{n}:{a}:{b}" for n, a, b in _DEVICES)).replace("@PATH@", PATH)
+
+
+def until(pred: Callable[[], bool], timeout: float) -> bool:
+    """Poll ``pred`` every 0.2 s for up to ``timeout`` seconds; its last answer (the scenarios' one
+    way of waiting for a daemon, a queue or a file inside a sandbox)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.2)
+    return pred()
 
 
 class SandboxError(RuntimeError):

@@ -44,7 +44,7 @@ from . import doctor_scenario, mail, ownership, snapshot, units
 from .mta import CONTROLS
 from .roots import ensure_root
 from .rpm_scenarios import RPM_KINDS, RPM_SCENARIOS, run_rpm
-from .sandbox import Sandbox, SandboxError
+from .sandbox import Sandbox, SandboxError, until
 from .spec import ADMIN_USER, HOSTNAME, MAIL_USER, RootSpec
 
 SCENARIOS: tuple[str, ...] = ("baseline", "install", "ownership", "clean", "eicar", "queue", "unprivileged",
@@ -394,7 +394,7 @@ class Cell:
             found[:] = self._find(user, needle)
             return bool(found)
 
-        _wait(seen, timeout)
+        until(seen, timeout)
         return found
 
     def _deliver_clean(self, expect_header: bool, timeout: float = 30) -> mail.Sent:
@@ -477,7 +477,7 @@ class Cell:
         if self._has_initd(AVESERVER_UNIT):
             # Issue 11: the package starts its daemon (postinst, invoke-rc.d); nobody else did.
             self.running.append(f"initd:{AVESERVER_UNIT}")
-            _wait(lambda: sb.path("/run/aveserver").exists(), 30)
+            until(lambda: sb.path("/run/aveserver").exists(), 30)
             assert self._aveserver_alive() and sb.path("/run/aveserver").exists(), (
                 f"postinst did not start aveserver:\n{r.stderr[-1500:]}\n"
                 f"{self._initd(AVESERVER_UNIT, 'status').stdout}")
@@ -497,10 +497,10 @@ class Cell:
             self._product_start(unit_name, "restart" if unit_name == SMTPSCANNER_UNIT else "start")
         listen = self._listen_address()
         if SMTPSCANNER_UNIT in wanted and listen.startswith("unix:"):  # the qmail-queue client's socket
-            assert _wait(lambda: sb.path(listen[5:]).exists(), 30), f"smtpscanner did not open {listen[5:]}"
+            assert until(lambda: sb.path(listen[5:]).exists(), 30), f"smtpscanner did not open {listen[5:]}"
         elif SMTPSCANNER_UNIT in wanted and listen.startswith("inet:"):
             assert sb.wait_port(int(listen.rsplit(":", 1)[1]), timeout=30), f"smtpscanner not listening on {listen}"
-        _wait(lambda: sb.path("/run/aveserver").exists() or not self._aveserver_alive(), 30)
+        until(lambda: sb.path("/run/aveserver").exists() or not self._aveserver_alive(), 30)
         if not sb.path("/run/aveserver").exists():
             state = "exited" if not self._aveserver_alive() else "running, no socket after 30s"
             out = sb.path(f"/var/log/matrix-{AVESERVER_UNIT}.out")
@@ -577,12 +577,12 @@ class Cell:
             # A notice mentions the message (its subject token) and comes from the filter, not the sender.
             return [m for m in self._find(user, sent.token) if "bob@example.org" not in str(m.get("From"))]
 
-        _wait(lambda: bool(notices(MAIL_USER)), 40)
+        until(lambda: bool(notices(MAIL_USER)), 40)
         everything = self._find(MAIL_USER, sent.token)
         raw = b"".join(m.as_bytes() for m in everything)
         assert mail.EICAR not in raw, "EICAR reached the recipient's mailbox as sent"
         assert notices(MAIL_USER), f"no notice for {sent.token} in /var/mail/{MAIL_USER}"
-        assert _wait(lambda: bool(notices(ADMIN_USER)), 30), (
+        assert until(lambda: bool(notices(ADMIN_USER)), 30), (
             f"administrator ({ADMIN_ADDRESS}) was not notified about {sent.token}"
         )
         assert _count_files(qdir) > before, f"quarantine {qdir} holds nothing new"
@@ -618,7 +618,7 @@ class Cell:
         finally:
             conf.write_bytes(original)
             self._product_start(AVESERVER_UNIT, "restart")
-            _wait(lambda: sb.path("/run/aveserver").exists(), 30)
+            until(lambda: sb.path("/run/aveserver").exists(), 30)
         return (f"nobody: socket refused; SHUTDOWN/RELOAD over TCP refused; FIFO {found['fifo'][1]:.2f}s, "
                 f"/dev/zero {found['/dev/zero'][1]:.2f}s, both errors; {sent.token} delivered meanwhile")
 
@@ -634,7 +634,7 @@ class Cell:
         queued = self._queued()
         assert queued >= 1, "message neither delivered nor in the MTA queue: lost"
         self._product_start(AVESERVER_UNIT)
-        _wait(lambda: sb.path("/run/aveserver").exists(), 30)
+        until(lambda: sb.path("/run/aveserver").exists(), 30)
         self._flush()
         got = mail.wait_for(sb, MAIL_USER, sent.token, 60)
         assert got, f"{sent.token} not delivered after aveserver restarted (queue: {self._queued()})"
@@ -651,7 +651,7 @@ class Cell:
         )
         assert not mail.qmail_find(sb, MAIL_USER, sent.token), "queued unscanned while aveserver was down"
         self._product_start(AVESERVER_UNIT)
-        _wait(lambda: sb.path("/run/aveserver").exists(), 30)
+        until(lambda: sb.path("/run/aveserver").exists(), 30)
         again = self._deliver_clean(expect_header=True)
         return f"temporary failure ({sent.returncode}) while aveserver was down; {again.token} queued after restart"
 
@@ -724,7 +724,7 @@ class Cell:
         self._product_stop(AVESERVER_UNIT)
         sent = mail.send(sb, mail.local(MAIL_USER))
         assert sent.accepted, f"MTA refused mail while aveserver was down: {sent.last_reply}"
-        assert _wait(lambda: self._queued() >= 1, 30) and not mail.find(sb, MAIL_USER, sent.token), (
+        assert until(lambda: self._queued() >= 1, 30) and not mail.find(sb, MAIL_USER, sent.token), (
             "the message was not deferred while aveserver was down")
         return sent
 
@@ -744,7 +744,7 @@ class Cell:
             assert stranded.token in got[0].as_string(), "the deferred message was not delivered intact"
             self._stop_all(keep_package_services=True)
         self.running[:] = [n for n in self.running if not n.startswith("initd:")]
-        _wait(lambda: not self._our_processes(), 20)
+        until(lambda: not self._our_processes(), 20)
         left_procs = self._our_processes()
         assert not left_procs, "processes of ours left after dpkg -r:\n" + "\n".join(left_procs[:10])
         diff = snapshot.compare(self.config_before, snapshot.take(sb.root, self.spec.flavour.config_paths))
@@ -804,15 +804,6 @@ class Cell:
         assert not left, "left behind after purge:\n" + "\n".join(left[:40])
         reason = next(line.strip() for line in r.stderr.splitlines() if "content_filter" in line)
         return f"refused, config untouched, purge clean: {reason[:160]}"
-
-
-def _wait(pred: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.2)
-    return pred()
 
 
 def _count_files(d: Path) -> int:
