@@ -104,17 +104,38 @@ class StreamFilter:
                 h.update(chunk)
             if hit:
                 continue  # read to the end all the same: errors and limits as for a whole member
-            window = tail + chunk
-            hit = _UU_LINE in window or self.body.raw_anchor_in(window) or self._raw_ldb.found(window)
-            tail = window[-self._raw_overlap :] if self._raw_overlap else b""
+            hit, tail = self._raw_in(tail, chunk)
             if text is not None and not hit:
-                nwindow = ntail + text.feed(chunk)
-                hit = any(lits.found(nwindow) for lits in self._norm)
-                ntail = nwindow[-self._norm_overlap :] if self._norm_overlap else b""
-            del window
+                hit, ntail = self._norm_in(ntail, text.feed(chunk))
         if hit:
             return True
         return any(self.sigs.hash_name("file", h.hexdigest(), size) for h in hashes)
+
+
+    def _raw_in(self, tail: bytes, chunk: bytes) -> tuple[bool, bytes]:
+        found = _overlapping(tail, chunk, self._raw_overlap, self._raw_found)
+        return found, _tail(tail, chunk, self._raw_overlap)
+
+    def _raw_found(self, data: bytes) -> bool:
+        return _UU_LINE in data or self.body.raw_anchor_in(data) or self._raw_ldb.found(data)
+
+    def _norm_in(self, tail: bytes, text: bytes) -> tuple[bool, bytes]:
+        found = _overlapping(tail, text, self._norm_overlap, lambda d: any(lits.found(d) for lits in self._norm))
+        return found, _tail(tail, text, self._norm_overlap)
+
+
+def _overlapping(tail: bytes, chunk: bytes, overlap: int, found: Callable[[bytes], bool]) -> bool:
+    """Whether ``found`` holds for the chunk or for the seam (the previous ``overlap`` bytes and the
+    chunk's first ``overlap``): every word of at most overlap + 1 bytes lies whole in one of the two,
+    and the chunk is not copied into a window."""
+    return found(chunk) or (bool(tail) and found(tail + chunk[:overlap]))
+
+
+def _tail(tail: bytes, chunk: bytes, overlap: int) -> bytes:
+    """The last ``overlap`` bytes of the stream so far."""
+    if not overlap:
+        return b""
+    return chunk[-overlap:] if len(chunk) >= overlap else (tail + chunk)[-overlap:]
 
 
 def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
