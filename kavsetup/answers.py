@@ -52,9 +52,11 @@ ANSWERS: tuple[Answer, ...] = (
            "Guide 3.4: 'Searching for the mail server configuration file, and modify it.'  Give the "
            "file as seen inside the system (Postfix main.cf, sendmail.cf, Exim's configure file, or "
            "qmail's home /var/qmail).", (), ("MTA_CONFIG_PATH", "MAILSERVER_CONFIG")),
-    Answer("postfix_mode", "choice", "", "How Postfix runs smtpscanner (spawn/daemon)", "4.4.3",
-           "spawn: Postfix starts smtpscanner per connection as kluser (guide 4.4.3).  daemon: "
-           "smtpscanner runs as its own service and listens on the filter port.", ("spawn", "daemon")),
+    Answer("postfix_mode", "choice", "", "How Postfix runs smtpscanner (daemon/spawn)", "4.4.3",
+           "daemon (default): smtpscanner runs as its own service (started and enabled by kavsetup) "
+           "and listens on the filter port; no start-up per connection.  spawn: Postfix starts "
+           "smtpscanner per connection as kluser (guide 4.4.3), ~1 s of start-up each time.",
+           ("daemon", "spawn")),
     Answer("protocol", "choice", "", "Protocol between the MTA and smtpscanner (lmtp/smtp)", "6.6.4",
            "LMTP reports a result per recipient; SMTP passes the client's address with XFORWARD "
            "(Protocol in [smtpscan.general], guide 6.6.4).", ("lmtp", "smtp")),

@@ -346,9 +346,15 @@ class Supervisor:
         with contextlib.suppress(BlockingIOError):
             os.write(self.control_w, byte)
 
+    #: Blocked across the fork: one arriving between ``fork`` and ``enter_worker`` would otherwise
+    #: run the master's inherited handler in the child (a flag in the child's copy of the master),
+    #: so a SIGTERM sent to a new worker was lost and the master's shutdown waited on it forever.
+    FORK_BLOCKED = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR2})
+
     def spawn(self) -> int:
         self.master_pid = os.getpid()
         slot = self.board.claim() if self.board is not None else -1
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, self.FORK_BLOCKED)
         pid = os.fork()
         if pid == 0:
             code = 1
@@ -356,12 +362,15 @@ class Supervisor:
                 if self.board is not None:
                     self.board.enter(slot)
                 self.enter_worker()
+                # a signal sent meanwhile is delivered now, to the worker's own dispositions
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
                 code = self.work()
             except BaseException as exc:  # noqa: BLE001 - a worker must never return into the master's code
                 with contextlib.suppress(Exception):
                     self.log.error(f"{self.name} worker {os.getpid()} failed: {exc}")
             finally:
                 os._exit(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self.current[pid] = time.monotonic()
         if self.board is not None:
             self.board.assign(slot, pid)
@@ -474,9 +483,12 @@ class Supervisor:
         deadline = time.monotonic() + self.GRACE
         while (self.current or self.retired) and time.monotonic() < deadline:
             try:
-                pid, _ = os.waitpid(-1, 0)
+                pid, _ = os.waitpid(-1, os.WNOHANG)  # never a blocking wait: the deadline must hold
             except ChildProcessError:
                 break
+            if pid == 0:
+                time.sleep(0.05)
+                continue
             self.current.pop(pid, None)
             self.retired.discard(pid)
         self.signal_workers(signal.SIGKILL)

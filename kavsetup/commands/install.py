@@ -143,6 +143,12 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
         code = report(out)
         if out.ok and not args.dry_run and state == "installed":
             _after_change(root, tx.journal.doc["mta"], "uninstall")
+            # Only now, with the MTA no longer handing it mail and the mail held for it requeued,
+            # the daemon the install started stops (and its unit is disabled if the install enabled it).
+            from kavsetup import services
+
+            for note in services.release(root, tx.journal.doc.get("services", [])):
+                print(f"note: {note}")
         return code
 
 

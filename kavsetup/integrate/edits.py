@@ -613,6 +613,9 @@ class Plan:
     edits: tuple[Edit, ...]
     notes: tuple[str, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)
+    #: daemons to start (and answer) once the files are written, before the MTA is reloaded:
+    #: (name, address), see kavsetup/services.py
+    services: tuple[tuple[str, str], ...] = ()
 
     def changes(self, view: View) -> list[tuple[Edit, list[Change]]]:
         out = []
@@ -635,6 +638,8 @@ class Plan:
             for c in chs:
                 first.setdefault(c.path, c.before)
                 last[c.path] = c.after
+        summaries += [f"start {name} and wait until it answers on {address}, before the MTA is reloaded"
+                      for name, address in self.services]
         return summaries, "".join(Change(p, first[p], last[p]).diff() for p in first if first[p] != last[p])
 
     def diff(self, view: View) -> str:

@@ -9,7 +9,7 @@ gathers them once); the edits themselves come from the MTA's module (kavsetup/mt
 from __future__ import annotations
 
 from kavsetup.detect.model import MTAInfo, System
-from kavsetup.integrate.edits import Plan
+from kavsetup.integrate.edits import Edit, IniValues, Plan
 from kavsetup.integrate.settings import IntegrationSettings, validate
 from kavsetup.mta import CompileError, integration
 
@@ -21,4 +21,18 @@ def compile_plan(system: System, settings: IntegrationSettings, mta: MTAInfo | N
     if target is None:
         raise CompileError("no active mail server to integrate with")
     edits, notes = integration(target.kind).plan(system, target, settings)
-    return Plan(target.kind.value, tuple(edits), tuple(notes), settings.to_dict())
+    return Plan(target.kind.value, tuple(edits), tuple(notes), settings.to_dict(), standing_services(edits))
+
+
+def standing_services(edits: list[Edit]) -> tuple[tuple[str, str], ...]:
+    """The daemons the integration needs running before the MTA is pointed at it, as (name,
+    address): smtpscanner whenever the plan sets a ``ListenAddress`` other than ``stdio`` (Postfix's
+    daemon form, qmail's socket) -- the same rule its init script and ``kavsetup run`` apply."""
+    from kavsetup.services import SMTPSCANNER
+
+    for e in edits:
+        if isinstance(e, IniValues):
+            for section, key, value in e.values:
+                if (section, key) == ("smtpscan.general", "ListenAddress") and value != "stdio":
+                    return ((SMTPSCANNER, value),)
+    return ()

@@ -119,7 +119,7 @@ def apply(tx: Transaction, plan: Plan, verify: Callable[[], tuple[bool, str]] | 
         return Outcome(True, f"reconfigured: the {old['mta']} integration was replaced by the {plan.mta} one",
                        out.notes)
     back = Plan(old["mta"], tuple(edit_from_json(st["edit"]) for st in old["steps"]), tuple(old.get("notes", ())),
-                old["settings"])
+                old["settings"], tuple((e["name"], e["address"]) for e in old.get("services", ())))
     again = tx.apply(back)
     state = "the previous integration is back in place" if again.ok else f"restoring it failed too: {again.message}"
     return Outcome(False, f"{out.message}; {state}", out.notes + again.notes)

@@ -27,7 +27,9 @@ class IntegrationSettings:
 
     # answers (guide 4.4.5, 6.6)
     protocol: str = "lmtp"              # [smtpscan.general] Protocol: how the MTA talks to smtpscanner
-    postfix_mode: str = "spawn"          # spawn (guide 4.4.3) | daemon (smtpscanner listens itself)
+    # daemon (smtpscanner listens itself; the default, issue 20: docs/integration.md says why) |
+    # spawn (guide 4.4.3: Postfix starts smtpscanner per connection)
+    postfix_mode: str = "daemon"
     filter_host: str = "127.0.0.1"
     filter_port: int = 10025
     reinject_port: int = 10026

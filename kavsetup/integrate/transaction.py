@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from kavsetup import services
 from kavsetup.integrate.edits import Edit, EditError, EnsureDir, Plan, edit_from_json
 from kavsetup.integrate.files import Image, Root, View
 from kavsetup.integrate.journal import Journal
@@ -124,8 +125,16 @@ class Transaction:
                 notes = self._revert_all("rolling-back")
                 return Outcome(False, f"verification failed: {why}; rolled back, nothing changed", notes)
             j.doc["verification"] = why
+        # The daemons the MTA will hand mail to answer before it is pointed at them (the caller
+        # reloads it after this returns); one that cannot be started rolls the integration back.
+        started: list[dict[str, Any]] = j.doc.setdefault("services", [])
+        ok, notes = services.start(self.root, plan.services, started, j.save)
+        if not ok:
+            why = notes.pop()
+            notes += self._revert_all("rolling-back")
+            return Outcome(False, f"{why}; rolled back, nothing changed", notes)
         j.state = "installed"
-        return Outcome(True, "installed")
+        return Outcome(True, "installed", notes)
 
     # -- reversal --------------------------------------------------------------------------
     def _revert_step(self, step: dict[str, Any], view: View | None) -> list[str]:
@@ -160,7 +169,9 @@ class Transaction:
                 notes.append(f"{path}: could not restore: {exc}")
         return notes
 
-    def _revert_all(self, state: str) -> list[str]:
+    def _revert_all(self, state: str, keep_services: bool = False) -> list[str]:
+        """Undo every step; then stop the daemons the install started, unless ``keep_services``
+        (uninstall: the caller stops them once the MTA no longer hands them mail)."""
         j = self.journal
         j.state = state
         notes: list[str] = []
@@ -170,6 +181,8 @@ class Transaction:
             notes.extend(self._revert_step(step, None))
             step["status"] = "reverted"
             j.save()
+        if not keep_services:
+            notes.extend(services.release(self.root, j.doc.get("services", [])))
         notes.extend(j.remove())
         return notes
 
@@ -191,7 +204,7 @@ class Transaction:
             from kavsetup.integrate.edits import Change
             diff = "".join(Change(p, b, view.get(p)).diff() for p, b in first.items() if view.get(p) != b)
             return Outcome(True, "dry run: nothing changed", notes, diff)
-        notes = self._revert_all("uninstalling")
+        notes = self._revert_all("uninstalling", keep_services=True)
         return Outcome(True, f"uninstalled the {doc['mta']} integration", notes)
 
     def recover(self) -> Outcome:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import struct
 
 from . import ave1
 from .ave1 import AveServerError, AveServerUnavailable
@@ -59,13 +60,18 @@ class AveClient:
         self._sock, self._reader = sock, Reader(sock)
         return self._reader
 
-    def _request(self, head: bytes, body: bytes = b"") -> tuple[str, Reader]:
+    def _request(self, head: bytes, body: bytes = b"", fd: int | None = None) -> tuple[str, Reader]:
         for attempt in (0, 1):
             fresh = self._reader is None
             reader = self._connect()
             assert self._sock is not None
             try:
-                self._sock.sendall(head + body)
+                if fd is None:
+                    self._sock.sendall(head + body)
+                else:  # SCANFD: the descriptor rides with the request line's first byte
+                    sent = self._sock.sendmsg([head[:1]], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                                            struct.pack("i", fd))])
+                    self._sock.sendall(head[sent:] + body)
                 line = reader.read_until(b"\n", ave1.MAX_LINE).decode("utf-8", "replace")
                 return line, reader
             except (ConnectionClosed, BrokenPipeError, ConnectionResetError) as exc:
@@ -106,6 +112,11 @@ class AveClient:
                    all_objects: bool = False) -> Verdict:
         """Scan an object sent over the socket; with ``cure`` the verdict carries cured bytes."""
         return self._result(*self._request(ave1.scan_data(len(data), filename, cure, all_objects), data))
+
+    def scan_fd(self, fd: int, name: str = "stream", cure: bool = False, all_objects: bool = False) -> Verdict:
+        """Have aveserver scan an open regular file passed as a descriptor (``SCM_RIGHTS``): it reads
+        with the access this process has, never needing its own, and answers the whole verdict."""
+        return self._result(*self._request(ave1.scan_fd(name, cure, all_objects), fd=fd))
 
     def scan_file(self, path: str | os.PathLike[str], cure: bool = False, all_objects: bool = False) -> Verdict:
         """Have aveserver read and scan a file (it must be readable by aveserver's user)."""

@@ -30,12 +30,15 @@ IDENT = "kav4mailservers smtpscanner"
 
 def run_loop(coro) -> int:  # noqa: ANN001
     """asyncio.run, on uvloop when it is installed (the event loop is a large share of the
-    per-message cost); plain asyncio otherwise."""
+    per-message cost); plain asyncio otherwise. Through ``asyncio.Runner(loop_factory=...)``, not
+    ``uvloop.run``: Debian bookworm's python3-uvloop is 0.17, which has no ``run`` (added in 0.18),
+    and smtpscanner must not fail to start because an admin installed the Debian package."""
     try:
         import uvloop
     except ImportError:
         return asyncio.run(coro)
-    return uvloop.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
 
 
 # -- configuration reload (SIGHUP) -----------------------------------------------------------

@@ -275,6 +275,8 @@ class Executor:
         out = Outcome()
         if self.p.dry_run or (v.status is not Status.CURED and v.status not in STATUS_KEY):
             return out
+        if v.status is not Status.CURED and not self._has_work(v):
+            return out  # report only: no need to reach the file (spares a directory walk per file)
         try:
             f = Pinned(path, st)
         except OSError as exc:
@@ -286,6 +288,13 @@ class Executor:
             else:
                 self._apply_rules(f, v, out)
         return out
+
+    def _has_work(self, v: Verdict) -> bool:
+        """Whether any rule for this verdict does more than report (or -i3 may remove the file)."""
+        if self.p.remove_uncured and v.status in (Status.INFECTED, Status.CUREFAILED):
+            return True
+        table = self.p.container_actions if is_container(v) else self.p.object_actions
+        return any(verb not in ("report", "cure") for verb, _ in table.get(STATUS_KEY[v.status], []))
 
     def _apply_rules(self, f: Pinned, v: Verdict, out: Outcome) -> None:
         reason = ", ".join(v.names) or v.status.value

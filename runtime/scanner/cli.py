@@ -9,22 +9,24 @@ describe and is listed with the guide section in ``man kavscanner`` (docs/man/ka
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 from runtime.config import ConfigError, KavConfig, load_config, loads_config
 from runtime.config.schema import CONFIG_FILE
-from runtime.engine.verdict import EXIT_CODES, NAMED, SEVERITY, Status
+from runtime.engine.verdict import EXIT_CODES, NAMED, SEVERITY, Status, Verdict
 from runtime.report import ACTIVITY, ERROR, INFO, WARNING, EventLog
 
 from . import area as area_mod
 from .ichecker import IChecker, database_version
 from .report import Progress, Reporter, Sink, console_log
-from .scan import default_workers, scan_many
+from .scan import Result, aveserver_client, default_workers, scan_many, scan_via_aveserver
 
 if TYPE_CHECKING:
     from runtime.engine.engine import Engine
@@ -132,10 +134,20 @@ def parser() -> _Parser:
                          "w warning, c corrupted, p protected, e error, a all of these (5.3.3.1)")
     ap.add_argument("-w", "--workers", dest="workers", type=int, metavar="N",
                     help="files scanned in parallel (default [scanner.options] Workers, 0 = one per core)")
+    ap.add_argument("--aveserver", dest="aveserver", action="store_const", const=True,
+                    help="scan through the running aveserver ([path] LocalSocketPath), passing each open file "
+                         "with AVE/1 SCANFD; in-process when none answers (UseAveserver=yes)")
+    ap.add_argument("--in-process", dest="aveserver", action="store_const", const=False,
+                    help="scan in forked worker processes of kavscanner itself (UseAveserver=no)")
     ap.add_argument("--follow-symlinks", action="store_const", const=True, dest="follow",
                     help="follow symbolic links inside the area (loops are detected)")
     ap.add_argument("--no-ichecker", dest="ichecker", action="store_false", default=None,
                     help="scan every file even if unchanged since found clean (6.3.1)")
+    ap.add_argument("--ichecker-keep-verdicts", dest="keep_verdicts", action="store_const", const=True,
+                    help="also remember infected/suspicious/... verdicts of unchanged files and report and act "
+                         "on them again without rescanning (IcheckerKeepVerdicts=yes; cure still rescans)")
+    ap.add_argument("--ichecker-clean-only", dest="keep_verdicts", action="store_const", const=False,
+                    help="remember only clean files, as the guide describes (IcheckerKeepVerdicts=no, default)")
     ap.add_argument("--ichecker-db", metavar="FILE", help="iChecker database (default [path] IcheckerDbFile)")
     ap.add_argument("--json", action="store_true", help="print the results as one JSON document")
     ap.add_argument("--dry-run", action="store_true", help="scan and report, change nothing")
@@ -275,6 +287,12 @@ class Run:
         self.workers = w if w and w > 0 else default_workers()
         self.max_load = float(opt("MaxLoadAvg") or 0.0)
         self.use_ichecker = opt("UseIChecker") if args.ichecker is None else args.ichecker
+        self.keep_verdicts = opt("IcheckerKeepVerdicts") if args.keep_verdicts is None else args.keep_verdicts
+        self.remembered: list[tuple[str, os.stat_result, bytes]] = []
+        self.via_aveserver = opt("UseAveserver") if args.aveserver is None else args.aveserver
+        self.ave_records: object = None
+        self.aveserver = ""  # the socket of the aveserver used for this run, once one answered
+        self.retry: list[str] = []  # files aveserver could not scan: scanned in-process at the end
         if types:
             enabled = set(types)
         else:
@@ -282,7 +300,8 @@ class Run:
         self.types = "".join(sorted(enabled))
         self.skip = skip_kinds(enabled)
         self.counts: dict[str, int] = {s.value: 0 for s in Status}
-        self.stats = {"files": 0, "bytes": 0, "ichecker_skipped": 0, "special": 0, "links": 0, "excluded": 0,
+        self.stats = {"files": 0, "bytes": 0, "ichecker_skipped": 0, "ichecker_remembered": 0,
+                      "special": 0, "links": 0, "excluded": 0,
                       "unreadable": 0, "cured": 0, "removed": 0, "moved": 0, "quarantined": 0,
                       "action_errors": 0, "paused_s": 0.0}
         self.walked = {"files": 0, "bytes": 0, "done": False}
@@ -381,7 +400,7 @@ class Run:
         if self.use_ichecker:
             dbfile = args.ichecker_db or cfg.get("path", "IcheckerDbFile")
             try:
-                ick = IChecker(dbfile, f"{version}|types={self.types}")
+                ick = IChecker(dbfile, self._ichecker_version(version))
                 if ick.invalidated:
                     rep.message(INFO, f"iChecker {dbfile}: the database changed, every file is scanned again")
             except Exception as exc:  # noqa: BLE001 - sqlite errors, permissions: scan without it
@@ -393,7 +412,8 @@ class Run:
         try:
             if not self._scan(rep, area, ick):
                 return EXIT_FATAL
-            records = self.engine.record_count if self.engine is not None else (ick.meta("records") if ick else None)
+            records = (self.engine.record_count if self.engine is not None else self.ave_records if self.aveserver
+                       else ick.meta("records") if ick else None)
         finally:
             if ick is not None:
                 ick.close()
@@ -404,8 +424,15 @@ class Run:
                                "database": version[:16], "exit_code": self.worst[0],
                                "seconds": round(time.monotonic() - t0, 3)},
                    "objects": self.records}
-            sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
+            sys.stdout.write(_json_document(doc))
         return self.worst[0]
+
+    def _ichecker_version(self, version: str) -> str:
+        """What every iChecker record holds under: the database and each setting that can change a
+        verdict (-e object types, the scan limits).  Any difference drops every record."""
+        from runtime.engine.limits import Limits
+
+        return f"{version}|types={self.types}|limits={Limits.from_config(self.cfg)!r}"
 
     def _load_engine(self, rep: Reporter) -> Engine | None:
         from runtime.engine.engine import DatabaseError, Engine
@@ -446,10 +473,16 @@ class Run:
         pool's feeder thread: it only appends to lists and logs)."""
         for e in area.walk():
             if e.kind == "file":
-                if ick is not None and e.st is not None and ick.unchanged(e.path, e.st):
-                    self.stats["ichecker_skipped"] += 1
-                    rep.event(e.path, "OK", "(unchanged since last scan, iChecker)", 4, ACTIVITY)
-                    continue
+                if ick is not None and e.st is not None:
+                    hit, doc = ick.lookup(e.path, e.st)
+                    if hit and doc is None:
+                        self.stats["ichecker_skipped"] += 1
+                        rep.event(e.path, "OK", "(unchanged since last scan, iChecker)", 4, ACTIVITY)
+                        continue
+                    if hit and doc is not None and self.keep_verdicts and not self.cure:
+                        # Reported and acted upon in the main thread (_replay), after the scan.
+                        self.remembered.append((e.path, e.st, doc))
+                        continue
                 self.walked["files"] += 1
                 self.walked["bytes"] += e.size
                 yield e.path
@@ -474,16 +507,58 @@ class Run:
 
     def _scan(self, rep: Reporter, area: area_mod.Area, ick: IChecker | None) -> bool:
         """Scan what the area yields; False when the database could not be loaded."""
-        done_files = done_bytes = 0
         feed = self._feed(area, ick, rep)
         first = next(feed, None)
         if first is None:
             self.walked["done"] = True
+            self._replay(rep, ick)
             return True  # nothing new to scan (an unchanged tree under iChecker): no engine needed
-        engine = self.engine = self._load_engine(rep)
-        if engine is None:
+        results = self._via_aveserver(rep, chain([first], feed))
+        if results is None:
+            engine = self.engine = self._load_engine(rep)
+            if engine is None:
+                return False
+            results = scan_many(engine, chain([first], feed), self.cure, self.workers, self.max_load, self.skip)
+        if not self._results(rep, ick, results):
             return False
-        for r in scan_many(engine, chain([first], feed), self.cure, self.workers, self.max_load, self.skip):
+        self._replay(rep, ick)
+        return True
+
+    def _via_aveserver(self, rep: Reporter, paths: Iterator[str]) -> Iterator[Result] | None:
+        """The results through a running aveserver (UseAveserver=yes, --aveserver), or None: scan
+        in-process.  Not with -e limiting the object types: SCANFD has no way to say them."""
+        if not self.via_aveserver:
+            return None
+        sock = self.cfg.get("path", "LocalSocketPath")
+        if self.skip:
+            rep.message(INFO, f"-e{self.types}: object types aveserver cannot be told; scanning in-process")
+            return None
+        client = aveserver_client(sock)
+        if client is None:  # a warning only when asked for on the command line; else the quiet fallback
+            level = WARNING if self.args.aveserver else INFO
+            rep.message(level, f"no aveserver answers at {sock}; scanning in-process")
+            return None
+        try:
+            info = client.version()
+        except Exception as exc:  # noqa: BLE001 - answered PING but not VERSION: not usable
+            rep.message(WARNING, f"aveserver at {sock} unusable ({exc}); scanning in-process")
+            return None
+        finally:
+            client.close()
+        self.aveserver = sock
+        self.ave_records = info.get("records")
+        rep.message(INFO, f"scanning through aveserver at {sock} (AVE/1 SCANFD): {info.get('records')} records, "
+                          f"database {info.get('database')}")
+        if self.ick is not None and self.ave_records is not None:
+            self.ick.set_meta("records", str(self.ave_records))
+        return scan_via_aveserver(sock, paths, self.cure, self.workers, self.max_load)
+
+    def _results(self, rep: Reporter, ick: IChecker | None, results: Iterable[Result]) -> bool:
+        """Handle each result; files aveserver could not scan are scanned in-process at the end."""
+        for r in results:
+            if r.retry:
+                self.retry.append(r.path)
+                continue
             self.stats["paused_s"] += r.paused
             if r.skipped:
                 self.stats["links" if r.skipped == "link" else "special"] += 1
@@ -492,48 +567,72 @@ class Run:
             if r.error or r.verdict is None or r.st is None:
                 self._unreadable(rep, r.path, r.error or "unknown error")
                 continue
-            v, st = r.verdict, r.st
-            done_files += 1
-            done_bytes += st.st_size
             self.stats["files"] += 1
-            self.stats["bytes"] += st.st_size
-            self.counts[v.status.value] += 1
+            self.stats["bytes"] += r.st.st_size
             if rep.progress is not None:
                 w = self.walked
-                rep.progress.draw(done_files, done_bytes, w["files"] if w["done"] else None,
+                rep.progress.draw(self.stats["files"], self.stats["bytes"], w["files"] if w["done"] else None,
                                   w["bytes"] if w["done"] else None)
-            if v.status is Status.CLEAN:
-                if ick is not None:
-                    ick.record_clean(r.path, st)
-                self._note_exit(EXIT_OK, 0)
-                rep.verdict(v)
-                if self.args.json and (self.args.detail or 0) >= 4:
-                    self.records.append({"path": r.path, "status": "CLEAN"})
-                continue
-            if ick is not None:
-                ick.forget(r.path)
-            out = self._executor_for_run().apply(r.path, st, v)
-            for e in out.errors:
-                rep.message(ERROR, f'"{r.path}": {e}')
-            self.stats["cured"] += out.cured
-            self.stats["removed"] += out.removed
-            self.stats["moved"] += out.moved
-            self.stats["quarantined"] += out.quarantined
-            self.stats["action_errors"] += bool(out.errors)
-            rep.verdict(v, out.done + out.errors)
-            self._note_exit(EXIT_CODES[v.status], SEVERITY[v.status])
-            if out.errors:
-                self._note_exit(EXIT_SYSTEM_ERROR, SEVERITY[Status.ERROR])
-            for kind, _ in self.prints:
-                if v.status in PRINT_KINDS[kind]:
-                    self.print_files.setdefault(kind, []).append(r.path)
-            self.records.append({"path": r.path, "status": v.status.value, "names": v.names,
-                                 "container": any(o.path != v.path for o in v.objects),
-                                 "objects": [{"path": o.path, "status": o.status.value,
-                                              "name": o.name if o.status in NAMED else "", "reason": o.name}
-                                             for o in v.objects],
-                                 "actions": out.done, "errors": out.errors})
+            self._verdict(rep, ick, r.path, r.st, r.verdict)
+        if self.retry:
+            retry, self.retry = self.retry, []
+            rep.message(INFO, f"{len(retry)} file(s) aveserver did not scan (too large, name, connection): "
+                              "scanning them in-process")
+            engine = self.engine = self.engine or self._load_engine(rep)
+            if engine is None:
+                return False
+            return self._results(rep, ick, scan_many(engine, retry, self.cure, self.workers, self.max_load,
+                                                     self.skip))
         return True
+
+    def _replay(self, rep: Reporter, ick: IChecker | None) -> None:
+        """IcheckerKeepVerdicts=yes: unchanged files whose remembered verdict stands in for a scan.
+        They are reported, counted and acted upon exactly as if just scanned (6.2.3)."""
+        for path, st, doc in self.remembered:
+            self.stats["ichecker_remembered"] += 1
+            self._verdict(rep, ick, path, st, Verdict.from_json(json.loads(doc)), remembered=doc)
+        self.remembered.clear()
+
+    def _verdict(self, rep: Reporter, ick: IChecker | None, path: str, st: os.stat_result, v: Verdict,
+                 remembered: bytes = b"") -> None:
+        """One file's verdict: counts, report, actions, the iChecker record and the -p lists.
+        ``remembered``: the stored verdict this one was read from (kept as is, not written again)."""
+        self.counts[v.status.value] += 1
+        if v.status is Status.CLEAN:
+            if ick is not None:
+                ick.record_clean(path, st)
+            self._note_exit(EXIT_OK, 0)
+            rep.verdict(v)
+            if self.args.json and (self.args.detail or 0) >= 4:
+                self.records.append({"path": path, "status": "CLEAN"})
+            return
+        out = self._executor_for_run().apply(path, st, v)
+        if ick is not None:
+            if self.keep_verdicts and _replayable(v) and not (out.gone or out.cured):
+                ick.record_verdict(path, st, remembered or v.dumps())
+            else:
+                ick.forget(path)
+        for e in out.errors:
+            rep.message(ERROR, f'"{path}": {e}')
+        self.stats["cured"] += out.cured
+        self.stats["removed"] += out.removed
+        self.stats["moved"] += out.moved
+        self.stats["quarantined"] += out.quarantined
+        self.stats["action_errors"] += bool(out.errors)
+        rep.verdict(v, out.done + out.errors)
+        self._note_exit(EXIT_CODES[v.status], SEVERITY[v.status])
+        if out.errors:
+            self._note_exit(EXIT_SYSTEM_ERROR, SEVERITY[Status.ERROR])
+        for kind, _ in self.prints:
+            if v.status in PRINT_KINDS[kind]:
+                self.print_files.setdefault(kind, []).append(path)
+        self.records.append({"path": path, "status": v.status.value, "names": v.names,
+                             "container": any(o.path != v.path for o in v.objects),
+                             "objects": [{"path": o.path, "status": o.status.value,
+                                          "name": o.name if o.status in NAMED else "", "reason": o.name}
+                                         for o in v.objects],
+                             "actions": out.done, "errors": out.errors,
+                             **({"remembered": True} if remembered else {})})
 
     def _write_prints(self, rep: Reporter) -> None:
         from runtime.fsutil import atomic_write
@@ -552,7 +651,8 @@ class Run:
         s = self.stats
         rate = s["bytes"] / seconds / 1e6 if seconds > 0 else 0.0
         rep.message(INFO, f"scanned {s['files']} files, {s['bytes'] / 1e6:.1f} MB in {seconds:.1f} s "
-                          f"({rate:.1f} MB/s); unchanged since last scan (iChecker) {s['ichecker_skipped']}")
+                          f"({rate:.1f} MB/s); unchanged since last scan (iChecker) {s['ichecker_skipped']}"
+                          + (f", remembered verdicts {s['ichecker_remembered']}" if s["ichecker_remembered"] else ""))
         rep.message(INFO, "results: " + ", ".join(f"{Status(k).report_word} {n}" for k, n in self.counts.items()))
         rep.message(INFO, f"skipped: special files {s['special']}, links not followed {s['links']}, "
                           f"excluded {s['excluded']}, unreadable {s['unreadable']}")
@@ -563,6 +663,26 @@ class Run:
         rep.message(INFO, f"signatures: {records if records is not None else 'unknown'} records, "
                           f"database version {version[:16]}; "
                           f"exit code {self.worst[0]}")
+
+
+def _json_document(doc: dict[str, Any]) -> str:
+    """The --json document, one object per line: readable with ``grep``, and every ``dumps`` call
+    without ``indent`` so it runs in the C encoder (``indent`` falls back to the pure-Python one,
+    which took seconds for a tree with many infected archives)."""
+    dumps = functools.partial(json.dumps, ensure_ascii=False)
+    head = dumps({k: v for k, v in doc.items() if k != "objects"})[:-1]
+    objs = ",\n ".join(dumps(o) for o in doc.get("objects", []))
+    return f'{head}, "objects": [\n {objs}\n]}}\n' if objs else f'{head}, "objects": []}}\n'
+
+
+#: Verdicts IcheckerKeepVerdicts may remember: the same bytes under the same database and settings
+#: give them again.  Not ERROR (a time limit or a read failure may pass next time), not CURED or
+#: CUREFAILED (a cure run always rescans: it needs the engine's disinfected bytes).
+REPLAYABLE = frozenset({Status.INFECTED, Status.SUSPICIOUS, Status.WARNING, Status.CORRUPTED, Status.PROTECTED})
+
+
+def _replayable(v: Verdict) -> bool:
+    return v.status in REPLAYABLE and all(o.status is not Status.ERROR for o in v.objects)
 
 
 _ACTION_KEYS = ("OnInfected", "OnSuspicion", "OnWarning", "OnCorrupted", "OnProtected", "OnError")

@@ -6,20 +6,27 @@ block forever without ``O_NONBLOCK``) or a link to ``/etc/shadow`` (``O_NOFOLLOW
 condition recorded for iChecker is the ``fstat`` taken before reading, so a file that changes
 while it is read is scanned again next time.
 
-Parallelism: worker processes forked after the engine is loaded share its compiled database
-copy-on-write (the same model as aveserver's pre-forked workers).  Passing descriptors to a
-running aveserver with clamd's ``FILDES`` measured faster (bench/README.md, "kavscanner"), but its
-answer is one word and one name: no member list (object vs container rules, ``%LIST%``, the 6.8.1
-extended format) and no disinfected bytes, so it cannot serve kavscanner until aveserver has a verb
-that takes a descriptor and returns the whole verdict.  Each worker
-checks the load average before every file (6.3.2) and waits while it is above ``MaxLoadAvg``.
+Parallelism, two ways (issue 14: "whichever measures faster"; bench/README.md has the figures):
+
+- in-process: worker processes forked after the engine is loaded share its compiled database
+  copy-on-write (the same model as aveserver's pre-forked workers); paths go out and results come
+  back in batches (``chunksize``), not one round trip per file;
+- through a running aveserver: each file is opened here (with this process's access, O_NOFOLLOW,
+  fstat) and its descriptor passed with ``AVE/1 SCANFD``, which answers the whole verdict (member
+  list included, so object vs container rules, ``%LIST%`` and the 6.8.1 extended format work the
+  same).  kavscanner then never loads the engine itself.  A file aveserver refuses (larger than its
+  StreamMaxLength), a name its protocol line cannot carry, or an aveserver gone mid-run is marked
+  ``retry`` and scanned in-process afterwards: a file is never left unscanned.
+
+Each worker checks the load average before every file (6.3.2) and waits while it is above
+``MaxLoadAvg``.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import stat
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -27,10 +34,12 @@ from typing import TYPE_CHECKING
 from . import load
 
 if TYPE_CHECKING:  # the engine (Hyperscan, unpackers) is imported only when a file must be scanned
+    from runtime.engine.client import AveClient
     from runtime.engine.engine import Engine
     from runtime.engine.verdict import Verdict
 
 READ_CHUNK = 1 << 20
+CHUNK = 16  # paths per round trip to an in-process worker
 
 
 @dataclass
@@ -41,6 +50,7 @@ class Result:
     error: str = ""  # could not be read: the reason
     skipped: str = ""  # not a regular file any more when opened: what it was
     paused: float = 0.0  # seconds waited for the load average
+    retry: bool = False  # aveserver could not scan it: scan it in-process
 
 
 def open_regular(path: str) -> tuple[int, os.stat_result]:
@@ -72,8 +82,8 @@ def _kind(path: str) -> str:
     return "special"
 
 
-def scan_file(engine: Engine, path: str, cure: bool, max_load: float = 0.0,
-              skip_kinds: frozenset[str] = frozenset()) -> Result:
+def _open(path: str, max_load: float) -> tuple[int, os.stat_result, float] | Result:
+    """The file opened for scanning, or the Result that says why it is not scanned."""
     paused = load.wait_below(max_load) if max_load else 0.0
     try:
         fd, st = open_regular(path)
@@ -83,6 +93,15 @@ def scan_file(engine: Engine, path: str, cure: bool, max_load: float = 0.0,
         if exc.errno in (getattr(os, "ELOOP", 40), getattr(os, "EMLINK", 31)):
             return Result(path, skipped="link", paused=paused)
         return Result(path, error=exc.strerror or str(exc), paused=paused)
+    return fd, st, paused
+
+
+def scan_file(engine: Engine, path: str, cure: bool, max_load: float = 0.0,
+              skip_kinds: frozenset[str] = frozenset()) -> Result:
+    opened = _open(path, max_load)
+    if isinstance(opened, Result):
+        return opened
+    fd, st, paused = opened
     try:
         with os.fdopen(fd, "rb", buffering=0) as fh:
             chunks = []
@@ -119,10 +138,12 @@ def scan_many(engine: Engine, paths: Iterable[str], cure: bool, workers: int,
             yield scan_file(engine, p, cure, max_load, skip_kinds)
         return
     _ENGINE, _CURE, _MAX_LOAD, _SKIP = engine, cure, max_load, skip_kinds
+    import multiprocessing  # here, not at the top: a run over an unchanged tree never forks
+
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(workers) as pool:
         try:
-            yield from pool.imap_unordered(_work, paths, chunksize=8)
+            yield from pool.imap_unordered(_work, paths, chunksize=CHUNK)
         finally:
             pool.terminate()
 
@@ -132,3 +153,77 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - non-Linux
         return max(1, os.cpu_count() or 1)
+
+
+# -- through aveserver (AVE/1 SCANFD) -----------------------------------------------------------
+def aveserver_client(socket_path: str) -> AveClient | None:
+    """A client of the aveserver at ``socket_path`` if one answers PING, else None."""
+    from runtime.engine.client import AveClient, AveServerUnavailable
+
+    c = AveClient(socket_path, timeout=600.0)
+    try:
+        if c.ping():
+            return c
+    except (AveServerUnavailable, OSError):
+        pass
+    c.close()
+    return None
+
+
+def scan_fd_file(client: AveClient, path: str, cure: bool, max_load: float = 0.0) -> Result:
+    from runtime.engine.client import AveServerError, AveServerUnavailable
+
+    opened = _open(path, max_load)
+    if isinstance(opened, Result):
+        return opened
+    fd, st, paused = opened
+    try:
+        path.encode()  # the request line carries the name as UTF-8; anything else is scanned in-process
+        v = client.scan_fd(fd, path, cure=cure)
+    except (UnicodeEncodeError, AveServerError, AveServerUnavailable):
+        return Result(path, st, retry=True, paused=paused)
+    finally:
+        os.close(fd)
+    return Result(path, st, v, paused=paused)
+
+
+def scan_via_aveserver(socket_path: str, paths: Iterable[str], cure: bool, workers: int,
+                       max_load: float = 0.0) -> Iterator[Result]:
+    """Results in completion order, ``2 x workers`` connections kept busy (one in flight each,
+    another being prepared), so aveserver's workers never wait for this process."""
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+    local = threading.local()
+    clients: list[AveClient] = []
+    lock = threading.Lock()
+
+    def one(p: str) -> Result:
+        c = getattr(local, "client", None)
+        if c is None:
+            from runtime.engine.client import AveClient
+
+            c = local.client = AveClient(socket_path, timeout=600.0)
+            with lock:
+                clients.append(c)
+        return scan_fd_file(c, p, cure, max_load)
+
+    n = max(1, workers) * 2
+    it = iter(paths)
+    with ThreadPoolExecutor(n) as ex:
+        running: set[Future[Result]] = set()
+        try:
+            for p in it:
+                running.add(ex.submit(one, p))
+                if len(running) >= n * 4:  # bounded: the walk never runs far ahead of the scan
+                    done, running = wait(running, return_when=FIRST_COMPLETED)
+                    for f in done:
+                        yield f.result()
+            while running:
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for f in done:
+                    yield f.result()
+        finally:
+            for f in running:
+                f.cancel()
+            for c in clients:
+                c.close()

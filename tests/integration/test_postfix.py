@@ -141,6 +141,7 @@ def test_round_trip(tmp_path: Path, case: str) -> None:
     code, out = kav(*_install_args(root, *_flags(root), "--dry-run"))
     assert code == 0, out
     assert "+content_filter = kavscan:[127.0.0.1]:" in out
+    assert "plan: start kav4mailservers-smtpscanner and wait until it answers on inet:127.0.0.1:" in out
     assert diff_snapshots(original, snapshot(root)) == []
 
     code, out = kav(*_install_args(root, *_flags(root)))
@@ -151,7 +152,9 @@ def test_round_trip(tmp_path: Path, case: str) -> None:
     conf = (root / "etc/kav/5.5/kav4mailservers/kav4mailservers.conf").read_text()
     forward = next(ln for ln in conf.splitlines() if ln.startswith("ForwardMailer="))
     rport = int(forward.rsplit(":", 1)[1])
-    assert pcf.find_service(master, f"127.0.0.1:{fport}/inet") is not None
+    # The default is the daemon form (issue 20): smtpscanner listens on the filter port itself.
+    assert pcf.find_service(master, f"127.0.0.1:{fport}/inet") is None
+    assert f"ListenAddress=inet:127.0.0.1:{fport}" in conf
     reinject = pcf.find_service(master, f"127.0.0.1:{rport}/inet")
     assert reinject is not None and "smtpd" in reinject.fields
     assert (root / "var/spool/filter").stat().st_mode & 0o7777 == 0o750
@@ -292,6 +295,45 @@ def test_daemon_form_and_smtp_protocol(tmp_path: Path) -> None:
                  "AdminAddress=av-admin@example.org"):
         assert want in conf
     _postfix_check(root, before)
+
+
+def test_spawn_form_when_answered(tmp_path: Path) -> None:
+    """The guide's form (4.4.3) stays one answer away: master.cf spawns smtpscanner per connection."""
+    root = _root(tmp_path, "debian-bookworm")
+    before = _checker_errors(root)
+    answers = tmp_path / "answers.yaml"
+    answers.write_text("postfix_mode: spawn\n")
+    code, out = kav(*_install_args(root, "--answers", str(answers), "--dry-run"))
+    assert code == 0 and "plan: start kav4mailservers-smtpscanner" not in out, out
+    code, out = kav(*_install_args(root, "--answers", str(answers)))
+    assert code == 0, out
+    svc = pcf.find_service((root / "etc/postfix/master.cf").read_text(), "127.0.0.1:10025/inet")
+    assert svc is not None and "spawn" in svc.fields and "--stdio" in svc.text and "user=kluser" in svc.text
+    assert "ListenAddress=stdio" in (root / "etc/kav/5.5/kav4mailservers/kav4mailservers.conf").read_text()
+    _postfix_check(root, before)
+
+
+def test_reconfigure_keeps_a_recorded_spawn_form(tmp_path: Path) -> None:
+    """An installation made in the spawn form (the default before issue 20) keeps it when the
+    package is upgraded: postinst runs ``kavsetup reconfigure`` with only the answers debconf was
+    given this time (none here), which starts from the answers in the journal."""
+    root = _root(tmp_path, "debian-bookworm")
+    answers = tmp_path / "answers.yaml"
+    answers.write_text("postfix_mode: spawn\n")
+    assert kav(*_install_args(root, "--answers", str(answers)))[0] == 0
+    installed = snapshot(root)
+    code, out = kav("reconfigure", "--root", str(root), "--non-interactive")
+    assert code == 0 and "nothing to change" in out, out
+    assert diff_snapshots(installed, snapshot(root)) == []
+    master = (root / "etc/postfix/master.cf").read_text()
+    assert pcf.find_service(master, "127.0.0.1:10025/inet") is not None
+    # the admin can still move to the new default explicitly
+    answers.write_text("postfix_mode: daemon\n")
+    code, out = kav("reconfigure", "--root", str(root), "--non-interactive", "--answers", str(answers))
+    assert code == 0, out
+    assert pcf.find_service((root / "etc/postfix/master.cf").read_text(), "127.0.0.1:10025/inet") is None
+    conf = (root / "etc/kav/5.5/kav4mailservers/kav4mailservers.conf").read_text()
+    assert "ListenAddress=inet:127.0.0.1:10025" in conf
 
 
 def test_bad_answers_file_is_one_line(tmp_path: Path) -> None:

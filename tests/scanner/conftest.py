@@ -24,7 +24,10 @@ class Kit:
         self.report = self.root / "kit" / "report.log"
 
     def config(self, **sections: dict[str, str]) -> Path:
-        base = {"path": {"BasesPath": str(self.bases), "IcheckerDbFile": str(self.ichecker)},
+        # LocalSocketPath: never the machine's own aveserver (another database); tests that want
+        # the SCANFD backend start one and point this at it.
+        base = {"path": {"BasesPath": str(self.bases), "IcheckerDbFile": str(self.ichecker),
+                         "LocalSocketPath": str(self.root / "kit" / "no-aveserver.sock")},
                 "scanner.report": {"ReportFileName": str(self.report)}}
         for name, keys in sections.items():
             base.setdefault(name.replace("__", "."), {}).update(keys)

@@ -96,6 +96,7 @@ def test_unreadable_file_is_reported_as_nobody(kit) -> None:
         cache.mkdir()
         os.chown(cache, pwd.getpwnam("nobody").pw_uid, -1)
         conf = write(top / "k.conf", f"[path]\nBasesPath={bases}\nIcheckerDbFile={cache}/ick.db\n"
+                                     f"LocalSocketPath={top}/none.sock\n"
                                      "[scanner.report]\nReportFileName=\n", mode=0o644)
         import subprocess
 

@@ -50,7 +50,8 @@ class Box:
                        **({"KAV_CONFIG": config} if config else {}))
 
     def conf(self, path: Path, extra: str = "") -> Path:
-        write(path, f"[path]\nBasesPath={self.bases}\nIcheckerDbFile={self.kit}/ichecker.db\n\n"
+        write(path, f"[path]\nBasesPath={self.bases}\nIcheckerDbFile={self.kit}/ichecker.db\n"
+                    f"LocalSocketPath={self.kit}/no-aveserver.sock\n\n"
                     f"[scanner.report]\nReportFileName=\n\n{extra}")
         return path
 

@@ -482,6 +482,20 @@ class Cell:
                 f"postinst did not start aveserver:\n{r.stderr[-1500:]}\n"
                 f"{self._initd(AVESERVER_UNIT, 'status').stdout}")
             started = "; aveserver started by postinst"
+        if self.spec.flavour.kind == "postfix":
+            # Issue 20: the installer's default is the daemon form; kavsetup started smtpscanner
+            # through the init script and it answered before Postfix was pointed at it.
+            listen = self._listen_address()
+            assert listen.startswith("inet:"), f"Postfix not integrated in its daemon form: ListenAddress={listen!r}"
+            assert sb.path("/etc/postfix/master.cf").read_text().count("--stdio") == 0, "master.cf spawns smtpscanner"
+            if self._has_initd(SMTPSCANNER_UNIT):
+                self.running.append(f"initd:{SMTPSCANNER_UNIT}")
+                port = int(listen.rsplit(":", 1)[1])
+                assert sb.wait_port(port, timeout=30) and self._initd(SMTPSCANNER_UNIT, "status").returncode == 0, (
+                    f"smtpscanner not running on {listen} after dpkg -i:\n{r.stderr[-1500:]}")
+                assert f"{SMTPSCANNER_UNIT.removesuffix('.service')}: started" in r.stdout + r.stderr, (
+                    f"kavsetup did not say it started smtpscanner:\n{r.stderr[-1500:]}")
+                started += f"; smtpscanner started by kavsetup on {listen}"
         return f"dpkg -i ok; {len(changed)} MTA config entries changed; status rc={status.returncode}{started}"
 
     def ownership(self) -> str:
