@@ -4,6 +4,12 @@ Everything happens in memory: a member's name is only ever used to label results
 create a file.  Decompression runs in bounded chunks charged to the scan's Budget first, so a
 bomb is stopped by a limit before it can exhaust memory.  MIME lives in mime.py because curing
 needs to rebuild the message.
+
+A zip member of at least ``Limits.stream_member_min`` bytes (declared) is not unpacked here: it
+is handed over as a source of chunks (``Member.chunks``) that the engine streams through its
+matchers (runtime/engine/streamscan.py), so a 35 MB member is never held whole (issue 20).  Zip
+is the one kind where this pays: its members can be re-read from the archive when the stream
+cannot clear them, and it is what mail carries.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .limits import Budget, Corrupted, LimitExceeded, Protected
+from .limits import Budget, Corrupted, Protected
 from .verdict import safe_name
 
 CHUNK = 1 << 20
@@ -27,11 +33,18 @@ CHUNK = 1 << 20
 
 @dataclass(slots=True)
 class Member:
-    """One unpacked object, or the reason it could not be unpacked (``error`` set)."""
+    """One unpacked object, or the reason it could not be unpacked (``error`` set), or a big one
+    to be streamed (``chunks`` set, ``data`` empty).
+
+    ``chunks(charge)`` reads the member from the start in CHUNK pieces; with ``charge`` every piece
+    is charged to the scan's Budget as it is produced (the first reading), without for a second
+    reading of the same bytes.  It raises Corrupted for a member that cannot be read to its end.
+    """
 
     name: str
     data: bytes = b""
     error: Exception | None = None
+    chunks: Callable[[bool], Iterator[bytes]] | None = None
 
 
 _UU_BEGIN = re.compile(rb"^begin(?:-base64)? [0-7]{3,4} ([^\r\n]+)\r?$", re.M)
@@ -163,27 +176,38 @@ def _zip_members(data: bytes, budget: Budget) -> Iterator[Member]:
         if info.flag_bits & 0x1:
             yield Member(name, error=Protected("encrypted member"))
             continue
+        if info.file_size >= budget.limits.stream_member_min:
+            yield Member(name, chunks=lambda charge, info=info: _zip_chunks(zf, info, budget, charge))
+            continue
         # BytesIO, not a bytearray: its buffer is a bytes object grown in place and handed over by
-        # getvalue() without a copy, so a 35 MB member is held once, not twice (issue 20).
+        # getvalue() without a copy, so a member is held once, not twice (issue 20).
         out = io.BytesIO()
         try:
-            with zf.open(info) as fh:
-                while True:
-                    chunk = fh.read(CHUNK)
-                    if not chunk:
-                        break
-                    budget.charge(len(chunk), out.tell() + len(chunk), info.compress_size)
-                    out.write(chunk)
-        except LimitExceeded:
-            raise
-        except NotImplementedError as exc:
-            yield Member(name, error=Corrupted(f"zip: {exc}"))
-            continue
-        except (zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError, lzma.LZMAError) as exc:
-            yield Member(name, error=Corrupted(f"zip: {exc}"))
+            for chunk in _zip_chunks(zf, info, budget, True):
+                out.write(chunk)
+        except Corrupted as exc:
+            yield Member(name, error=exc)
             continue
         yield Member(name, out.getvalue())
         del out
+
+
+_ZIP_READ_ERRORS = (zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError, lzma.LZMAError,
+                    NotImplementedError)  # NotImplementedError: an unsupported compression method
+
+
+def _zip_chunks(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: Budget, charge: bool) -> Iterator[bytes]:
+    """One zip member in CHUNK pieces (see Member.chunks); a read error is Corrupted, a limit LimitExceeded."""
+    produced = 0
+    try:
+        with zf.open(info) as fh:
+            while chunk := fh.read(CHUNK):
+                produced += len(chunk)
+                if charge:
+                    budget.charge(len(chunk), produced, info.compress_size)
+                yield chunk
+    except _ZIP_READ_ERRORS as exc:
+        raise Corrupted(f"zip: {exc}") from None
 
 
 def _tar_members(data: bytes, budget: Budget) -> Iterator[Member]:

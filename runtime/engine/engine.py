@@ -14,11 +14,12 @@ from pathlib import Path
 
 from . import eicar, mime, targets
 from .bodysig import DeadlineExceeded
-from .containers import identify, members
+from .containers import Member, identify, members
 from .dsig import CLAMAV_KEY, PublicKey
 from .limits import Budget, Corrupted, LimitExceeded, Limits, Protected
 from .matcher import BodyMatcher, LogicalMatcher, matcher_version, prefilter_name
 from .signatures import SignatureSet, load_signatures
+from .streamscan import StreamFilter
 from .verdict import ObjectResult, Status, Verdict, worst
 
 _ALGOS = ("md5", "sha1", "sha256")
@@ -107,6 +108,7 @@ class Engine:
         compiled = sigs.entry or cache_dir  # the compiled matchers live in the set's cache entry
         self.matcher = BodyMatcher(sigs.body, sigs.body_digest(), compiled, pre["ndb"])
         self.logical = LogicalMatcher(sigs.logical, compiled, pre["ldb"])
+        self.stream = StreamFilter(sigs, self.matcher, self.logical)
 
     @classmethod
     def load(cls, bases: Path | str, limits: Limits | None = None, cache_dir: Path | None = None,
@@ -255,12 +257,30 @@ class Engine:
                     statuses.append(ctx.record(sub, Status.PROTECTED, str(m.error)))
                 elif m.error is not None:
                     statuses.append(ctx.record(sub, Status.CORRUPTED, str(m.error)))
+                elif m.chunks is not None:
+                    statuses.append(self._streamed(m, sub, depth, ctx))
                 else:
                     # Archives are not rewritten: a curable member inside one is CUREFAILED.
                     statuses.append(self._scan(m.data, sub, depth + 1, ctx, can_cure=False).status)
         except Corrupted as exc:
             statuses.append(ctx.record(path, Status.CORRUPTED, str(exc)))
         return _Outcome(worst(statuses))
+
+    def _streamed(self, m: Member, path: str, depth: int, ctx: _Scan) -> Status:
+        """A big member: cleared as a stream, or read whole and scanned as any other (streamscan.py)."""
+        assert m.chunks is not None
+        try:
+            data = self.stream.scan(m.chunks(True), lambda: m.chunks(False))  # type: ignore[misc]
+        except Corrupted as exc:
+            return ctx.record(path, Status.CORRUPTED, str(exc))
+        if data is not None:
+            return self._scan(data, path, depth + 1, ctx, can_cure=False).status
+        try:
+            ctx.budget.check_time()
+        except LimitExceeded as exc:
+            raise _Stop(path, str(exc)) from None
+        ctx.scanned += 1
+        return ctx.record(path, Status.CLEAN)
 
     def _mime(self, data: bytes, path: str, depth: int, ctx: _Scan, can_cure: bool) -> _Outcome:
         if not (ctx.cure and can_cure):  # nothing to rewrite: no parse tree needed (big mail)

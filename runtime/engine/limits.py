@@ -23,6 +23,10 @@ class Limits:
     max_unpacked: int = 256 * MiB  # bytes unpacked from one object (MaxUnpackedSize)
     max_ratio: int = 200  # unpacked/packed of one member once it passes 1 MiB (MaxRatio)
     max_time: float = 60.0  # seconds for one top-level object (MaxScanTime)
+    # Not a key, and not a limit: zip members declaring at least this many bytes are streamed
+    # through the matchers instead of unpacked whole (runtime/engine/streamscan.py); the verdicts
+    # are the same either way (tests/engine/test_stream_members.py), only the memory differs.
+    stream_member_min: int = 1 * MiB
 
     @classmethod
     def from_config(cls, cfg: object) -> Limits:

@@ -142,15 +142,27 @@ class BodyMatcher:
         self._automaton: Any = None  # ahocorasick.Automaton otherwise
         # HTML/ASCII signatures (targets 3, 7) are prefiltered on the normalised text, not the raw bytes
         norm_words: dict[tuple[bytes, bool], list[int]] = {}
+        raw_words: dict[tuple[bytes, bool], list[int]] = {}
         self._norm_always: list[int] = []
+        # for streamed members: the targets of raw signatures that no literal anchor can rule out
+        self.unfiltered_targets: set[int] = set()
+        self.longest_raw = 0
         for i, (target, anchor) in enumerate(meta):
             if target in _RAW_TARGETS:
+                if len(anchor) < MIN_ANCHOR or not _Literals.usable():
+                    self.unfiltered_targets.add(target)
+                else:
+                    raw_words.setdefault((anchor, False), []).append(i)
+                    self.longest_raw = max(self.longest_raw, len(anchor))
                 continue
             if len(anchor) < MIN_ANCHOR or not _Literals.usable():
                 self._norm_always.append(i)
             else:
                 norm_words.setdefault((anchor, False), []).append(i)
         self._norm = _Literals(norm_words, cache_dir, "ndb-norm")
+        # Hyperscan's database holds whole signatures, whose matches a window can cut: the stream
+        # looks for the anchors (Aho-Corasick's automaton already is that set).
+        self._raw_anchors = _Literals(raw_words if hyperscan is not None else {}, cache_dir, "stream-ndb")
         if sigs and hyperscan is not None:
             self._build(digest, cache_dir, meta)
         elif sigs:
@@ -274,6 +286,26 @@ class BodyMatcher:
         return [self.sigs[i].name for i in sorted(set(cands)) if self._confirm(i, data, deadline, memo)]
 
 
+    # -- streamed members (runtime/engine/streamscan.py) -------------------------------------
+    def raw_anchor_in(self, window: bytes) -> bool:
+        """Whether the anchor of some raw-target signature occurs in ``window``."""
+        if self._raw_anchors:
+            return self._raw_anchors.found(window)
+        if self._automaton is not None:
+            return next(self._automaton.iter(window.decode("latin-1")), None) is not None
+        return False
+
+    @property
+    def norm_literals(self) -> _Literals:
+        """The anchors of the HTML/ASCII signatures, looked for in the normalised text."""
+        return self._norm
+
+    @property
+    def norm_unfiltered(self) -> bool:
+        """An HTML/ASCII signature without an anchor: every text object is a candidate."""
+        return bool(self._norm_always)
+
+
 class LogicalMatcher:
     """Logical signatures, prefiltered by their subsignatures' literal anchors."""
 
@@ -286,12 +318,14 @@ class LogicalMatcher:
             meta = [(ls.target, ls.zero_true, [None if sub.pcre is not None else list(sub.keys) for sub in ls.subsigs])
                     for ls in lsigs]
         self.always: list[int] = []  # a subsignature without a usable anchor: evaluate on every object
+        self.always_targets: set[int] = set()  # their targets (streamed members: type decides)
         self._raw = _Literals({}, None, "")
         self._normed = _Literals({}, None, "")
         if not lsigs:
             return
         if not _Literals.usable():
             self.always = list(range(len(lsigs)))
+            self.always_targets = {target for target, _z, _s in meta}
             return
         words: dict[tuple[bytes, bool], list[int]] = {}  # (anchor, nocase) -> packed (signature, subsignature)
         norm_words: dict[tuple[bytes, bool], list[int]] = {}
@@ -312,6 +346,12 @@ class LogicalMatcher:
                 self.always.append(li)
         self._raw = _Literals(words, cache_dir, "ldb")
         self._normed = _Literals(norm_words, cache_dir, "ldb-norm")
+        self.always_targets = {meta[li][0] for li in self.always}
+
+    @property
+    def literals(self) -> tuple[_Literals, _Literals]:
+        """The subsignature anchors: on the raw bytes, and on the normalised text (streamscan.py)."""
+        return self._raw, self._normed
 
     def match(self, data: bytes, deadline: float | None = None) -> list[str]:
         hits: dict[int, set[int]] = {}
@@ -366,6 +406,7 @@ class _Literals:
     def __init__(self, words: dict[tuple[bytes, bool], list[int]], cache_dir: Path | None, tag: str) -> None:
         self.groups = _Groups(list(words.values()))
         self.count = len(words)
+        self.longest = max((len(w) for w, _nc in words), default=0)  # overlap a windowed scan needs
         self._hs: Any = None
         self._auto: Any = None
         self._auto_nocase: Any = None
@@ -385,6 +426,10 @@ class _Literals:
 
     def __bool__(self) -> bool:
         return self.count > 0
+
+    def found(self, data: bytes) -> bool:
+        """Whether any of the words occurs in ``data``."""
+        return self.count > 0 and bool(self.scan(data))
 
     @staticmethod
     def _build_hs(keys: list[tuple[bytes, bool]], cache_dir: Path | None, tag: str) -> Any:

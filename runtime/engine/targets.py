@@ -82,6 +82,28 @@ def ascii_normalise(data: bytes) -> bytes:
     return _collapse(data.lower())
 
 
+class AsciiStream:
+    """``ascii_normalise`` of a stream fed in pieces: the concatenation of what ``feed`` returns is
+    exactly ``ascii_normalise`` of the concatenated pieces (a whitespace run split between two pieces
+    still becomes one space), so a big member's text is matched without holding it."""
+
+    def __init__(self) -> None:
+        self._space = False  # the output so far ends with the space of a whitespace run
+
+    SLICE = 1 << 16  # _collapse's split makes one object per word: bounded by slicing
+
+    def feed(self, piece: bytes) -> bytes:
+        parts = []
+        for at in range(0, len(piece), self.SLICE):
+            out = _collapse(piece[at : at + self.SLICE].lower())
+            if self._space and out[:1] == b" ":
+                out = out[1:]
+            if out:
+                self._space = out[-1:] == b" "
+                parts.append(out)
+        return b"".join(parts)
+
+
 def html_normalise(data: bytes) -> list[bytes]:
     """The two views ClamAV matches HTML signatures on: without comments, and without tags."""
     text = _COMMENT.sub(b"", data.lower())
