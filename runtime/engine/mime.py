@@ -248,7 +248,8 @@ def _stdlib_b64(raw: bytes) -> bytes:
 
 def replace_payload(part: Message, data: bytes | None) -> None:
     """Put cured bytes (or nothing, for a deleted object) into a part, keeping its encoding."""
-    cte = (part.get("Content-Transfer-Encoding") or "").strip().lower()
+    # str(): a field with 8-bit bytes comes back from the compat32 parser as a Header object
+    cte = str(part.get("Content-Transfer-Encoding") or "").strip().lower()
     del part["Content-Transfer-Encoding"]
     body = data or b""
     if data is None:

@@ -67,6 +67,8 @@ def _removed(f: Finding) -> str:
 @example(b"\n\n\x80", b"\n", [], "")  # found: an 8-bit body plus the report part could not be written
 @example(b"Content-Type: multipart/mixed; boundary=b1\n\n--b1\nContent-Type: message/rfc822\n\n--b1--\n", b"\n",
          [(0, "Infected", "remove", False)], "report")
+# found by the long run: an 8-bit Content-Transfer-Encoding is a Header object, not a str (cure: 451 forever)
+@example(b"Content-Transfer-Encoding: \xc2\x80\n\n", b"\n", [(0, "Cured", "cured", True)], None)
 def test_copies_parse_again(data: bytes, eol: bytes, plan: list, report: str | None) -> None:
     data = _crlf(data, eol)
     msg = mimeedit.parse(data)
