@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -90,13 +91,21 @@ def config_only_root(base: Path) -> Path:
     return root
 
 
+def terminal_signals() -> None:
+    """In the child, before exec: Ctrl-C and Ctrl-\\ do what they do at a terminal.  A runner that
+    starts the suite in the background of a non-interactive shell leaves SIGINT and SIGQUIT
+    ignored, an inherited disposition that would make the tests' Ctrl-C (``sendintr``) a no-op."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def spawn(*argv: str) -> Any:
     """``kavsetup ARGV`` on a fresh pseudo-terminal."""
     import pexpect
 
     env = dict(os.environ, PYTHONPATH=str(REPO), TERM="dumb")
     child = pexpect.spawn(sys.executable, ["-m", "kavsetup.cli", *argv], cwd=str(REPO), env=env,
-                          timeout=60, encoding="utf-8", dimensions=(50, 400))
+                          timeout=60, encoding="utf-8", dimensions=(50, 400), preexec_fn=terminal_signals)
     child.logfile_read = io.StringIO()
     return child
 
