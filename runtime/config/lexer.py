@@ -104,12 +104,19 @@ class Document:
             name, value = m.group(1), m.group(2)
             first = i
             # Backslash continuation: join with the next physical line's text.
+            onto_blank = False
             while value.rstrip().endswith("\\") and i + 1 < n:
                 value = value.rstrip()[:-1].rstrip() + " "
                 i += 1
                 nxt, _ = split_eol(self.lines[i])
                 value += nxt.strip()
-            if value.rstrip().endswith("\\"):
+                if not nxt.strip():
+                    # Continued onto a blank line: that is continuing onto nothing, as at the end of
+                    # the file, and the value ends here even if it still ends in a backslash
+                    # (``a \\``: the editor's blank line after it must not let it swallow a header).
+                    onto_blank = True
+                    break
+            if value.rstrip().endswith("\\") and not onto_blank:
                 # A continuation with nothing after it (end of file) continues onto nothing: the
                 # value is the same whether or not a line is later appended below (the editor does).
                 value = value.rstrip()[:-1]

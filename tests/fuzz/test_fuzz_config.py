@@ -99,6 +99,8 @@ def test_editor_without_change_is_identity(text: str) -> None:
 # Found by this target: a last line ending in a continuation backslash swallowed the section header
 # (or key) the editor appended after it, so the edit silently changed the other key's value.
 @example("Key=a \\\r", "smtpscan.limits.MaxScanners", "1")
+# found by a later long run: two trailing backslashes continued again over the editor's blank line
+@example("Key=a \\\\\n", "smtpscan.limits.MaxScanners", "1")
 @example("[smtpscan.limits]\nMaxCheckTime=5 \\", "smtpscan.limits.MaxScanners", "1")
 def test_editor_touches_only_the_key_set(text: str, dotted: str, value: str) -> None:
     try:
