@@ -120,7 +120,7 @@ def request(cfg: KavConfig, config_path: str, wait: float = WAIT) -> Outcome:
                                                    or before.pid != pid):
             return _answer(pid, now)
         time.sleep(0.1)
-    return Outcome("no-answer", f"pid {pid} signalled (SIGHUP), no answer in {pid_path.with_suffix('.state')} "
+    return Outcome("no-answer", f"pid {pid} signalled (SIGHUP), no answer in {ReloadState.path_for(pid_path)} "
                                 f"within {wait:.0f} s: see smtpscanner's event log", pid)
 
 
