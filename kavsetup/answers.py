@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kavsetup.integrate.settings import SettingsError
+from kavsetup.integrate.settings import POSTFIX_MODES, SettingsError
 
 MTA_KINDS = ("postfix", "sendmail", "exim", "qmail")
 
@@ -52,11 +52,13 @@ ANSWERS: tuple[Answer, ...] = (
            "Guide 3.4: 'Searching for the mail server configuration file, and modify it.'  Give the "
            "file as seen inside the system (Postfix main.cf, sendmail.cf, Exim's configure file, or "
            "qmail's home /var/qmail).", (), ("MTA_CONFIG_PATH", "MAILSERVER_CONFIG")),
-    Answer("postfix_mode", "choice", "", "How Postfix runs smtpscanner (daemon/spawn)", "4.4.3",
+    Answer("postfix_mode", "choice", "", "How Postfix runs smtpscanner (daemon/spawn/proxy)", "4.4.3",
            "daemon (default): smtpscanner runs as its own service (started and enabled by kavsetup) "
            "and listens on the filter port; no start-up per connection.  spawn: Postfix starts "
-           "smtpscanner per connection as kluser (guide 4.4.3), ~1 s of start-up each time.",
-           ("daemon", "spawn")),
+           "smtpscanner per connection as kluser (guide 4.4.3), ~1 s of start-up each time.  proxy: "
+           "the same service as Postfix's before-queue filter (smtpd_proxy_filter): mail is scanned "
+           "before Postfix queues it, one queue pass instead of two; always SMTP.",
+           POSTFIX_MODES),
     Answer("protocol", "choice", "", "Protocol between the MTA and smtpscanner (lmtp/smtp)", "6.6.4",
            "LMTP reports a result per recipient; SMTP passes the client's address with XFORWARD "
            "(Protocol in [smtpscan.general], guide 6.6.4).", ("lmtp", "smtp")),

@@ -28,7 +28,8 @@ class IntegrationSettings:
     # answers (guide 4.4.5, 6.6)
     protocol: str = "lmtp"              # [smtpscan.general] Protocol: how the MTA talks to smtpscanner
     # daemon (smtpscanner listens itself; the default, issue 20: docs/integration.md says why) |
-    # spawn (guide 4.4.3: Postfix starts smtpscanner per connection)
+    # spawn (guide 4.4.3: Postfix starts smtpscanner per connection) |
+    # proxy (the same standing smtpscanner as Postfix's before-queue filter, SMTPD_PROXY_README)
     postfix_mode: str = "daemon"
     filter_host: str = "127.0.0.1"
     filter_port: int = 10025
@@ -53,6 +54,9 @@ class IntegrationSettings:
     taken_ports: tuple[int, ...] = ()
     postmasters: tuple[str, ...] = ()
     filter_overrides: tuple[str, ...] = ()   # Postfix services with their own -o content_filter=
+    # Postfix master.cf services that take mail in (smtpd, pickup) as (service/type, entry text):
+    # the proxy form adds its -o options to them (kavsetup/mta/postfix.py)
+    receivers: tuple[tuple[str, str], ...] = ()
     conf_default_text: str = ""
     nologin: str = "/usr/sbin/nologin"
     xforward: bool = field(default=False)
@@ -71,6 +75,9 @@ class IntegrationSettings:
         return replace(self, **kw)
 
 
+#: How Postfix hands mail to smtpscanner (the ``postfix_mode`` answer), the default first.
+POSTFIX_MODES = ("daemon", "spawn", "proxy")
+
 ANSWER_KEYS = ("protocol", "postfix_mode", "filter_host", "filter_port", "reinject_port", "maxproc",
                "chain", "notify_from", "admin_address", "user", "group", "spool", "domains", "update_source",
                "proxy", "import_from")
@@ -79,8 +86,9 @@ ANSWER_KEYS = ("protocol", "postfix_mode", "filter_host", "filter_port", "reinje
 def validate(s: IntegrationSettings) -> IntegrationSettings:
     if s.protocol not in ("lmtp", "smtp"):
         raise SettingsError(f"protocol: {s.protocol!r} is not lmtp or smtp (guide 6.6.4)")
-    if s.postfix_mode not in ("spawn", "daemon"):
-        raise SettingsError(f"postfix_mode: {s.postfix_mode!r} is not spawn or daemon")
+    if s.postfix_mode not in POSTFIX_MODES:
+        raise SettingsError(f"postfix_mode: {s.postfix_mode!r} is not {', '.join(POSTFIX_MODES[:-1])} "
+                            f"or {POSTFIX_MODES[-1]}")
     for name in ("filter_port", "reinject_port"):
         v = getattr(s, name)
         if not 0 < v < 65536:

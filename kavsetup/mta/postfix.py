@@ -12,6 +12,17 @@ recipes do it today.
     accounts   kluser in group filter, home /var/spool/filter (kluser:filter 0750)
     kav conf   Protocol, ForwardMailer=smtp:127.0.0.1:10026, ListenAddress (daemon form)
 
+The before-queue (proxy) form, Postfix's SMTPD_PROXY_README, is the third ``postfix_mode``:
+
+    master.cf  every smtpd service that takes mail in (``smtp inet``, ``submission``, postscreen's
+               ``smtpd pass``, ...) gets -o smtpd_proxy_filter=127.0.0.1:10025
+               -o smtpd_proxy_options=speed_adjust -o smtpd_proxy_timeout=300s: smtpd receives the
+               whole message, then hands it to the standing smtpscanner, whose answer to the final
+               dot is the reinjection smtpd's (10026) answer, passed back to the client;
+               ``pickup`` (sendmail(1), which never meets smtpd) gets -o content_filter=kavscan:...,
+               the after-queue path through the same daemon;
+    main.cf    untouched (no content_filter: mail is scanned once, before the queue).
+
 Differences from the 2007 guide, all documented in docs/integration.md: ``[127.0.0.1]`` instead
 of ``localhost`` (no DNS/hosts lookup — the guide's FAQ about "localhost: host not found"
 disappears), a named transport instead of the bare ``lmtp:`` so ``maxproc`` bounds concurrency,
@@ -33,6 +44,11 @@ from kavsetup.mta import CompileError, checker, common
 from kavsetup.mta.common import choose_ports
 
 TRANSPORT = "kavscan"
+#: SMTPD_PROXY_README's smtpd_proxy_timeout: how long Postfix's smtpd waits for the filter's
+#: answer to the final dot. Below the 10 minutes RFC 5321 (4.5.3.2.6) gives clients for that
+#: answer, so the client hears Postfix's 451 and retries instead of dropping the connection; above
+#: the time a large message takes to scan and forward.
+PROXY_TIMEOUT = "300s"
 
 
 #: What the setup dialogue (kavsetup/conversation.py) asks for this MTA: its usual main file,
@@ -89,7 +105,14 @@ def plan(system: System, mta: MTAInfo, s: IntegrationSettings) -> tuple[list[Edi
     notes: list[str] = []
     current = info.content_filter.strip()
     chained = ""
-    if current and not is_ours(current):
+    proxy = s.postfix_mode == "proxy"
+    if proxy:
+        # main.cf is not touched: whatever content_filter the site has stays in force for mail
+        # leaving our reinjection smtpd (scanned first, then handed to it), as it was before.
+        chained = "" if is_ours(current) else current
+        if chained:
+            notes.append(f"postfix: mail scanned by kav4mailservers is reinjected with content_filter = {current}")
+    elif current and not is_ours(current):
         if not s.chain:
             raise CompileError(
                 f"postfix: {info.main_cf} already sets content_filter = {current} (another filter such as "
@@ -111,7 +134,9 @@ def plan(system: System, mta: MTAInfo, s: IntegrationSettings) -> tuple[list[Edi
     edits += acct
     edits += common.parent_dirs(s.spool)
     edits.append(EnsureDir(s.spool, 0o750, uid, gid))
-    proto = s.protocol
+    proto = "smtp" if proxy else s.protocol
+    if proxy and s.protocol != "smtp":
+        notes.append("postfix: proxy form: smtpscanner speaks SMTP (smtpd_proxy_filter knows no LMTP)")
     t_opts = [f"-o {proto}_data_done_timeout=1200s"]
     if _at_least(v, 2, 3):
         t_opts.append(f"-o {proto}_tls_security_level=none")
@@ -127,17 +152,81 @@ def plan(system: System, mta: MTAInfo, s: IntegrationSettings) -> tuple[list[Edi
         listen = "stdio"
     else:
         listen = f"inet:{host}:{fport}"
-        notes.append(f"postfix: daemon form: smtpscanner must run as a service listening on {host}:{fport} "
-                     "(ListenAddress in kav4mailservers.conf)")
+        notes.append(f"postfix: {s.postfix_mode} form: smtpscanner must run as a service listening on "
+                     f"{host}:{fport} (ListenAddress in kav4mailservers.conf)")
     services.append((f"{host}:{rport}/inet", _entry(
         [f"{host}:{rport}", "inet", "n", "-", "n", "-", str(s.maxproc), "smtpd"], reinject_options(v, chained))))
+    if proxy:
+        wrapped, why = proxy_services(s.receivers, f"{host}:{fport}", f"{TRANSPORT}:[{host}]:{fport}", v)
+        if not any(key.endswith("/inet") or key.endswith("/pass") for key, _ in wrapped):
+            raise CompileError(f"postfix: {info.master_cf} has no smtpd service to put the before-queue "
+                               "filter in front of; use postfix_mode daemon")
+        services += wrapped
+        notes += why
     # Our configuration first, the MTA's last: content_filter is only switched on once the
     # transport and the reinjection service it relies on exist.
-    sx = s.with_(xforward=(proto == "smtp"))
+    sx = s.with_(protocol=proto, xforward=(proto == "smtp"))
     edits += common.conf_edits(sx, f"smtp:{host}:{rport}", listen, gid)
     edits.append(MasterServices(str(info.master_cf), tuple(services)))
-    edits.append(SetParams(str(info.main_cf), (("content_filter", f"{TRANSPORT}:[{host}]:{fport}"),)))
+    if not proxy:
+        edits.append(SetParams(str(info.main_cf), (("content_filter", f"{TRANSPORT}:[{host}]:{fport}"),)))
     return edits, notes
+
+
+def _option(e: postfix_cf.Entry, name: str) -> str | None:
+    """The value a service's own ``-o name=value`` gives (the last one wins), None without one."""
+    found = None
+    for f in e.fields[8:]:
+        if f.startswith(f"{name}="):
+            found = f.split("=", 1)[1]
+    return found
+
+
+def receivers(master_text: str) -> tuple[tuple[str, str], ...]:
+    """master.cf services that take mail into Postfix -- smtpd on ``inet`` (smtp, submission,
+    smtps) or ``pass`` (behind postscreen), and ``pickup`` -- with their text, byte for byte."""
+    out = []
+    for e in postfix_cf.services(master_text):
+        f = e.fields
+        if (f[1] in ("inet", "pass") and f[7] == "smtpd") or f[7] == "pickup":
+            out.append((e.service_key, postfix_cf.span_text(master_text, e)))
+    return tuple(out)
+
+
+def proxy_services(found: tuple[tuple[str, str], ...], filter_at: str, transport: str,
+                   v: Version | None) -> tuple[list[tuple[str, str]], list[str]]:
+    """The proxy form's edits of the receiving services: their own text with our ``-o`` lines
+    after it (so uninstall restores each span exactly), and a note for every one left alone.
+
+    Left alone: a service with its own ``-o content_filter=...`` (empty: another after-queue
+    filter's reinjection listener; set: mail the admin sends elsewhere, reported like
+    ``filter_overrides``) or its own ``smtpd_proxy_filter`` (another before-queue filter, or
+    explicitly none)."""
+    out: list[tuple[str, str]] = []
+    notes: list[str] = []
+    for key, text in found:
+        e = postfix_cf.entries(text)[0]
+        pickup = e.fields[7] == "pickup"
+        own_cf, own_proxy = _option(e, "content_filter"), _option(e, "smtpd_proxy_filter")
+        if own_proxy is not None or (own_cf is not None and not is_ours(own_cf)):
+            # a set content_filter is already reported (filter_overrides); say what else stays unscanned
+            if own_proxy:
+                notes.append(f"postfix: master.cf service {key} has its own smtpd_proxy_filter={own_proxy}: "
+                             "mail it receives is NOT scanned by kav4mailservers")
+            elif pickup and not own_cf:
+                notes.append(f"postfix: master.cf service {key} sets an empty content_filter: local "
+                             "submissions are NOT scanned by kav4mailservers")
+            continue
+        if pickup:
+            opts = [f"-o content_filter={transport}"]
+        else:
+            opts = [f"-o smtpd_proxy_filter={filter_at}", f"-o smtpd_proxy_timeout={PROXY_TIMEOUT}"]
+            if _at_least(v, 2, 7):
+                opts.append("-o smtpd_proxy_options=speed_adjust")
+        lines = [ln.rstrip("\r\n") for ln in postfix_cf.split_lines(text)]
+        indent = next((ln[: len(ln) - len(ln.lstrip())] for ln in lines[1:] if ln.strip()[:1] == "-"), "  ")
+        out.append((key, "\n".join([*lines, *(indent + o for o in opts)]) + "\n"))
+    return out, notes
 
 
 # -- site facts ----------------------------------------------------------------------------------
@@ -169,7 +258,7 @@ def filter_overrides(master_text: str) -> tuple[str, ...]:
     out = []
     for e in postfix_cf.services(master_text):
         for f in e.fields[8:]:
-            if f.startswith("content_filter=") and f != "content_filter=":
+            if f.startswith("content_filter=") and f != "content_filter=" and not is_ours(f.split("=", 1)[1]):
                 out.append(f"{e.service_key} ({f})")
     return tuple(out)
 
@@ -178,7 +267,7 @@ def site_facts(root: Root, mta: MTAInfo) -> dict[str, Any]:
     master = root.text(mta.postfix.master_cf)
     return {"taken_ports": tuple(sorted(postfix_cf.inet_ports(master))),
             "postmasters": common.read_postmasters(root.text("/etc/aliases").splitlines()),
-            "filter_overrides": filter_overrides(master)}
+            "filter_overrides": filter_overrides(master), "receivers": receivers(master)}
 
 
 def verify(root: Root, mta: MTAInfo, s: IntegrationSettings) -> tuple[bool, str]:
@@ -284,6 +373,16 @@ def doctor_links(root: Root, mta: MTAInfo, static: bool) -> dict[str, tuple[bool
     current = info.content_filter.strip()
     master = root.text(info.master_cf)
     fix = f"kavsetup install (or: postconf -e 'content_filter = {TRANSPORT}:[127.0.0.1]:10025' && postfix reload)"
+    proxied = [(e.service_key, _option(e, "smtpd_proxy_filter")) for e in postfix_cf.services(master)
+               if e.fields[7] == "smtpd" and _option(e, "smtpd_proxy_filter")]
+    if not (current and is_ours(current)) and proxied:
+        # the proxy form: main.cf is untouched, the smtpd services hand mail to the filter
+        names = ", ".join(k for k, _ in proxied)
+        links["content_filter"] = (True, f"before-queue filter: smtpd_proxy_filter={proxied[0][1]} on {names}", "")
+        address = proxied[0][1] if proxied[0][1].count(":") == 1 else proxied[0][1].split(":", 1)[1]
+        links["transport_address"] = (None, address, "systemctl start kav4mailservers-smtpscanner (smtpscanner "
+                                      "runs as a daemon in the proxy form)")
+        return links
     if not current:
         links["content_filter"] = (False, f"content_filter missing: {info.main_cf} does not set content_filter, "
                                    "mail is delivered unscanned", fix)

@@ -177,6 +177,86 @@ def test_round_trip(tmp_path: Path, case: str) -> None:
     assert code == 0 and "nothing to uninstall" in out
 
 
+@pytest.mark.parametrize("case", CASES)
+def test_proxy_round_trip(tmp_path: Path, case: str) -> None:
+    """The before-queue form (SMTPD_PROXY_README) on every pair: main.cf untouched, each smtpd
+    that takes mail in wrapped with smtpd_proxy_filter, pickup given our content_filter; the real
+    checker is happy; uninstall gives back the original tree byte for byte."""
+    root = _root(tmp_path, case)
+    original = snapshot(root)
+    main_before = (root / "etc/postfix/main.cf").read_bytes()
+    errors_before = _checker_errors_soon(root)
+    answers = tmp_path / "answers.yaml"
+    answers.write_text("postfix_mode: proxy\n")
+    code, out = kav(*_install_args(root, "--answers", str(answers), "--dry-run"))
+    free = [e for e in pcf.services((root / "etc/postfix/master.cf").read_text("utf-8", "surrogateescape"))
+            if e.fields[7] == "smtpd" and not any(f.startswith(("content_filter=", "smtpd_proxy_filter="))
+                                                  for f in e.fields)]
+    if not free:  # every smtpd sends its mail elsewhere itself: nothing to stand in front of
+        assert code != 0 and "has no smtpd service to put the before-queue filter in front of" in out, out
+        assert diff_snapshots(original, snapshot(root)) == []
+        return
+    assert code == 0, out
+    assert "+  -o smtpd_proxy_filter=127.0.0.1:" in out and "+content_filter" not in out
+    assert "plan: start kav4mailservers-smtpscanner and wait until it answers on inet:127.0.0.1:" in out
+    assert diff_snapshots(original, snapshot(root)) == []
+
+    code, out = kav(*_install_args(root, "--answers", str(answers)))
+    assert code == 0, out
+    assert (root / "etc/postfix/main.cf").read_bytes() == main_before
+    master = (root / "etc/postfix/master.cf").read_text("utf-8", "surrogateescape")
+    conf = (root / "etc/kav/5.5/kav4mailservers/kav4mailservers.conf").read_text()
+    listen = next(ln for ln in conf.splitlines() if ln.startswith("ListenAddress="))
+    fport = int(listen.rsplit(":", 1)[1])
+    assert "Protocol=smtp" in conf
+    wrapped = [e for e in pcf.services(master) if f"smtpd_proxy_filter=127.0.0.1:{fport}" in e.fields]
+    assert sorted(e.service_key for e in wrapped) == sorted(e.service_key for e in free)
+    assert all("smtpd_proxy_timeout=300s" in e.fields for e in wrapped)
+    pickup = [e for e in pcf.services(master) if e.fields[7] == "pickup"]
+    assert all(f"content_filter=kavscan:[127.0.0.1]:{fport}" in e.fields or
+               sum(f.startswith("content_filter=") for f in e.fields) == 1 for e in pickup)  # its own kept
+    # the reinjection listener is not wrapped (mail would loop through the filter)
+    forward = next(ln for ln in conf.splitlines() if ln.startswith("ForwardMailer="))
+    reinject = pcf.find_service(master, f"127.0.0.1:{forward.rsplit(':', 1)[1]}/inet")
+    assert reinject is not None and "smtpd_proxy_filter" not in reinject.text
+    _postfix_check(root, errors_before.result())
+
+    installed = snapshot(root)
+    code, out = kav(*_install_args(root, "--answers", str(answers)))
+    assert code == 0 and "nothing to do" in out
+    assert diff_snapshots(installed, snapshot(root)) == []
+    code, out = kav("uninstall", "--root", str(root))
+    assert code == 0, out
+    assert diff_snapshots(original, snapshot(root)) == []
+
+
+def test_proxy_form_leaves_other_filters_alone(tmp_path: Path) -> None:
+    """Another after-queue filter's reinjection listener (``-o content_filter=``) and a service
+    with its own before-queue filter are not wrapped (the latter is reported); the site's
+    content_filter stays in main.cf and mail we reinject still goes through it."""
+    root = _root(tmp_path, "debian-bookworm")
+    main = root / "etc/postfix/main.cf"
+    main.write_text(main.read_text() + "content_filter = smtp-amavis:[127.0.0.1]:10024\n")
+    master = root / "etc/postfix/master.cf"
+    master.write_text(master.read_text() + "127.0.0.1:10027 inet n - n - - smtpd\n  -o content_filter=\n"
+                      "2525 inet n - n - - smtpd\n  -o smtpd_proxy_filter=127.0.0.1:10099\n")
+    original = snapshot(root)
+    answers = tmp_path / "answers.yaml"
+    answers.write_text("postfix_mode: proxy\n")
+    code, out = kav(*_install_args(root, "--answers", str(answers)))
+    assert code == 0, out
+    assert "2525/inet has its own smtpd_proxy_filter=127.0.0.1:10099" in out
+    text = master.read_text()
+    assert "smtpd_proxy_filter=127.0.0.1:10025" not in pcf.find_service(text, "127.0.0.1:10027/inet").text
+    assert "smtpd_proxy_filter=127.0.0.1:10025" not in pcf.find_service(text, "2525/inet").text
+    assert "smtpd_proxy_filter=127.0.0.1:10025" in pcf.find_service(text, "smtp/inet").text
+    reinject = pcf.find_service(text, "127.0.0.1:10026/inet")
+    assert "content_filter=smtp-amavis:[127.0.0.1]:10024" in reinject.fields
+    assert pcf.get_param(main.read_text(), "content_filter") == "smtp-amavis:[127.0.0.1]:10024"
+    assert kav("uninstall", "--root", str(root))[0] == 0
+    assert diff_snapshots(original, snapshot(root)) == []
+
+
 def _admin_edit(main: str, master: str) -> tuple[str, str]:
     """What an administrator does between install and uninstall."""
     main = pcf.set_param(main, "myhostname", "edited.example.org")
