@@ -96,15 +96,20 @@ def admin_masks(addresses: tuple[str, ...]) -> str:
     return ",".join(masks)
 
 
-def conf_edits(s: IntegrationSettings, forward: str, listen: str, gid: int, mode: int = 0o640) -> list[Edit]:
+def conf_edits(s: IntegrationSettings, forward: str, listen: str, gid: int, mode: int = 0o640,
+               before_queue: bool = False) -> list[Edit]:
     """kav4mailservers.conf keys that must match the MTA side (guide 4.4.5).  Created 0640
-    root:<filter group> so only the filter reads it, unless the caller says otherwise."""
+    root:<filter group> so only the filter reads it, unless the caller says otherwise.
+    ``before_queue``: the MTA hands mail over before queueing it (Postfix's proxy form), so a
+    5xx reaches the sending client and ``RecipientAction=reject`` is allowed (BeforeQueue)."""
     values: list[tuple[str, str, str]] = [
         ("smtpscan.general", "Protocol", s.protocol),
         ("smtpscan.general", "ForwardMailer", forward),
     ]
     if listen:
         values.append(("smtpscan.general", "ListenAddress", listen))
+    if before_queue:
+        values.append(("smtpscan.general", "BeforeQueue", "yes"))
     if s.notify_from:
         values.append(("smtpscan.general", "NotifyFromAddress", s.notify_from))
     if s.xforward:

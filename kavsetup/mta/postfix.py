@@ -166,7 +166,7 @@ def plan(system: System, mta: MTAInfo, s: IntegrationSettings) -> tuple[list[Edi
     # Our configuration first, the MTA's last: content_filter is only switched on once the
     # transport and the reinjection service it relies on exist.
     sx = s.with_(protocol=proto, xforward=(proto == "smtp"))
-    edits += common.conf_edits(sx, f"smtp:{host}:{rport}", listen, gid)
+    edits += common.conf_edits(sx, f"smtp:{host}:{rport}", listen, gid, before_queue=proxy)
     edits.append(MasterServices(str(info.master_cf), tuple(services)))
     if not proxy:
         edits.append(SetParams(str(info.main_cf), (("content_filter", f"{TRANSPORT}:[{host}]:{fport}"),)))

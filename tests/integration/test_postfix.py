@@ -208,7 +208,7 @@ def test_proxy_round_trip(tmp_path: Path, case: str) -> None:
     conf = (root / "etc/kav/5.5/kav4mailservers/kav4mailservers.conf").read_text()
     listen = next(ln for ln in conf.splitlines() if ln.startswith("ListenAddress="))
     fport = int(listen.rsplit(":", 1)[1])
-    assert "Protocol=smtp" in conf
+    assert "Protocol=smtp" in conf and "BeforeQueue=yes" in conf  # RecipientAction=reject is allowed
     wrapped = [e for e in pcf.services(master) if f"smtpd_proxy_filter=127.0.0.1:{fport}" in e.fields]
     assert sorted(e.service_key for e in wrapped) == sorted(e.service_key for e in free)
     assert all("smtpd_proxy_timeout=300s" in e.fields for e in wrapped)

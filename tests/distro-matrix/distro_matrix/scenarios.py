@@ -51,10 +51,10 @@ SCENARIOS: tuple[str, ...] = ("baseline", "install", "ownership", "clean", "eica
                               "doctor",
                               "dialogue", "reconfigure",
                               "remove", "purge",
-                              "refuse", *RPM_SCENARIOS)
+                              "refuse", "proxy", *RPM_SCENARIOS)
 #: Scenarios that only make sense for some MTA kinds.
 ONLY_FOR: dict[str, tuple[str, ...]] = {"doctor": ("postfix", "exim", "sendmail"),
-                                         "refuse": ("postfix",), "reconfigure": ("postfix",),
+                                         "refuse": ("postfix",), "proxy": ("postfix",), "reconfigure": ("postfix",),
                                          "dialogue": ("postfix",), **{s: RPM_KINDS for s in RPM_SCENARIOS},
                                          "rpm-refuse": ("postfix",)}
 PACKAGE = "kav4mailservers"
@@ -148,6 +148,7 @@ class Cell:
     mta_units: list[units.Unit] = field(default_factory=list)  # kavsetup's units for the MTA's instances
     quarantine: Path = Path("/var/lib/kav/5.5/kav4mailservers/quarantine")
     running: list[str] = field(default_factory=list)
+    answers: str = ""  # answers beyond admin_address the install scenario gives (the proxy scenario's form)
 
     @property
     def control(self):  # noqa: ANN201 - MtaControl
@@ -240,8 +241,30 @@ class Cell:
             outcome.seconds = time.monotonic() - started
             self.outcomes["refuse"] = outcome
             log(f"{self.spec.name} refuse: {outcome.status} ({outcome.seconds:.1f}s)")
+        if "proxy" in only and self.spec.flavour.kind in ONLY_FOR["proxy"]:
+            self._own_sandbox(root, "proxy", self.proxy, log)
         run_rpm(self, root, only, log)
         return self.outcomes
+
+    def _own_sandbox(self, root: Path, name: str, step: Callable[[], str], log: Callable[[str], None]) -> None:
+        """A scenario that installs the package its own way, in a fresh sandbox of the same root."""
+        started = time.monotonic()
+        with Sandbox(root, f"{self.spec.name}-{name}") as sb:
+            self.sb = sb
+            try:
+                outcome = Outcome("pass", 0.0, step())
+            except Blocked as exc:
+                outcome = Outcome("blocked", 0.0, str(exc))
+            except (AssertionError, SandboxError, OSError, TimeoutError) as exc:
+                outcome = Outcome("fail", 0.0, f"{exc}\n{sb.log_tail(25)}")
+            except Exception as exc:  # a bug in the harness is a failure too, with its trace
+                outcome = Outcome("fail", 0.0, f"{exc!r}\n{traceback.format_exc()}")
+            finally:
+                self._stop_all()
+                self.sb = None
+        outcome.seconds = time.monotonic() - started
+        self.outcomes[name] = outcome
+        log(f"{self.spec.name} {name}: {outcome.status} ({outcome.seconds:.1f}s)")
 
     # -- helpers -------------------------------------------------------------------------------------
     def _sb(self) -> Sandbox:
@@ -440,7 +463,7 @@ class Cell:
         # The admin answers the installer's questions in advance (guide 3.4; postinst reads this file).
         answers = sb.path(ANSWERS)
         answers.parent.mkdir(parents=True, exist_ok=True)
-        answers.write_text(f"admin_address: {ADMIN_ADDRESS}\n")
+        answers.write_text(f"admin_address: {ADMIN_ADDRESS}\n{self.answers}")
         policy = sb.path("/usr/sbin/policy-rc.d")
         policy.write_text(POLICY_RC_D)
         policy.chmod(0o755)
@@ -736,11 +759,24 @@ class Cell:
             self._stop_mta()
             self._start_mta()
         self._product_stop(AVESERVER_UNIT)
-        sent = mail.send(sb, mail.local(MAIL_USER))
+        if "postfix_mode: proxy" in self.answers:
+            # before the queue an SMTP client is told 4xx and keeps its mail; what waits in Postfix's
+            # queue for our transport is a local submission (pickup's content_filter)
+            sent = mail.Sent(self._sendmail(), 0, "250 sendmail(1)", "")
+        else:
+            sent = mail.send(sb, mail.local(MAIL_USER))
         assert sent.accepted, f"MTA refused mail while aveserver was down: {sent.last_reply}"
         assert until(lambda: self._queued() >= 1, 30) and not mail.find(sb, MAIL_USER, sent.token), (
             "the message was not deferred while aveserver was down")
         return sent
+
+    def _sendmail(self) -> str:
+        """A local submission through sendmail(1) (Postfix's pickup, no smtpd); its token."""
+        tok = mail.token()
+        r = self._sb().run(["/usr/sbin/sendmail", "-f", "bob@example.org", mail.local(MAIL_USER)],
+                           input=f"Subject: local {tok}\n\nBody of {tok}\n".encode())
+        assert r.returncode == 0, f"sendmail failed ({r.returncode}): {r.stderr.strip()[-300:]}"
+        return tok
 
     def remove(self) -> str:
         sb = self._sb()
@@ -818,6 +854,49 @@ class Cell:
         assert not left, "left behind after purge:\n" + "\n".join(left[:40])
         reason = next(line.strip() for line in r.stderr.splitlines() if "content_filter" in line)
         return f"refused, config untouched, purge clean: {reason[:160]}"
+
+
+    def proxy(self) -> str:
+        """Issue 20: Postfix's before-queue form (``postfix_mode: proxy``, SMTPD_PROXY_README) end
+        to end with a real client: installed by ``dpkg -i``, clean mail delivered with the header,
+        EICAR handled as the actions say (and refused at the door with a 5xx when the admin's
+        RecipientAction is reject), local submissions scanned too; with smtpscanner stopped the
+        client hears a 4xx and nothing is accepted; after a restart mail flows; ``dpkg -r`` gives
+        back main.cf and master.cf byte for byte."""
+        sb = self._sb()
+        self.answers = "postfix_mode: proxy\n"
+        self.integrated, self.mta_units, self.running = False, [], []
+        done = [self.baseline(), self.install()]
+        master = sb.path("/etc/postfix/master.cf").read_text()
+        assert "smtpd_proxy_filter=127.0.0.1:10025" in master, "master.cf has no smtpd_proxy_filter"
+        main = sb.path("/etc/postfix/main.cf").read_text()
+        assert not re.search(r"^content_filter\s*=", main, re.M), "proxy form set main.cf's content_filter"
+        done += [self.clean(), self.eicar()]
+        # sendmail(1) never meets smtpd: pickup hands it to the same daemon (content_filter)
+        tok = self._sendmail()
+        got = self._wait_for(MAIL_USER, tok, 40)
+        assert got and any(m.get("X-Anti-Virus") for m in got), f"local submission {tok} not delivered scanned"
+        done.append(f"sendmail {tok} delivered with X-Anti-Virus")
+        # the admin asks for refusal: the client hears the 5xx itself, nothing is queued or bounced
+        sb.run(["kavsetup", "config", "set", CONF, "smtpscan.group:default.RecipientAction=reject"]).check()
+        self._product_start(SMTPSCANNER_UNIT, "restart")
+        assert sb.wait_port(10025, timeout=30), "smtpscanner did not come back"
+        sent = self._send(mail.local(MAIL_USER), attachment=mail.EICAR)
+        assert sent.last_reply.startswith("5"), f"EICAR with RecipientAction=reject: {sent.last_reply!r}"
+        assert until(lambda: self._queued() == 0, 30), "a refused message is in the queue"
+        done.append(f"EICAR refused at the door: {sent.last_reply[:80]}")
+        # filter down: Postfix's smtpd answers 4xx at the end of DATA; the client keeps the mail
+        self._product_stop(SMTPSCANNER_UNIT)
+        sent = self._send(mail.local(MAIL_USER))
+        assert sent.last_reply.startswith("4") and not sent.accepted, f"smtpscanner down: {sent.last_reply!r}"
+        assert self._queued() == 0, "Postfix accepted (queued) mail while its before-queue filter was down"
+        done.append(f"smtpscanner stopped: client got {sent.last_reply[:60]}, nothing queued")
+        self._product_start(SMTPSCANNER_UNIT, "restart")
+        assert sb.wait_port(10025, timeout=30), "smtpscanner did not come back"
+        done.append(f"{self._deliver_clean(expect_header=True).token} delivered after restart")
+        assert not self._find(MAIL_USER, sent.token), f"{sent.token}, answered 4xx, was delivered anyway"
+        done.append(self.remove())
+        return "; ".join(d.splitlines()[0] for d in done)
 
 
 def _count_files(d: Path) -> int:
