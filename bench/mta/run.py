@@ -17,6 +17,9 @@ Contenders (same Postfix, same messages, same signature files):
   listening on 127.0.0.1:10025; LMTP).
 * ``kav spawn/lmtp``: the same with the answer ``postfix_mode: spawn`` (the guide's form: Postfix
   spawns ``smtpscanner --stdio`` per connection).
+* ``kav proxy/smtp``: the answer ``postfix_mode: proxy``: Postfix's before-queue form
+  (SMTPD_PROXY_README): the public smtpd hands each message to the standing smtpscanner before
+  queueing it, and answers the client with what the reinjection smtpd answered; one queue pass.
 * ``clamsmtp``: Debian's clamsmtpd + clamd, wired as clamsmtp's Postfix recipe (FILTER_README's
   after-queue content filter: ``scan`` smtp transport, reinjection smtpd with the overrides).
 * ``amavisd-new``: Debian's amavisd-new + clamd, README.postfix's recipe (virus checks only).
@@ -407,7 +410,7 @@ def main() -> int:
     (work / "eicar.eml").write_bytes(make_message(EICAR, "eicar.com", "eicar"))
     signatures(work / "bases")
     contenders: list[Contender] = [NoFilter(work), Kav(work, deb, "daemon"), Kav(work, deb, "spawn"),
-                                   ClamSMTP(work)]
+                                   Kav(work, deb, "proxy", "smtp"), ClamSMTP(work)]
     if args.with_debs:
         contenders.insert(2, Kav(work, deb, DEFAULT_MODE, extra=tuple(p.resolve() for p in args.with_debs)))
     if shutil.which("amavisd"):

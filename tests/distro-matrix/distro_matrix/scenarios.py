@@ -197,8 +197,8 @@ class Cell:
                     continue
                 if self.spec.flavour.kind not in ONLY_FOR.get(name, (self.spec.flavour.kind,)):
                     continue
-                if name == "refuse":
-                    continue  # runs in its own sandbox, below
+                if name in ("refuse", "proxy"):
+                    continue  # run in their own sandboxes, below
                 blocker = next(
                     (n for n in needs.get(name, ()) if self.outcomes.get(n, Outcome("fail", 0)).status
                      not in ("pass", "partial")),
