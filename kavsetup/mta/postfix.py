@@ -154,8 +154,13 @@ def plan(system: System, mta: MTAInfo, s: IntegrationSettings) -> tuple[list[Edi
         listen = f"inet:{host}:{fport}"
         notes.append(f"postfix: {s.postfix_mode} form: smtpscanner must run as a service listening on "
                      f"{host}:{fport} (ListenAddress in kav4mailservers.conf)")
+    # After the queue the kavscan transport's maxproc bounds the sessions smtpscanner forwards; before
+    # it every smtpd process may be in one, so the reinjection smtpd takes as many as the public one
+    # (default_process_limit, SMTPD_PROXY_README's recipe) -- fewer and the surplus waits for a
+    # greeting while smtpscanner's pooled idle connections hold every process.
+    rmax = "-" if proxy else str(s.maxproc)
     services.append((f"{host}:{rport}/inet", _entry(
-        [f"{host}:{rport}", "inet", "n", "-", "n", "-", str(s.maxproc), "smtpd"], reinject_options(v, chained))))
+        [f"{host}:{rport}", "inet", "n", "-", "n", "-", rmax, "smtpd"], reinject_options(v, chained))))
     if proxy:
         wrapped, why = proxy_services(s.receivers, f"{host}:{fport}", f"{TRANSPORT}:[{host}]:{fport}", v)
         if not any(key.endswith("/inet") or key.endswith("/pass") for key, _ in wrapped):

@@ -219,6 +219,7 @@ def test_proxy_round_trip(tmp_path: Path, case: str) -> None:
     forward = next(ln for ln in conf.splitlines() if ln.startswith("ForwardMailer="))
     reinject = pcf.find_service(master, f"127.0.0.1:{forward.rsplit(':', 1)[1]}/inet")
     assert reinject is not None and "smtpd_proxy_filter" not in reinject.text
+    assert reinject.fields[6] == "-"  # as many processes as the smtpd services it takes mail from
     _postfix_check(root, errors_before.result())
 
     installed = snapshot(root)
