@@ -187,6 +187,13 @@ def _option(e: postfix_cf.Entry, name: str) -> str | None:
     return found
 
 
+def _address(nexthop: str) -> str:
+    """``host:port`` of a content_filter nexthop (``[127.0.0.1]:10025``) or an smtpd_proxy_filter
+    value (``127.0.0.1:10025``, ``inet:127.0.0.1:10025``), "" for anything else."""
+    host, _, port = nexthop.removeprefix("inet:").rpartition(":")
+    return f"{host.strip('[]')}:{port}" if host and port.isdigit() else ""
+
+
 def receivers(master_text: str) -> tuple[tuple[str, str], ...]:
     """master.cf services that take mail into Postfix -- smtpd on ``inet`` (smtp, submission,
     smtps) or ``pass`` (behind postscreen), and ``pickup`` -- with their text, byte for byte."""
@@ -378,13 +385,16 @@ def doctor_links(root: Root, mta: MTAInfo, static: bool) -> dict[str, tuple[bool
     current = info.content_filter.strip()
     master = root.text(info.master_cf)
     fix = f"kavsetup install (or: postconf -e 'content_filter = {TRANSPORT}:[127.0.0.1]:10025' && postfix reload)"
-    proxied = [(e.service_key, _option(e, "smtpd_proxy_filter")) for e in postfix_cf.services(master)
-               if e.fields[7] == "smtpd" and _option(e, "smtpd_proxy_filter")]
+    # The proxy form: main.cf is untouched, smtpd services hand mail to the address our pickup's
+    # content_filter names (another before-queue filter elsewhere is not ours).
+    ours = {_address(str(_option(e, "content_filter")).split(":", 1)[1]) for e in postfix_cf.services(master)
+            if e.fields[7] == "pickup" and is_ours(str(_option(e, "content_filter")))}
+    proxied = [e.service_key for e in postfix_cf.services(master)
+               if e.fields[7] == "smtpd" and _address(_option(e, "smtpd_proxy_filter") or "") in ours]
     if not (current and is_ours(current)) and proxied:
-        # the proxy form: main.cf is untouched, the smtpd services hand mail to the filter
-        names = ", ".join(k for k, _ in proxied)
-        links["content_filter"] = (True, f"before-queue filter: smtpd_proxy_filter={proxied[0][1]} on {names}", "")
-        address = proxied[0][1] if proxied[0][1].count(":") == 1 else proxied[0][1].split(":", 1)[1]
+        address = _address(str(_option(postfix_cf.find_service(master, proxied[0]), "smtpd_proxy_filter")))
+        links["content_filter"] = (True, f"before-queue filter: smtpd_proxy_filter={address} on "
+                                   f"{', '.join(proxied)}", "")
         links["transport_address"] = (None, address, "systemctl start kav4mailservers-smtpscanner (smtpscanner "
                                       "runs as a daemon in the proxy form)")
         return links
@@ -400,9 +410,7 @@ def doctor_links(root: Root, mta: MTAInfo, static: bool) -> dict[str, tuple[bool
     else:
         links["content_filter"] = (True, f"content_filter = {current}", "")
     if current and is_ours(current):
-        nexthop = current.split(":", 1)[1]
-        host, _, port = nexthop.rpartition(":")
-        address = f"{host.strip('[]')}:{port}"
+        address = _address(current.split(":", 1)[1])
         spawn = postfix_cf.find_service(master, f"{address}/inet")
         how = ("postfix reload (master.cf's spawn service for smtpscanner on " + address + ")" if spawn else
                f"kavsetup install ({info.master_cf} has no service on {address}), or systemctl start "

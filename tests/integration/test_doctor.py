@@ -89,6 +89,23 @@ def test_transport_service_missing_from_master_cf(root: Path) -> None:
     assert rc == 1 and "no 'kavscan unix' service" in link(rep, "content_filter")["detail"]
 
 
+def test_proxy_form_is_recognised_and_another_before_queue_filter_is_not(tmp_path: Path, root: Path) -> None:
+    """The before-queue form leaves main.cf alone: the link is the smtpd services' smtpd_proxy_filter
+    at the address our pickup's content_filter names; someone else's proxy filter is not ours."""
+    assert kav("uninstall", "--root", str(root))[0] == 0
+    answers = tmp_path / "answers.yaml"
+    answers.write_text("postfix_mode: proxy\n")
+    rc, out = kav("install", "--root", str(root), *MTA, "--non-interactive", "--answers", str(answers))
+    assert rc == 0, out
+    rc, rep = doctor(root, "--static")
+    cf = link(rep, "content_filter")
+    assert cf["ok"] and "smtpd_proxy_filter=127.0.0.1:10025 on smtp/inet" in cf["detail"], cf
+    master = root / "etc/postfix/master.cf"
+    master.write_text(master.read_text().replace("proxy_filter=127.0.0.1:10025", "proxy_filter=127.0.0.1:10099"))
+    rc, rep = doctor(root, "--static")
+    assert rc == 1 and rep["stopped_at"] == "content_filter", rep
+
+
 def test_filter_config_invalid_names_file_line_and_key(root: Path) -> None:
     conf = root / CONF
     conf.write_text(conf.read_text() + "\n[smtpscan.general]\nNoSuchKey=1\n")

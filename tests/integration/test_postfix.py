@@ -417,6 +417,29 @@ def test_reconfigure_keeps_a_recorded_spawn_form(tmp_path: Path) -> None:
     assert "ListenAddress=inet:127.0.0.1:10025" in conf
 
 
+def test_reconfigure_between_daemon_and_proxy_forms(tmp_path: Path) -> None:
+    """daemon -> proxy moves the filter from main.cf's content_filter to the smtpd services (and
+    back); uninstall after both still gives the original files byte for byte."""
+    root = _root(tmp_path, "debian-bookworm")
+    original = snapshot(root)
+    assert kav(*_install_args(root))[0] == 0
+    answers = tmp_path / "answers.yaml"
+    answers.write_text("postfix_mode: proxy\n")
+    code, out = kav("reconfigure", "--root", str(root), "--non-interactive", "--answers", str(answers))
+    assert code == 0, out
+    main, master = (root / "etc/postfix/main.cf").read_text(), (root / "etc/postfix/master.cf").read_text()
+    assert pcf.get_param(main, "content_filter") is None
+    assert "smtpd_proxy_filter=127.0.0.1:10025" in pcf.find_service(master, "smtp/inet").text
+    answers.write_text("postfix_mode: daemon\n")
+    code, out = kav("reconfigure", "--root", str(root), "--non-interactive", "--answers", str(answers))
+    assert code == 0, out
+    main, master = (root / "etc/postfix/main.cf").read_text(), (root / "etc/postfix/master.cf").read_text()
+    assert pcf.get_param(main, "content_filter") == "kavscan:[127.0.0.1]:10025"
+    assert "smtpd_proxy_filter" not in master
+    assert kav("uninstall", "--root", str(root))[0] == 0
+    assert diff_snapshots(original, snapshot(root)) == []
+
+
 def test_bad_answers_file_is_one_line(tmp_path: Path) -> None:
     root = _root(tmp_path, "debian-bookworm")
     answers = tmp_path / "a.yaml"
