@@ -22,8 +22,6 @@ from .signatures import SignatureSet, load_signatures
 from .streamscan import StreamFilter
 from .verdict import ObjectResult, Status, Verdict, worst
 
-_ALGOS = ("md5", "sha1", "sha256")
-
 
 class DatabaseError(Exception):
     """The signature set cannot be used as a whole (aveserver keeps its previous one)."""
@@ -171,14 +169,15 @@ class Engine:
         n = len(data)
         found = []
         table = self.sigs.table
-        if table.count("file"):
-            for algo in _ALGOS:  # one table for all three: the digest length tells them apart
-                hit = self.sigs.hash_name("file", hashlib.new(algo, data).hexdigest(), n)
-                if hit:
-                    found.append(hit)
+        # Only the digests some record of this size could match (hashdb.HashTable.wants): one
+        # table holds all three algorithms, the digest length tells them apart.
+        for algo in table.wants("file", n):
+            hit = self.sigs.hash_name("file", hashlib.new(algo, data).hexdigest(), n)
+            if hit:
+                found.append(hit)
         if table.count("section"):
             for sect in targets.pe_sections(data):
-                for algo in _ALGOS:
+                for algo in table.wants("section", len(sect)):
                     hit = self.sigs.hash_name("section", hashlib.new(algo, sect).hexdigest(), len(sect))
                     if hit:
                         found.append(hit)

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-FORMAT = "1"  # bump with the entry layout (records.bin, meta.json) or the parsers' output
+FORMAT = "2"  # bump with the entry layout (records.bin, meta.json, hashes.bin) or the parsers' output
 _MAGIC = b"KAVRECS1"
 _HEAD = struct.Struct("<8sII")
 T = TypeVar("T")

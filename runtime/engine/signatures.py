@@ -470,7 +470,7 @@ def _parse_text(name: str, data: bytes, into: SignatureSet) -> None:
             into.errors.append(str(exc))
 
 
-TABLE_VERSION = "5"  # bump with the table layout or the canonical-line rules (also in sigcache.FORMAT)
+TABLE_VERSION = "6"  # bump with the table layout or the canonical-line rules (also in sigcache.FORMAT)
 
 
 def fingerprint(files: list[Path]) -> str:

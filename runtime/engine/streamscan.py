@@ -37,7 +37,6 @@ from .matcher import BodyMatcher, LogicalMatcher
 from .signatures import SignatureSet
 
 HEAD = 65536 + 1  # looks_like_mail reads 64 KiB and whether there is more; type checks read less
-_ALGOS = ("md5", "sha1", "sha256")
 _UU_LINE = b"\nbegin "  # containers.identify's uuencode test, whose regex needs this line start
 
 
@@ -93,7 +92,9 @@ class StreamFilter:
 
     def _suspicious(self, first: bytes, chunks: Iterator[bytes]) -> bool:
         """Stream the member: True at the first anchor, uuencode line or hash hit (read on to the end)."""
-        hashes = [hashlib.new(a) for a in _ALGOS] if self.sigs.table.count("file") else []
+        # The size is known only at the end: compute the algorithms any record uses, look up those
+        # the final size still wants.
+        hashes = [hashlib.new(a) for a in self.sigs.table.algorithms("file")]
         text = targets.AsciiStream() if self._has_norm and targets.is_text(first) else None
         tail = ntail = b""
         size = 0
@@ -109,7 +110,8 @@ class StreamFilter:
                 hit, ntail = self._norm_in(ntail, text.feed(chunk))
         if hit:
             return True
-        return any(self.sigs.hash_name("file", h.hexdigest(), size) for h in hashes)
+        wanted = self.sigs.table.wants("file", size)
+        return any(self.sigs.hash_name("file", h.hexdigest(), size) for h in hashes if h.name in wanted)
 
 
     def _raw_in(self, tail: bytes, chunk: bytes) -> tuple[bool, bytes]:

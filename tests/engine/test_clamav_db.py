@@ -79,6 +79,58 @@ def test_hash_star_size_and_sha(tmp_path: Path) -> None:
     assert eng.scan(b"x").names == ["Test.Sha1"]
 
 
+def test_only_digests_a_record_could_match_are_computed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14: a digest is computed only for algorithms with a record of the object's size (or
+    ``*``), so a database of sized MD5 records costs nothing for objects of other sizes — and a
+    record that does apply is still found, whatever the algorithm."""
+    sized, anysize, sha1_sized = b"sized object", b"any size", b"sha1 sized"
+    eng = load(tmp_path, {
+        "t.hdb": f"{hashlib.md5(sized).hexdigest()}:{len(sized)}:Test.Md5.Sized\n",
+        "t.hsb": (f"{hashlib.sha256(anysize).hexdigest()}:*:Test.Sha256.Any:73\n"
+                  f"{hashlib.sha1(sha1_sized).hexdigest()}:{len(sha1_sized)}:Test.Sha1.Sized\n"),
+    })
+    from runtime.engine import engine as engine_mod
+
+    computed: list[tuple[str, int]] = []
+    real_new = hashlib.new
+
+    def counting_new(name: str, data: bytes = b"", **kw: object) -> object:
+        computed.append((name, len(data)))
+        return real_new(name, data, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine_mod.hashlib, "new", counting_new)
+    table = eng.sigs.table
+    assert table.wants("file", len(sized)) == ("md5", "sha256")
+    assert table.wants("file", len(sha1_sized)) == ("sha1", "sha256")
+    assert table.wants("file", 7777) == ("sha256",)
+    assert table.algorithms("file") == ("md5", "sha1", "sha256")
+    assert eng.sigs.hash_name("file", hashlib.md5(sized).hexdigest(), len(sized)) == "Test.Md5.Sized"
+
+    assert eng.scan(sized).names == ["Test.Md5.Sized"]
+    assert eng.scan(anysize).names == ["Test.Sha256.Any"]
+    assert eng.scan(sha1_sized).names == ["Test.Sha1.Sized"]
+    computed.clear()
+    assert eng.scan(b"x" * 7777).status is Status.CLEAN
+    assert [name for name, _n in computed] == ["sha256"]  # neither MD5 nor SHA-1 has a 7777-byte record
+
+
+def test_a_sized_database_hashes_nothing_of_other_sizes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = b"y" * 100
+    eng = load(tmp_path, {"t.hdb": f"{hashlib.md5(data).hexdigest()}:100:Test.Md5\n"
+                                   f"{'0' * 32}:5000000:Test.Big\n"})
+    from runtime.engine import engine as engine_mod
+
+    computed: list[str] = []
+    real_new = hashlib.new
+    monkeypatch.setattr(engine_mod.hashlib, "new",
+                        lambda name, d=b"", **kw: computed.append(name) or real_new(name, d, **kw))
+    assert eng.scan(b"y" * 101).status is Status.CLEAN
+    assert computed == []
+    assert eng.scan(data).names == ["Test.Md5"]
+    assert computed == ["md5"]
+    assert eng.sigs.table.wants("section", 100) == ()  # no section records at all
+
+
 LDB = "\n".join([
     "Ldb.And;Engine:51-255,Target:0;0&1;6b617634;7369676e",
     "Ldb.Count;Target:0;0>2;78797a",                                  # more than 2 'xyz'
