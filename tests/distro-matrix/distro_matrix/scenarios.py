@@ -211,36 +211,14 @@ class Cell:
                     log(f"{self.spec.name} {name}: blocked")
                     continue
                 started = time.monotonic()
-                try:
-                    detail = steps[name]()
-                    outcome = Outcome("pass", 0.0, detail)
-                except Blocked as exc:
-                    outcome = Outcome("blocked", 0.0, str(exc))
-                except Partial as exc:
-                    outcome = Outcome("partial", 0.0, str(exc))
-                except (AssertionError, SandboxError, OSError, TimeoutError) as exc:
-                    outcome = Outcome("fail", 0.0, f"{exc}\n{sb.log_tail(25)}")
-                except Exception as exc:  # a bug in the harness is a failure too, with its trace
-                    outcome = Outcome("fail", 0.0, f"{exc!r}\n{traceback.format_exc()}")
+                outcome = _outcome(steps[name], sb)
                 outcome.seconds = time.monotonic() - started
                 self.outcomes[name] = outcome
                 log(f"{self.spec.name} {name}: {outcome.status} ({outcome.seconds:.1f}s)")
             self._stop_all()
         self.sb = None
         if "refuse" in only and self.spec.flavour.kind in ONLY_FOR["refuse"]:
-            started = time.monotonic()
-            with Sandbox(root, self.spec.name + "-refuse") as sb:
-                self.sb = sb
-                try:
-                    outcome = Outcome("pass", 0.0, self.refuse())
-                except Blocked as exc:
-                    outcome = Outcome("blocked", 0.0, str(exc))
-                except (AssertionError, SandboxError, OSError, TimeoutError) as exc:
-                    outcome = Outcome("fail", 0.0, f"{exc}\n{sb.log_tail(25)}")
-                self.sb = None
-            outcome.seconds = time.monotonic() - started
-            self.outcomes["refuse"] = outcome
-            log(f"{self.spec.name} refuse: {outcome.status} ({outcome.seconds:.1f}s)")
+            self._own_sandbox(root, "refuse", self.refuse, log)
         if "proxy" in only and self.spec.flavour.kind in ONLY_FOR["proxy"]:
             self._own_sandbox(root, "proxy", self.proxy, log)
         run_rpm(self, root, only, log)
@@ -252,13 +230,7 @@ class Cell:
         with Sandbox(root, f"{self.spec.name}-{name}") as sb:
             self.sb = sb
             try:
-                outcome = Outcome("pass", 0.0, step())
-            except Blocked as exc:
-                outcome = Outcome("blocked", 0.0, str(exc))
-            except (AssertionError, SandboxError, OSError, TimeoutError) as exc:
-                outcome = Outcome("fail", 0.0, f"{exc}\n{sb.log_tail(25)}")
-            except Exception as exc:  # a bug in the harness is a failure too, with its trace
-                outcome = Outcome("fail", 0.0, f"{exc!r}\n{traceback.format_exc()}")
+                outcome = _outcome(step, sb)
             finally:
                 self._stop_all()
                 self.sb = None
@@ -897,6 +869,20 @@ class Cell:
         assert not self._find(MAIL_USER, sent.token), f"{sent.token}, answered 4xx, was delivered anyway"
         done.append(self.remove())
         return "; ".join(d.splitlines()[0] for d in done)
+
+
+def _outcome(step: Callable[[], str], sb: Sandbox) -> Outcome:
+    """Run one scenario step: its detail on success, its exception as blocked, partial or fail."""
+    try:
+        return Outcome("pass", 0.0, step())
+    except Blocked as exc:
+        return Outcome("blocked", 0.0, str(exc))
+    except Partial as exc:
+        return Outcome("partial", 0.0, str(exc))
+    except (AssertionError, SandboxError, OSError, TimeoutError) as exc:
+        return Outcome("fail", 0.0, f"{exc}\n{sb.log_tail(25)}")
+    except Exception as exc:  # a bug in the harness is a failure too, with its trace
+        return Outcome("fail", 0.0, f"{exc!r}\n{traceback.format_exc()}")
 
 
 def _count_files(d: Path) -> int:
