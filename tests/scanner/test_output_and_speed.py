@@ -165,3 +165,32 @@ def test_an_unchanged_clean_tree_needs_no_engine(kit, tmp_path: Path) -> None:
     third = kit.scan("-j4", str(tmp_path / "t"))
     assert "anti-virus database" not in third.stdout  # not loaded: nothing needed scanning
     assert "signatures: 1 records" in third.stdout and third.returncode == 0
+
+
+def test_database_version_follows_every_change_without_reading_the_files(tmp_path: Path) -> None:
+    """6.3.1: the iChecker's records hold under one database version.  It is taken from each
+    database file's condition (as for scanned files), not its content: ClamAV's databases are
+    hundreds of megabytes, read on every run before."""
+    from runtime.scanner.ichecker import database_version
+
+    bases = tmp_path / "bases"
+    bases.mkdir()
+    sig = bases / "local.ndb"
+    sig.write_text("Local.Sig:0:*:6b617634\n")
+    v1 = database_version(str(bases))
+    assert database_version(str(bases)) == v1  # nothing changed
+    st = sig.stat()
+    sig.write_text("Local.Sig:0:*:6b617635\n")  # same size, mtime put back: ctime still moves
+    os.utime(sig, ns=(st.st_atime_ns, st.st_mtime_ns))
+    v2 = database_version(str(bases))
+    assert v2 != v1
+    new = bases / ".new"
+    new.write_text(sig.read_text())
+    os.replace(new, sig)  # an update renamed into place, even with the same content
+    v3 = database_version(str(bases))
+    assert v3 not in (v1, v2)
+    (bases / "daily.cld").write_bytes(b"x")
+    v4 = database_version(str(bases))
+    assert v4 != v3  # a file added
+    (bases / "sub").mkdir()
+    assert database_version(str(bases)) == v4  # directories are not database files
