@@ -88,7 +88,8 @@ def leaves_of(data: bytes) -> Iterator[tuple[str, bytes]] | None:
     message/* parts, multipart/digest, a multipart without its boundary, an unclosed or empty
     part list, a boundary reused inside, uuencode, undecodable base64 (checked before the first
     leaf is given, so callers never see a partial list)."""
-    if data.count(b"\r") != data.count(b"\r\n"):
+    crs = data.count(b"\r")
+    if crs and crs != data.count(b"\r\n"):
         return None
     try:
         plan = _plan(data)
@@ -177,6 +178,7 @@ def _strip_eol(data: bytes, start: int, end: int) -> int:
 
 def _plan(data: bytes) -> list[tuple[str, str, int, int]]:
     """(name, transfer encoding, body start, body end) of every leaf, walking iteratively."""
+    crs = b"\r" in data
     out: list[tuple[str, str, int, int]] = []
     # (entity start, end, inside a multipart, boundaries of the enclosing multiparts)
     stack: list[tuple[int, int, bool, tuple[bytes, ...]]] = [(0, len(data), False, ())]
@@ -185,10 +187,11 @@ def _plan(data: bytes) -> list[tuple[str, str, int, int]]:
         start, end, in_multi, outer = stack.pop()
         head, body = _header_block(data, start, end)
         n, index = index, index + 1
-        ctype = head.get_content_type()
-        if head.get_content_maintype() == "message" or ctype == "multipart/digest":
+        ctype = head.get_content_type()  # each call parses the field again: once per entity
+        maintype = ctype.split("/")[0]  # what get_content_maintype() returns
+        if maintype == "message" or ctype == "multipart/digest":
             raise _Unsimple
-        if head.get_content_maintype() == "multipart":
+        if maintype == "multipart":
             b = head.get_boundary()
             if b is None:
                 raise _Unsimple
@@ -215,7 +218,7 @@ def _plan(data: bytes) -> list[tuple[str, str, int, int]]:
         out.append((safe_name(str(name)) if name else f"part{n}", cte, body, stop))
     for _, cte, b0, b1 in out:
         if cte == "base64":
-            alpha = (b1 - b0) - data.count(b"\n", b0, b1) - data.count(b"\r", b0, b1)
+            alpha = (b1 - b0) - data.count(b"\n", b0, b1) - (data.count(b"\r", b0, b1) if crs else 0)
             if alpha % 4:
                 raise _Unsimple  # the standard library pads it; leave that to it
     return out
