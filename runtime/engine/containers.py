@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import binascii
 import bz2
+import copy
 import io
+import itertools
 import lzma
 import re
 import tarfile
@@ -200,14 +202,93 @@ def _zip_chunks(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: Budget, char
     """One zip member in CHUNK pieces (see Member.chunks); a read error is Corrupted, a limit LimitExceeded."""
     produced = 0
     try:
-        with zf.open(info) as fh:
-            while chunk := fh.read(CHUNK):
-                produced += len(chunk)
-                if charge:
-                    budget.charge(len(chunk), produced, info.compress_size)
-                yield chunk
+        pieces = _zip_bounded(zf, info) if info.compress_type in _BOUNDED else _zip_read(zf, info)
+        for chunk in pieces:
+            produced += len(chunk)
+            if charge:
+                budget.charge(len(chunk), produced, info.compress_size)
+            yield chunk
     except _ZIP_READ_ERRORS as exc:
         raise Corrupted(f"zip: {exc}") from None
+
+
+def _zip_read(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[bytes]:
+    """Stored and deflated members through zipfile, whose reads of those are bounded by the size asked."""
+    with zf.open(info) as fh:
+        while chunk := fh.read(CHUNK):
+            yield chunk
+
+
+# zipfile hands bzip2 and LZMA members' compressed bytes to their decompressors without an output
+# limit: a read of 1 MiB from a 530-byte zip holding 512 MiB of zeros decompressed all 512 MiB in
+# one call (1 GiB peak RSS) before the first chunk could be charged to the scan limits.  These two
+# methods are decompressed here, CHUNK at a time, from the member's raw bytes.
+_BOUNDED = (zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+_RAW_PIECE = 1 << 16
+
+
+def _zip_raw(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[bytes]:
+    """The member's bytes as stored, read by zipfile (local header checked) as if not compressed."""
+    raw = copy.copy(info)
+    raw.compress_type = zipfile.ZIP_STORED
+    raw.file_size = info.compress_size
+    del raw.CRC  # the CRC is of the decompressed bytes: checked in _zip_bounded
+    with zf.open(raw) as fh:
+        while piece := fh.read(_RAW_PIECE):
+            yield piece
+
+
+def _lzma_member(raw: Iterator[bytes], file_size: int) -> tuple[lzma.LZMADecompressor, bytes]:
+    """A zip LZMA member (APPNOTE 5.8.8): version (2 bytes), properties size (2), the LZMA1
+    properties (lc/lp/pb byte, dictionary size), then the raw stream.  The decoder and what of
+    the input follows the properties."""
+    head = b""
+    for piece in raw:
+        head += piece
+        if len(head) >= 4 + 5:
+            break
+    if len(head) < 4:
+        raise EOFError("LZMA member shorter than its header")
+    psize = int.from_bytes(head[2:4], "little")
+    if psize != 5 or len(head) < 4 + psize:
+        raise lzma.LZMAError(f"LZMA properties of {psize} bytes (5 expected)")
+    d, dict_size = head[4], int.from_bytes(head[5:9], "little")
+    if d >= 9 * 5 * 5:
+        raise lzma.LZMAError(f"invalid LZMA properties byte {d}")
+    lc, lp, pb = d % 9, (d // 9) % 5, d // 45
+    # No match reaches further back than the output so far, which stops at the recorded size: a
+    # dictionary beyond that (the header may claim 4 GiB) would only be memory for nothing.
+    dict_size = max(4096, min(dict_size, file_size))
+    dec = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=[
+        {"id": lzma.FILTER_LZMA1, "lc": lc, "lp": lp, "pb": pb, "dict_size": dict_size}])
+    return dec, head[4 + psize:]
+
+
+def _zip_bounded(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[bytes]:
+    """A bzip2 or LZMA member decompressed CHUNK at a time; its size and CRC-32 checked as zipfile
+    checks them (output past the recorded size is dropped, a short or altered member is an error)."""
+    raw = _zip_raw(zf, info)
+    dec: bz2.BZ2Decompressor | lzma.LZMADecompressor
+    if info.compress_type == zipfile.ZIP_BZIP2:
+        dec, first = bz2.BZ2Decompressor(), b""
+    else:
+        dec, first = _lzma_member(raw, info.file_size)
+    left, crc = info.file_size, 0
+    for piece in itertools.chain((first,), raw):
+        out = dec.decompress(piece, CHUNK)
+        while True:
+            out = out[:left]
+            if out:
+                left -= len(out)
+                crc = zlib.crc32(out, crc)
+                yield out
+            if left <= 0 or dec.eof or dec.needs_input or not out:  # not out: never spin without progress
+                break
+            out = dec.decompress(b"", CHUNK)
+        if left <= 0 or dec.eof:
+            break
+    if crc != info.CRC:
+        raise zipfile.BadZipFile(f"Bad CRC-32 for file {info.filename!r}")
 
 
 def _tar_members(data: bytes, budget: Budget) -> Iterator[Member]:
