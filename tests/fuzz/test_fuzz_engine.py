@@ -113,9 +113,9 @@ def test_hexsig_compiles(sig: str) -> None:
 _LIMITS = Limits(max_members=50, max_unpacked=1 << 20, max_ratio=200, max_depth=4, max_time=10.0)
 
 
-def _zip(names: list[str], payload: bytes) -> bytes:
+def _zip(names: list[str], payload: bytes, method: int = zipfile.ZIP_DEFLATED) -> bytes:
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+    with zipfile.ZipFile(buf, "w", method) as z:
         for n in names:
             z.writestr(n or "x", payload)
     return buf.getvalue()
@@ -133,9 +133,13 @@ def _tar(names: list[str], payload: bytes) -> bytes:
 
 _names = st.lists(nasty_text.map(lambda s: s.replace("\x00", "")), min_size=1, max_size=4)
 _edits = st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), max_size=6)
+# bzip2 and LZMA members go through containers' own bounded decoder, not zipfile's
+_methods = st.sampled_from([zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
 archive = st.one_of(
-    st.tuples(st.sampled_from(["zip", "tar"]), _names, st.binary(max_size=300), _edits, st.integers(0, 40)).map(
-        lambda t: (t[0], mutate((_zip if t[0] == "zip" else _tar)(t[1], t[2]), t[3], t[4]))),
+    st.tuples(st.just("zip"), _names, st.binary(max_size=300), _edits, st.integers(0, 40), _methods).map(
+        lambda t: (t[0], mutate(_zip(t[1], t[2], t[5]), t[3], t[4]))),
+    st.tuples(st.just("tar"), _names, st.binary(max_size=300), _edits, st.integers(0, 40)).map(
+        lambda t: (t[0], mutate(_tar(t[1], t[2]), t[3], t[4]))),
     st.tuples(st.sampled_from(["gzip", "bzip2", "xz", "zip", "tar", "uue"]), st.binary(max_size=600)),
     st.tuples(st.just("uue"), st.tuples(nasty_text, st.binary(max_size=200)).map(
         lambda t: b"begin 644 " + t[0].encode("utf-8", "replace").replace(b"\n", b"") + b"\n" + t[1] + b"\nend\n")),
