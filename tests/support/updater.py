@@ -172,6 +172,12 @@ class MirrorServer:
         handler = type("H", (_Handler,), {"root": root, "hits": self.hits, "ranges": self.ranges})
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
+        # socketserver accepts on a blocking socket once select() says a connection waits; a run
+        # once found that thread blocked in accept() with the queue empty (a client gone in
+        # between), and close() then waited for it forever.  With a timeout a spurious wake-up
+        # costs a second: accept() raises, socketserver ignores the OSError and polls again.
+        # Accepted connections stay blocking (socket.accept gives them no timeout of their own).
+        self.httpd.socket.settimeout(1.0)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
