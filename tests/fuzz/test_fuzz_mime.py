@@ -4,7 +4,9 @@ header handling of process.py).
 Properties: any bytes parse; building the recipient/admin copy with any mix of actions never raises
 and gives a message that parses again; the X-Anti-Virus header we add is exactly one line whatever
 the value; a notice's header fields never carry CR or LF from the message (Subject, names, file
-names), and the admin notice can attach any received message.
+names), and the admin notice can attach any received message.  And the engine's MIME walk
+without a parse tree (runtime/engine/mime.leaves_of) gives the standard library's leaves or
+declines.
 """
 
 from __future__ import annotations
@@ -119,3 +121,20 @@ def test_notices_never_carry_cr_lf_into_headers(data: bytes, eol: bytes, name: s
                                                + (["Content-Transfer-Encoding"] if role != "admin" else []))
         for k, v in parsed.items():
             assert "\r" not in str(v) and "\n" not in str(v).replace("\n ", " ").replace("\n\t", " "), (k, v)
+
+
+@given(message, _eol)
+@example(b"Content-Type: multipart/mixed; boundary=b1\n\n--b1\nContent-Transfer-Encoding: base64\n\nTWFu\n--b1--\n",
+         b"\r\n")
+@example(b"Content-Type: multipart/mixed; boundary=b1\n\n--b1\n\n\r\n--b1--\n", b"\n")  # a lone CR in LF mail
+def test_engine_leaves_without_the_tree_are_the_standard_librarys(data: bytes, eol: bytes) -> None:
+    """runtime/engine/mime.leaves_of (the scanner's path for mail it does not rewrite) gives exactly
+    the leaves, names and decoded bytes of the standard library's parse, or declines (None): a
+    difference would be an attachment the scan never sees."""
+    from runtime.engine import mime as engine_mime
+
+    data = _crlf(data, eol)
+    got = engine_mime.leaves_of(data)
+    if got is None:
+        return
+    assert list(got) == [(n, p) for n, p, _part in engine_mime.leaves(engine_mime.parse(data))]
