@@ -137,13 +137,10 @@ class HashBuilder:
                     directory.append(_DIR.pack(kind, count, pos, length, sizes_at))
                     pos = sizes_at + len(block)
                 fh.write(MAGIC + struct.pack("<II", len(tables), 0) + b"".join(directory))
-                at = len(MAGIC) + 8 + _DIR.size * len(tables)
-                for _kind, _count, starts, texts, size, block in tables:
+                for _kind, _count, starts, texts, _size, block in tables:
                     fh.write(struct.pack(f"<{BUCKETS + 1}Q", *starts))
                     fh.writelines(texts)
-                    at += 8 * (BUCKETS + 1) + size
-                    fh.write(b"\0" * _pad(at) + block)
-                    at += _pad(at) + len(block)
+                    fh.write(b"\0" * _pad(fh.tell()) + block)  # where the directory says: sizes_at
             os.chmod(tmp, 0o600)
             os.replace(tmp, path)
         except BaseException:

@@ -92,7 +92,7 @@ def leaves_of(data: bytes) -> Iterator[tuple[str, bytes]] | None:
     if crs and crs != data.count(b"\r\n"):
         return None
     try:
-        plan = _plan(data)
+        plan = _plan(data, crs > 0)
     except (_Unsimple, UnicodeError, ValueError, LookupError, TypeError, AttributeError):
         # e.g. a boundary with non-ASCII characters (RFC 2231): whatever surprises the direct
         # path, the feed parser's handling stays the reference.
@@ -176,9 +176,9 @@ def _strip_eol(data: bytes, start: int, end: int) -> int:
     return end
 
 
-def _plan(data: bytes) -> list[tuple[str, str, int, int]]:
-    """(name, transfer encoding, body start, body end) of every leaf, walking iteratively."""
-    crs = b"\r" in data
+def _plan(data: bytes, crs: bool) -> list[tuple[str, str, int, int]]:
+    """(name, transfer encoding, body start, body end) of every leaf, walking iteratively;
+    ``crs``: the message has CRs at all (leaves_of counted them)."""
     out: list[tuple[str, str, int, int]] = []
     # (entity start, end, inside a multipart, boundaries of the enclosing multiparts)
     stack: list[tuple[int, int, bool, tuple[bytes, ...]]] = [(0, len(data), False, ())]
