@@ -470,18 +470,6 @@ def _parse_text(name: str, data: bytes, into: SignatureSet) -> None:
             into.errors.append(str(exc))
 
 
-TABLE_VERSION = "6"  # bump with the table layout or the canonical-line rules (also in sigcache.FORMAT)
-
-
-def fingerprint(files: list[Path]) -> str:
-    """Name, size and modification time of every database file (a quick key when nothing is cached)."""
-    h = hashlib.sha256(f"kav4ms-db|{TABLE_VERSION}".encode())
-    for path in files:
-        st = path.stat()
-        h.update(f"{path.name}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\n".encode())
-    return h.hexdigest()
-
-
 def _stamp(path: Path) -> tuple[int, int, int]:
     st = path.stat()
     return st.st_ino, st.st_size, st.st_mtime_ns
