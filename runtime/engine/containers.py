@@ -250,8 +250,10 @@ def _lzma_member(raw: Iterator[bytes], file_size: int) -> tuple[lzma.LZMADecompr
     if len(head) < 4:
         raise EOFError("LZMA member shorter than its header")
     psize = int.from_bytes(head[2:4], "little")
-    if psize != 5 or len(head) < 4 + psize:
+    if psize != 5:
         raise lzma.LZMAError(f"LZMA properties of {psize} bytes (5 expected)")
+    if len(head) < 4 + psize:
+        raise EOFError("LZMA member shorter than its header")
     d, dict_size = head[4], int.from_bytes(head[5:9], "little")
     if d >= 9 * 5 * 5:
         raise lzma.LZMAError(f"invalid LZMA properties byte {d}")
