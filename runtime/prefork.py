@@ -27,6 +27,7 @@ here, once:
 from __future__ import annotations
 
 import contextlib
+import errno
 import grp
 import mmap
 import os
@@ -39,13 +40,44 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from runtime.fsutil import atomic_write, read_trusted
 from runtime.report import EventLog
 
+T = TypeVar("T")
+
 
 class StartupError(Exception):
     """The daemon cannot start; the message is what the administrator needs to read."""
+
+
+class AddressInUse(StartupError):
+    """Someone answers on the address this daemon is to listen on.  ``errno`` is what the
+    readiness protocol reports (``start-stop-daemon``: "Address already in use")."""
+
+    errno = errno.EADDRINUSE
+
+
+#: How often and how far apart a daemon tries an address in use before it gives up: the last
+#: workers of a killed master close their copy of the listening socket as soon as their SIGTERM
+#: (PR_SET_PDEATHSIG) is handled, so an address held by them frees within moments, while one
+#: held by another service never does.  nginx tries its listening addresses the same way.
+IN_USE_TRIES, IN_USE_PAUSE = 5, 0.5
+
+
+def while_in_use(claim: Callable[[], T], what: str, log: EventLog | None) -> T:
+    """``claim()``, again while it raises :class:`AddressInUse`, ``IN_USE_TRIES`` times in all."""
+    for attempt in range(1, IN_USE_TRIES + 1):
+        try:
+            return claim()
+        except AddressInUse as exc:
+            if attempt == IN_USE_TRIES:
+                raise
+            if log is not None:
+                log.warning(f"{what}: {exc}; trying again in {IN_USE_PAUSE:g} s ({attempt} of {IN_USE_TRIES})")
+            time.sleep(IN_USE_PAUSE)
+    raise AssertionError("unreachable")
 
 
 # -- pid file and stale files ---------------------------------------------------------------------
@@ -98,7 +130,7 @@ def clean_stale_socket(sock_path: Path, log: EventLog | None = None) -> None:
             log.warning(f"removing stale socket {sock_path}")
         sock_path.unlink(missing_ok=True)
     else:
-        raise StartupError(f"another server is listening on {sock_path}")
+        raise AddressInUse(f"another server is listening on {sock_path}")
     finally:
         probe.close()
 

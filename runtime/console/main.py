@@ -15,6 +15,7 @@ import pwd
 import signal
 import sys
 
+from runtime import readiness
 from runtime.config import CONFIG_FILE, ConfigError, load_config
 from runtime.console import accounts
 
@@ -77,14 +78,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         console = Console(args.config)
     except (ConfigError, OSError, ValueError) as exc:
         print(f"kavconsole: {exc}", file=sys.stderr)
+        readiness.failed(exc)
         return 1
     listen = args.listen or str(console.cfg.get("console", "Listen"))
     try:
         server = make_server(console, listen)
     except (OSError, ValueError) as exc:
         print(f"kavconsole: cannot listen on {listen}: {exc}", file=sys.stderr)
+        readiness.failed(exc)
         return 1
-    drop_privileges(str(console.cfg.get("console", "User")))
+    readiness.connect()  # while still root: the starter's socket may be root's
+    try:
+        drop_privileges(str(console.cfg.get("console", "User")))
+    except SystemExit as exc:
+        readiness.failed(str(exc))
+        raise
 
     def stop(_sig: int, _frame: object) -> None:
         # shutdown() waits for serve_forever: run it off the main thread
@@ -98,6 +106,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     scheme = "https" if console.tls else "http"
     print(f"kavconsole: {scheme}://{listen}/ (config {console.config_path}, uid {os.getuid()})",
           file=sys.stderr, flush=True)
+    readiness.ready(f"{scheme}://{listen}/")  # listening, and no longer root
     try:
         server.serve_forever()
     finally:

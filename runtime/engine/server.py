@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime import readiness
 from runtime.config import CONFIG_FILE, ConfigError, KavConfig, load_config
 from runtime.prefork import (
     StartupError,
@@ -47,6 +48,7 @@ from runtime.prefork import (
     resolve_user,
     scoreboard_path,
     survive_early_hup,
+    while_in_use,
     write_pid,
 )
 from runtime.report import EventLog
@@ -119,7 +121,7 @@ def trusted_cache(path: Path, log: EventLog) -> Path | None:
 def clean_stale(settings: ServerSettings, log: EventLog) -> None:
     """Refuse to start next to a live aveserver; remove what a killed one left behind (6.4.2)."""
     clean_stale_pid(settings.pid_path, "aveserver", (b"aveserver", b"runtime.engine"), log)
-    clean_stale_socket(settings.socket_path, log)
+    while_in_use(lambda: clean_stale_socket(settings.socket_path, log), "aveserver", log)
 
 
 def bind_sockets(settings: ServerSettings, run_as: pwd.struct_passwd | None = None) -> list[socket.socket]:
@@ -366,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = ServerSettings.from_config(cfg)
     except (ConfigError, KeyError) as exc:  # KeyError: a key this aveserver needs is not in the schema
         sys.stderr.write(f"aveserver: {exc}\n")
+        readiness.failed(exc)
         return 1
     if args.list_bases or args.list_viruses:
         try:
@@ -378,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         log = EventLog.from_config(cfg, "aveserver.report")
     except OSError as exc:
         sys.stderr.write(f"aveserver: cannot open event log: {exc}\n")
+        readiness.failed(exc)
         return 1
     detach = settings.detach and not args.foreground
     notify_fd = -1
@@ -413,13 +417,19 @@ def main(argv: list[str] | None = None) -> int:
     except (StartupError, DatabaseError, OSError) as exc:
         msg = f"aveserver: cannot start: {exc}"
         log.fatal(msg)
+        readiness.failed(exc)
         if notify_fd >= 0:
             tell(msg + "\n")
         else:
             sys.stderr.write(msg + "\n")
         return 1
+
+    def ready() -> None:
+        tell("OK\n")
+        readiness.ready(f"serving {settings.socket_path}")
+
     try:
-        return master.run(ready=lambda: tell("OK\n"))
+        return master.run(ready=ready)
     finally:
         if not master.stopping:
             master.remove_owned()  # an exception escaped the loop: no socket nobody answers

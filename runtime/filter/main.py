@@ -22,6 +22,7 @@ import os
 import stat
 import sys
 
+from runtime import readiness
 from runtime.config import CONFIG_FILE, ConfigError, load_config
 from runtime.config.values import Listen
 from runtime.prefork import StartupError, survive_early_hup
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             from runtime.filter.refusal import refuse_session
 
             return refuse_session(str(exc), args.config)
+        if args.command is None:
+            readiness.failed(exc)
         return 55 if args.command == "qmail-queue" else 1
     if args.command == "quarantine":
         from runtime.filter.quarantine_cli import run
@@ -91,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             from runtime.filter.refusal import refuse_session
 
             return refuse_session(f"cannot open event log: {exc}", args.config)
+        if args.command is None:
+            readiness.failed(exc)
         return 55 if args.command == "qmail-queue" else 1
     if args.command == "qmail-queue":
         from runtime.filter.qmailqueue import run_qmail_queue
@@ -114,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
             return serve.serve_prefork(cfg, log, listen, processes, os.path.abspath(args.config))
         return serve.run_loop(serve.serve_daemon(cfg, log, listen, config_path=os.path.abspath(args.config)))
     except StartupError as exc:
+        log.fatal(f"smtpscanner: cannot start: {exc}")
         print(f"smtpscanner: cannot start: {exc}", file=sys.stderr)
+        readiness.failed(exc)
         return 1
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -17,17 +18,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime import readiness
 from runtime.config import ConfigError, KavConfig, Message, load_config
 from runtime.config.values import ListenAddress
 from runtime.filter.reloadstate import ReloadState
 from runtime.filter.smtpd import FilterHandler, KavSMTP, session_class
 from runtime.filter.wiring import FilterParts, build
 from runtime.prefork import (
+    AddressInUse,
     StartupError,
     Supervisor,
     clean_stale_pid,
     clean_stale_socket,
     listen_unix,
+    while_in_use,
     write_pid,
 )
 from runtime.report import EventLog
@@ -148,17 +152,30 @@ def reload_line(state: ReloadState) -> str:
 
 
 # -- standing daemon ---------------------------------------------------------------------
-def bind(listen: ListenAddress) -> socket.socket:
+def bind(listen: ListenAddress, log: EventLog | None = None) -> socket.socket:
+    """The listening socket; an address in use is tried again a few times (the last workers of
+    a killed smtpscanner release it within moments), then refused with the reason."""
     if listen.kind == "unix":
         path = Path(listen.path)
-        clean_stale_socket(path)  # a killed instance's socket goes; a live instance's is refused
+        # a killed instance's socket goes; a live instance's is refused
+        while_in_use(lambda: clean_stale_socket(path), "smtpscanner", log)
         # the MTA (another user) must be able to connect; like aveserver's LocalSocketPermission default
         sock = listen_unix(path, 0o666, backlog=512)
     else:
+        sock = while_in_use(lambda: _listen_inet(listen), "smtpscanner", log)
+    sock.setblocking(False)
+    return sock
+
+
+def _listen_inet(listen: ListenAddress) -> socket.socket:
+    try:
         sock = socket.create_server((listen.host, listen.port), reuse_port=False,
                                     family=socket.AF_INET6 if ":" in listen.host else socket.AF_INET)
-        sock.listen(512)
-    sock.setblocking(False)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise AddressInUse(f"cannot listen on {listen}: {exc.strerror}") from exc
+        raise StartupError(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
+    sock.listen(512)
     return sock
 
 
@@ -196,7 +213,7 @@ def serve_prefork(cfg: KavConfig, log: EventLog, listen: ListenAddress, processe
                   config_path: str) -> int:
     """Several event loops on one listening socket: a Python process uses one core, and the
     per-message work (MIME, SMTP both ways) is CPU bound.  The parent only supervises."""
-    sock = bind(listen)
+    sock = bind(listen, log)
     try:
         pid_path = pid_file(cfg, log)
         master = PreforkFilter(cfg, log, listen, processes, config_path, sock, pid_path)
@@ -204,6 +221,7 @@ def serve_prefork(cfg: KavConfig, log: EventLog, listen: ListenAddress, processe
         def ready() -> None:
             master.state.write(pid_path)  # only now: its SIGHUP handler is in place
             print(f"smtpscanner: {processes} processes on {listen}", file=sys.stderr, flush=True)
+            readiness.ready(f"{processes} processes on {listen}")
 
         return master.run(ready=ready)
     finally:
@@ -307,7 +325,7 @@ async def serve_daemon(cfg: KavConfig, log: EventLog, listen: ListenAddress, soc
     loop = asyncio.get_running_loop()
 
     owner = sock is None
-    listener = bind(listen) if sock is None else sock
+    listener = bind(listen, log) if sock is None else sock
     if listener.family == socket.AF_UNIX:
         server = await loop.create_unix_server(daemon.factory, sock=listener)
     else:
@@ -335,6 +353,8 @@ async def serve_daemon(cfg: KavConfig, log: EventLog, listen: ListenAddress, soc
     log.info(f"smtpscanner {os.getpid()}: {proto} on {listen}, forwarding to {proc.mailer.spec.canonical}"
              + (f" (generation {generation})" if generation > 1 else ""))
     print(f"smtpscanner: {proto} on {listen}", file=sys.stderr, flush=True)
+    if owner:
+        readiness.ready(f"{proto} on {listen}")
     await stop.wait()
     server.close()
     # Finish the messages being processed; a session idle between messages can simply be dropped

@@ -13,6 +13,7 @@ import configparser
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import tarfile
 import time
@@ -91,7 +92,8 @@ def test_init_script_is_off_by_default_then_starts_reports_and_stops(make_consol
     def init(action: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["sh", str(INIT), action], env=env, capture_output=True, text=True, timeout=60)
 
-    base = f"DAEMON={_wrapper(st)}\nCONFIG={st.conf}\nPIDFILE={pidfile}\n"
+    # a daemon that never says it is ready fails the start after START_TIMEOUT (within init's 60 s)
+    base = f"DAEMON={_wrapper(st)}\nCONFIG={st.conf}\nPIDFILE={pidfile}\nSTART_TIMEOUT=30\n"
     defaults.write_text(base)
     out = init("start")
     assert out.returncode == 0 and "disabled" in out.stdout
@@ -101,16 +103,12 @@ def test_init_script_is_off_by_default_then_starts_reports_and_stops(make_consol
     out = init("start")
     assert out.returncode == 0, out.stdout + out.stderr
     try:
-        wait_for(lambda: _pid_listening(st.console_port), what="kavconsole (init script)")
+        # start-stop-daemon --notify-await: "ok" only once kavconsole said it serves, which it says
+        # after it listens (as root: a port below 1024 may be configured) and has dropped root
+        assert _pid_listening(st.console_port)
         pid = int(pidfile.read_text())
-
-        def uid() -> int:
-            return next(int(ln.split()[1]) for ln in open(f"/proc/{pid}/status") if ln.startswith("Uid:"))
-
-        # kavconsole listens as root (a port below 1024 may be configured), then drops: the port
-        # answering does not mean the drop has happened yet (seen once on a loaded box).
-        wait_for(lambda: uid() != 0, what="kavconsole to leave root")
-        assert uid() == 65534  # started by root, dropped to [console] User
+        uid = next(int(ln.split()[1]) for ln in open(f"/proc/{pid}/status") if ln.startswith("Uid:"))
+        assert uid == 65534  # started by root, dropped to [console] User
         assert init("status").returncode == 0
         assert init("start").returncode == 0  # already running: no second copy
         assert init("reload").returncode == 0
@@ -122,6 +120,22 @@ def test_init_script_is_off_by_default_then_starts_reports_and_stops(make_consol
     assert not _pid_listening(st.console_port)
     assert not pidfile.exists()
     assert init("status").returncode == 3
+
+
+def test_init_script_fails_with_the_reason_when_the_port_is_taken(make_console) -> None:  # noqa: ANN001
+    """The start reports failure, with the daemon's reason, instead of an "ok" for a kavconsole
+    that exits a moment later (readiness protocol, runtime/readiness.py)."""
+    st = make_console(start_console=False)
+    pidfile = st.root / "kavconsole.pid"
+    defaults = st.root / "default-kavconsole"
+    defaults.write_text(f"DAEMON={_wrapper(st)}\nCONFIG={st.conf}\nPIDFILE={pidfile}\nSTART_TIMEOUT=30\nENABLED=yes\n")
+    env = dict(os.environ, KAVCONSOLE_DEFAULTS=str(defaults))
+    with socket.create_server(("127.0.0.1", st.console_port)):
+        out = subprocess.run(["sh", str(INIT), "start"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "failed" in out.stdout and "Address already in use" in out.stderr, out.stdout + out.stderr
+    status = subprocess.run(["sh", str(INIT), "status"], env=env, capture_output=True, text=True, timeout=60)
+    assert status.returncode != 0
 
 
 def test_webmin_module_compiles_and_builds() -> None:

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -203,8 +204,9 @@ def test_units_pass_systemd_analyze_verify(command: str) -> None:
 
 def _init(st: Scratch, command: str, action: str) -> subprocess.CompletedProcess[str]:
     defaults = st.root / f"default-{command}"
+    # a daemon that never says it is ready fails the start after START_TIMEOUT, within our 90 s
     defaults.write_text(f"DAEMON={st.wrapper(command)}\nCONFIG={st.conf}\nPIDFILE={st.root}/{command}.pid\n"
-                        f"RUN_AS={USER}:nogroup\nRUNDIR={st.root}/run/kav4mailservers\n")
+                        f"RUN_AS={USER}:nogroup\nRUNDIR={st.root}/run/kav4mailservers\nSTART_TIMEOUT=60\n")
     env = dict(os.environ, KAV4MS_DEFAULTS=str(defaults))
     return subprocess.run(["sh", str(INIT / f"kav4mailservers-{command}"), action], env=env,
                           capture_output=True, text=True, timeout=90)
@@ -230,11 +232,12 @@ def test_init_script_starts_reports_reloads_restarts_and_stops(scratch: Scratch,
         if command == "smtpscanner":
             assert _init(st, "aveserver", "start").returncode == 0
             started.append("aveserver")
-            wait_for(lambda: st.listening("aveserver"), timeout=60, what="aveserver (init script)")
+            assert st.listening("aveserver")
         out = _init(st, command, "start")
         assert out.returncode == 0, out.stdout + out.stderr
         started.append(command)
-        wait_for(lambda: st.listening(command), timeout=60, what=f"{command} (init script)")
+        # start-stop-daemon --notify-await: "ok" means it serves (runtime/readiness.py), not "forked"
+        assert st.listening(command)
         pid = _pid(st, command)
         if command == "smtpscanner":  # the unit's User=: never root
             uid = next(int(ln.split()[1]) for ln in open(f"/proc/{pid}/status") if ln.startswith("Uid:"))
@@ -246,7 +249,7 @@ def test_init_script_starts_reports_reloads_restarts_and_stops(scratch: Scratch,
         assert _alive(pid) and st.listening(command), "reload stopped the daemon"
         out = _init(st, command, "restart")
         assert out.returncode == 0, out.stdout + out.stderr
-        wait_for(lambda: st.listening(command), timeout=60, what=f"{command} after restart")
+        assert st.listening(command)
         assert _pid(st, command) != pid and not _alive(pid)
         pid = _pid(st, command)
     finally:
@@ -257,6 +260,52 @@ def test_init_script_starts_reports_reloads_restarts_and_stops(scratch: Scratch,
     assert not (st.root / f"{command}.pid").exists()
     assert _init(st, command, "status").returncode == 3
     assert not st.listening(command)
+
+
+def _occupy(st: Scratch, command: str) -> socket.socket:
+    """Another server on the daemon's address: smtpscanner's port, aveserver's socket."""
+    if command == "smtpscanner":
+        return socket.create_server(("127.0.0.1", st.port))
+    other = socket.socket(socket.AF_UNIX)
+    other.bind(str(st.sock))
+    other.listen(8)
+    return other
+
+
+@pytest.mark.parametrize("command", ["aveserver", "smtpscanner"])
+def test_init_script_fails_with_the_reason_when_the_address_is_taken(scratch: Scratch, command: str) -> None:
+    """A daemon that cannot listen makes the start fail, with its reason, and leaves no process
+    or pid file: before the readiness protocol the script said "ok" for a daemon already gone,
+    and mail waited for a filter nobody restarted (the soak's chaos restarts found this)."""
+    st = scratch
+    with _occupy(st, command):
+        t0 = time.monotonic()
+        out = _init(st, command, "start")
+        took = time.monotonic() - t0
+        assert out.returncode == 1, out.stdout + out.stderr
+        assert "failed" in out.stdout and "Address already in use" in out.stderr, out.stdout + out.stderr
+        assert took < 45, f"failed only after {took:.0f} s: the daemon's ERRNO= was not heard"
+        assert _init(st, command, "status").returncode == 3
+        assert not (st.root / f"{command}.pid").exists()
+    log = (st.root / "log" / f"{command}.log").read_text()
+    assert "trying again" in log and "cannot start" in log, log
+
+
+def test_smtpscanner_waits_for_a_port_its_killed_predecessor_releases(scratch: Scratch) -> None:
+    """The last workers of a SIGKILLed smtpscanner hold its port until they handle their
+    SIGTERM (PR_SET_PDEATHSIG): a start meanwhile tries again (runtime.prefork.while_in_use)
+    instead of failing, and the init script's "ok" still means listening."""
+    st = scratch
+    held = _occupy(st, "smtpscanner")
+    threading.Timer(1.0, held.close).start()
+    try:
+        out = _init(st, "smtpscanner", "start")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert st.listening("smtpscanner")
+    finally:
+        held.close()
+        assert _init(st, "smtpscanner", "stop").returncode == 0
+    assert "trying again" in (st.root / "log" / "smtpscanner.log").read_text()
 
 
 def test_smtpscanner_init_script_runs_nothing_when_the_mta_spawns_it(scratch: Scratch) -> None:
