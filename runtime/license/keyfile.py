@@ -31,9 +31,11 @@ import datetime as dt
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+if TYPE_CHECKING:  # imported where a signature is made or checked: every program logs key information
+    # at start (5.4.2), and with no key installed that must not cost the ~20 ms cryptography takes to load
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 FORMAT = "kav4mailservers-key 1"
 PRODUCT = "kav4mailservers"
@@ -229,6 +231,8 @@ def verify(data: bytes, publishers: dict[str, Ed25519PublicKey], today: dt.date 
     if public is None:
         raise UnknownPublisher(f"key {key.serial} is signed by unknown publisher {key.publisher!r} "
                                "(add its .pub to LicensePublishersPath if you trust it)")
+    from cryptography.exceptions import InvalidSignature
+
     try:
         public.verify(key.signature, key.signed_text.encode("utf-8"))
     except InvalidSignature:

@@ -11,15 +11,18 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import TYPE_CHECKING
 
 from runtime.config import KavConfig
 from runtime.fsutil import atomic_write, fsync_dir
 from runtime.license import keyfile, publishers
 from runtime.license.keyfile import KeyFileError, LicenceKey
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 KEY_MODE = 0o640
 
@@ -44,14 +47,22 @@ def read_bounded(path: Path) -> bytes:
 
 
 class KeyStore:
-    def __init__(self, directory: str | Path, trusted: dict[str, Ed25519PublicKey]) -> None:
+    def __init__(self, directory: str | Path,
+                 trusted: dict[str, Ed25519PublicKey] | Callable[[], dict[str, Ed25519PublicKey]]) -> None:
         self.directory = Path(directory)
-        self.trusted = trusted
+        self._trusted = trusted
+
+    @property
+    def trusted(self) -> dict[str, Ed25519PublicKey]:
+        """The publishers' keys, read when a key is first verified: a store with no key installed
+        (every program lists the store at start, 5.4.2) never loads them or cryptography."""
+        if callable(self._trusted):
+            self._trusted = self._trusted()
+        return self._trusted
 
     @classmethod
     def for_config(cls, cfg: KavConfig) -> KeyStore:
-        trusted, _ = publishers.for_config(cfg)
-        return cls(cfg.get("path", "LicensePath"), trusted)
+        return cls(cfg.get("path", "LicensePath"), lambda: publishers.for_config(cfg)[0])
 
     def stamp(self) -> tuple[int, int] | None:
         """Changes when a key is added or removed (the filter re-reads the store then)."""

@@ -9,9 +9,10 @@ file must not make every installed key look untrusted.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+if TYPE_CHECKING:  # loaded when a publisher key is read (runtime.license.keyfile says why)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from runtime.config import KavConfig
 from runtime.license.keyfile import publisher_id
@@ -25,6 +26,9 @@ def publisher_dirs(cfg: KavConfig) -> list[Path]:
 
 def load(dirs: list[Path]) -> tuple[dict[str, Ed25519PublicKey], list[str]]:
     """(publisher id -> public key, one-line problems with files that were skipped)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     found: dict[str, Ed25519PublicKey] = {}
     problems: list[str] = []
     for d in dirs:
@@ -55,6 +59,9 @@ def for_config(cfg: KavConfig) -> tuple[dict[str, Ed25519PublicKey], list[str]]:
 
 def new_publisher(directory: Path) -> tuple[Path, Path]:
     """Create a publisher key pair: ``publisher.key`` (0600) and ``<id>.pub``."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     from runtime.fsutil import atomic_write
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -71,10 +78,15 @@ def new_publisher(directory: Path) -> tuple[Path, Path]:
 
 
 def public_pem(public: Ed25519PublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def load_private(path: Path) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{path}: not an ed25519 private key")
