@@ -51,9 +51,27 @@ def test_soak_loses_nothing(tmp_path: Path) -> None:
 
     from bench.soak.run import soak
 
+    logs = tmp_path / "logs"
     result = soak(MESSAGES, "postfix", clients=20, seed=int(os.environ.get("SOAK_SEED", "1")), deb=deb,
-                  log=lambda s: None)
+                  log=lambda s: None, logs=logs)
     print(result.table)
     assert "| sent | 500 |" in result.table
-    assert result.lost == 0, result.table
-    assert not result.problems, result.table
+    assert result.lost == 0, result.table + _post_mortem(logs)
+    assert not result.problems, result.table + _post_mortem(logs)
+
+
+def _post_mortem(logs: Path) -> str:
+    """The chaos timeline and the end of the daemons' logs: the sandbox is gone after the run and
+    a CI clone's tmp with it, so a failure carries what explains it."""
+    parts = []
+    for name in ("chaos.log", "aveserver.log", "smtpscanner.log"):
+        f = logs / name
+        if f.exists():
+            lines = f.read_text(errors="replace").splitlines()
+            parts.append(f"--- {name} (last 60 of {len(lines)} lines)\n" + "\n".join(lines[-60:]))
+    mta = logs / "mta.log"
+    if mta.exists():
+        kav = [ln for ln in mta.read_text(errors="replace").splitlines()
+               if "smtpscanner" in ln or "aveserver" in ln or "kav4mailservers" in ln]
+        parts.append(f"--- mta.log, lines naming our daemons (last 40 of {len(kav)})\n" + "\n".join(kav[-40:]))
+    return "\n\n" + "\n\n".join(parts)
