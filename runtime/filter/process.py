@@ -14,6 +14,7 @@ whatever fails first stops the part before the copy can be delivered.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass, field
 from email.message import Message
@@ -279,7 +280,7 @@ class Processor:
             v = await self.client.version()
             date = str(v.get("date", ""))
             if date:
-                bases = f"{time.strftime('%Y%m%d', time.strptime(date, '%a %b %d %H:%M:%S %Y'))} #{v.get('records', 0)}"
+                bases = f"{_bases_day(date)} #{v.get('records', 0)}"
             else:  # an empty database has no date; never print one
                 bases = f"none #{v.get('records', 0)}"
         except (AveServerUnavailable, ValueError, OSError):
@@ -520,3 +521,10 @@ class Processor:
             elif not ok:
                 bits.append("deferred (4xx)")
             self.log.activity("; ".join(bits))
+
+
+@functools.lru_cache(maxsize=8)
+def _bases_day(date: str) -> str:
+    """aveserver's database date (``Tue Dec  1 10:00:00 2026``) as the header's YYYYMMDD: parsed
+    once per database, not per message (strptime was 3 % of smtpscanner's CPU per message)."""
+    return time.strftime("%Y%m%d", time.strptime(date, "%a %b %d %H:%M:%S %Y"))
