@@ -111,6 +111,15 @@ def main(argv: list[str] | None = None) -> int:
         listen = cfg.get("smtpscan.general", "ListenAddress")
     from runtime.filter import serve
 
+    if args.daemon and listen.kind == "stdio" and not args.stdio:
+        # The unit (or a script) asked for a standing daemon, but the MTA spawns smtpscanner
+        # (ListenAddress=stdio): nothing to serve, as the init script says; a service manager
+        # waiting for readiness is told so rather than left to time out.
+        why = "not needed: ListenAddress=stdio, the MTA starts smtpscanner for each connection"
+        print(f"smtpscanner: {why}", file=sys.stderr)
+        log.info(f"smtpscanner: {why}")
+        readiness.ready(why)
+        return 0
     if args.stdio or listen.kind == "stdio" or (not args.daemon and not args.listen and stdin_is_channel()):
         return serve.run_loop(serve.serve_stdio(cfg, log))
     processes = args.processes if args.processes > 0 else (os.cpu_count() or 1)

@@ -23,7 +23,7 @@ import pytest
 
 from tests.support.console import Client
 from tests.support.filter import REPO
-from tests.support.procs import can_connect, wait_for
+from tests.support.procs import can_connect
 
 UNIT = REPO / "pkg/deb/debian/units/kav4mailservers-console.service"
 INIT = REPO / "pkg/sysvinit/kavconsole"
@@ -57,12 +57,20 @@ def test_systemd_unit_commands_start_reload_and_stop_the_console(make_console) -
     argv = shlex.split(svc["ExecStart"])
     assert argv[:2] == ["/usr/sbin/kavconsole", "-c"] and argv[2] == INSTALLED_CONF
     argv = [str(_wrapper(st)), "-c", str(st.conf)]
+    # Type=notify: "started" is READY=1 on $NOTIFY_SOCKET from the main process, once it listens
+    assert svc["Type"] == "notify"
+    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    manager.bind(str(st.root / "notify"))
+    os.chmod(st.root / "notify", 0o666)  # noqa: S103 - the unit's User= sends to it, as to systemd's socket
+    manager.settimeout(60)
     # User= is kluser in the package; the unit's command runs here as nobody, as systemd would switch
-    proc = subprocess.Popen(argv, user="nobody", group="nogroup", extra_groups=[], env=st.env(),
+    proc = subprocess.Popen(argv, user="nobody", group="nogroup", extra_groups=[],
+                            env={**st.env(), "NOTIFY_SOCKET": str(st.root / "notify")},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        wait_for(lambda: _pid_listening(st.console_port) or proc.poll() is not None, what="kavconsole (unit)")
-        assert proc.poll() is None
+        fields = dict(ln.split("=", 1) for ln in manager.recv(4096).decode().splitlines())
+        assert fields["READY"] == "1" and fields["MAINPID"] == str(proc.pid), fields
+        assert proc.poll() is None and _pid_listening(st.console_port)
         assert Client(st.url).login("admin", PW) == 303
         reload = shlex.split(svc["ExecReload"].replace("$MAINPID", str(proc.pid)))
         assert subprocess.run(reload, check=False).returncode == 0
@@ -71,6 +79,7 @@ def test_systemd_unit_commands_start_reload_and_stop_the_console(make_console) -
         proc.send_signal(signal.SIGTERM)  # systemd's KillSignal
         assert proc.wait(20) == 0
     finally:
+        manager.close()
         if proc.poll() is None:
             proc.kill()
         proc.wait()

@@ -166,13 +166,18 @@ def test_unit_exec_lines_start_reload_and_stop_the_daemon(scratch: Scratch, comm
         wait_for(lambda: st.listening("aveserver") or ave.poll() is not None, timeout=60, what="aveserver")
     else:
         ave = None
+    # Type=notify: systemd's side of the readiness protocol is a datagram socket named by
+    # $NOTIFY_SOCKET; "started" is the READY=1 from the main process, sent once it listens.
+    assert svc["Type"] == "notify"
+    manager = _notify_socket(st)
     # stdin as systemd gives it (/dev/null): a unit must not depend on a terminal or a pipe
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=dict(os.environ, NOTIFY_SOCKET=manager.getsockname()),
                             **as_user)  # type: ignore[call-overload]
     try:
-        wait_for(lambda: st.listening(command) or proc.poll() is not None, timeout=60, what=f"{command} (unit)")
-        assert proc.poll() is None, proc.stderr.read().decode()  # type: ignore[union-attr]
-        assert st.listening(command)
+        fields = _ready(manager, proc)
+        assert fields.get("READY") == "1" and fields.get("MAINPID") == str(proc.pid), fields
+        assert st.listening(command), "READY=1 before the daemon listens"
         reload = shlex.split(svc["ExecReload"].replace("$MAINPID", str(proc.pid)))
         st.change_and_expect_reload(command, lambda: subprocess.run(reload, check=True))
         time.sleep(0.5)
@@ -180,11 +185,57 @@ def test_unit_exec_lines_start_reload_and_stop_the_daemon(scratch: Scratch, comm
         proc.send_signal(signal.SIGTERM)  # systemd's default ExecStop: KillSignal=SIGTERM
         assert proc.wait(30) in (0, -signal.SIGTERM)
     finally:
+        manager.close()
         for p in (proc, ave):
             if p is not None and p.poll() is None:
                 p.kill()
                 p.wait()
         proc.stderr.close()  # type: ignore[union-attr]
+
+
+def _notify_socket(st: Scratch) -> socket.socket:
+    """A service manager's notification socket the unit's User= can write to, as systemd's is."""
+    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    path = st.root / "run" / "notify"
+    manager.bind(str(path))
+    os.chmod(path, 0o666)  # noqa: S103 - the unit's User= (nobody) sends to it, as to systemd's socket
+    manager.settimeout(1)
+    return manager
+
+
+def _ready(manager: socket.socket, proc: subprocess.Popen[bytes], timeout: float = 60) -> dict[str, str]:
+    """The first notification, as systemd would act on it (it gives up when the process exits)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            data = manager.recv(4096)
+        except TimeoutError:
+            if proc.poll() is not None:
+                raise AssertionError(f"exited {proc.returncode} without READY=1: "
+                                     f"{proc.stderr.read().decode()[-2000:]}") from None  # type: ignore[union-attr]
+            continue
+        return dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
+    raise AssertionError("no READY=1 within the start timeout")
+
+
+def test_smtpscanner_unit_is_done_at_once_when_the_mta_spawns_it(scratch: Scratch) -> None:
+    """The unit started while ListenAddress=stdio: nothing to serve; READY=1 and exit 0 (systemd:
+    inactive, not failed), as the init script's "not needed"."""
+    st = scratch
+    st.write_conf("stdio")
+    svc = _unit("kav4mailservers-smtpscanner.service")
+    manager = _notify_socket(st)
+    try:
+        proc = subprocess.run(_argv(svc["ExecStart"], st, "smtpscanner"), stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=60,
+                              env=dict(os.environ, NOTIFY_SOCKET=manager.getsockname()),
+                              user=USER, group="nogroup", extra_groups=[])
+        assert proc.returncode == 0, proc.stderr
+        assert "not needed" in proc.stderr
+        fields = dict(ln.split("=", 1) for ln in manager.recv(4096).decode().splitlines())
+        assert fields["READY"] == "1" and "ListenAddress=stdio" in fields["STATUS"], fields
+    finally:
+        manager.close()
 
 
 @pytest.mark.parametrize("command", ["aveserver", "smtpscanner"])
