@@ -265,13 +265,14 @@ def from_config(root: Root, config: str, detected: MTAInfo | None) -> MTAInfo:
 
 
 def filter_overrides(master_text: str) -> tuple[str, ...]:
-    """Services that set their own ``-o content_filter=...`` (non-empty): mail they receive never
-    sees main.cf's content_filter, i.e. would not be scanned."""
+    """Services whose own ``-o content_filter=...`` (the last one: Postfix applies them in order)
+    is another filter: mail they receive never sees main.cf's content_filter, i.e. would not be
+    scanned.  An empty one is the reinjection idiom, not reported."""
     out = []
     for e in postfix_cf.services(master_text):
-        for f in e.fields[8:]:
-            if f.startswith("content_filter=") and f != "content_filter=" and not is_ours(f.split("=", 1)[1]):
-                out.append(f"{e.service_key} ({f})")
+        own = _option(e, "content_filter")
+        if own and not is_ours(own):
+            out.append(f"{e.service_key} (content_filter={own})")
     return tuple(out)
 
 

@@ -258,6 +258,21 @@ def test_proxy_form_leaves_other_filters_alone(tmp_path: Path) -> None:
     assert diff_snapshots(original, snapshot(root)) == []
 
 
+def test_services_with_their_own_content_filter_are_reported_as_postfix_reads_them() -> None:
+    """The last ``-o content_filter=`` of a service is the one Postfix applies: a service whose
+    last one is another filter is reported (its mail is not scanned), one whose last is empty
+    (the reinjection idiom) or ours is not, and each service is named once."""
+    from kavsetup.mta.postfix import filter_overrides
+
+    master = ("smtp inet n - y - - smtpd\n"
+              "2525 inet n - y - - smtpd\n  -o content_filter=\n  -o content_filter=smtp-amavis:[127.0.0.1]:10024\n"
+              "2526 inet n - y - - smtpd\n  -o content_filter=smtp-amavis:[127.0.0.1]:10024\n  -o content_filter=\n"
+              "2527 inet n - y - - smtpd\n  -o content_filter=a:[127.0.0.1]:1\n  -o content_filter=b:[127.0.0.1]:2\n"
+              "127.0.0.1:10026 inet n - n - - smtpd\n  -o content_filter=\n")
+    assert filter_overrides(master) == ("2525/inet (content_filter=smtp-amavis:[127.0.0.1]:10024)",
+                                        "2527/inet (content_filter=b:[127.0.0.1]:2)")
+
+
 def _admin_edit(main: str, master: str) -> tuple[str, str]:
     """What an administrator does between install and uninstall."""
     main = pcf.set_param(main, "myhostname", "edited.example.org")
