@@ -263,25 +263,22 @@ def _explainer(mta: str, syslog: str, chaos: Chaos):  # noqa: ANN202
     """For a message that arrived twice: the MTA's own words about the hand-over that broke, and
     the chaos events around it.
 
-    Postfix logs the Message-ID of every queue file it creates (cleanup): the first is the
-    client's, the others are copies the filter reinjected. A second copy means the filter's
-    reinjection had already taken the message when the MTA's hand-over to the filter failed
-    (``lost connection ... while sending end of data -- message may be sent more than once``, or a
-    4xx from the filter after the forward): the MTA keeps the message and tries again. The
-    deferral shown is the first one logged at or after the first copy was queued.
+    The MTA logs the Message-ID of every queue file it creates: the first is the client's, the
+    others are copies the filter reinjected. A second copy means the filter's reinjection had
+    already taken the message when the MTA's hand-over to the filter failed (Postfix: ``lost
+    connection ... while sending end of data -- message may be sent more than once``; Sendmail:
+    ``read error from smtpscanner`` when the mailer it spawned was killed; or a 4xx from the
+    filter after the forward): the MTA keeps the message and tries again. The deferral shown is
+    the first one of the client's queue file logged at or after the first copy was queued.
+    Exim's split instances log to two files whose order cannot be merged line by line: no
+    explanation there (none has been needed: no Exim soak has produced a duplicate).
     """
-    created: dict[str, list[tuple[str, str]]] = {}
-    line = r"^(\d\d:\d\d:\d\d) .*?postfix/"
-    for m in re.finditer(line + r"cleanup\[\d+\]: ([0-9A-F]+): message-id=(<[^>]*>)", syslog, re.M):
-        created.setdefault(m.group(3), []).append((m.group(1), m.group(2)))
-    deferrals: dict[str, list[tuple[str, str]]] = {}
-    for m in re.finditer(line + r"(?:lmtp|smtp)\[\d+\]: ([0-9A-F]+): .*status=deferred \((.*)\)$", syslog, re.M):
-        deferrals.setdefault(m.group(2), []).append((m.group(1), m.group(3)))
+    created, deferrals = _handovers(mta, syslog)
     events = [(time.strftime("%H:%M:%S", time.gmtime(e.at)), e.kind) for e in chaos.events]
 
     def explain(sp: corpus.Spec) -> str:
         ids = created.get(sp.message_id, [])
-        if mta != "postfix" or len(ids) < 3:
+        if len(ids) < 3:
             return ""
         t_copy = ids[1][0]
         after = [d for d in deferrals.get(ids[0][1], []) if d[0] >= t_copy]
@@ -294,6 +291,29 @@ def _explainer(mta: str, syslog: str, chaos: Chaos):  # noqa: ANN202
                 f"retried, reinjected again {ids[2][1]} ({ids[2][0]})")
 
     return explain
+
+
+def _handovers(mta: str, syslog: str) -> tuple[dict[str, list[tuple[str, str]]], dict[str, list[tuple[str, str]]]]:
+    """(Message-ID -> [(time, queue id)] of every queue file made for it, in log order;
+    queue id -> [(time, reason)] of its deferred hand-overs to the filter)."""
+    created: dict[str, list[tuple[str, str]]] = {}
+    deferrals: dict[str, list[tuple[str, str]]] = {}
+    if mta == "postfix":
+        line = r"^(\d\d:\d\d:\d\d) .*?postfix/"
+        made = line + r"cleanup\[\d+\]: ([0-9A-F]+): message-id=(<[^>]*>)"
+        deferred = line + r"(?:lmtp|smtp)\[\d+\]: ([0-9A-F]+): .*status=deferred \((.*)\)$"
+    elif mta == "sendmail":
+        line = r"^(\d\d:\d\d:\d\d) .*?sendmail\[\d+\]: "
+        made = line + r"(\w+): from=.*?, msgid=(<[^>]*>)"
+        deferred = line + r"(\w+): to=.*?mailer=smtpscanner,.*?(?:reply=(.*?), )?stat=Deferred(?:: (.*))?$"
+    else:
+        return created, deferrals
+    for m in re.finditer(made, syslog, re.M):
+        created.setdefault(m.group(3), []).append((m.group(1), m.group(2)))
+    for m in re.finditer(deferred, syslog, re.M):
+        why = next((g for g in m.groups()[2:] if g), "deferred")
+        deferrals.setdefault(m.group(2), []).append((m.group(1), why))
+    return created, deferrals
 
 
 def _secs(hms: str) -> int:
