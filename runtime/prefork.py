@@ -68,16 +68,14 @@ IN_USE_TRIES, IN_USE_PAUSE = 5, 0.5
 
 def while_in_use(claim: Callable[[], T], what: str, log: EventLog | None) -> T:
     """``claim()``, again while it raises :class:`AddressInUse`, ``IN_USE_TRIES`` times in all."""
-    for attempt in range(1, IN_USE_TRIES + 1):
+    for attempt in range(1, IN_USE_TRIES):
         try:
             return claim()
         except AddressInUse as exc:
-            if attempt == IN_USE_TRIES:
-                raise
             if log is not None:
                 log.warning(f"{what}: {exc}; trying again in {IN_USE_PAUSE:g} s ({attempt} of {IN_USE_TRIES})")
             time.sleep(IN_USE_PAUSE)
-    raise AssertionError("unreachable")
+    return claim()  # the last try: its AddressInUse is the answer
 
 
 # -- pid file and stale files ---------------------------------------------------------------------

@@ -4,8 +4,8 @@ A daemon started in the background looks alive to whoever started it as soon as 
 an init script that only forks (``start-stop-daemon --background``) says "ok" for a daemon that
 dies a moment later on a port still held by its killed predecessor's last workers, and mail
 then waits in the MTA's queue for a filter nobody restarts.  With the readiness protocol the
-starter waits until the daemon listens: the packages' init scripts start aveserver and
-smtpscanner with ``start-stop-daemon --notify-await`` (dpkg >= 1.19.3), which implements this
+starter waits until the daemon listens: the packages' init scripts start aveserver,
+smtpscanner and kavconsole with ``start-stop-daemon --notify-await`` (dpkg >= 1.19.3), which implements this
 protocol, and fail with the daemon's reason when it sends ``ERRNO=`` instead.
 
 The protocol is one datagram of ``KEY=value`` lines to the UNIX socket named by
@@ -54,7 +54,6 @@ def _address() -> str | None:
 def notify(*fields: str) -> bool:
     """Send ``fields`` as one notification; False when there is no one to tell or it failed
     (never raised: the daemon's service does not depend on its starter listening)."""
-    global _channel
     message = "\n".join(f.replace("\n", " ") for f in fields).encode("utf-8", "replace")
     if _channel is not None:
         try:

@@ -109,9 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     else:
         listen = cfg.get("smtpscan.general", "ListenAddress")
-    from runtime.filter import serve
-
-    if args.daemon and listen.kind == "stdio" and not args.stdio:
+    if args.daemon and listen.kind == "stdio":  # --daemon and --stdio exclude each other
         # The unit (or a script) asked for a standing daemon, but the MTA spawns smtpscanner
         # (ListenAddress=stdio): nothing to serve, as the init script says; a service manager
         # waiting for readiness is told so rather than left to time out.
@@ -120,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info(f"smtpscanner: {why}")
         readiness.ready(why)
         return 0
+    from runtime.filter import serve
+
     if args.stdio or listen.kind == "stdio" or (not args.daemon and not args.listen and stdin_is_channel()):
         return serve.run_loop(serve.serve_stdio(cfg, log))
     processes = args.processes if args.processes > 0 else (os.cpu_count() or 1)

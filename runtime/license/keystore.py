@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,18 +48,15 @@ def read_bounded(path: Path) -> bytes:
 
 
 class KeyStore:
-    def __init__(self, directory: str | Path,
-                 trusted: dict[str, Ed25519PublicKey] | Callable[[], dict[str, Ed25519PublicKey]]) -> None:
+    def __init__(self, directory: str | Path, publishers: Callable[[], dict[str, Ed25519PublicKey]]) -> None:
         self.directory = Path(directory)
-        self._trusted = trusted
+        self._publishers = publishers
 
-    @property
+    @functools.cached_property
     def trusted(self) -> dict[str, Ed25519PublicKey]:
         """The publishers' keys, read when a key is first verified: a store with no key installed
         (every program lists the store at start, 5.4.2) never loads them or cryptography."""
-        if callable(self._trusted):
-            self._trusted = self._trusted()
-        return self._trusted
+        return self._publishers()
 
     @classmethod
     def for_config(cls, cfg: KavConfig) -> KeyStore:
