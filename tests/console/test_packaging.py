@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import notify
 from tests.support.console import Client
 from tests.support.filter import REPO
 from tests.support.procs import can_connect
@@ -59,16 +60,13 @@ def test_systemd_unit_commands_start_reload_and_stop_the_console(make_console) -
     argv = [str(_wrapper(st)), "-c", str(st.conf)]
     # Type=notify: "started" is READY=1 on $NOTIFY_SOCKET from the main process, once it listens
     assert svc["Type"] == "notify"
-    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    manager.bind(str(st.root / "notify"))
-    os.chmod(st.root / "notify", 0o666)  # noqa: S103 - the unit's User= sends to it, as to systemd's socket
-    manager.settimeout(60)
+    manager = notify.manager(st.root / "notify")
     # User= is kluser in the package; the unit's command runs here as nobody, as systemd would switch
     proc = subprocess.Popen(argv, user="nobody", group="nogroup", extra_groups=[],
                             env={**st.env(), "NOTIFY_SOCKET": str(st.root / "notify")},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        fields = dict(ln.split("=", 1) for ln in manager.recv(4096).decode().splitlines())
+        fields = notify.fields(manager.recv(4096))
         assert fields["READY"] == "1" and fields["MAINPID"] == str(proc.pid), fields
         assert proc.poll() is None and _pid_listening(st.console_port)
         assert Client(st.url).login("admin", PW) == 303

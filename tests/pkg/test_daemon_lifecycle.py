@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import notify
 from tests.support.procs import can_connect, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -195,12 +196,7 @@ def test_unit_exec_lines_start_reload_and_stop_the_daemon(scratch: Scratch, comm
 
 def _notify_socket(st: Scratch) -> socket.socket:
     """A service manager's notification socket the unit's User= can write to, as systemd's is."""
-    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    path = st.root / "run" / "notify"
-    manager.bind(str(path))
-    os.chmod(path, 0o666)  # noqa: S103 - the unit's User= (nobody) sends to it, as to systemd's socket
-    manager.settimeout(1)
-    return manager
+    return notify.manager(st.root / "run" / "notify", timeout=1)
 
 
 def _ready(manager: socket.socket, proc: subprocess.Popen[bytes], timeout: float = 60) -> dict[str, str]:
@@ -214,7 +210,7 @@ def _ready(manager: socket.socket, proc: subprocess.Popen[bytes], timeout: float
                 raise AssertionError(f"exited {proc.returncode} without READY=1: "
                                      f"{proc.stderr.read().decode()[-2000:]}") from None  # type: ignore[union-attr]
             continue
-        return dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
+        return notify.fields(data)
     raise AssertionError("no READY=1 within the start timeout")
 
 
@@ -232,7 +228,7 @@ def test_smtpscanner_unit_is_done_at_once_when_the_mta_spawns_it(scratch: Scratc
                               user=USER, group="nogroup", extra_groups=[])
         assert proc.returncode == 0, proc.stderr
         assert "not needed" in proc.stderr
-        fields = dict(ln.split("=", 1) for ln in manager.recv(4096).decode().splitlines())
+        fields = notify.fields(manager.recv(4096))
         assert fields["READY"] == "1" and "ListenAddress=stdio" in fields["STATUS"], fields
     finally:
         manager.close()

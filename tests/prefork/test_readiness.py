@@ -15,20 +15,19 @@ import pytest
 
 from runtime import readiness
 from runtime.prefork import AddressInUse, StartupError, while_in_use
+from tests.support import notify
 
 
 @pytest.fixture
 def manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(tmp_path / "notify"))
-    sock.settimeout(5)
+    sock = notify.manager(tmp_path / "notify", timeout=5)
     monkeypatch.setenv(readiness.ENV, str(tmp_path / "notify"))
     yield sock
     sock.close()
 
 
 def _fields(sock: socket.socket) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in sock.recv(4096).decode().splitlines())
+    return notify.fields(sock.recv(4096))
 
 
 def test_ready_names_the_main_pid_and_then_forgets_the_socket(manager: socket.socket) -> None:
