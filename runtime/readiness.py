@@ -89,14 +89,29 @@ def ready(status: str = "") -> bool:
     return told
 
 
+def _errno(exc: BaseException) -> int | None:
+    """The first positive errno along the explicit ``raise ... from`` chain (bounded: a chain is
+    short, but a cycle must not hang a daemon that is already failing)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        code = getattr(cur, "errno", None)
+        if isinstance(code, int) and code > 0:
+            return code
+        cur = cur.__cause__
+    return None
+
+
 def failed(exc: BaseException | str) -> bool:
     """The daemon gives up before it was ready: ``ERRNO=`` makes ``start-stop-daemon
     --notify-await`` (and systemd) report the start as failed at once, with the reason's
-    strerror, instead of after the whole notify timeout.  An exception without an errno (a
-    configuration or database error) is reported as EINVAL; the daemon's own message goes to
-    its log and in ``STATUS=``."""
-    code = getattr(exc, "errno", None) if isinstance(exc, BaseException) else None
-    if not isinstance(code, int) or code <= 0:
+    strerror, instead of after the whole notify timeout.  The errno is the exception's own, else
+    that of the error it was raised from (a StartupError ``from`` a refused bind names the bind's
+    reason, not "Invalid argument"); with none at all (a configuration or database error) it is
+    EINVAL.  The daemon's own message goes to its log and in ``STATUS=``."""
+    code = _errno(exc) if isinstance(exc, BaseException) else None
+    if code is None:
         code = errnos.EINVAL
     told = notify(f"STATUS={exc}", f"ERRNO={code}")
     _done()

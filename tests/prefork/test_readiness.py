@@ -50,6 +50,36 @@ def test_failed_sends_an_errno_the_starter_reports(manager: socket.socket, exc: 
     assert readiness.ENV not in os.environ
 
 
+def _refused_bind() -> StartupError:
+    try:
+        try:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        except OSError as exc:
+            raise StartupError("cannot listen on inet:0.0.0.0:25: Permission denied") from exc
+    except StartupError as wrapped:
+        return wrapped
+
+
+def test_a_startup_error_raised_from_an_os_error_reports_that_errno(manager: socket.socket) -> None:
+    """smtpscanner wraps a refused bind in a one-line StartupError; the starter must still print
+    the bind's reason ("Permission denied"), not "Invalid argument"."""
+    assert readiness.failed(_refused_bind())
+    assert _fields(manager)["ERRNO"] == str(errno.EACCES)
+
+
+def test_only_the_explicit_cause_counts(manager: socket.socket) -> None:
+    """An OSError merely being handled when a configuration error is raised (``__context__``) is
+    not its reason."""
+    try:
+        try:
+            raise FileNotFoundError(errno.ENOENT, "No such file")
+        except OSError:
+            raise StartupError("[smtpscan.general] ListenAddress: bad value") from None
+    except StartupError as exc:
+        assert readiness.failed(exc)
+    assert _fields(manager)["ERRNO"] == str(errno.EINVAL)
+
+
 def test_a_newline_in_a_reason_cannot_forge_a_field(manager: socket.socket) -> None:
     readiness.failed("bad value\nREADY=1")
     got = _fields(manager)
