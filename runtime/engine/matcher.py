@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import re
 import threading
 from array import array
@@ -88,6 +89,20 @@ def prefilter_name() -> str:
         return "hyperscan" if getattr(hyperscan, "__name__", "").startswith("hyperscan") else \
             f"hyperscan ({hyperscan.__version__} via ctypes)"
     return "aho-corasick" if ahocorasick is not None else "re"
+
+
+def prefilter_hint(machine: str | None = None) -> str | None:
+    """What to tell the administrator when this process scans without Hyperscan on a machine
+    Debian's ``libhyperscan5`` exists for (amd64): the fallback is several times slower per
+    message (bench/README.md), and the package only *recommends* the library, so an install with
+    ``--no-install-recommends`` or a bare ``dpkg -i`` leaves it out.  None when nothing is to be
+    said (Hyperscan in use, or an architecture without it)."""
+    if hyperscan is not None:
+        return None
+    if (machine or platform.machine()).lower() not in ("x86_64", "amd64"):
+        return None
+    return (f"scanning with the {prefilter_name()} prefilter: Hyperscan's libhs.so.5 was not found; "
+            "install libhyperscan5 (apt-get install libhyperscan5) for several times faster scanning")
 
 
 def matcher_version() -> str:

@@ -57,6 +57,7 @@ from .bases import key_from_config, list_bases, list_viruses
 from .capacity import SCANS_PER_WORKER, THREADS_PER_WORKER
 from .engine import DatabaseError, Engine
 from .limits import Limits
+from .matcher import prefilter_hint, prefilter_name
 from .protocol import Connection, ServerState, database_date
 
 
@@ -262,7 +263,11 @@ class Master(Supervisor):
             f"anti-virus database loaded from {settings.bases}: {engine.sigs.summary()}; "
             f"{len(engine.sigs.files)} files, {time.monotonic() - t0:.2f} s"
             + (" (compiled matcher from cache)" if engine.matcher.from_cache else "")
+            + f"; prefilter {prefilter_name()}"
         )
+        hint = prefilter_hint()
+        if hint:
+            self.log.warning(hint)
         if engine.record_count == 0:
             self.log.warning(f"the anti-virus database in {settings.bases} is empty: nothing will be detected "
                              "until it is filled (keepup2date); scanned mail carries no bases date")

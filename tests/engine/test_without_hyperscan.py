@@ -56,3 +56,58 @@ def test_engine_scans_with_debians_libraries_only(tmp_path: Path, with_libhs: bo
         assert out.stdout.split()[0] in ("aho-corasick", "re")
     assert "INFECTED" in out.stdout
     assert "Test.Body.Sig" in out.stdout and "Short.Sig" in out.stdout
+
+
+@pytest.mark.parametrize("machine", ["x86_64", "aarch64"])
+def test_the_hint_to_install_hyperscan(monkeypatch: pytest.MonkeyPatch, machine: str) -> None:
+    """Where Debian has libhyperscan5 (amd64) and it is missing, the administrator is told what to
+    install; on an architecture without it there is nothing to install, so nothing is said."""
+    from runtime.engine import matcher
+
+    monkeypatch.setattr(matcher, "hyperscan", None)
+    hint = matcher.prefilter_hint(machine)
+    if machine == "x86_64":
+        assert hint is not None and "apt-get install libhyperscan5" in hint
+        assert matcher.prefilter_name() in hint
+    else:
+        assert hint is None
+
+
+def test_no_hint_when_hyperscan_is_in_use() -> None:
+    from runtime.engine import matcher
+
+    if matcher.hyperscan is None:
+        pytest.skip("neither the hyperscan wheel nor libhs.so.5 is available here")
+    assert matcher.prefilter_hint("x86_64") is None
+
+
+@pytest.mark.parametrize("with_libhs", [True, False], ids=["libhs", "no-libhs"])
+def test_aveserver_logs_its_prefilter_and_warns_without_hyperscan(tmp_path: Path, with_libhs: bool) -> None:
+    """aveserver's start says which prefilter scans (so a slow start or slow mail can be explained
+    from the log), and warns on amd64 when Debian's libhyperscan5 is missing (dpkg -i or
+    --no-install-recommends: the package only recommends it)."""
+    import platform
+
+    from tests.support.engine import Server
+
+    if with_libhs and not libhs.available():
+        pytest.skip("libhs.so.5 (libhyperscan5) is not installed here")
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(BLOCK)  # this process cannot import the wheel
+    server = Server(tmp_path / "srv")
+    server.bases.mkdir(parents=True)
+    (server.bases / "t.ndb").write_text("Test.Body.Sig:0:*:6b61763474657374{2-8}7369676e\n")
+    repo = str(Path(__file__).parents[2])
+    server.start(env={"PYTHONPATH": f"{tmp_path / 'site'}:{repo}", "KAV_NO_LIBHS": "" if with_libhs else "1",
+                      "KAV_ENGINE_CACHE": str(tmp_path / "cache")})
+    try:
+        log = server.log.read_text()
+    finally:
+        server.stop()
+    loaded = next(line for line in log.splitlines() if "anti-virus database loaded" in line)
+    warned = "install libhyperscan5" in log
+    if with_libhs:
+        assert "; prefilter hyperscan (libhs " in loaded and not warned
+    else:
+        assert loaded.endswith(("; prefilter aho-corasick", "; prefilter re"))
+        assert warned == (platform.machine() in ("x86_64", "amd64"))

@@ -72,11 +72,19 @@ class Server:
         self.conf.write_text("".join(f"[{n}]\n" + "".join(f"{k}={v}\n" for k, v in kv.items()) + "\n"
                                      for n, kv in conf.items()))
 
-    def start(self, wait: bool = True, args: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+    def start(self, wait: bool = True, args: tuple[str, ...] = (),
+              env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """``env``: variables added to (or, with an empty value, removed from) the inherited ones."""
         self.bases.mkdir(parents=True, exist_ok=True)
         if not self.conf.exists():
             self.write_conf()
-        env = dict(os.environ, PYTHONPATH=str(REPO))
+        full = dict(os.environ, PYTHONPATH=str(REPO))
+        for k, v in (env or {}).items():
+            if v:
+                full[k] = v
+            else:
+                full.pop(k, None)
+        env = full
         self.proc = subprocess.Popen([sys.executable, "-m", "runtime.engine.server", "-c", str(self.conf), *args],
                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         if wait:
