@@ -12,7 +12,12 @@ its own network, PID and mount namespaces (tests/distro-matrix, testing.md). Ins
 Contenders (same Postfix, same messages, same signature files):
 
 * ``postfix``: no content filter at all: the ceiling.
-* ``kav daemon/lmtp``: our .deb installed with ``dpkg -i``; its postinst runs ``kavsetup install``
+* ``postfix null filter (after-queue)`` / ``postfix null proxy (before-queue)``: each form's wiring
+  with nothing in the middle (Postfix talks straight to its own reinjection smtpd).  What Postfix
+  itself spends on a filter of that form: no real filter of the form can be faster.
+* ``kav daemon/lmtp``: our .deb installed with ``dpkg -i`` after its Recommends, as ``apt install``
+  brings them by default (libhyperscan5: aveserver's Hyperscan prefilter; ``--no-recommends``
+  measures without them); its postinst runs ``kavsetup install``
   with the installer's defaults (since issue 20 the daemon form: smtpscanner runs as its unit,
   listening on 127.0.0.1:10025; LMTP).
 * ``kav spawn/lmtp``: the same with the answer ``postfix_mode: spawn`` (the guide's form: Postfix
@@ -191,13 +196,82 @@ class NoFilter(Contender):
     name = "postfix (no filter)"
 
 
+class NullAfterQueue(Contender):
+    """FILTER_README's after-queue wiring with nothing in the middle: the content_filter transport
+    delivers straight to the reinjection smtpd.  Postfix's own cost of any after-queue filter (two
+    queue passes, two SMTP hops) with a filter that costs nothing: the best any such form can do."""
+
+    name = "postfix null filter (after-queue)"
+
+    def setup(self, sb: Sandbox) -> None:
+        postconf(sb, "content_filter=null:[127.0.0.1]:10026")
+        master_append(sb, f"null unix - - n - {MAXPROC} smtp\n  -o smtp_send_xforward_command=yes\n" + REINJECT)
+
+
+class NullProxy(Contender):
+    """SMTPD_PROXY_README's before-queue wiring with nothing in the middle: the public smtpd proxies
+    straight to the reinjection smtpd, with the options ``kavsetup``'s proxy form sets.  Postfix's
+    own cost of any before-queue filter with a filter that costs nothing."""
+
+    name = "postfix null proxy (before-queue)"
+
+    def setup(self, sb: Sandbox) -> None:
+        path = sb.path("/etc/postfix/master.cf")
+        lines = path.read_text().splitlines(keepends=True)
+        i = next(n for n, ln in enumerate(lines) if ln.split()[:2] == ["smtp", "inet"])
+        lines[i + 1:i + 1] = ["  -o smtpd_proxy_filter=127.0.0.1:10026\n", "  -o smtpd_proxy_timeout=300s\n",
+                              "  -o smtpd_proxy_options=speed_adjust\n"]
+        # the reinjection smtpd with the default process limit, as kavsetup's proxy form has it
+        path.write_text("".join(lines) + REINJECT.replace(f" {MAXPROC} smtpd", " - smtpd", 1))
+
+
+def _installed(root: Path) -> set[str]:
+    """Package names installed in ``root``, and the virtual names they provide."""
+    out = subprocess.run(["dpkg-query", f"--admindir={root}/var/lib/dpkg", "-W", "-f", "${Package}\t${Provides}\n"],
+                         capture_output=True, text=True, check=True).stdout
+    names: set[str] = set()
+    for line in out.splitlines():
+        pkg, _, provides = line.partition("\t")
+        names.add(pkg)
+        names.update(p.strip().split(" ")[0] for p in provides.split(",") if p.strip())
+    return names
+
+
+def recommended_debs(deb: Path, root: Path) -> tuple[Path, ...]:
+    """The package's Recommends as ``apt install`` brings them by default (APT::Install-Recommends):
+    for each group not already satisfied in the root, its first alternative, fetched on the host with
+    ``apt-get download`` into ~/.cache/kav4ms/debs/ (the file name carries the version: that is the
+    cache key, so a new candidate version is fetched once).  The host must be the roots' release
+    (bookworm), as the distro matrix assumes."""
+    field = subprocess.run(["dpkg-deb", "-f", str(deb), "Recommends"], capture_output=True, text=True,
+                           check=True).stdout
+    have = _installed(root)
+    cache = Path.home() / ".cache" / "kav4ms" / "debs"
+    cache.mkdir(parents=True, exist_ok=True)
+    out: list[Path] = []
+    for group in filter(None, (g.strip() for g in field.split(","))):
+        alts = [a.strip().split(" ")[0] for a in group.split("|")]
+        if any(a in have for a in alts):
+            continue
+        uris = subprocess.run(["apt-get", "download", "--print-uris", alts[0]], capture_output=True, text=True,
+                              check=True).stdout.split()
+        target = cache / uris[1]
+        if not target.exists():
+            subprocess.run(["apt-get", "download", alts[0]], cwd=cache, capture_output=True, check=True)
+        out.append(target)
+    return tuple(out)
+
+
 class Kav(Contender):
     filter_names = ("aveserver", "smtpscanner")
 
-    def __init__(self, work: Path, deb: Path, mode: str, protocol: str = "lmtp", extra: tuple[Path, ...] = ()) -> None:
+    def __init__(self, work: Path, deb: Path, mode: str, protocol: str = "lmtp", extra: tuple[Path, ...] = (),
+                 label: str | None = None) -> None:
         super().__init__(work)
         self.deb, self.mode, self.protocol, self.extra = deb, mode, protocol, extra
-        self.name = f"kav {mode}/{protocol}" + (" +" + "+".join(p.name.split("_")[0] for p in extra) if extra else "")
+        if label is None:
+            label = " +" + "+".join(p.name.split("_")[0] for p in extra) if extra else ""
+        self.name = f"kav {mode}/{protocol}{label}"
 
     def setup(self, sb: Sandbox) -> None:
         answers = sb.path(ANSWERS)
@@ -391,6 +465,9 @@ def main() -> int:
     ap.add_argument("--with-debs", type=Path, action="append", default=[], metavar="DEB",
                     help="also run the default form with these Debian packages installed first (repeatable; "
                          "e.g. python3-uvloop and libuv1 from `apt-get download`)")
+    ap.add_argument("--no-recommends", action="store_true",
+                    help="install the package with its Depends only (`dpkg -i`, `--no-install-recommends`): "
+                         "without libhyperscan5 aveserver scans with the slower Aho-Corasick prefilter")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench.mta needs root (overlay mounts, namespaces), as the distro matrix does")
@@ -409,10 +486,18 @@ def main() -> int:
     (work / "clean.eml").write_bytes(make_message(attach, "report.txt", "clean"))
     (work / "eicar.eml").write_bytes(make_message(EICAR, "eicar.com", "eicar"))
     signatures(work / "bases")
-    contenders: list[Contender] = [NoFilter(work), Kav(work, deb, "daemon"), Kav(work, deb, "spawn"),
-                                   Kav(work, deb, "proxy", "smtp"), ClamSMTP(work)]
+    rec = () if args.no_recommends else recommended_debs(deb, root)
+    label = " (no Recommends)" if args.no_recommends else ""
+    print(f"package: {deb.name}; installed with its Recommends: {', '.join(p.name for p in rec) or 'none'}",
+          flush=True)
+    contenders: list[Contender] = [NoFilter(work), NullAfterQueue(work), NullProxy(work),
+                                   Kav(work, deb, "daemon", extra=rec, label=label),
+                                   Kav(work, deb, "spawn", extra=rec, label=label),
+                                   Kav(work, deb, "proxy", "smtp", extra=rec, label=label), ClamSMTP(work)]
     if args.with_debs:
-        contenders.insert(2, Kav(work, deb, DEFAULT_MODE, extra=tuple(p.resolve() for p in args.with_debs)))
+        at = next(i for i, c in enumerate(contenders) if isinstance(c, Kav)) + 1  # beside the default
+        contenders.insert(at, Kav(work, deb, DEFAULT_MODE, extra=(*rec, *(p.resolve() for p in args.with_debs)),
+                                  label=" +" + "+".join(p.name.split("_")[0] for p in args.with_debs)))
     if shutil.which("amavisd"):
         contenders.append(Amavis(work))
     else:
@@ -457,12 +542,19 @@ def report(results: dict[str, dict[int, Row]], levels: list[int]) -> None:
     if "postfix (no filter)" in best:
         share = kav[top] / best["postfix (no filter)"]
         print(f"share of the no-filter ceiling: {share:.0%} (goal >= 50 %: {'met' if share >= 0.5 else 'missed'})")
-    default = f"kav {DEFAULT_MODE}/lmtp"
+        for null in ("postfix null filter (after-queue)", "postfix null proxy (before-queue)"):
+            if null in best:  # the same wiring with a filter that costs nothing: what any filter can reach
+                print(f"{null}: {best[null] / best['postfix (no filter)']:.0%} of the ceiling")
+    default = next((n for n in kav if n.startswith(f"kav {DEFAULT_MODE}/lmtp") and "+" not in n), "")
     if default in kav:
         rel = kav[default] / kav[top]
         verdict = "met" if rel >= 0.8 else "missed"
-        print(f"default form ({DEFAULT_MODE}/lmtp) vs best: {rel:.0%} (goal >= 80 %: {verdict})")
+        print(f"default form ({default}) vs best: {rel:.0%} (goal >= 80 %: {verdict})")
     if 0 in ceiling:
+        for n in results:
+            if n.startswith("postfix null") and 0 in results[n]:
+                print(f"{n}: p50 added at one session (no load) "
+                      f"{(results[n][0]['p50'] - ceiling[0]['p50']) * 1000:.1f} ms")
         for n in kav:
             if 0 in results[n]:
                 added = (results[n][0]["p50"] - ceiling[0]["p50"]) * 1000
