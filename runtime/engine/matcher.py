@@ -223,7 +223,6 @@ class BodyMatcher:
         if ahocorasick is None:
             self.fallback = [i for i, (target, _a) in enumerate(meta) if target in _RAW_TARGETS]
             return
-        automaton = ahocorasick.Automaton()
         anchored: dict[str, list[int]] = {}
         for i, (target, anchor) in enumerate(meta):
             if target not in _RAW_TARGETS:
@@ -233,11 +232,7 @@ class BodyMatcher:
             else:
                 # latin-1 maps bytes 0-255 one to one onto str, which every pyahocorasick build takes
                 anchored.setdefault(anchor.decode("latin-1"), []).append(i)
-        for key, ids in anchored.items():
-            automaton.add_word(key, tuple(ids))
-        if anchored:
-            automaton.make_automaton()
-            self._automaton = automaton
+        self._automaton = _automaton({key: tuple(ids) for key, ids in anchored.items()})
 
     def _compile(self, ids: list[int]) -> Any:
         db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
@@ -486,13 +481,29 @@ class _Literals:
         return found
 
 
+#: Bytes in roughly falling order of frequency in mail, text and executables.  pyahocorasick
+#: finds a trie node's child by a linear search of its children in the order they were created,
+#: and the scan is back at the root after nearly every byte, where a large signature set gives
+#: up to 256 children: creating the root's children for common bytes first makes most of those
+#: searches end early (the bench's 10 KB message: about 3x faster per byte, same matches).
+_COMMON_FIRST = (b"\x00 etaoinsrhldcumfpgwybvkxjqz\nETAOINSRHLDCUMFPGWYBVKXJQZ0123456789"
+                 b"\xff\r\t/+=.,-_:;<>\"'()@")
+_RANK = {b: i for i, b in enumerate(_COMMON_FIRST)}
+
+
+def _first_byte_rank(word: str) -> int:
+    b = ord(word[0]) if word else 0
+    return _RANK.get(b, len(_COMMON_FIRST) + b)
+
+
 def _automaton(words: dict[str, Any]) -> Any:
-    """Aho-Corasick over ``words`` (each word's value is what ``iter`` reports for it)."""
+    """Aho-Corasick over ``words`` (each word's value is what ``iter`` reports for it), the words
+    added with common first bytes first (see ``_COMMON_FIRST``)."""
     if not words:
         return None
     auto = ahocorasick.Automaton()
-    for key, value in words.items():
-        auto.add_word(key, value)
+    for key in sorted(words, key=_first_byte_rank):
+        auto.add_word(key, words[key])
     auto.make_automaton()
     return auto
 
