@@ -236,21 +236,33 @@ class Connection:
             no = Reply(451, "4.5.0 next hop does not offer SMTPUTF8")
             return {rc.address: no for rc in msg.recipients}
         dsn = "DSN" in self.ext
+        pipelining = "PIPELINING" in self.ext
+        xforward = ""
         if msg.xforward and "XFORWARD" in self.ext:
             allowed = set(self.ext["XFORWARD"].upper().split())
             attrs = [f"{k}={v}" for k, v in msg.xforward.items() if k in allowed]
             if attrs:
-                r = await self.command("XFORWARD " + " ".join(attrs))
-                if not r.ok:
-                    raise ForwardError(f"{self.spec.canonical} refused XFORWARD: {r}")
+                xforward = "XFORWARD " + " ".join(attrs)
+        if xforward and not pipelining:
+            r = await self.command(xforward)
+            if not r.ok:
+                raise ForwardError(f"{self.spec.canonical} refused XFORWARD: {r}")
         params = self._mail_params(msg)
         cmds = [f"MAIL FROM:<{msg.sender}>" + "".join(" " + p for p in params)]
         for rc in msg.recipients:
             extra = "".join(" " + p for p in rc.params if dsn and p.split("=", 1)[0].upper() in ("NOTIFY", "ORCPT"))
             cmds.append(f"RCPT TO:<{rc.address}>{extra}")
-        pipelining = "PIPELINING" in self.ext
         if pipelining:
-            await self.write("".join(c + "\r\n" for c in cmds + ["DATA"]).encode("utf-8", "surrogateescape"))
+            # XFORWARD "may be pipelined when the server supports ESMTP command pipelining"
+            # (Postfix's XFORWARD_README): one round trip for the whole envelope.
+            batch = ([xforward] if xforward else []) + cmds + ["DATA"]
+            await self.write("".join(c + "\r\n" for c in batch).encode("utf-8", "surrogateescape"))
+            if xforward:
+                r = await self.reply()
+                if not r.ok:
+                    # The DATA of this batch may already be open: send() marks the session broken,
+                    # so it is dropped before any final dot and nothing is delivered.
+                    raise ForwardError(f"{self.spec.canonical} refused XFORWARD: {r}")
             replies = [await self.reply() for _ in cmds]
         else:
             replies = []

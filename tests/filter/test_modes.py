@@ -33,12 +33,37 @@ def test_dsn_xforward_8bitmime_passed_unchanged(make_stack) -> None:  # noqa: AN
     assert "BODY=8BITMIME" in copy.mail_options
     assert copy.rcpt_options == ["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;Bob@Example.com"]
     assert st.sink.xforward == ["NAME=client.example.org ADDR=192.0.2.7 HELO=[client]"]
+    assert st.sink.xforward_batched == [True]  # pipelined with MAIL/RCPT/DATA: one round trip
     # without EHLOsupportDSN the extension is neither offered nor accepted
     st2 = make_stack({"default": {}})
     with smtplib.SMTP("127.0.0.1", st2.port) as c:
         c.ehlo()
         assert not c.has_extn("dsn") and not c.has_extn("xforward") and not c.has_extn("8bitmime")
         assert c.docmd("MAIL FROM:<a@example.com> ENVID=x")[0] == 555
+
+
+def test_a_next_hop_refusing_xforward_gets_nothing_and_the_client_keeps_the_mail(make_stack) -> None:  # noqa: ANN001
+    """XFORWARD goes out in one pipelined batch with MAIL, RCPT and DATA.  When the next hop refuses
+    it, the DATA it may already have opened is abandoned (the session is dropped before any final
+    dot): nothing is delivered and the client gets a 4xx, as before the batching."""
+    st = make_stack({"default": {}}, general={"EHLOsupportXFORWARD": True, "EHLOattrsXFORWARD": "NAME ADDR"})
+    st.sink.mode = "refuse_xforward"
+
+    def send() -> tuple[int, bytes]:
+        with smtplib.SMTP("127.0.0.1", st.port) as c:
+            c.ehlo("mta.example.com")
+            assert c.docmd("XFORWARD", "NAME=client.example.org ADDR=192.0.2.7")[0] == 250
+            c.mail("alice@example.com")
+            c.rcpt(BOB)
+            return c.data(mail("xforward refused"))
+
+    code, _ = send()
+    assert 400 <= code < 500
+    assert st.sink.xforward == ["NAME=client.example.org ADDR=192.0.2.7"]
+    assert st.sink.got == []
+    st.sink.mode = "ok"
+    assert send()[0] == 250
+    assert len(st.sink.deliveries()) == 1
 
 
 def _spawn(st, stdin, stdout) -> subprocess.Popen[bytes]:  # noqa: ANN001

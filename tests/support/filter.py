@@ -125,12 +125,17 @@ class _SinkSMTP(AioSMTP):
 
     async def smtp_XFORWARD(self, arg):  # noqa: ANN001, ANN201
         self.event_handler.xforward.append(arg)
+        # whether the envelope came in the same batch (the MAIL command already waiting behind it)
+        self.event_handler.xforward_batched.append(b"MAIL FROM:" in bytes(self._reader._buffer))  # noqa: SLF001
+        if self.event_handler.mode == "refuse_xforward":
+            await self.push("550 5.7.1 XFORWARD not authorized")
+            return
         await self.push("250 OK")
 
 
 @dataclass
 class Sink:
-    """mode: ok | tempfail_rcpt | permfail_rcpt | drop_after_data | stall | tempfail_data;
+    """mode: ok | tempfail_rcpt | permfail_rcpt | drop_after_data | stall | tempfail_data | refuse_xforward;
     ``delay``: seconds each DATA waits before its answer (a message held in flight)."""
 
     port: int = 0
@@ -141,6 +146,7 @@ class Sink:
     receiving: int = 0  # DATA commands being answered right now
     got: list[Got] = field(default_factory=list)
     xforward: list[str] = field(default_factory=list)
+    xforward_batched: list[bool] = field(default_factory=list)
     controller: Controller | None = None
 
     async def rcpt(self, addr: str) -> str:
