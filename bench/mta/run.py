@@ -74,6 +74,7 @@ CONF = "/etc/kav/5.5/kav4mailservers/kav4mailservers.conf"
 #: The installer's Postfix form (answered by nobody): what a Debian admin gets from ``dpkg -i``.
 DEFAULT_MODE = IntegrationSettings().postfix_mode
 ANSWERS = "/etc/kav/5.5/setup.yaml"
+SUITE = "bookworm"  # the matrix root every contender runs in
 MAXPROC = 10  # every contender's transport gets the same process limit (kavsetup's default maxproc)
 
 
@@ -237,28 +238,20 @@ def _installed(root: Path) -> set[str]:
     return names
 
 
-def recommended_debs(deb: Path, root: Path) -> tuple[Path, ...]:
+def recommended_debs(deb: Path, root: Path, suite: str) -> tuple[Path, ...]:
     """The package's Recommends as ``apt install`` brings them by default (APT::Install-Recommends):
-    for each group not already satisfied in the root, its first alternative, fetched on the host with
-    ``apt-get download`` into ~/.cache/kav4ms/debs/ (the file name carries the version: that is the
-    cache key, so a new candidate version is fetched once).  The host must be the roots' release
-    (bookworm), as the distro matrix assumes."""
+    for each group not already satisfied in the root, its first alternative, from the project's
+    cache of Debian packages (tests/support/debian_pkgs.py: fetched once per version)."""
+    from tests.support.debian_pkgs import deb_file
+
     field = subprocess.run(["dpkg-deb", "-f", str(deb), "Recommends"], capture_output=True, text=True,
                            check=True).stdout
     have = _installed(root)
-    cache = Path.home() / ".cache" / "kav4ms" / "debs"
-    cache.mkdir(parents=True, exist_ok=True)
     out: list[Path] = []
     for group in filter(None, (g.strip() for g in field.split(","))):
         alts = [a.strip().split(" ")[0] for a in group.split("|")]
-        if any(a in have for a in alts):
-            continue
-        uris = subprocess.run(["apt-get", "download", "--print-uris", alts[0]], capture_output=True, text=True,
-                              check=True).stdout.split()
-        target = cache / uris[1]
-        if not target.exists():
-            subprocess.run(["apt-get", "download", alts[0]], cwd=cache, capture_output=True, check=True)
-        out.append(target)
+        if not any(a in have for a in alts):
+            out.append(deb_file(alts[0], suite))
     return tuple(out)
 
 
@@ -266,11 +259,9 @@ class Kav(Contender):
     filter_names = ("aveserver", "smtpscanner")
 
     def __init__(self, work: Path, deb: Path, mode: str, protocol: str = "lmtp", extra: tuple[Path, ...] = (),
-                 label: str | None = None) -> None:
+                 label: str = "") -> None:
         super().__init__(work)
         self.deb, self.mode, self.protocol, self.extra = deb, mode, protocol, extra
-        if label is None:
-            label = " +" + "+".join(p.name.split("_")[0] for p in extra) if extra else ""
         self.name = f"kav {mode}/{protocol}{label}"
 
     def setup(self, sb: Sandbox) -> None:
@@ -282,10 +273,12 @@ class Kav(Contender):
         if self.protocol != "lmtp":
             text += f"protocol: {self.protocol}\n"
         answers.write_text(text)
-        if self.extra:  # Debian packages the admin added (e.g. python3-uvloop + libuv1), installed first
-            for p in self.extra:
-                shutil.copyfile(p, sb.path(f"/tmp/{p.name}"))
-            sb.run(["dpkg", "-i", *(f"/tmp/{p.name}" for p in self.extra)], timeout=600).check()
+        if self.extra:  # the Recommends, and packages the admin added (e.g. python3-uvloop), installed first
+            # numbered copies: the package cache names every file package.deb (tests/support/debian_pkgs.py)
+            copies = [f"/tmp/extra{i}.deb" for i in range(len(self.extra))]
+            for src, dst in zip(self.extra, copies, strict=True):
+                shutil.copyfile(src, sb.path(dst))
+            sb.run(["dpkg", "-i", *copies], timeout=600).check()
         shutil.copyfile(self.deb, sb.path("/tmp/kav.deb"))
         sb.run(["dpkg", "-i", "/tmp/kav.deb"], timeout=600).check()
         conf = sb.path(CONF).read_text()
@@ -476,7 +469,7 @@ def main() -> int:
     if deb is None:
         raise SystemExit("no package: run `make deb` first")
     levels = [int(x) for x in args.levels.split(",")]
-    root, _ = ensure_root(RootSpec("bookworm", FLAVOURS["postfix"]))
+    root, _ = ensure_root(RootSpec(SUITE, FLAVOURS["postfix"]))
     work = Path(tempfile.mkdtemp(prefix="bench-mta."))
     os.chmod(work, 0o755)  # noqa: S103 - amavis and clamd read from here
     import random
@@ -486,9 +479,9 @@ def main() -> int:
     (work / "clean.eml").write_bytes(make_message(attach, "report.txt", "clean"))
     (work / "eicar.eml").write_bytes(make_message(EICAR, "eicar.com", "eicar"))
     signatures(work / "bases")
-    rec = () if args.no_recommends else recommended_debs(deb, root)
+    rec = () if args.no_recommends else recommended_debs(deb, root, SUITE)
     label = " (no Recommends)" if args.no_recommends else ""
-    print(f"package: {deb.name}; installed with its Recommends: {', '.join(p.name for p in rec) or 'none'}",
+    print(f"package: {deb.name}; installed with its Recommends: {', '.join(p.parent.name for p in rec) or 'none'}",
           flush=True)
     contenders: list[Contender] = [NoFilter(work), NullAfterQueue(work), NullProxy(work),
                                    Kav(work, deb, "daemon", extra=rec, label=label),
