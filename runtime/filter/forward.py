@@ -167,10 +167,7 @@ class Connection:
         assert self.writer is not None
         try:
             self.writer.write(data)
-            if self.writer.transport.get_write_buffer_size():  # the peer is slow to read: bounded wait
-                async with asyncio.timeout(self.timeout):
-                    await self.writer.drain()
-            else:  # all sent: drain() only reports a connection already lost, without waiting
+            async with asyncio.timeout(self.timeout):
                 await self.writer.drain()
         except (OSError, TimeoutError, RuntimeError) as exc:
             self.broken = True
@@ -226,6 +223,10 @@ class Connection:
             self.broken = True  # cancelled or failed mid-transaction: never reuse this session
             raise
 
+    def _xforward_accepted(self, r: Reply) -> None:
+        if not r.ok:
+            raise ForwardError(f"{self.spec.canonical} refused XFORWARD: {r}")
+
     async def _send(self, msg: Outgoing) -> dict[str, Reply]:
         """One transaction.  Returns the reply for each recipient; raises ForwardError when the
         outcome is unknown (the caller must then answer 4xx for every recipient)."""
@@ -244,9 +245,7 @@ class Connection:
             if attrs:
                 xforward = "XFORWARD " + " ".join(attrs)
         if xforward and not pipelining:
-            r = await self.command(xforward)
-            if not r.ok:
-                raise ForwardError(f"{self.spec.canonical} refused XFORWARD: {r}")
+            self._xforward_accepted(await self.command(xforward))
         params = self._mail_params(msg)
         cmds = [f"MAIL FROM:<{msg.sender}>" + "".join(" " + p for p in params)]
         for rc in msg.recipients:
@@ -258,11 +257,9 @@ class Connection:
             batch = ([xforward] if xforward else []) + cmds + ["DATA"]
             await self.write("".join(c + "\r\n" for c in batch).encode("utf-8", "surrogateescape"))
             if xforward:
-                r = await self.reply()
-                if not r.ok:
-                    # The DATA of this batch may already be open: send() marks the session broken,
-                    # so it is dropped before any final dot and nothing is delivered.
-                    raise ForwardError(f"{self.spec.canonical} refused XFORWARD: {r}")
+                # Refused, the DATA of this batch may already be open: send() marks the session
+                # broken, so it is dropped before any final dot and nothing is delivered.
+                self._xforward_accepted(await self.reply())
             replies = [await self.reply() for _ in cmds]
         else:
             replies = []
