@@ -63,7 +63,10 @@ class MtaControl:
 CONTROLS: dict[str, MtaControl] = {
     "postfix": MtaControl(
         kind="postfix",
-        prepare="",
+        # No Postfix runs in the sandbox before it starts, so a mailbox dotlock found then is stale:
+        # left by a local(8) that `postfix stop` killed mid-delivery on a loaded machine.  Postfix
+        # itself breaks one only after stale_lock_time (500 s), far past a scenario's patience.
+        prepare="rm -f /var/mail/*.lock",
         start=("postfix", "start-fg"),
         stop_cmd=("postfix", "stop"),
         queue_cmd=("postqueue", "-p"),
