@@ -84,9 +84,8 @@ class Server:
                 full[k] = v
             else:
                 full.pop(k, None)
-        env = full
         self.proc = subprocess.Popen([sys.executable, "-m", "runtime.engine.server", "-c", str(self.conf), *args],
-                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                     env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         if wait:
             marker = f"aveserver started, pid {self.proc.pid},"
             wait_for(lambda: (self.log.exists() and marker in self.log.read_text()) or self.proc.poll() is not None,
