@@ -7,6 +7,7 @@ import json
 import os
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,29 @@ def test_database_version_follows_every_change_without_reading_the_files(tmp_pat
     assert v4 != v3  # a file added
     (bases / "sub").mkdir()
     assert database_version(str(bases)) == v4  # directories are not database files
+
+
+def test_the_benchs_engine_floor_scans_what_kavscanner_scans(kit, tmp_path: Path) -> None:
+    """bench.scanner's "engine alone" rows (bench/scanner/floor.py) are the bound the issue 14 goals
+    are judged against: they must scan the same files with the same verdicts as kavscanner, or the
+    bound is of something else."""
+    import subprocess
+    import sys
+
+    from tests.support.scanner import REPO
+
+    tree = build_tree(tmp_path / "t")
+    conf = kit.config()
+    doc = json.loads(kit.scan("--json", "--no-ichecker", "--in-process", str(tree.root)).stdout)
+    regular = sorted(str(p) for p in tree.root.rglob("*") if p.is_file() and not p.is_symlink())
+    listing = tmp_path / "all.lst"
+    listing.write_text("".join(p + "\n" for p in regular if "\n" not in p))
+    r = subprocess.run([sys.executable, "-m", "bench.scanner.floor", str(conf), str(listing)], cwd=REPO,
+                       env=kit.env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.splitlines()[-1])
+    listed = [p for p in regular if "\n" not in p]
+    expected = Counter(o["status"] for o in doc["objects"] if o["path"] in listed)
+    expected["CLEAN"] = len(listed) - sum(expected.values())
+    assert out["files"] == len(listed) and out["statuses"] == dict(+expected), (out, expected)
+    assert len(expected) >= 4, expected  # infected, corrupted, protected ... not only clean files
